@@ -1,0 +1,103 @@
+"""Segment insights: run the one insights query, derive the ratios, shape the result."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from audience.compile.conditions import CompileContext
+from audience.compile.insights import breakdown_query, insights_query
+from audience.definitions.segment import Segment
+from audience.engines.base import Engine
+
+
+@dataclass(frozen=True)
+class BreakdownRow:
+    """One value of the breakdown attribute among the members."""
+
+    value: Any
+    customers: int
+    revenue_1y: float
+
+
+@dataclass(frozen=True)
+class Insights:
+    """The figures of SPEC §2 for one segment at one moment (`to_json` gives the public keys)."""
+
+    segment: str
+    customers: int
+    customers_share: float
+    active_customers: int
+    revenue_1y: float
+    revenue_1y_share: float
+    reachable_email: int
+    reachable_sms: int
+    reachable_mail: int
+    revenue_per_customer: float
+    orders_per_customer: float
+    average_order_value: float
+    computed_at: str
+    breakdown_by: str | None = None
+    breakdown: list[BreakdownRow] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The public JSON shape (keys of the foundation issue; `breakdown` only when asked)."""
+        data = asdict(self)
+        if self.breakdown_by is None:
+            data.pop("breakdown_by")
+            data.pop("breakdown")
+        return data
+
+    def figures(self) -> dict[str, Any]:
+        """What the insight history keeps of a refresh."""
+        return {k: v for k, v in self.to_json().items() if k not in {"breakdown", "breakdown_by"}}
+
+
+def compute_insights(
+    engine: Engine, segment: Segment, ctx: CompileContext, *, by: str | None = None
+) -> Insights:
+    """All figures of a segment in one query (two with a breakdown)."""
+    breakdown_sql = breakdown_query(segment, by, ctx) if by is not None else None
+    row = engine.rows(insights_query(segment, ctx))[0]
+    all_customers = int(row["all_customers"] or 0)
+    customers = int(row["customers"] or 0)
+    revenue = _money(row["revenue_1y"])
+    all_revenue = _money(row["all_revenue_1y"])
+    orders = int(row["orders_1y"] or 0)
+    breakdown = [
+        BreakdownRow(
+            value=r["value"], customers=int(r["customers"]), revenue_1y=_money(r["revenue_1y"])
+        )
+        for r in (engine.rows(breakdown_sql) if breakdown_sql is not None else [])
+    ]
+    return Insights(
+        segment=segment.name,
+        customers=customers,
+        customers_share=_ratio(customers, all_customers, 4),
+        active_customers=int(row["active_customers"] or 0),
+        revenue_1y=revenue,
+        revenue_1y_share=_ratio(revenue, all_revenue, 4),
+        reachable_email=int(row["reachable_email"] or 0),
+        reachable_sms=int(row["reachable_sms"] or 0),
+        reachable_mail=int(row["reachable_mail"] or 0),
+        revenue_per_customer=_ratio(revenue, customers, 2),
+        orders_per_customer=_ratio(orders, customers, 3),
+        average_order_value=_ratio(revenue, orders, 2),
+        computed_at=_iso(ctx.now),
+        breakdown_by=by,
+        breakdown=breakdown,
+    )
+
+
+def _money(value: Decimal | float | int | None) -> float:
+    return round(float(value or 0), 2)
+
+
+def _ratio(numerator: float, denominator: float, digits: int) -> float:
+    return round(numerator / denominator, digits) if denominator else 0.0
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")

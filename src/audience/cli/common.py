@@ -1,0 +1,84 @@
+"""What every command shares: the workspace option, output helpers, the error boundary."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer._click.core import Context  # Typer vendors Click; its groups take this Context
+from typer.core import TyperGroup
+
+from audience.errors import AudienceError
+from audience.workspace import Workspace
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+WorkspaceOption = Annotated[
+    Path,
+    typer.Option(
+        "--workspace",
+        "-w",
+        envvar="AUDIENCE_WORKSPACE",
+        help="Workspace folder (default: $AUDIENCE_WORKSPACE, then the current folder).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+NowOption = Annotated[
+    datetime | None,
+    typer.Option(
+        "--now",
+        help="Evaluate as if it were this moment (ISO 8601; UTC when no offset is given).",
+        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S"],
+    ),
+]
+
+
+class AudienceGroup(TyperGroup):
+    """Turns every AudienceError into one red line and exit code 1; usage errors keep code 2."""
+
+    def invoke(self, ctx: Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except AudienceError as exc:
+            fail(str(exc))
+        except Exception as exc:  # a bug: still one line, the traceback on request
+            if os.environ.get("AUDIENCE_DEBUG"):
+                raise
+            fail(f"internal error ({type(exc).__name__}): {exc}; set AUDIENCE_DEBUG=1 for details")
+
+
+def fail(message: str) -> None:
+    """Print one red line and exit with code 1."""
+    err.print(f"[red]error:[/red] {escape(' '.join(message.split()))}", soft_wrap=True)
+    raise typer.Exit(1)
+
+
+@contextmanager
+def open_workspace(directory: Path) -> Iterator[Workspace]:
+    """The workspace in `directory`, closed afterwards."""
+    with Workspace.open(directory) as workspace:
+        yield workspace
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """`--now` without an offset is UTC."""
+    if moment is None:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def print_json(data: Any) -> None:
+    """JSON on stdout, nothing else."""
+    typer.echo(json.dumps(data, indent=2, default=str))

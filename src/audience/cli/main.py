@@ -1,0 +1,110 @@
+"""The `audience` command: thin commands that call Workspace and print through Rich."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from audience.cli import segments
+from audience.cli.common import (
+    AudienceGroup,
+    JsonOption,
+    WorkspaceOption,
+    open_workspace,
+    out,
+    print_json,
+)
+from audience.cli.render import changes_table, insights_table
+from audience.demo.samples import SAMPLE_DEFINITIONS, SAMPLE_SEGMENTS
+from audience.workspace import init_workspace
+
+app = typer.Typer(
+    cls=AudienceGroup,
+    help="Audience: segments, campaigns and deliveries from your customer 360.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(segments.app, name="segment")
+HERE = Path(".")
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder of the new workspace.")],
+    engine: Annotated[
+        str, typer.Option("--engine", help="Where customer data lives: duckdb or postgres.")
+    ] = "duckdb",
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", help="PostgreSQL URL (engine and metadata store)."),
+    ] = None,
+) -> None:
+    """Create a workspace: a folder with audience.toml."""
+    if engine not in {"duckdb", "postgres"}:
+        raise typer.BadParameter("must be duckdb or postgres", param_hint="--engine")
+    path = init_workspace(directory, engine, database_url)
+    out.print(f"Created {path}")
+
+
+@app.command()
+def demo(
+    profiles: Annotated[
+        int, typer.Option("--profiles", min=1, help="How many customers.")
+    ] = 10_000,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same data.")] = 42,
+    workspace: WorkspaceOption = HERE,
+    as_json: JsonOption = False,
+) -> None:
+    """Fill the workspace's engine with a sample customer 360 and show sample segments."""
+    with open_workspace(workspace) as ws:
+        with out.status(f"Generating {profiles:,} sample customers…"):
+            ws.load_sample(profiles=profiles, seed=seed)
+        ws.apply([SAMPLE_DEFINITIONS])
+        results = [ws.segment_insights(name) for name in SAMPLE_SEGMENTS]
+    if as_json:
+        print_json({"profiles": profiles, "seed": seed, "segments": [r.to_json() for r in results]})
+        return
+    for result in results:
+        out.print(insights_table(result))
+
+
+@app.command()
+def apply(
+    files: Annotated[
+        list[Path],
+        typer.Option("--file", "-f", help="A YAML file or a folder of them; repeat for more."),
+    ],
+    workspace: WorkspaceOption = HERE,
+    as_json: JsonOption = False,
+) -> None:
+    """Validate every document, then save them all as new versions — or nothing at all."""
+    with open_workspace(workspace) as ws:
+        changes = ws.apply(files)
+    if as_json:
+        print_json([vars(change) for change in changes])
+    else:
+        out.print(changes_table(changes))
+
+
+@app.command()
+def export(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+    workspace: WorkspaceOption = HERE,
+) -> None:
+    """Write every current definition as YAML that `apply` accepts unchanged."""
+    with open_workspace(workspace) as ws:
+        text = ws.export()
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    """Entry point of the `audience` script."""
+    app()

@@ -1,0 +1,114 @@
+"""`audience segment …`: list, insights, history, preview, compiled SQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from audience.cli.common import (
+    AudienceGroup,
+    JsonOption,
+    NowOption,
+    WorkspaceOption,
+    as_utc,
+    open_workspace,
+    out,
+    print_json,
+)
+from audience.cli.render import arrow_table, breakdown_table, insights_table, summary_table
+
+app = typer.Typer(cls=AudienceGroup, help="Segments: insights, history, preview, SQL.")
+NameArgument = Annotated[str, typer.Argument(help="The segment's name.", show_default=False)]
+HERE = Path(".")
+
+
+@app.command("list")
+def list_segments(workspace: WorkspaceOption = HERE, as_json: JsonOption = False) -> None:
+    """List the segments of the workspace with their current version."""
+    with open_workspace(workspace) as ws:
+        rows = [
+            {"name": s.name, "version": s.version, "applied_at": s.applied_at.isoformat()}
+            for s in ws.store.definitions("segment")
+        ]
+    if as_json:
+        print_json(rows)
+    else:
+        out.print(summary_table("Segments", rows, ["name", "version", "applied_at"]))
+
+
+@app.command()
+def insights(
+    name: NameArgument,
+    by: Annotated[
+        str | None, typer.Option("--by", help="Also break the audience down by this attribute.")
+    ] = None,
+    workspace: WorkspaceOption = HERE,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+) -> None:
+    """Compute a segment's insights now (and record them in its history)."""
+    with open_workspace(workspace) as ws:
+        result = ws.segment_insights(name, by=by, now=as_utc(now))
+    if as_json:
+        print_json(result.to_json())
+        return
+    out.print(insights_table(result))
+    if result.breakdown_by is not None:
+        out.print(breakdown_table(result))
+
+
+@app.command()
+def history(
+    name: NameArgument, workspace: WorkspaceOption = HERE, as_json: JsonOption = False
+) -> None:
+    """Every recorded insights refresh of a segment, oldest first."""
+    with open_workspace(workspace) as ws:
+        rows = ws.segment_history(name)
+    if as_json:
+        print_json(rows)
+        return
+    columns = [
+        "computed_at",
+        "version",
+        "customers",
+        "customers_share",
+        "revenue_1y",
+        "reachable_email",
+    ]
+    out.print(summary_table(f"History — {name}", rows, columns))
+
+
+@app.command()
+def preview(
+    name: NameArgument,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="How many rows.")] = 10,
+    workspace: WorkspaceOption = HERE,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+) -> None:
+    """Show the first members of a segment with their profile columns."""
+    with open_workspace(workspace) as ws:
+        table = ws.segment_preview(name, limit=limit, now=as_utc(now))
+    if as_json:
+        print_json(table.to_pylist())
+    else:
+        out.print(arrow_table(f"Preview — {name}", table))
+
+
+@app.command()
+def sql(
+    name: NameArgument,
+    dialect: Annotated[
+        str | None,
+        typer.Option("--dialect", help="duckdb, postgres or spark (default: the engine's)."),
+    ] = None,
+    workspace: WorkspaceOption = HERE,
+    now: NowOption = None,
+) -> None:
+    """Print the SQL a segment compiles to."""
+    if dialect is not None and dialect not in {"duckdb", "postgres", "spark"}:
+        raise typer.BadParameter("must be duckdb, postgres or spark", param_hint="--dialect")
+    with open_workspace(workspace) as ws:
+        typer.echo(ws.segment_sql(name, dialect, now=as_utc(now)))

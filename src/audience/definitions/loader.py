@@ -1,0 +1,205 @@
+"""YAML documents → definition models, with every error pointing at `file:line` and the field.
+
+Parsing keeps the position of every key and list item, so a problem found later (by the compiler,
+against the engine's columns) can still be reported at the line the user wrote it on.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
+
+from audience.definitions.conditions import TAGS
+from audience.definitions.kinds import KINDS, Definition
+from audience.errors import DefinitionError, InvalidYAML, MissingKind, NestingTooDeep
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class LoadedDocument:
+    """A validated definition and where it came from."""
+
+    definition: Definition
+    origin: str
+    line: int
+    lines: Mapping[Path_, int] = field(default_factory=dict)
+
+    def locate(self, field_path: str | None) -> str:
+        """`file:line` of the deepest part of `field_path` ("where.all.0.attribute") known."""
+        return f"{self.origin}:{line_of(self.lines, _split(field_path), self.line)}"
+
+    def relocate(self, error: DefinitionError) -> DefinitionError:
+        """Fill in this document's `file:line` for an error found after loading."""
+        return error.located(where=self.locate(error.field))
+
+
+def load_paths(paths: Iterable[Path]) -> list[LoadedDocument]:
+    """Every document in the files (and `*.yaml`/`*.yml` under folders) given, in order."""
+    documents: list[LoadedDocument] = []
+    for path in paths:
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix in {".yaml", ".yml"})
+        elif path.is_file():
+            files = [path]
+        else:
+            raise DefinitionError(f"{path}: no such file or folder")
+        for file in files:
+            documents.extend(load_text(file.read_text(encoding="utf-8"), str(file)))
+    return documents
+
+
+def load_text(text: str, origin: str = "<input>") -> list[LoadedDocument]:
+    """Parse and validate every document of a (multi-document) YAML text."""
+    yaml = YAML(typ="rt")
+    try:
+        positioned = [
+            (_start_line(raw), *_plain_with_lines(raw))
+            for raw in yaml.load_all(text)
+            if raw is not None
+        ]
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{origin}:{mark.line + 1}" if mark is not None else origin
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InvalidYAML(f"not valid YAML: {problem}", where=where) from None
+    except RecursionError:
+        raise NestingTooDeep("document nested too deeply to read", where=origin) from None
+    return [_validate(data, lines, origin, line) for line, data, lines in positioned]
+
+
+def validate_data(data: Any, origin: str = "<api>") -> LoadedDocument:
+    """Validate one document given as plain data (the API's JSON)."""
+    return _validate(data, {}, origin, 1)
+
+
+def _validate(data: Any, lines: dict[Path_, int], origin: str, line: int) -> LoadedDocument:
+    where = f"{origin}:{line}"
+    if not isinstance(data, dict):
+        raise DefinitionError("a document must be a mapping with a `kind`", where=where)
+    kind = data.get("kind")
+    if kind is None:
+        raise MissingKind(
+            f"document has no `kind` (one of: {', '.join(sorted(KINDS))})", where=where
+        )
+    model = KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise MissingKind(
+            f"unknown kind {kind!r} (one of: {', '.join(sorted(KINDS))})",
+            where=f"{origin}:{line_of(lines, ('kind',), line)}",
+            field="kind",
+        )
+    try:
+        definition = model.model_validate(data)
+    except ValidationError as exc:
+        raise _definition_error(exc, lines, origin, line) from None
+    except DefinitionError as exc:
+        raise exc.located(where=f"{origin}:{line_of(lines, _split(exc.field), line)}") from None
+    return LoadedDocument(definition, origin, line, lines)
+
+
+def _definition_error(
+    exc: ValidationError, lines: Mapping[Path_, int], origin: str, line: int
+) -> DefinitionError:
+    first = exc.errors()[0]
+    loc = _drop_tags(first["loc"])
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, DefinitionError):
+        field_path = cause.field or _join(loc)
+        return cause.located(
+            where=f"{origin}:{line_of(lines, _split(field_path), line)}", field=field_path
+        )
+    message = first["msg"].removeprefix("Value error, ")
+    return DefinitionError(
+        message, where=f"{origin}:{line_of(lines, loc, line)}", field=_join(loc) or None
+    )
+
+
+_CONDITION_FIELDS = frozenset({"where", "exclude", "not"})
+
+
+def _drop_tags(loc: Iterable[str | int]) -> Path_:
+    """pydantic puts the union tag into error locations where a condition starts; drop it."""
+    kept: list[str | int] = []
+    previous: str | int | None = None
+    for part in loc:
+        starts_condition = isinstance(previous, int) or previous in _CONDITION_FIELDS
+        if isinstance(part, str) and part in TAGS and starts_condition:
+            previous = None  # the next part is the condition's own field, never a tag
+            continue
+        kept.append(part)
+        previous = part
+    return tuple(kept)
+
+
+def line_of(lines: Mapping[Path_, int], path: Path_, default: int) -> int:
+    """The line of the deepest prefix of `path` that has a known position."""
+    for end in range(len(path), 0, -1):
+        found = lines.get(path[:end])
+        if found is not None:
+            return found
+    return default
+
+
+def _split(field_path: str | None) -> Path_:
+    if not field_path:
+        return ()
+    return tuple(int(p) if p.isdigit() else p for p in field_path.split("."))
+
+
+def _join(path: Path_) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def _start_line(raw: Any) -> int:
+    lc = getattr(raw, "lc", None)
+    return int(lc.line) + 1 if lc is not None and lc.line is not None else 1
+
+
+def _plain_with_lines(raw: Any) -> tuple[Any, dict[Path_, int]]:
+    lines: dict[Path_, int] = {}
+    return _plain(raw, (), lines), lines
+
+
+def _plain(node: Any, path: Path_, lines: dict[Path_, int]) -> Any:
+    if isinstance(node, CommentedMap):
+        result: dict[Any, Any] = {}
+        for key, value in node.items():
+            position = node.lc.key(key)
+            if position is not None:
+                lines[(*path, str(key))] = position[0] + 1
+            result[str(key) if not isinstance(key, str) else key] = _plain(
+                value, (*path, str(key)), lines
+            )
+        return result
+    if isinstance(node, CommentedSeq):
+        items = []
+        for index, value in enumerate(node):
+            position = node.lc.item(index)
+            if position is not None:
+                lines[(*path, index)] = position[0] + 1
+            items.append(_plain(value, (*path, index), lines))
+        return items
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+def dump_documents(definitions: Iterable[Definition]) -> str:
+    """YAML text of the definitions, in a form `load_text` accepts unchanged."""
+    yaml = YAML(typ="rt")
+    buffer = io.StringIO()
+    documents = [
+        {"kind": d.kind, **d.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
+        for d in definitions
+    ]
+    yaml.dump_all(documents, buffer)
+    return buffer.getvalue()

@@ -1,0 +1,19 @@
+"""Rules every definition name follows: names appear in files, URLs and logs."""
+
+from __future__ import annotations
+
+import unicodedata
+
+MAX_NAME_LENGTH = 200
+
+
+def check_name(name: str) -> str:
+    """Return `name` stripped, or raise ValueError if it is empty, too long or has control chars."""
+    name = name.strip()
+    if not name:
+        raise ValueError("name must not be empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"name is longer than {MAX_NAME_LENGTH} characters")
+    if any(unicodedata.category(ch).startswith("C") for ch in name):
+        raise ValueError("name must not contain control characters")
+    return name

@@ -1,0 +1,15 @@
+"""The sample definitions `audience demo` applies (the YAML sits beside this module)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SAMPLE_DEFINITIONS = Path(__file__).parent / "definitions.yaml"
+SAMPLE_SEGMENTS = (
+    "High value, recently active",
+    "Recent complainers",
+    "Valuable or complaining",
+    "Lapsed customers",
+    "Reachable loyalists",
+)
+"""Segments whose insights the demo prints, in this order."""

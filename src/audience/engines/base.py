@@ -1,0 +1,53 @@
+"""The Engine protocol: where customer data lives and how Audience talks to it.
+
+Engines run SQL that `compile/` built as sqlglot expressions, rendered in their own dialect.
+Differences between engines are declared as class attributes, not scattered `if`s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar, Protocol
+
+import pyarrow as pa
+from sqlglot import exp
+
+from audience.compile.catalog import Catalog
+
+
+class Engine(Protocol):
+    """One database holding the customer 360, its events, and Audience's per-customer state."""
+
+    dialect: ClassVar[str]
+
+    def catalog(self) -> Catalog:
+        """Tables → columns → kinds, read from the engine."""
+        ...
+
+    def rows(self, query: exp.Expr) -> list[dict[str, Any]]:
+        """All rows of a small result (insights, previews) as dictionaries."""
+        ...
+
+    def stream(self, query: exp.Expr, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+        """The result as Arrow record batches, never the whole of it in memory."""
+        ...
+
+    def execute(self, statement: exp.Expr) -> None:
+        """Run a statement that returns nothing (ledger writes, DDL)."""
+        ...
+
+    def replace_table(
+        self, name: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
+    ) -> None:
+        """Create or replace `name` holding the batches (sample data, copies between engines)."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...
+
+
+def driver_message(exc: BaseException) -> str:
+    """The first line of a database driver's error: what the user needs, without the noise."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

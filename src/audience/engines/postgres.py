@@ -1,0 +1,127 @@
+"""PostgreSQL: for brands whose customer data already lives in Postgres."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar
+
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+from psycopg import sql
+from sqlglot import exp
+
+from audience.compile.catalog import Catalog, ColumnKind, column_kind
+from audience.engines.base import driver_message
+from audience.errors import EngineError
+
+_ARROW_TO_POSTGRES: tuple[tuple[str, str], ...] = (
+    ("bool", "boolean"),
+    ("int8", "smallint"),
+    ("int16", "smallint"),
+    ("int32", "integer"),
+    ("int64", "bigint"),
+    ("double", "double precision"),
+    ("float", "real"),
+    ("date32", "date"),
+    ("timestamp", "timestamp"),
+    ("string", "text"),
+    ("large_string", "text"),
+)
+
+
+class PostgresEngine:
+    """Customer data in a PostgreSQL schema; Audience's own tables go beside it."""
+
+    dialect: ClassVar[str] = "postgres"
+
+    def __init__(self, url: str, schema: str = "public") -> None:
+        self.schema = schema
+        try:
+            self.connection = psycopg.connect(url, autocommit=True)
+            self.connection.execute(
+                sql.SQL("create schema if not exists {}").format(sql.Identifier(schema))
+            )
+            self.connection.execute(sql.SQL("set search_path to {}").format(sql.Identifier(schema)))
+        except psycopg.Error as exc:
+            raise EngineError(f"cannot connect to PostgreSQL: {driver_message(exc)}") from None
+
+    def catalog(self) -> Catalog:
+        """Tables and views of the schema with their columns, in column order."""
+        found = self.connection.execute(
+            "select table_name, column_name, data_type from information_schema.columns "
+            "where table_schema = %s order by table_name, ordinal_position",
+            [self.schema],
+        ).fetchall()
+        tables: dict[str, dict[str, ColumnKind]] = {}
+        for table, name, data_type in found:
+            tables.setdefault(table, {})[name] = column_kind(data_type)
+        return Catalog(tables)
+
+    def rows(self, query: exp.Expr) -> list[dict[str, Any]]:
+        """All rows of a small result as dictionaries."""
+        with self.connection.cursor(row_factory=psycopg.rows.dict_row) as cursor:
+            self._run(cursor, query)
+            return list(cursor.fetchall())
+
+    def stream(self, query: exp.Expr, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+        """Rows through a server-side cursor, converted to Arrow a batch at a time."""
+        with (
+            self.connection.transaction(),
+            self.connection.cursor(name="audience_stream") as cursor,
+        ):
+            self._run(cursor, query)
+            names = [d.name for d in cursor.description or []]
+            while rows := cursor.fetchmany(batch_rows):
+                columns = list(zip(*rows, strict=True))
+                yield pa.RecordBatch.from_arrays([pa.array(c) for c in columns], names=names)
+
+    def execute(self, statement: exp.Expr) -> None:
+        """Run a statement that returns nothing."""
+        with self.connection.cursor() as cursor:
+            self._run(cursor, statement)
+
+    def replace_table(
+        self, name: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
+    ) -> None:
+        """Create or replace `name` and fill it through COPY, in one transaction."""
+        columns = sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(_postgres_type(f.type)))
+            for f in schema
+        )
+        target = sql.Identifier(name)
+        options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
+        try:
+            with self.connection.transaction(), self.connection.cursor() as cursor:
+                cursor.execute(sql.SQL("drop table if exists {}").format(target))
+                cursor.execute(sql.SQL("create table {} ({})").format(target, columns))
+                copy_sql = sql.SQL("copy {} from stdin (format csv)").format(target)
+                with cursor.copy(copy_sql) as copy:
+                    for batch in batches:
+                        buffer = io.BytesIO()
+                        pa_csv.write_csv(batch, buffer, options)
+                        copy.write(buffer.getvalue())
+        except psycopg.Error as exc:
+            raise EngineError(driver_message(exc)) from None
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.connection.close()
+
+    def _run(self, cursor: psycopg.Cursor[Any], statement: exp.Expr) -> None:
+        try:
+            # The SQL is complete text without placeholders: values are literals built by sqlglot.
+            cursor.execute(statement.sql(self.dialect).encode())
+        except psycopg.Error as exc:
+            raise EngineError(driver_message(exc)) from None
+
+
+def _postgres_type(arrow_type: pa.DataType) -> str:
+    if pa.types.is_decimal(arrow_type):
+        return f"numeric({arrow_type.precision}, {arrow_type.scale})"
+    name = str(arrow_type)
+    for prefix, postgres in _ARROW_TO_POSTGRES:
+        if name.startswith(prefix):
+            return postgres
+    raise EngineError(f"cannot store Arrow type {name} in PostgreSQL")

@@ -1,0 +1,123 @@
+"""Every error a user can cause, under one base class.
+
+```
+AudienceError
+├── DefinitionError(ValueError)      bad YAML/JSON; carries `where` (file:line) and `field`
+│   ├── InvalidYAML                  the text is not YAML
+│   ├── MissingKind                  a document without `kind`
+│   ├── UnknownAttribute             a column the table does not have
+│   ├── OperatorTypeMismatch         an operator that does not fit the column's type
+│   ├── InvalidValue                 a value of the wrong shape for its operator
+│   ├── NestingTooDeep               a condition tree deeper than the limit
+│   ├── UnknownReference             a segment, destination or table that does not exist
+│   ├── CycleError                   segments that refer to each other in a loop
+│   ├── PercentagesError             treatment and control percentages that do not total 100
+│   └── TemplateError                a filename template that is unsafe or names unknown values
+├── WorkspaceError                   no workspace, or a broken audience.toml
+├── NotFound                         a named definition or run that does not exist
+├── EngineError                      the database said no (bad SQL, lost connection)
+├── DeliveryError
+│   ├── TransientDeliveryError       retried with back-off (timeouts, 429, 5xx)
+│   └── TerminalDeliveryError        fails the run at once (403, bucket missing, bad key)
+└── StateError                       conflicts: already running, retrying a success
+```
+
+Front ends turn these into one readable line (CLI, exit code 1) or an HTTP status; anything else
+reaching a user is a bug.
+"""
+
+from __future__ import annotations
+
+
+class AudienceError(Exception):
+    """Base of every error Audience raises on purpose."""
+
+
+class DefinitionError(AudienceError, ValueError):
+    """A definition is wrong; `where` is `file:line` when known, `field` the path inside it."""
+
+    def __init__(self, message: str, *, where: str | None = None, field: str | None = None) -> None:
+        self.message = message
+        self.where = where
+        self.field = field
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        prefix = f"{self.where}: " if self.where else ""
+        field = f"{self.field}: " if self.field else ""
+        return f"{prefix}{field}{self.message}"
+
+    def located(self, where: str | None = None, field: str | None = None) -> DefinitionError:
+        """Return the same error with a location filled in where it was missing."""
+        self.where = self.where or where
+        self.field = self.field or field
+        self.args = (self._render(),)
+        return self
+
+
+class InvalidYAML(DefinitionError):
+    """The file is not valid YAML."""
+
+
+class MissingKind(DefinitionError):
+    """A document has no `kind`, or one Audience does not know."""
+
+
+class UnknownAttribute(DefinitionError):
+    """A condition or attribute names a column its table does not have."""
+
+
+class OperatorTypeMismatch(DefinitionError):
+    """An operator was used on a column whose type it does not fit."""
+
+
+class InvalidValue(DefinitionError):
+    """A value has the wrong shape for its operator (a list where one value belongs, …)."""
+
+
+class NestingTooDeep(DefinitionError):
+    """A condition tree is nested deeper than Audience accepts."""
+
+
+class UnknownReference(DefinitionError):
+    """A definition names a segment, destination or table that does not exist."""
+
+
+class CycleError(DefinitionError):
+    """Segments refer to each other in a loop."""
+
+
+class PercentagesError(DefinitionError):
+    """The percentages of a sub-audience do not total exactly 100."""
+
+
+class TemplateError(DefinitionError):
+    """A filename template is unsafe or uses values that do not exist."""
+
+
+class WorkspaceError(AudienceError):
+    """The workspace is missing or its settings are broken."""
+
+
+class NotFound(AudienceError):
+    """A named definition or run does not exist."""
+
+
+class EngineError(AudienceError):
+    """The engine rejected a statement or could not be reached."""
+
+
+class DeliveryError(AudienceError):
+    """A file could not be delivered."""
+
+
+class TransientDeliveryError(DeliveryError):
+    """A delivery failure worth retrying (time-outs, throttling, server errors)."""
+
+
+class TerminalDeliveryError(DeliveryError):
+    """A delivery failure that retrying will not fix (access denied, no such bucket)."""
+
+
+class StateError(AudienceError):
+    """The request conflicts with the current state (already running, retrying a success)."""

@@ -1,0 +1,114 @@
+"""Workspace settings: `audience.toml`, overridden by `AUDIENCE__SECTION__KEY` variables.
+
+Loaded in one place (`load_settings`), so every front end sees the same configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from audience.errors import WorkspaceError
+
+SETTINGS_FILE = "audience.toml"
+ENV_PREFIX = "AUDIENCE__"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EngineSettings(_Section):
+    """Where the customer data lives."""
+
+    type: Literal["duckdb", "postgres"] = "duckdb"
+    path: str = "customer360.duckdb"
+    url: str | None = None
+    schema_: str = Field("public", alias="schema")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class TableSettings(_Section):
+    """Names of the tables Audience reads, and of their columns it relies on."""
+
+    profile: str = "customer_360"
+    source: str = "merged_customers"
+    events: str = "unified_transactions"
+    id: str = "amperity_id"
+    order_id: str = "order_id"
+    order_datetime: str = "order_datetime"
+    order_revenue: str = "order_revenue"
+    is_return: str = "is_return"
+    is_cancellation: str = "is_cancellation"
+    email: str = "email"
+    email_opt_out: str = "email_opt_out"
+    phone: str = "phone"
+    sms_opt_out: str = "sms_opt_out"
+    address: str = "address"
+    postal: str = "postal"
+
+
+class StoreSettings(_Section):
+    """Where definitions, runs and insight history are kept."""
+
+    url: str = "sqlite:///.audience/state.db"
+
+
+class Settings(_Section):
+    """Everything `audience.toml` holds."""
+
+    engine: EngineSettings = EngineSettings()
+    tables: TableSettings = TableSettings()
+    store: StoreSettings = StoreSettings()
+
+
+def render_settings(engine: str, database_url: str | None) -> str:
+    """The text of a new `audience.toml` for `audience init`."""
+    if engine == "postgres":
+        url = database_url or "postgresql://127.0.0.1/test"
+        engine_block = f'[engine]\ntype = "postgres"\nurl = "{url}"\nschema = "public"\n'
+    else:
+        engine_block = '[engine]\ntype = "duckdb"\npath = "customer360.duckdb"\n'
+    store_url = database_url if engine == "postgres" and database_url else None
+    store_line = f'url = "{store_url}"' if store_url else 'url = "sqlite:///.audience/state.db"'
+    return (
+        "# Audience workspace settings; AUDIENCE__ENGINE__URL and friends override them.\n"
+        f"{engine_block}\n"
+        "[tables]\n"
+        'profile = "customer_360"\n'
+        'source = "merged_customers"\n'
+        'events = "unified_transactions"\n'
+        'id = "amperity_id"\n\n'
+        "[store]\n"
+        f"{store_line}\n"
+    )
+
+
+def load_settings(directory: Path, environ: dict[str, str] | None = None) -> Settings:
+    """Read `directory/audience.toml` and apply `AUDIENCE__SECTION__KEY` overrides."""
+    path = directory / SETTINGS_FILE
+    if not path.is_file():
+        raise WorkspaceError(
+            f"{directory} is not an Audience workspace (no {SETTINGS_FILE}); "
+            "run `audience init` or pass --workspace"
+        )
+    try:
+        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise WorkspaceError(f"{path}: {exc}") from None
+    for key, value in (os.environ if environ is None else environ).items():
+        if key.startswith(ENV_PREFIX):
+            section, _, name = key[len(ENV_PREFIX) :].lower().partition("__")
+            if section and name:
+                data.setdefault(section, {})[name] = value
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]).replace("schema_", "schema")
+        raise WorkspaceError(f"{path}: {field}: {first['msg']}") from None

@@ -1,0 +1,172 @@
+"""The metadata store: definitions and their versions, insight history (and, later, runs).
+
+SQLite in the workspace by default, PostgreSQL in production; the schema is kept by Alembic
+migrations, applied when the store is opened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from audience.errors import WorkspaceError
+from audience.store.models import DefinitionVersion, InsightSnapshot
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@dataclass(frozen=True)
+class StoredDefinition:
+    """A definition's body as applied, with its version."""
+
+    kind: str
+    name: str
+    version: int
+    body: dict[str, Any]
+    applied_at: datetime
+
+
+@dataclass(frozen=True)
+class AppliedChange:
+    """What `apply` did with one document."""
+
+    kind: str
+    name: str
+    version: int
+    changed: bool
+
+
+def resolve_url(url: str, workspace: Path) -> str:
+    """Make a relative SQLite path relative to the workspace (and create its folder)."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and url != "sqlite:///:memory:":
+        path = Path(url[len(prefix) :])
+        if not path.is_absolute():
+            path = workspace / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"{prefix}{path}"
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+class MetadataStore:
+    """Control state of a workspace."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            self.engine: Engine = create_engine(url)
+            with self.engine.begin() as connection:
+                config = Config()
+                config.set_main_option("script_location", str(MIGRATIONS))
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        except SQLAlchemyError as exc:
+            raise WorkspaceError(f"cannot open the metadata store: {exc.args[0]}") from None
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def session(self) -> Session:
+        """A new session; use it as a context manager."""
+        return self._sessions()
+
+    def save_definitions(
+        self, documents: Iterable[tuple[str, str, dict[str, Any]]], now: datetime
+    ) -> list[AppliedChange]:
+        """Store each (kind, name, body) as a new version if it changed, all in one transaction."""
+        changes: list[AppliedChange] = []
+        with self.session() as session, session.begin():
+            for kind, name, body in documents:
+                current = _latest(session, kind, name)
+                if current is not None and current.body == body:
+                    changes.append(AppliedChange(kind, name, current.version, changed=False))
+                    continue
+                version = 1 if current is None else current.version + 1
+                session.add(
+                    DefinitionVersion(
+                        kind=kind, name=name, version=version, body=body, applied_at=now
+                    )
+                )
+                changes.append(AppliedChange(kind, name, version, changed=True))
+        return changes
+
+    def definition(self, kind: str, name: str) -> StoredDefinition | None:
+        """The current version of one definition."""
+        with self.session() as session:
+            row = _latest(session, kind, name)
+            return _stored(row) if row is not None else None
+
+    def definitions(self, kind: str | None = None) -> list[StoredDefinition]:
+        """The current version of every definition (of one kind), by kind and name."""
+        latest = (
+            select(
+                DefinitionVersion.kind,
+                DefinitionVersion.name,
+                func.max(DefinitionVersion.version).label("version"),
+            )
+            .group_by(DefinitionVersion.kind, DefinitionVersion.name)
+            .subquery()
+        )
+        query = (
+            select(DefinitionVersion)
+            .join(
+                latest,
+                (DefinitionVersion.kind == latest.c.kind)
+                & (DefinitionVersion.name == latest.c.name)
+                & (DefinitionVersion.version == latest.c.version),
+            )
+            .order_by(DefinitionVersion.kind, DefinitionVersion.name)
+        )
+        if kind is not None:
+            query = query.where(DefinitionVersion.kind == kind)
+        with self.session() as session:
+            return [_stored(row) for row in session.scalars(query)]
+
+    def record_insights(
+        self, segment: str, version: int, computed_at: datetime, figures: dict[str, Any]
+    ) -> None:
+        """Keep one refresh of a segment's insights."""
+        with self.session() as session, session.begin():
+            session.add(
+                InsightSnapshot(
+                    segment=segment, version=version, computed_at=computed_at, figures=figures
+                )
+            )
+
+    def insight_history(self, segment: str) -> list[dict[str, Any]]:
+        """Every recorded refresh of a segment's insights, oldest first."""
+        query = (
+            select(InsightSnapshot)
+            .where(InsightSnapshot.segment == segment)
+            .order_by(InsightSnapshot.computed_at, InsightSnapshot.id)
+        )
+        with self.session() as session:
+            return [{"version": row.version, **row.figures} for row in session.scalars(query)]
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        self.engine.dispose()
+
+
+def _latest(session: Session, kind: str, name: str) -> DefinitionVersion | None:
+    return session.scalars(
+        select(DefinitionVersion)
+        .where(DefinitionVersion.kind == kind, DefinitionVersion.name == name)
+        .order_by(DefinitionVersion.version.desc())
+        .limit(1)
+    ).first()
+
+
+def _stored(row: DefinitionVersion) -> StoredDefinition:
+    applied_at = row.applied_at
+    if applied_at.tzinfo is None:  # SQLite keeps no zone; everything is written in UTC
+        applied_at = applied_at.replace(tzinfo=UTC)
+    return StoredDefinition(row.kind, row.name, row.version, row.body, applied_at)

@@ -1,0 +1,236 @@
+"""Workspace: the one façade every front end (CLI, API, web UI, worker) calls.
+
+It opens the engine and the metadata store named in `audience.toml`, and offers the user-level
+operations: apply definitions, export them, compute and record segment insights, load sample data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from sqlglot import exp
+
+from audience.activation.insights import Insights, compute_insights
+from audience.compile.catalog import Catalog
+from audience.compile.conditions import CompileContext, segment_ids, segment_predicate
+from audience.definitions.kinds import KINDS, Definition
+from audience.definitions.loader import LoadedDocument, dump_documents, load_paths
+from audience.definitions.segment import Segment
+from audience.engines import Engine, open_engine
+from audience.errors import (
+    DefinitionError,
+    EngineError,
+    InvalidValue,
+    NotFound,
+    WorkspaceError,
+)
+from audience.settings import SETTINGS_FILE, Settings, load_settings, render_settings
+from audience.store.metadata import AppliedChange, MetadataStore, resolve_url
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The real clock (tests and `--now` pass their own)."""
+    return datetime.now(UTC)
+
+
+def init_workspace(
+    directory: Path, engine: str = "duckdb", database_url: str | None = None
+) -> Path:
+    """Create `directory/audience.toml`; refuse to overwrite an existing workspace."""
+    path = directory / SETTINGS_FILE
+    if path.exists():
+        raise WorkspaceError(f"{path} already exists")
+    directory.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_settings(engine, database_url), encoding="utf-8")
+    return path
+
+
+class Workspace:
+    """A folder with `audience.toml`: its engine, its metadata store, its definitions."""
+
+    def __init__(self, directory: Path, settings: Settings, clock: Clock = utc_now) -> None:
+        self.directory = directory
+        self.settings = settings
+        self.clock = clock
+
+    @classmethod
+    def open(cls, directory: Path, clock: Clock = utc_now) -> Workspace:
+        """Open the workspace in `directory` (its settings are read now, connections lazily)."""
+        return cls(directory, load_settings(directory), clock)
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The customer-data engine, connected on first use."""
+        return open_engine(self.settings.engine, self.directory)
+
+    @cached_property
+    def store(self) -> MetadataStore:
+        """The metadata store, migrated to the current schema on first use."""
+        return MetadataStore(resolve_url(self.settings.store.url, self.directory))
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        """The engine's tables and columns, read once per workspace object."""
+        return self.engine.catalog()
+
+    def close(self) -> None:
+        """Close the connections that were opened."""
+        if "engine" in self.__dict__:
+            self.engine.close()
+        if "store" in self.__dict__:
+            self.store.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # definitions
+
+    def apply(self, paths: Sequence[Path]) -> list[AppliedChange]:
+        """Validate every document of the files, then save them all — or nothing at all."""
+        return self.apply_documents(load_paths(paths))
+
+    def apply_documents(self, documents: Sequence[LoadedDocument]) -> list[AppliedChange]:
+        """Validate the documents against each other, the store and the engine; then save."""
+        seen: dict[tuple[str, str], LoadedDocument] = {}
+        for document in documents:
+            key = (document.definition.kind, document.definition.name)
+            if key in seen:
+                raise DefinitionError(
+                    f"{key[0]} {key[1]!r} is defined twice (first at {seen[key].locate('name')})",
+                    where=document.locate("name"),
+                    field="name",
+                )
+            seen[key] = document
+        segments = {**self.segments(), **_of_kind(documents, Segment)}
+        ctx = self.compile_context(segments=segments)
+        for document in documents:
+            definition = document.definition
+            try:
+                if isinstance(definition, Segment):
+                    self._check_segment(definition, ctx)
+            except DefinitionError as exc:
+                raise document.relocate(exc) from None
+        now = self.clock()
+        return self.store.save_definitions(
+            ((d.definition.kind, d.definition.name, _body(d.definition)) for d in documents),
+            now,
+        )
+
+    def _check_segment(self, segment: Segment, ctx: CompileContext) -> None:
+        """Compile the segment (columns, operators, references); let the engine try its SQL."""
+        members = segment_ids(segment, ctx)
+        if segment.sql is not None:
+            probe = exp.select(exp.Count(this=exp.Star())).from_(
+                exp.alias_(exp.Subquery(this=members.limit(0)), "probe", copy=False)
+            )
+            try:
+                self.engine.rows(probe)
+            except EngineError as exc:
+                raise InvalidValue(f"the engine rejected the query: {exc}", field="sql") from None
+
+    def export(self) -> str:
+        """Every current definition as YAML that `apply` accepts unchanged."""
+        return dump_documents(self.definitions())
+
+    def definitions(self) -> list[Definition]:
+        """The current version of every definition."""
+        return [
+            KINDS[stored.kind].model_validate(stored.body) for stored in self.store.definitions()
+        ]
+
+    def segments(self) -> dict[str, Segment]:
+        """Every current segment by name."""
+        return {
+            stored.name: Segment.model_validate(stored.body)
+            for stored in self.store.definitions("segment")
+        }
+
+    def segment(self, name: str) -> tuple[Segment, int]:
+        """The current version of a segment and its version number."""
+        stored = self.store.definition("segment", name)
+        if stored is None:
+            raise NotFound(f"segment {name!r} does not exist; apply it first")
+        return Segment.model_validate(stored.body), stored.version
+
+    def compile_context(
+        self, *, now: datetime | None = None, segments: dict[str, Segment] | None = None
+    ) -> CompileContext:
+        """What the compiler needs: the catalog, table names, the time, the segments."""
+        return CompileContext(
+            catalog=self.catalog,
+            tables=self.settings.tables,
+            now=now or self.clock(),
+            segments=self.segments() if segments is None else segments,
+        )
+
+    # segments
+
+    def segment_sql(
+        self, name: str, dialect: str | None = None, now: datetime | None = None
+    ) -> str:
+        """The compiled SQL of a segment's members, in `dialect` (default: the engine's)."""
+        segment, _ = self.segment(name)
+        query = segment_ids(segment, self.compile_context(now=now))
+        return query.sql(dialect or self.engine.dialect, pretty=True)
+
+    def segment_insights(
+        self, name: str, *, by: str | None = None, now: datetime | None = None
+    ) -> Insights:
+        """Compute a segment's insights now and record them in its history."""
+        segment, version = self.segment(name)
+        ctx = self.compile_context(now=now)
+        insights = compute_insights(self.engine, segment, ctx, by=by)
+        self.store.record_insights(segment.name, version, ctx.now, insights.figures())
+        return insights
+
+    def segment_history(self, name: str) -> list[dict[str, Any]]:
+        """Every recorded insights refresh of a segment, oldest first."""
+        segment, _ = self.segment(name)
+        return self.store.insight_history(segment.name)
+
+    def segment_preview(
+        self, name: str, *, limit: int = 10, now: datetime | None = None
+    ) -> pa.Table:
+        """The first `limit` members with their profile columns."""
+        segment, _ = self.segment(name)
+        ctx = self.compile_context(now=now)
+        query = (
+            exp.select(exp.Star())
+            .from_(exp.table_(ctx.tables.profile, quoted=True))
+            .where(segment_predicate(segment, ctx))
+            .order_by(exp.column(ctx.tables.id, quoted=True))
+            .limit(limit)
+        )
+        batches = list(self.engine.stream(query, batch_rows=max(limit, 1)))
+        if not batches:
+            return pa.table({})
+        return pa.Table.from_batches(batches)
+
+    # sample data
+
+    def load_sample(self, *, profiles: int, seed: int) -> None:
+        """Fill the engine with the sample customer 360 (relative to the clock's today)."""
+        from audience.demo.sample import load_sample
+
+        load_sample(
+            self.engine, self.settings.tables, profiles=profiles, seed=seed, now=self.clock()
+        )
+        self.__dict__.pop("catalog", None)
+
+
+def _of_kind(documents: Iterable[LoadedDocument], kind: type[Segment]) -> dict[str, Segment]:
+    return {d.definition.name: d.definition for d in documents if isinstance(d.definition, kind)}
+
+
+def _body(definition: Definition) -> dict[str, Any]:
+    return definition.model_dump(mode="json", by_alias=True, exclude_defaults=True)

@@ -1,0 +1,76 @@
+"""Real-service fixtures, once for the whole suite: DuckDB and PostgreSQL workspaces.
+
+PostgreSQL runs on 127.0.0.1:5432 (database `test`); each test session works in a schema of its own
+and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from audience.settings import EngineSettings, Settings, StoreSettings
+from audience.workspace import Workspace
+
+POSTGRES_URL = os.environ.get("AUDIENCE_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
+NOW = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)
+"""The fixed moment tests run at: every relative date is computed from it."""
+SAMPLE_PROFILES = 3_000
+SAMPLE_SEED = 7
+ENGINES = ["duckdb", "postgres"]
+
+
+def fixed_clock() -> datetime:
+    """The tests' clock: always NOW."""
+    return NOW
+
+
+@pytest.fixture(scope="session")
+def postgres_schema() -> Iterator[str]:
+    """A fresh schema in the `test` database, dropped after the session."""
+    schema = f"audience_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+        connection.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
+    yield schema
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+        connection.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))
+
+
+def make_workspace(directory: Path, engine: str, schema: str | None = None) -> Workspace:
+    """A workspace in `directory` on the given engine, with the fixed clock."""
+    if engine == "postgres":
+        engine_settings = EngineSettings(type="postgres", url=POSTGRES_URL, schema=schema)
+    else:
+        engine_settings = EngineSettings(type="duckdb", path="customer360.duckdb")
+    settings = Settings(engine=engine_settings, store=StoreSettings())
+    return Workspace(directory, settings, clock=fixed_clock)
+
+
+@pytest.fixture(scope="session")
+def sample_workspaces(
+    tmp_path_factory: pytest.TempPathFactory, postgres_schema: str
+) -> Iterator[dict[str, Workspace]]:
+    """The same sample customer 360 in DuckDB and in PostgreSQL."""
+    workspaces = {}
+    for engine in ENGINES:
+        ws = make_workspace(tmp_path_factory.mktemp(f"ws-{engine}"), engine, postgres_schema)
+        ws.load_sample(profiles=SAMPLE_PROFILES, seed=SAMPLE_SEED)
+        workspaces[engine] = ws
+    yield workspaces
+    for ws in workspaces.values():
+        ws.close()
+
+
+@pytest.fixture(params=ENGINES)
+def sample_workspace(
+    request: pytest.FixtureRequest, sample_workspaces: dict[str, Workspace]
+) -> Workspace:
+    """Each engine's sample workspace in turn."""
+    return sample_workspaces[request.param]
