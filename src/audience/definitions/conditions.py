@@ -189,6 +189,17 @@ class InSegmentCondition(_Node):
 
     in_segment: str = Field(min_length=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _rejoin_comma(cls, raw: Any) -> Any:
+        # In a YAML flow mapping, `{in_segment: High value, recently active}` (as SPEC Appendix A
+        # writes it) splits at the comma into a second key with no value; join the name back.
+        if isinstance(raw, dict) and "in_segment" in raw and len(raw) > 1:
+            extras = [key for key in raw if key != "in_segment"]
+            if all(raw[key] is None and isinstance(key, str) for key in extras):
+                return {"in_segment": ", ".join([str(raw["in_segment"]), *extras])}
+        return raw
+
     @field_validator("in_segment")
     @classmethod
     def _strip(cls, name: str) -> str:
