@@ -33,6 +33,12 @@ def fixed_clock() -> datetime:
 
 
 @pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL server the tests use."""
+    return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
 def postgres_schema() -> Iterator[str]:
     """A fresh schema in the `test` database, dropped after the session."""
     schema = f"audience_test_{uuid.uuid4().hex[:10]}"

@@ -60,10 +60,15 @@ def test_export_round_trips() -> None:
             "f.yaml:5",
             "non-empty list",
         ),
-        ("kind: segment\nname: x\nwhere: {color: red}\n", DefinitionError, "f.yaml:3", "needs one of"),
+        (
+            "kind: segment\nname: x\nwhere: {color: red}\n",
+            DefinitionError,
+            "f.yaml:3",
+            "needs one of",
+        ),
         ("kind: segment\nname: x\n", DefinitionError, "f.yaml:1", "needs where"),
         ("kind: segment\nname: '  '\nsql: select 1\n", DefinitionError, "f.yaml:2", "empty"),
-        ("kind: segment\nname: \"a\\tb\"\nsql: select 1\n", DefinitionError, "f.yaml:2", "control"),
+        ('kind: segment\nname: "a\\tb"\nsql: select 1\n', DefinitionError, "f.yaml:2", "control"),
         ("- just\n- a list\n", DefinitionError, "f.yaml:1", "mapping"),
         (
             "kind: segment\nname: x\nwhere:\n  attribute: a\n  op: within_last\n  value: -3\n",

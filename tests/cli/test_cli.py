@@ -1,0 +1,176 @@
+"""The `audience` command end to end on a real workspace: output, JSON shapes, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from audience.cli.main import app
+
+INSIGHT_KEYS = {
+    "customers",
+    "customers_share",
+    "active_customers",
+    "revenue_1y",
+    "revenue_1y_share",
+    "reachable_email",
+    "reachable_sms",
+    "reachable_mail",
+    "revenue_per_customer",
+    "orders_per_customer",
+    "average_order_value",
+    "computed_at",
+}
+runner = CliRunner()
+
+
+def audience(*args: str | Path) -> tuple[int, str, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("cli") / "shop"
+    code, out, _ = audience("init", directory)
+    assert code == 0 and "audience.toml" in out
+    code, out, err = audience("demo", "-w", directory, "--profiles", "2000", "--json")
+    assert code == 0, err
+    demo = json.loads(out)
+    assert demo["profiles"] == 2000
+    assert len(demo["segments"]) == 5
+    return directory
+
+
+def test_insights_json_has_the_public_keys(workspace: Path) -> None:
+    code, out, _ = audience(
+        "segment",
+        "insights",
+        "Reachable loyalists",
+        "-w",
+        workspace,
+        "--json",
+        "--now",
+        "2026-11-23",
+    )
+    assert code == 0
+    figures = json.loads(out)
+    assert INSIGHT_KEYS <= set(figures)
+    assert 0 < figures["customers"] <= 2000
+    assert figures["reachable_email"] == figures["customers"]  # the segment requires it
+    assert figures["computed_at"] == "2026-11-23T00:00:00+00:00"
+
+
+def test_insights_breakdown_and_history(workspace: Path) -> None:
+    code, out, _ = audience(
+        "segment", "insights", "Lapsed customers", "-w", workspace, "--by", "loyalty_tier", "--json"
+    )
+    assert code == 0
+    figures = json.loads(out)
+    assert {row["value"] for row in figures["breakdown"]} <= {"none", "silver", "gold", "platinum"}
+    assert sum(row["customers"] for row in figures["breakdown"]) == figures["customers"]
+    code, out, _ = audience("segment", "history", "Lapsed customers", "-w", workspace, "--json")
+    history = json.loads(out)
+    assert len(history) >= 2  # the demo's refresh and this one
+    assert history[-1]["customers"] == figures["customers"]
+
+
+def test_rich_output_preview_and_sql(workspace: Path) -> None:
+    code, out, _ = audience("segment", "insights", "Recent complainers", "-w", workspace)
+    assert code == 0 and "reachable by email" in out
+    code, out, _ = audience(
+        "segment", "preview", "Recent complainers", "-w", workspace, "--limit", "3", "--json"
+    )
+    assert code == 0 and len(json.loads(out)) == 3
+    code, out, _ = audience(
+        "segment", "sql", "Lapsed customers", "-w", workspace, "--dialect", "postgres"
+    )
+    assert code == 0 and out.startswith("SELECT") and '"customer_360"' in out
+    code, out, _ = audience("segment", "list", "-w", workspace, "--json")
+    assert {row["name"] for row in json.loads(out)} >= {"Lapsed customers", "Recent complainers"}
+
+
+def test_export_is_accepted_unchanged(workspace: Path, tmp_path: Path) -> None:
+    exported = tmp_path / "all.yaml"
+    assert audience("export", "-w", workspace, "-o", exported)[0] == 0
+    code, out, _ = audience("apply", "-w", workspace, "-f", exported, "--json")
+    assert code == 0
+    assert all(not change["changed"] for change in json.loads(out))
+
+
+def test_apply_saves_a_new_version_only_when_changed(workspace: Path, tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "kind: segment\nname: Gold\nwhere: {attribute: loyalty_tier, op: '=', value: gold}\n"
+    )
+    first = json.loads(audience("apply", "-w", workspace, "-f", path, "--json")[1])
+    again = json.loads(audience("apply", "-w", workspace, "-f", path, "--json")[1])
+    path.write_text(
+        "kind: segment\nname: Gold\nwhere: {attribute: loyalty_tier, op: in, value: [gold]}\n"
+    )
+    changed = json.loads(audience("apply", "-w", workspace, "-f", path, "--json")[1])
+    assert [c["version"] for c in (first[0], again[0], changed[0])] == [1, 1, 2]
+
+
+BAD_DOCUMENTS = {
+    "unknown attribute": (
+        "kind: segment\nname: Bad\nwhere:\n  all:\n    - {attribute: lifetime_revnue, op: '>', value: 1}\n",
+        "bad.yaml:5: where.all.0.attribute: unknown attribute 'lifetime_revnue'",
+    ),
+    "wrong type": (
+        "kind: segment\nname: Bad\nwhere: {attribute: lifetime_revenue, op: contains, value: x}\n",
+        "bad.yaml:3: where.op: operator 'contains' does not apply",
+    ),
+    "missing segment": (
+        "kind: segment\nname: Bad\nwhere: {in_segment: Nobody}\n",
+        "bad.yaml:3: where.in_segment: segment 'Nobody' does not exist",
+    ),
+    "cycle": (
+        "kind: segment\nname: Ping\nwhere: {in_segment: Pong}\n---\n"
+        "kind: segment\nname: Pong\nwhere: {in_segment: Ping}\n",
+        "bad.yaml:3: where: segments refer to each other in a loop: Ping → Pong → Ping",
+    ),
+    "invalid yaml": ("kind: segment\nname: [\n", "bad.yaml:3: not valid YAML"),
+    "no kind": ("name: Bad\nsql: select 1\n", "bad.yaml:1: document has no `kind`"),
+    "sql the engine rejects": (
+        "kind: segment\nname: Bad\nsql: select amperity_id from no_such_table\n",
+        "bad.yaml:3: sql: the engine rejected the query",
+    ),
+    "defined twice": (
+        "kind: segment\nname: Twice\nsql: select 1\n---\nkind: segment\nname: Twice\nsql: select 2\n",
+        "bad.yaml:6: name: segment 'Twice' is defined twice",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DOCUMENTS))
+def test_bad_input_is_one_red_line_and_nothing_is_saved(
+    case: str, workspace: Path, tmp_path: Path
+) -> None:
+    text, expected = BAD_DOCUMENTS[case]
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        f"kind: segment\nname: Fine {case}\nsql: select amperity_id from customer_360\n"
+    )
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    code, out, err = audience("apply", "-w", workspace, "-f", good, "-f", bad)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and expected in lines[0].replace(str(tmp_path) + "/", "")
+    assert "Traceback" not in out + err
+    listed = json.loads(audience("segment", "list", "-w", workspace, "--json")[1])
+    assert f"Fine {case}" not in {row["name"] for row in listed}  # nothing half-applied
+
+
+def test_usage_errors_exit_2_and_missing_workspace_exits_1(tmp_path: Path) -> None:
+    assert audience("segment", "insights")[0] == 2
+    assert audience("segment", "sql", "x", "--dialect", "oracle", "-w", tmp_path)[0] == 2
+    code, _, err = audience("segment", "list", "-w", tmp_path / "nowhere")
+    assert code == 1 and "not an Audience workspace" in err
+    code, _, err = audience("segment", "insights", "Nobody", "-w", tmp_path)
+    assert code == 1
