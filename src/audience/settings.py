@@ -45,6 +45,9 @@ class TableSettings(_Section):
     order_revenue: str = "order_revenue"
     is_return: str = "is_return"
     is_cancellation: str = "is_cancellation"
+    events_one_row_per_order: bool = True
+    """SPEC §1: one row per order, so orders are counted as rows (set false for item-level
+    tables: orders are then counted as distinct order ids, which costs more)."""
     email: str = "email"
     email_opt_out: str = "email_opt_out"
     phone: str = "phone"

@@ -40,9 +40,9 @@ select
     count(tx.amperity_id) as active,
     sum(tx.revenue) as revenue,
     sum(tx.orders) as orders,
-    sum(case when trim(email) <> '' and email_opt_out is not true then 1 else 0 end) as email,
-    sum(case when trim(phone) <> '' and sms_opt_out is not true then 1 else 0 end) as sms,
-    sum(case when trim(address) <> '' and trim(postal) <> '' then 1 else 0 end) as mail
+    sum(case when email <> '' and email_opt_out is not true then 1 else 0 end) as email,
+    sum(case when phone <> '' and sms_opt_out is not true then 1 else 0 end) as sms,
+    sum(case when address <> '' and postal <> '' then 1 else 0 end) as mail
 from seg left join tx on seg.amperity_id = tx.amperity_id
 """
 

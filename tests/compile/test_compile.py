@@ -169,3 +169,14 @@ def test_relative_dates_use_utc_day_starts() -> None:
         ctx,
     ).sql("duckdb")
     assert "CAST('2026-10-24 00:00:00' AS TIMESTAMP)" in sql
+
+
+def test_item_level_event_tables_count_distinct_orders() -> None:
+    bought = segment({"purchased": {"orders": {"op": ">=", "value": 2}}})
+    per_order = segment_ids(bought, context()).sql("duckdb")
+    per_item = segment_ids(
+        bought,
+        CompileContext(CATALOG, TableSettings(events_one_row_per_order=False), NOW, {}),
+    ).sql("duckdb")
+    assert "COUNT(*) >= 2" in per_order
+    assert 'COUNT(DISTINCT "order_id") >= 2' in per_item

@@ -243,7 +243,7 @@ class _SegmentCompiler:
             measure: exp.Expr = exp.func("SUM", column(names.order_revenue))
             comparison = purchase.revenue
         else:
-            measure = exp.Count(this=exp.Distinct(expressions=[column(names.order_id)]))
+            measure = order_count(names)
             comparison = purchase.orders or Comparison(op=">=", value=1)
         having = compare_number(measure, comparison)
         zero_qualifies = _holds_for_zero(comparison)
@@ -260,6 +260,14 @@ class _SegmentCompiler:
         )
         member = exp.In(this=column(names.id), query=exp.Subquery(this=subquery))
         return exp.not_(member) if zero_qualifies else member
+
+
+def order_count(names: TableSettings) -> exp.Expr:
+    """How orders are counted: rows when the event table has one row per order (SPEC §1), else
+    distinct order ids."""
+    if names.events_one_row_per_order:
+        return exp.Count(this=exp.Star())
+    return exp.Count(this=exp.Distinct(expressions=[column(names.order_id)]))
 
 
 def compare_number(measure: exp.Expr, comparison: Comparison) -> exp.Expr:

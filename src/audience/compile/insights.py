@@ -1,8 +1,9 @@
 """Segment insights as one query (SPEC §2), plus one for a breakdown by an attribute.
 
-Shape, chosen so a small segment costs little on a large table: the members are selected first,
-only their orders of the last year are aggregated, and the two totals the shares need (all
-customers, all revenue of the year) are plain scans without a join.
+Shape, chosen so a segment costs little on a large table: the members are selected once; their
+counts come from one pass over them, their orders of the last year from one semi-join of the event
+table, and the two totals the shares need (all customers, all revenue of the year) from plain
+scans. No per-customer aggregate is built or joined back, except for a breakdown.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from audience.compile.conditions import (
     day_literal,
     false_if_null,
     number,
+    order_count,
     segment_predicate,
     string,
     table,
@@ -27,25 +29,44 @@ from audience.definitions.segment import Segment
 
 BREAKDOWN_LIMIT = 20
 """How many top values a breakdown lists."""
+CHANNELS = ("email", "sms", "mail")
 
 
 def insights_query(segment: Segment, ctx: CompileContext) -> exp.Select:
-    """One row: all_customers, all_revenue_1y, customers, active_customers, orders_1y,
-    revenue_1y, reachable_email, reachable_sms, reachable_mail."""
-    reach = [
-        _count_if(exp.column(f"reach_{channel}", table="m", quoted=True), f"reachable_{channel}")
-        for channel in ("email", "sms", "mail")
-    ]
-    return _joined(segment, ctx, extra=()).select(
-        exp.alias_(exp.Subquery(this=_count_all(ctx)), "all_customers"),
-        exp.alias_(exp.Subquery(this=_revenue_all(ctx)), "all_revenue_1y"),
+    """One row: all_customers, all_revenue_1y, customers, reachable_email, reachable_sms,
+    reachable_mail, active_customers, orders_1y, revenue_1y."""
+    names = ctx.tables
+    members = exp.select(
         exp.alias_(exp.Count(this=exp.Star()), "customers"),
-        exp.alias_(
-            exp.Count(this=exp.column(ctx.tables.id, table="o", quoted=True)), "active_customers"
-        ),
-        exp.alias_(_sum(exp.column("orders", table="o")), "orders_1y"),
-        exp.alias_(_sum(exp.column("revenue", table="o")), "revenue_1y"),
-        *reach,
+        *(_count_if(exp.column(f"reach_{c}", quoted=True), f"reachable_{c}") for c in CHANNELS),
+    ).from_("members")
+    member_orders = (
+        exp.select(
+            exp.alias_(
+                exp.Count(this=exp.Distinct(expressions=[column(names.id)])), "active_customers"
+            ),
+            exp.alias_(order_count(ctx.tables), "orders_1y"),
+            exp.alias_(_sum(column(names.order_revenue)), "revenue_1y"),
+        )
+        .from_(table(names.events))
+        .where(exp.and_(*_valid_orders_last_year(ctx), _is_member(ctx)))
+    )
+    return (
+        exp.select(
+            exp.alias_(exp.Subquery(this=_count_all(ctx)), "all_customers"),
+            exp.alias_(exp.Subquery(this=_revenue_all(ctx)), "all_revenue_1y"),
+            *(
+                exp.column(name, table="m")
+                for name in ("customers", *(f"reachable_{c}" for c in CHANNELS))
+            ),
+            *(
+                exp.column(name, table="o")
+                for name in ("active_customers", "orders_1y", "revenue_1y")
+            ),
+        )
+        .with_("members", as_=_members(segment, ctx, extra=()))
+        .from_(exp.alias_(exp.Subquery(this=members), "m"))
+        .join(exp.alias_(exp.Subquery(this=member_orders), "o"), join_type="cross")
     )
 
 
@@ -53,25 +74,14 @@ def breakdown_query(segment: Segment, attribute: str, ctx: CompileContext) -> ex
     """Top values of `attribute` among the members: value, customers, revenue_1y."""
     ctx.catalog.kind(ctx.tables.profile, attribute, field_path="by")
     value = exp.column(attribute, table="m", quoted=True)
+    id_column = ctx.tables.id
     return (
-        _joined(segment, ctx, extra=(attribute,))
-        .select(
+        exp.select(
             exp.alias_(value, "value"),
             exp.alias_(exp.Count(this=exp.Star()), "customers"),
             exp.alias_(_sum(exp.column("revenue", table="o")), "revenue_1y"),
         )
-        .group_by(value.copy())
-        .order_by(exp.Ordered(this=exp.column("customers"), desc=True), exp.column("value"))
-        .limit(BREAKDOWN_LIMIT)
-    )
-
-
-def _joined(segment: Segment, ctx: CompileContext, extra: tuple[str, ...]) -> exp.Select:
-    """`WITH members, member_orders SELECT … FROM members m LEFT JOIN member_orders o`."""
-    id_column = ctx.tables.id
-    return (
-        exp.select()
-        .with_("members", as_=_members(segment, ctx, extra))
+        .with_("members", as_=_members(segment, ctx, extra=(attribute,)))
         .with_("member_orders", as_=_member_orders(ctx))
         .from_(exp.alias_(exp.to_table("members"), "m"))
         .join(
@@ -82,7 +92,15 @@ def _joined(segment: Segment, ctx: CompileContext, extra: tuple[str, ...]) -> ex
             ),
             join_type="left",
         )
+        .group_by(value.copy())
+        .order_by(exp.Ordered(this=exp.column("customers"), desc=True), exp.column("value"))
+        .limit(BREAKDOWN_LIMIT)
     )
+
+
+def _is_member(ctx: CompileContext) -> exp.Expr:
+    member_ids = exp.select(column(ctx.tables.id)).from_("members")
+    return exp.In(this=column(ctx.tables.id), query=exp.Subquery(this=member_ids))
 
 
 def _members(segment: Segment, ctx: CompileContext, extra: tuple[str, ...]) -> exp.Select:
@@ -111,9 +129,7 @@ def _reachable(
     needed = [contact, *([also] if also else [])]
     if any(name not in profile for name in needed):
         return exp.false()
-    parts: list[exp.Expr] = [
-        exp.NEQ(this=exp.Trim(this=column(name)), expression=string("")) for name in needed
-    ]
+    parts: list[exp.Expr] = [exp.NEQ(this=column(name), expression=string("")) for name in needed]
     if opt_out is not None and opt_out in profile:
         parts.append(exp.not_(false_if_null(column(opt_out))))
     return false_if_null(exp.and_(*parts))
@@ -136,23 +152,14 @@ def _valid_orders_last_year(ctx: CompileContext) -> list[exp.Expr]:
 
 
 def _member_orders(ctx: CompileContext) -> exp.Select:
+    """Each member's revenue of the last year (for breakdowns)."""
     names = ctx.tables
-    member_ids = exp.select(column(names.id)).from_("members")
     return (
         exp.select(
-            column(names.id),
-            exp.alias_(
-                exp.Count(this=exp.Distinct(expressions=[column(names.order_id)])), "orders"
-            ),
-            exp.alias_(exp.func("SUM", column(names.order_revenue)), "revenue"),
+            column(names.id), exp.alias_(exp.func("SUM", column(names.order_revenue)), "revenue")
         )
         .from_(table(names.events))
-        .where(
-            exp.and_(
-                *_valid_orders_last_year(ctx),
-                exp.In(this=column(names.id), query=exp.Subquery(this=member_ids)),
-            )
-        )
+        .where(exp.and_(*_valid_orders_last_year(ctx), _is_member(ctx)))
         .group_by(column(names.id))
     )
 

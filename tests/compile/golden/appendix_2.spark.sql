@@ -22,7 +22,7 @@ WHERE
           GROUP BY
             `amperity_id`
           HAVING
-            COUNT(DISTINCT `order_id`) >= 2
+            COUNT(*) >= 2
         )
       )
       AND NOT COALESCE(`email_opt_out` = TRUE, FALSE)

@@ -1,0 +1,1 @@
+"""Benchmarks: each prints Audience's time beside hand-written SQL doing the same work."""
