@@ -7,6 +7,7 @@ and drops it at the end.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -80,3 +81,22 @@ def sample_workspace(
 ) -> Workspace:
     """Each engine's sample workspace in turn."""
     return sample_workspaces[request.param]
+
+
+@pytest.fixture(scope="session")
+def sample_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A closed DuckDB file holding the sample, to copy into fresh workspaces."""
+    directory = tmp_path_factory.mktemp("sample-template")
+    with make_workspace(directory, "duckdb") as ws:
+        ws.load_sample(profiles=SAMPLE_PROFILES, seed=SAMPLE_SEED)
+    return directory / "customer360.duckdb"
+
+
+@pytest.fixture
+def fresh_workspace(tmp_path: Path, sample_database: Path) -> Iterator[Workspace]:
+    """A DuckDB workspace of its own (sample data, empty store and ledger), fixed clock."""
+    directory = tmp_path / "workspace"
+    directory.mkdir()
+    shutil.copy(sample_database, directory / "customer360.duckdb")
+    with make_workspace(directory, "duckdb") as ws:
+        yield ws

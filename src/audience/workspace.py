@@ -10,16 +10,26 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 from sqlglot import exp
 
+from audience.activation.campaign import (
+    CampaignPlan,
+    CampaignSetting,
+    Progress,
+    check_campaign,
+    plan_campaign,
+    run_campaign,
+)
 from audience.activation.insights import Insights, compute_insights
 from audience.compile.catalog import Catalog
 from audience.compile.conditions import CompileContext, segment_ids, segment_predicate
 from audience.definitions.kinds import KINDS, Definition
 from audience.definitions.loader import LoadedDocument, dump_documents, load_paths
+from audience.definitions.campaign import Campaign, rejoin_names
+from audience.definitions.destination import Destination
 from audience.definitions.segment import Segment
 from audience.engines import Engine, open_engine
 from audience.errors import (
@@ -31,8 +41,10 @@ from audience.errors import (
 )
 from audience.settings import SETTINGS_FILE, Settings, load_settings, render_settings
 from audience.store.metadata import AppliedChange, MetadataStore, resolve_url
+from audience.store.runs import Run
 
 Clock = Callable[[], datetime]
+D = TypeVar("D", Segment, Destination, Campaign)
 
 
 def utc_now() -> datetime:
@@ -172,6 +184,62 @@ class Workspace:
             now=now or self.clock(),
             segments=self.segments() if segments is None else segments,
         )
+
+    def destinations(self) -> dict[str, Destination]:
+        """Every current destination by name."""
+        return {
+            stored.name: Destination.model_validate(stored.body)
+            for stored in self.store.definitions("destination")
+        }
+
+    def campaign(self, name: str) -> tuple[Campaign, int]:
+        """The current version of a campaign and its version number."""
+        stored = self.store.definition("campaign", name)
+        if stored is None:
+            raise NotFound(f"campaign {name!r} does not exist; apply it first")
+        return Campaign.model_validate(stored.body), stored.version
+
+    def campaign_setting(
+        self,
+        *,
+        ctx: CompileContext | None = None,
+        destinations: dict[str, Destination] | None = None,
+        now: datetime | None = None,
+    ) -> CampaignSetting:
+        """What a campaign needs from this workspace."""
+        return CampaignSetting(
+            engine=self.engine,
+            runs=self.store.runs,
+            ctx=ctx or self.compile_context(now=now),
+            destinations=self.destinations() if destinations is None else destinations,
+        )
+
+    # campaigns
+
+    def campaign_plan(self, name: str, *, now: datetime | None = None) -> CampaignPlan:
+        """Who would land in each sub-audience and group if the campaign ran now."""
+        campaign, _ = self.campaign(name)
+        return plan_campaign(campaign, self.campaign_setting(now=now))
+
+    def campaign_run(
+        self,
+        name: str,
+        *,
+        now: datetime | None = None,
+        progress: Progress | None = None,
+        test_records: int | None = None,
+    ) -> Run:
+        """Send a campaign (or a test sample of it) and record the run."""
+        campaign, version = self.campaign(name)
+        moment = now or self.clock()
+        setting = self.campaign_setting(now=moment)
+        return run_campaign(
+            campaign, version, setting, now=moment, progress=progress, test_records=test_records
+        )
+
+    def runs(self, name: str | None = None) -> list[Run]:
+        """Recorded runs, newest first (of one activation when named)."""
+        return self.store.runs.history(name)
 
     # segments
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from audience.cli import segments
+from audience.cli import campaigns, segments
 from audience.cli.common import (
     AudienceGroup,
     JsonOption,
@@ -28,6 +28,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(segments.app, name="segment")
+app.add_typer(campaigns.app, name="campaign")
+app.command("runs")(campaigns.runs)
 HERE = Path(".")
 
 

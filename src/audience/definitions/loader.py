@@ -113,7 +113,9 @@ def _definition_error(
     loc = _drop_tags(first["loc"])
     cause = (first.get("ctx") or {}).get("error")
     if isinstance(cause, DefinitionError):
-        field_path = cause.field or _join(loc)
+        # the cause names its field relative to the model that raised it, found at `loc`
+        field_path = ".".join(p for p in (_join(loc), cause.field or "") if p)
+        cause.field = None
         return cause.located(
             where=f"{origin}:{line_of(lines, _split(field_path), line)}", field=field_path
         )

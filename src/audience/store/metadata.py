@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from audience.errors import WorkspaceError
 from audience.store.models import DefinitionVersion, InsightSnapshot
+from audience.store.runs import RunLog
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -73,6 +74,7 @@ class MetadataStore:
         except SQLAlchemyError as exc:
             raise WorkspaceError(f"cannot open the metadata store: {exc.args[0]}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.runs = RunLog(self._sessions)
 
     def session(self) -> Session:
         """A new session; use it as a context manager."""

@@ -1,0 +1,428 @@
+"""Campaigns: plan (counts, nothing sent), test (a sample), run (send, record, remember).
+
+A run compiles the campaign to one assignment query, snapshots its result in the engine, then
+streams each file's rows from that snapshot to its destination, and finally writes the recipients
+ledger — so files, ledger and counts all describe the same customers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import pyarrow as pa
+from sqlglot import exp
+
+from audience.activation import ledger
+from audience.compile.audience import (
+    GROUP,
+    IS_CONTROL,
+    IS_NEW,
+    SUB_AUDIENCE,
+    DestinationColumns,
+    PreviousRuns,
+    assignment_query,
+    delivery_query,
+    destination_columns,
+    excluded_query,
+    plan_query,
+)
+from audience.compile.conditions import CompileContext, table
+from audience.definitions.campaign import CONTROL_GROUP, Campaign, SentAttribute
+from audience.definitions.destination import Destination
+from audience.delivery.destinations.base import DestinationClient
+from audience.delivery.naming import NameValues, uses_variable
+from audience.delivery.shipment import deliver, open_destination
+from audience.engines.base import Engine
+from audience.errors import AudienceError, DefinitionError, UnknownReference
+from audience.store.runs import DeliveredFile, Run, RunLog
+
+TEST_PREFIX = "TEST"
+"""Test sends are named `TEST_<campaign>…` so nobody mistakes them for the real thing."""
+
+
+class Progress(Protocol):
+    """How core code reports progress; the CLI draws it, the API exposes it."""
+
+    def step(self, description: str, total: int | None = None) -> None:
+        """A new step begins (with its number of rows, when known)."""
+
+    def advance(self, rows: int) -> None:
+        """Rows of the current step are done."""
+
+
+class _Silent:
+    def step(self, description: str, total: int | None = None) -> None:
+        del description, total
+
+    def advance(self, rows: int) -> None:
+        del rows
+
+
+@dataclass(frozen=True)
+class GroupCount:
+    """Customers of one treatment (or the control group) of one sub-audience."""
+
+    name: str
+    control: bool
+    customers: int
+
+
+@dataclass(frozen=True)
+class SubAudienceCount:
+    """Customers of one sub-audience and of each of its groups."""
+
+    name: str
+    customers: int
+    groups: list[GroupCount]
+
+
+@dataclass(frozen=True)
+class CampaignPlan:
+    """What a run would do now: who lands where, who is excluded, who each destination drops."""
+
+    campaign: str
+    audience: int
+    excluded: int
+    sub_audiences: list[SubAudienceCount]
+    shrink: dict[str, int]
+    newly_qualified_only: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """The public JSON shape of `campaign plan --json`."""
+        return {
+            "campaign": self.campaign,
+            "audience": self.audience,
+            "excluded": self.excluded,
+            "newly_qualified_only": self.newly_qualified_only,
+            "sub_audiences": [
+                {
+                    "name": s.name,
+                    "customers": s.customers,
+                    "groups": [
+                        {"name": g.name, "control": g.control, "customers": g.customers}
+                        for g in s.groups
+                    ],
+                }
+                for s in self.sub_audiences
+            ],
+            "shrink": self.shrink,
+        }
+
+
+@dataclass(frozen=True)
+class CampaignSetting:
+    """Everything a campaign needs from its workspace."""
+
+    engine: Engine
+    runs: RunLog
+    ctx: CompileContext
+    destinations: Mapping[str, Destination]
+    open_client: Callable[[Destination], DestinationClient] = field(default=open_destination)
+
+
+def sent_attributes(
+    campaign: Campaign, destinations: Mapping[str, Destination]
+) -> dict[str, list[SentAttribute]]:
+    """Per destination: the campaign's attributes, or the destination's defaults."""
+    result: dict[str, list[SentAttribute]] = {}
+    for name in campaign.destinations:
+        destination = destinations.get(name)
+        if destination is None:
+            raise UnknownReference(
+                f"destination {name!r} does not exist", field=_destination_field(campaign, name)
+            )
+        chosen = campaign.attributes.get(name)
+        if chosen is None:
+            chosen = [
+                SentAttribute.model_validate(
+                    a if isinstance(a, str) else a.model_dump(by_alias=True, exclude_none=True)
+                )
+                for a in destination.default_attributes
+            ]
+        if not chosen:
+            raise DefinitionError(f"no attributes to send to {name!r}", field=f"attributes.{name}")
+        result[name] = list(chosen)
+    unknown = sorted(set(campaign.attributes) - set(campaign.destinations))
+    if unknown:
+        raise UnknownReference(
+            f"attributes given for {', '.join(map(repr, unknown))}, which no treatment sends to",
+            field="attributes",
+        )
+    return result
+
+
+def _destination_field(campaign: Campaign, name: str) -> str:
+    for s, sub in enumerate(campaign.sub_audiences):
+        for t, treatment in enumerate(sub.treatments):
+            if name in treatment.destinations:
+                return f"sub_audiences.{s}.treatments.{t}.destinations"
+    for t, treatment in enumerate(campaign.treatments):
+        if name in treatment.destinations:
+            return f"treatments.{t}.destinations"
+    return "destinations"
+
+
+def check_campaign(campaign: Campaign, setting: CampaignSetting, dialect: str) -> None:
+    """Compile everything a run would compile, so a bad campaign is refused when applied."""
+    columns = destination_columns(
+        campaign, sent_attributes(campaign, setting.destinations), setting.ctx
+    )
+    assignment_query(
+        campaign,
+        setting.ctx,
+        dialect=dialect,
+        destinations=columns,
+        previous=ledger.previous_runs([]),
+    )
+
+
+def plan_campaign(campaign: Campaign, setting: CampaignSetting) -> CampaignPlan:
+    """Counts per sub-audience and group for a run now, without sending anything."""
+    engine, ctx = setting.engine, setting.ctx
+    columns = destination_columns(campaign, sent_attributes(campaign, setting.destinations), ctx)
+    ledger.ensure_tables(engine)
+    previous = _previous(campaign, setting.runs)
+    query = assignment_query(
+        campaign, ctx, dialect=engine.dialect, destinations=columns, previous=previous
+    )
+    counted = plan_query(exp.alias_(query.subquery(), "r"), columns)
+    excluded = engine.rows(excluded_query(campaign, ctx))[0]["excluded"]
+    return _plan(
+        campaign,
+        engine.rows(counted),
+        columns,
+        int(excluded),
+        previous_exists=bool(previous.successes),
+    )
+
+
+def run_campaign(
+    campaign: Campaign,
+    version: int,
+    setting: CampaignSetting,
+    *,
+    now: datetime,
+    progress: Progress | None = None,
+    test_records: int | None = None,
+) -> Run:
+    """Send the campaign (or, with `test_records`, a sample of it) and record the run."""
+    engine, ctx, runs = setting.engine, setting.ctx, setting.runs
+    progress = progress or _Silent()
+    is_test = test_records is not None
+    run = runs.begin(
+        kind="campaign",
+        name=campaign.name,
+        version=version,
+        scheduled_for=now,
+        now=now,
+        is_test=is_test,
+    )
+    run_table = f"audience_run_{run.id}"
+    counts: dict[str, Any] = {}
+    try:
+        runs.clear_deliveries(run.id)
+        columns = destination_columns(
+            campaign, sent_attributes(campaign, setting.destinations), ctx
+        )
+        ledger.ensure_tables(engine)
+        previous = _previous(campaign, runs, exclude=run.id)
+        progress.step("Assigning customers to groups")
+        ledger.materialise(
+            engine,
+            run_table,
+            assignment_query(
+                campaign, ctx, dialect=engine.dialect, destinations=columns, previous=previous
+            ),
+        )
+        excluded = int(engine.rows(excluded_query(campaign, ctx))[0]["excluded"])
+        plan = _plan(
+            campaign,
+            engine.rows(plan_query(table(run_table), columns)),
+            columns,
+            excluded,
+            previous_exists=bool(previous.successes),
+        )
+        counts = _counts(plan, engine, run_table, columns)
+        for delivered in _send(
+            campaign, setting, columns, run_table, run.id, now, progress, test_records, plan
+        ):
+            runs.add_delivery(run.id, delivered, now)
+        if not is_test:
+            ledger.record_recipients(
+                engine,
+                run_table=run_table,
+                campaign=campaign,
+                run_id=run.id,
+                delivered_at=now,
+                destinations=columns,
+            )
+            if campaign.newly_qualified == "since_last_run":
+                ledger.record_members(engine, run_table=run_table, campaign=campaign, run_id=run.id)
+        finished = runs.finish(run.id, status="succeeded", now=now, counts=counts)
+        if not is_test and campaign.newly_qualified == "since_last_run":
+            ledger.forget_older_members(engine, campaign=campaign, keep_run_id=run.id)
+        return finished
+    except AudienceError as exc:
+        return runs.finish(run.id, status="failed", now=now, counts=counts, error=str(exc))
+    finally:
+        ledger.drop(engine, run_table)
+
+
+def _previous(campaign: Campaign, runs: RunLog, exclude: str | None = None) -> PreviousRuns:
+    if not campaign.is_recurring:
+        return ledger.previous_runs([])
+    successes = [r for r in runs.successes("campaign", campaign.name) if r != exclude]
+    return ledger.previous_runs(successes)
+
+
+def _plan(
+    campaign: Campaign,
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[DestinationColumns],
+    excluded: int,
+    *,
+    previous_exists: bool,
+) -> CampaignPlan:
+    found = {(r[SUB_AUDIENCE], r[GROUP]): r for r in rows}
+    subs: list[SubAudienceCount] = []
+    for sub in campaign.groups:
+        names = [t.name for t in sub.treatments] + ([CONTROL_GROUP] if sub.control else [])
+        groups = [
+            GroupCount(
+                name,
+                name == CONTROL_GROUP,
+                int(found.get((sub.name, name), {}).get("customers", 0)),
+            )
+            for name in names
+        ]
+        subs.append(SubAudienceCount(sub.name, sum(g.customers for g in groups), groups))
+    shrink = {
+        d.name: sum(int(r.get(f"shrink_{i}") or 0) for r in rows) for i, d in enumerate(columns)
+    }
+    return CampaignPlan(
+        campaign=campaign.name,
+        audience=sum(s.customers for s in subs),
+        excluded=excluded,
+        sub_audiences=subs,
+        shrink=shrink,
+        newly_qualified_only=campaign.is_recurring and previous_exists,
+    )
+
+
+def _counts(
+    plan: CampaignPlan, engine: Engine, run_table: str, columns: Sequence[DestinationColumns]
+) -> dict[str, Any]:
+    kept = exp.or_(*(exp.column(d.keep_column) for d in columns))
+    sent = (
+        exp.select(exp.alias_(exp.Count(this=exp.Star()), "sent"))
+        .from_(table(run_table))
+        .where(exp.and_(exp.column(IS_NEW), exp.not_(exp.column(IS_CONTROL)), kept))
+    )
+    control = sum(g.customers for s in plan.sub_audiences for g in s.groups if g.control)
+    return {
+        **plan.to_json(),
+        "sent": int(engine.rows(sent)[0]["sent"]),
+        "control": control,
+    }
+
+
+@dataclass(frozen=True)
+class _File:
+    destination: DestinationColumns
+    sub_audience: str | None
+    group: str | None
+    rows: int
+
+
+def _files(
+    campaign: Campaign, columns: Sequence[DestinationColumns], plan: CampaignPlan
+) -> list[_File]:
+    counts = {(s.name, g.name): g.customers for s in plan.sub_audiences for g in s.groups}
+    files: list[_File] = []
+    for dest in columns:
+        if campaign.files == "single":
+            files.append(_File(dest, None, None, plan.audience))
+            continue
+        for sub in campaign.groups:
+            for treatment in sub.treatments:
+                if dest.name in treatment.destinations:
+                    files.append(
+                        _File(dest, sub.name, treatment.name, counts[(sub.name, treatment.name)])
+                    )
+    return files
+
+
+def _check_names_differ(files: Sequence[_File], destinations: Mapping[str, Destination]) -> None:
+    """Two files of one run must not share a name: same group name in two sub-audiences."""
+    seen: set[tuple[str, str | None]] = set()
+    for file in files:
+        key = (file.destination.name, file.group)
+        template = destinations[file.destination.name].file.filename
+        if key in seen and not uses_variable(template, "sub_audience_name"):
+            raise DefinitionError(
+                f"two sub-audiences send a group named {file.group!r} to "
+                f"{file.destination.name!r}; add {{{{ sub_audience_name }}}} to its filename "
+                "template or rename a treatment",
+                field="sub_audiences",
+            )
+        seen.add(key)
+
+
+def _send(
+    campaign: Campaign,
+    setting: CampaignSetting,
+    columns: Sequence[DestinationColumns],
+    run_table: str,
+    run_id: str,
+    now: datetime,
+    progress: Progress,
+    test_records: int | None,
+    plan: CampaignPlan,
+) -> Iterator[DeliveredFile]:
+    activation = f"{TEST_PREFIX}_{campaign.name}" if test_records is not None else campaign.name
+    files = _files(campaign, columns, plan)
+    _check_names_differ(files, setting.destinations)
+    clients: dict[str, DestinationClient] = {}
+    for file in files:
+        destination = setting.destinations[file.destination.name]
+        client = clients.get(destination.name)
+        if client is None:
+            client = clients[destination.name] = setting.open_client(destination)
+        query = delivery_query(
+            run_table,
+            file.destination,
+            setting.ctx,
+            sub_audience=file.sub_audience,
+            group=file.group,
+            with_group_columns=campaign.files == "single",
+            limit=test_records,
+        )
+        label = file.group or "all treatments"
+        total = min(file.rows, test_records) if test_records is not None else file.rows
+        progress.step(f"{label} → {destination.name}", total)
+        names = NameValues(
+            activation_name=activation,
+            now=now,
+            group_name=file.group or "all",
+            sub_audience_name=file.sub_audience or "",
+        )
+        batches = _reported(setting.engine.stream(query), progress)
+        for delivery in deliver(destination, batches, names=names, run_id=run_id, client=client):
+            yield DeliveredFile(
+                destination=destination.name,
+                uri=delivery.uri,
+                rows=delivery.rows,
+                bytes=delivery.bytes,
+                sha256=delivery.sha256,
+                sub_audience=file.sub_audience,
+                group=file.group,
+            )
+
+
+def _reported(batches: Iterable[pa.RecordBatch], progress: Progress) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        progress.advance(batch.num_rows)
+        yield batch

@@ -1,0 +1,187 @@
+"""Per-customer state of campaigns, kept in the engine beside the customer data (SPEC §10).
+
+- `audience_recipients` — the recipients ledger: every customer sent or held in control, per run
+  and destination (control rows have no destination);
+- `audience_campaign_members` — who was in a recurring campaign's audience at its last successful
+  run, so the next run can tell who newly qualifies (one who left and came back is new again).
+
+Rows carry the run id, and readers only trust runs the metadata store marks succeeded, so a run
+that fails half-way changes nothing that matters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlglot import exp
+
+from audience.compile.audience import (
+    CUSTOMER,
+    GROUP,
+    IS_CONTROL,
+    IS_NEW,
+    SUB_AUDIENCE,
+    DestinationColumns,
+    PreviousRuns,
+)
+from audience.compile.conditions import column, string, table
+from audience.definitions.campaign import Campaign
+from audience.engines.base import Engine
+
+RECIPIENTS = "audience_recipients"
+MEMBERS = "audience_campaign_members"
+_TEXT = "TEXT"
+_RECIPIENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    (CUSTOMER, _TEXT),
+    ("campaign", _TEXT),
+    (SUB_AUDIENCE, _TEXT),
+    ("treatment", _TEXT),
+    (IS_CONTROL, "BOOLEAN"),
+    ("destination", _TEXT),
+    ("run_id", _TEXT),
+    ("delivered_at", "TIMESTAMP"),
+)
+_MEMBER_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("campaign", _TEXT),
+    (CUSTOMER, _TEXT),
+    ("run_id", _TEXT),
+)
+
+
+def previous_runs(successes: Sequence[str]) -> PreviousRuns:
+    """What "newly qualified" compares with, from the ids of earlier successful runs."""
+    return PreviousRuns(
+        members_table=MEMBERS,
+        recipients_table=RECIPIENTS,
+        last_success=successes[-1] if successes else None,
+        successes=tuple(successes),
+    )
+
+
+def ensure_tables(engine: Engine) -> None:
+    """Create the ledger tables if they are missing."""
+    for name, columns in ((RECIPIENTS, _RECIPIENT_COLUMNS), (MEMBERS, _MEMBER_COLUMNS)):
+        engine.execute(
+            exp.Create(
+                this=exp.Schema(
+                    this=table(name),
+                    expressions=[
+                        exp.ColumnDef(
+                            this=exp.to_identifier(col, quoted=True), kind=exp.DataType.build(kind)
+                        )
+                        for col, kind in columns
+                    ],
+                ),
+                kind="TABLE",
+                exists=True,
+            )
+        )
+
+
+def materialise(engine: Engine, run_table: str, query: exp.Query) -> None:
+    """Snapshot a run's assignments in a temporary table of the engine."""
+    engine.execute(
+        exp.Create(
+            this=table(run_table),
+            kind="TABLE",
+            expression=query,
+            properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
+        )
+    )
+
+
+def drop(engine: Engine, run_table: str) -> None:
+    """Remove a run's snapshot."""
+    engine.execute(exp.Drop(this=table(run_table), kind="TABLE", exists=True))
+
+
+def record_recipients(
+    engine: Engine,
+    *,
+    run_table: str,
+    campaign: Campaign,
+    run_id: str,
+    delivered_at: datetime,
+    destinations: Sequence[DestinationColumns],
+) -> None:
+    """Write everyone sent (per destination that took them) or held in control."""
+    stamp = exp.cast(
+        string(delivered_at.strftime("%Y-%m-%d %H:%M:%S")), exp.DataType.Type.TIMESTAMP
+    )
+    sends = {
+        dest.name: [
+            (sub.name, t.name)
+            for sub in campaign.groups
+            for t in sub.treatments
+            if dest.name in t.destinations
+        ]
+        for dest in destinations
+    }
+    selects: list[exp.Select] = [
+        _ledger_rows(run_table, campaign, run_id, stamp, None, exp.column(IS_CONTROL))
+    ]
+    for dest in destinations:
+        groups = [
+            exp.and_(
+                exp.EQ(this=exp.column(SUB_AUDIENCE), expression=string(sub)),
+                exp.EQ(this=exp.column(GROUP), expression=string(group)),
+            )
+            for sub, group in sends[dest.name]
+        ]
+        if groups:
+            sent = exp.and_(
+                exp.not_(exp.column(IS_CONTROL)), exp.column(dest.keep_column), exp.or_(*groups)
+            )
+            selects.append(_ledger_rows(run_table, campaign, run_id, stamp, dest.name, sent))
+    for select in selects:
+        engine.execute(
+            exp.insert(select, table(RECIPIENTS), columns=[c for c, _ in _RECIPIENT_COLUMNS])
+        )
+
+
+def _ledger_rows(
+    run_table: str,
+    campaign: Campaign,
+    run_id: str,
+    stamp: exp.Expr,
+    destination: str | None,
+    condition: exp.Expr,
+) -> exp.Select:
+    return (
+        exp.select(
+            exp.column(CUSTOMER),
+            string(campaign.name),
+            exp.column(SUB_AUDIENCE),
+            exp.column(GROUP),
+            exp.column(IS_CONTROL),
+            exp.cast(exp.null(), _TEXT) if destination is None else string(destination),
+            string(run_id),
+            stamp.copy(),
+        )
+        .from_(table(run_table))
+        .where(exp.and_(exp.column(IS_NEW), condition))
+    )
+
+
+def record_members(engine: Engine, *, run_table: str, campaign: Campaign, run_id: str) -> None:
+    """Remember this run's whole audience, for the next run's "newly qualified"."""
+    rows = (
+        exp.select(string(campaign.name), exp.column(CUSTOMER), string(run_id))
+        .from_(table(run_table))
+        .distinct()
+    )
+    engine.execute(exp.insert(rows, table(MEMBERS), columns=[c for c, _ in _MEMBER_COLUMNS]))
+
+
+def forget_older_members(engine: Engine, *, campaign: Campaign, keep_run_id: str) -> None:
+    """Once a run is recorded as succeeded, earlier audience snapshots are no longer needed."""
+    engine.execute(
+        exp.delete(
+            table(MEMBERS),
+            where=exp.and_(
+                exp.EQ(this=column("campaign"), expression=string(campaign.name)),
+                exp.NEQ(this=column("run_id"), expression=string(keep_run_id)),
+            ),
+        )
+    )

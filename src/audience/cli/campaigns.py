@@ -1,0 +1,197 @@
+"""`audience campaign …`: plan, test, run; and `audience runs`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from audience.cli.common import (
+    AudienceGroup,
+    JsonOption,
+    NowOption,
+    WorkspaceOption,
+    as_utc,
+    err,
+    open_workspace,
+    out,
+    print_json,
+)
+from audience.cli.render import summary_table
+from audience.store.runs import Run
+
+app = typer.Typer(cls=AudienceGroup, help="Campaigns: plan, test, run.")
+NameArgument = Annotated[str, typer.Argument(help="The campaign's name.", show_default=False)]
+HERE = Path(".")
+
+
+class RunProgress:
+    """Draws a campaign's progress as Rich progress bars (on stderr, so --json stays clean)."""
+
+    def __init__(self) -> None:
+        self._bars = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        )
+        self._task: Any = None
+
+    def __enter__(self) -> RunProgress:
+        self._bars.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._bars.stop()
+
+    def step(self, description: str, total: int | None = None) -> None:
+        """Start a new bar."""
+        if self._task is not None:
+            self._bars.update(self._task, completed=self._bars.tasks[-1].total or 0)
+        self._task = self._bars.add_task(description, total=total)
+
+    def advance(self, rows: int) -> None:
+        """Move the current bar."""
+        if self._task is not None:
+            self._bars.advance(self._task, rows)
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    """The public JSON shape of a campaign run."""
+    return {
+        "run_id": run.id,
+        "campaign": run.activation_name,
+        "status": run.status,
+        "test": run.is_test,
+        "sent": int(run.counts.get("sent", 0)),
+        "control": int(run.counts.get("control", 0)),
+        "counts": run.counts,
+        "deliveries": [
+            {
+                "destination": d.destination,
+                "sub_audience": d.sub_audience,
+                "group": d.group,
+                "uri": d.uri,
+                "rows": d.rows,
+                "bytes": d.bytes,
+                "sha256": d.sha256,
+            }
+            for d in run.deliveries
+        ],
+        "error": run.error,
+    }
+
+
+@app.command()
+def plan(
+    name: NameArgument,
+    workspace: WorkspaceOption = HERE,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+) -> None:
+    """How many customers land in each sub-audience, treatment and control group — nothing sent."""
+    with open_workspace(workspace) as ws:
+        result = ws.campaign_plan(name, now=as_utc(now))
+    if as_json:
+        print_json(result.to_json())
+        return
+    table = Table(title=f"Plan — {result.campaign}")
+    for column in ("sub-audience", "group", "customers"):
+        table.add_column(column, justify="right" if column == "customers" else "left")
+    for sub in result.sub_audiences:
+        for group in sub.groups:
+            label = f"{group.name} (control, not sent)" if group.control else group.name
+            table.add_row(sub.name, label, f"{group.customers:,}")
+    out.print(table)
+    out.print(f"Audience {result.audience:,}; excluded {result.excluded:,}")
+    for destination, dropped in result.shrink.items():
+        out.print(f"Shrink at {destination}: {dropped:,} without the required attributes")
+
+
+def _print_run(run: Run, as_json: bool) -> None:
+    if as_json:
+        print_json(run_json(run))
+    else:
+        out.print(
+            f"Run {run.id} {run.status}: sent {run.counts.get('sent', 0):,}, "
+            f"control {run.counts.get('control', 0):,}"
+        )
+        if run.deliveries:
+            rows = [
+                {
+                    "group": d.group or "all",
+                    "destination": d.destination,
+                    "rows": d.rows,
+                    "uri": d.uri,
+                }
+                for d in run.deliveries
+            ]
+            out.print(summary_table("Deliveries", rows, ["group", "destination", "rows", "uri"]))
+    if run.status != "succeeded":
+        err.print(f"[red]error:[/red] {run.error}")
+        raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    name: NameArgument,
+    workspace: WorkspaceOption = HERE,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+) -> None:
+    """Send the campaign: newly qualified customers, to every destination of their treatment."""
+    with open_workspace(workspace) as ws, RunProgress() as progress:
+        result = ws.campaign_run(name, now=as_utc(now), progress=progress)
+    _print_run(result, as_json)
+
+
+@app.command()
+def test(
+    name: NameArgument,
+    records: Annotated[int, typer.Option("--records", min=1, help="Rows per file.")] = 10,
+    workspace: WorkspaceOption = HERE,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+) -> None:
+    """Send a sample of N records per file, named TEST_…, without touching the ledger."""
+    with open_workspace(workspace) as ws, RunProgress() as progress:
+        result = ws.campaign_run(name, now=as_utc(now), progress=progress, test_records=records)
+    _print_run(result, as_json)
+
+
+def runs(
+    name: Annotated[str | None, typer.Argument(help="Only this activation's runs.")] = None,
+    workspace: WorkspaceOption = HERE,
+    as_json: JsonOption = False,
+) -> None:
+    """List runs, newest first."""
+    with open_workspace(workspace) as ws:
+        found = ws.runs(name)
+    if as_json:
+        print_json([run_json(r) for r in found])
+        return
+    rows = [
+        {
+            "run": r.id[:12],
+            "activation": r.activation_name,
+            "scheduled for": r.scheduled_for.isoformat(timespec="minutes"),
+            "status": r.status + (" (test)" if r.is_test else ""),
+            "sent": r.counts.get("sent", 0),
+            "control": r.counts.get("control", 0),
+            "files": len(r.deliveries),
+        }
+        for r in found
+    ]
+    columns = ["run", "activation", "scheduled for", "status", "sent", "control", "files"]
+    out.print(summary_table("Runs", rows, columns))

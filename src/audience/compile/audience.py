@@ -1,0 +1,373 @@
+"""A campaign → the queries of one run (DESIGN §2: the engine does the joins and the split).
+
+- `assignment_query`: one row per customer and sub-audience of the audience, with its group,
+  whether it is held back, whether it newly qualifies, and whether each destination can take it
+  (shrink). A run materialises this once, so delivery, ledger and counts all see one snapshot.
+- `plan_query`: counts per sub-audience and group, and shrink per destination, from it.
+- `delivery_query`: the attribute columns of one group (or all groups) for one destination.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from audience.compile.assignment import bucket, group_bounds
+from audience.compile.conditions import (
+    CompileContext,
+    column,
+    condition_predicate,
+    false_if_null,
+    segment_predicate,
+    string,
+    table,
+)
+from audience.definitions.campaign import CONTROL_GROUP, Campaign, SentAttribute
+from audience.errors import UnknownAttribute, UnknownReference
+
+CUSTOMER = "customer_id"
+SUB_AUDIENCE = "sub_audience"
+GROUP = "group_name"
+IS_CONTROL = "is_control"
+IS_NEW = "is_new"
+
+
+@dataclass(frozen=True)
+class PreviousRuns:
+    """What "newly qualified" is measured against (empty: everyone is new)."""
+
+    members_table: str = "audience_campaign_members"
+    recipients_table: str = "audience_recipients"
+    last_success: str | None = None
+    successes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DestinationColumns:
+    """The attributes one destination receives, checked against the catalog."""
+
+    name: str
+    attributes: tuple[SentAttribute, ...]
+    keep_column: str
+    tables: tuple[str, ...] = field(default=())
+
+
+def keep_column(index: int) -> str:
+    """The assignment column saying whether destination number `index` can take the customer."""
+    return f"keep_{index}"
+
+
+def destination_columns(
+    campaign: Campaign, attributes: Mapping[str, Sequence[SentAttribute]], ctx: CompileContext
+) -> list[DestinationColumns]:
+    """Each destination's attributes, each checked to be a real column of its table."""
+    result = []
+    for index, name in enumerate(campaign.destinations):
+        sent = tuple(attributes[name])
+        for position, attribute in enumerate(sent):
+            table_name = attribute.table or ctx.tables.source
+            path = f"attributes.{name}.{position}"
+            ctx.catalog.kind(table_name, attribute.source, field_path=f"{path}.source")
+            if ctx.tables.id not in ctx.catalog.columns(table_name, field_path=f"{path}.table"):
+                raise UnknownAttribute(
+                    f"table {table_name!r} has no {ctx.tables.id!r} column to join on",
+                    field=f"{path}.table",
+                )
+        outputs = [a.output_name for a in sent]
+        repeated = sorted({o for o in outputs if outputs.count(o) > 1})
+        if repeated:
+            raise UnknownAttribute(
+                f"destination {name!r} would receive two columns named {', '.join(repeated)}",
+                field=f"attributes.{name}",
+            )
+        tables = tuple(dict.fromkeys(a.table or ctx.tables.source for a in sent))
+        result.append(DestinationColumns(name, sent, keep_column(index), tables))
+    return result
+
+
+def _segment(name: str, ctx: CompileContext, field_path: str) -> exp.Expr:
+    segment = ctx.segments.get(name)
+    if segment is None:
+        raise UnknownReference(f"segment {name!r} does not exist", field=field_path)
+    return exp.paren(segment_predicate(segment, ctx), copy=False)
+
+
+def _audience_filter(campaign: Campaign, ctx: CompileContext) -> tuple[exp.Expr, exp.Expr | None]:
+    include = exp.or_(
+        *(
+            _segment(n, ctx, f"audience.include.{i}")
+            for i, n in enumerate(campaign.audience.include)
+        )
+    )
+    excludes = [
+        _segment(n, ctx, f"audience.exclude.{i}") for i, n in enumerate(campaign.audience.exclude)
+    ]
+    return include, (false_if_null(exp.or_(*excludes)) if excludes else None)
+
+
+def _sub_audience_predicates(campaign: Campaign, ctx: CompileContext) -> list[exp.Expr | None]:
+    predicates: list[exp.Expr | None] = []
+    for index, sub in enumerate(campaign.groups):
+        if sub.where is not None:
+            predicates.append(
+                false_if_null(
+                    condition_predicate(sub.where, ctx, field_path=f"sub_audiences.{index}.where")
+                )
+            )
+        elif sub.segment is not None:
+            predicates.append(
+                false_if_null(_segment(sub.segment, ctx, f"sub_audiences.{index}.segment"))
+            )
+        else:
+            predicates.append(None)
+    return predicates
+
+
+def scored_query(campaign: Campaign, ctx: CompileContext) -> exp.Select:
+    """Included customers: id, is_excluded, and one match flag per sub-audience."""
+    include, exclude = _audience_filter(campaign, ctx)
+    flags = [
+        exp.alias_(predicate if predicate is not None else exp.true(), f"match_{i}")
+        for i, predicate in enumerate(_sub_audience_predicates(campaign, ctx))
+    ]
+    return (
+        exp.select(
+            exp.alias_(column(ctx.tables.id), CUSTOMER),
+            exp.alias_(exp.false() if exclude is None else exclude, "is_excluded"),
+            *flags,
+        )
+        .from_(table(ctx.tables.profile))
+        .where(include)
+    )
+
+
+def _memberships(campaign: Campaign) -> exp.Query:
+    """(customer, sub-audience) pairs: first match, or every match, of the kept customers."""
+    subs = campaign.groups
+    flag = [exp.column(f"match_{i}") for i in range(len(subs))]
+    kept = exp.not_(exp.column("is_excluded"))
+    if campaign.match == "first":
+        case = exp.Case(
+            ifs=[exp.If(this=flag[i], true=string(sub.name)) for i, sub in enumerate(subs)]
+        )
+        if all(sub.has_criteria for sub in subs):
+            case = case.else_(exp.null())
+        pairs = exp.select(exp.column(CUSTOMER), exp.alias_(case, SUB_AUDIENCE)).from_("scored")
+        return (
+            exp.select("*")
+            .from_(exp.alias_(pairs.where(kept).subquery(), "m"))
+            .where(exp.column(SUB_AUDIENCE).is_(exp.null()).not_())
+        )
+    selects: list[exp.Select] = []
+    with_criteria = [i for i, sub in enumerate(subs) if sub.has_criteria]
+    for i, sub in enumerate(subs):
+        matched = (
+            flag[i]
+            if sub.has_criteria
+            else exp.not_(exp.or_(*(flag[j] for j in with_criteria)))
+            if with_criteria
+            else exp.true()
+        )
+        selects.append(
+            exp.select(exp.column(CUSTOMER), exp.alias_(string(sub.name), SUB_AUDIENCE))
+            .from_("scored")
+            .where(exp.and_(kept.copy(), matched))
+        )
+    union: exp.Query = selects[0]
+    for select in selects[1:]:
+        union = exp.union(union, select, distinct=False)
+    return union
+
+
+def _group_case(campaign: Campaign) -> exp.Expr:
+    """The group of each (customer, sub-audience) from its bucket: treatments, then control."""
+    ifs = []
+    for sub in campaign.groups:
+        for group, upper in group_bounds(sub):
+            ifs.append(
+                exp.If(
+                    this=exp.and_(
+                        exp.EQ(this=exp.column(SUB_AUDIENCE), expression=string(sub.name)),
+                        exp.LT(this=exp.column("bucket"), expression=exp.Literal.number(upper)),
+                    ),
+                    true=string(group),
+                )
+            )
+    return exp.Case(ifs=ifs)
+
+
+def _is_new(previous: PreviousRuns, campaign: Campaign) -> exp.Expr:
+    """True for customers who newly qualify (SPEC §3), per the campaign's rule."""
+    customer = exp.column(CUSTOMER)
+    name = string(campaign.name)
+    if campaign.newly_qualified == "never_sent":
+        if not previous.successes:
+            return exp.true()
+        earlier = (
+            exp.select(column(CUSTOMER))
+            .from_(table(previous.recipients_table))
+            .where(
+                exp.and_(
+                    exp.EQ(this=column("campaign"), expression=name),
+                    exp.In(
+                        this=column("run_id"), expressions=[string(r) for r in previous.successes]
+                    ),
+                )
+            )
+        )
+    else:
+        if previous.last_success is None:
+            return exp.true()
+        earlier = (
+            exp.select(column(CUSTOMER))
+            .from_(table(previous.members_table))
+            .where(
+                exp.and_(
+                    exp.EQ(this=column("campaign"), expression=name),
+                    exp.EQ(this=column("run_id"), expression=string(previous.last_success)),
+                )
+            )
+        )
+    return exp.not_(exp.In(this=customer, query=exp.Subquery(this=earlier)))
+
+
+def _can_receive(destination: DestinationColumns, ctx: CompileContext) -> exp.Expr:
+    """The customer has a row in each of the destination's tables, with its required values."""
+    checks: list[exp.Expr] = []
+    for table_name in destination.tables:
+        required = [
+            column(a.source).is_(exp.null()).not_()
+            for a in destination.attributes
+            if a.required and (a.table or ctx.tables.source) == table_name
+        ]
+        rows = exp.select(column(ctx.tables.id)).from_(table(table_name))
+        if required:
+            rows = rows.where(exp.and_(*required))
+        checks.append(exp.In(this=exp.column(CUSTOMER), query=exp.Subquery(this=rows)))
+    return exp.and_(*checks) if checks else exp.true()
+
+
+def assignment_query(
+    campaign: Campaign,
+    ctx: CompileContext,
+    *,
+    dialect: str,
+    destinations: Sequence[DestinationColumns],
+    previous: PreviousRuns,
+) -> exp.Select:
+    """customer_id, sub_audience, group_name, is_control, is_new, keep_<n> for each destination."""
+    bucketed = exp.select(
+        exp.column(CUSTOMER),
+        exp.column(SUB_AUDIENCE),
+        exp.alias_(bucket(exp.column(CUSTOMER), campaign.assignment_seed, dialect), "bucket"),
+    ).from_(exp.alias_(_memberships(campaign).subquery(), "memberships"))
+    grouped = exp.select(
+        exp.column(CUSTOMER), exp.column(SUB_AUDIENCE), exp.alias_(_group_case(campaign), GROUP)
+    ).from_("bucketed")
+    return (
+        exp.select(
+            exp.column(CUSTOMER),
+            exp.column(SUB_AUDIENCE),
+            exp.column(GROUP),
+            exp.alias_(
+                exp.EQ(this=exp.column(GROUP), expression=string(CONTROL_GROUP)), IS_CONTROL
+            ),
+            exp.alias_(_is_new(previous, campaign), IS_NEW),
+            *(exp.alias_(_can_receive(d, ctx), d.keep_column) for d in destinations),
+        )
+        .with_("scored", as_=scored_query(campaign, ctx))
+        .with_("bucketed", as_=bucketed)
+        .from_(exp.alias_(grouped.subquery(), "g"))
+    )
+
+
+def excluded_query(campaign: Campaign, ctx: CompileContext) -> exp.Select:
+    """How many included customers an exclusion removed."""
+    return (
+        exp.select(exp.alias_(exp.Count(this=exp.Star()), "excluded"))
+        .from_(exp.alias_(scored_query(campaign, ctx).subquery(), "s"))
+        .where(exp.column("is_excluded"))
+    )
+
+
+def plan_query(source: exp.Expr, destinations: Sequence[DestinationColumns]) -> exp.Select:
+    """Per sub-audience and group: customers (newly qualified), and shrink per destination."""
+    shrink = [
+        exp.alias_(
+            exp.func(
+                "SUM",
+                exp.Case(
+                    ifs=[exp.If(this=exp.column(d.keep_column), true=exp.Literal.number(0))],
+                    default=exp.Literal.number(1),
+                ),
+            ),
+            f"shrink_{i}",
+        )
+        for i, d in enumerate(destinations)
+    ]
+    return (
+        exp.select(
+            exp.column(SUB_AUDIENCE),
+            exp.column(GROUP),
+            exp.alias_(exp.Count(this=exp.Star()), "customers"),
+            *shrink,
+        )
+        .from_(source)
+        .where(exp.column(IS_NEW))
+        .group_by(exp.column(SUB_AUDIENCE), exp.column(GROUP))
+    )
+
+
+def delivery_query(
+    run_table: str,
+    destination: DestinationColumns,
+    ctx: CompileContext,
+    *,
+    sub_audience: str | None,
+    group: str | None,
+    with_group_columns: bool,
+    limit: int | None = None,
+) -> exp.Select:
+    """The rows one file of one destination holds: newly qualified, not control, kept."""
+    aliases: dict[str, str] = {}
+    projections: list[exp.Expr] = []
+    if with_group_columns:
+        projections += [
+            exp.alias_(exp.column(SUB_AUDIENCE, table="r"), "sub_audience"),
+            exp.alias_(exp.column(GROUP, table="r"), "treatment"),
+        ]
+    for attribute in destination.attributes:
+        table_name = attribute.table or ctx.tables.source
+        alias = aliases.setdefault(table_name, f"a{len(aliases)}")
+        projections.append(
+            exp.alias_(
+                exp.column(attribute.source, table=alias, quoted=True),
+                attribute.output_name,
+                quoted=True,
+            )
+        )
+    filters: list[exp.Expr] = [
+        exp.column(IS_NEW, table="r"),
+        exp.not_(exp.column(IS_CONTROL, table="r")),
+        exp.column(destination.keep_column, table="r"),
+    ]
+    if sub_audience is not None:
+        filters.append(
+            exp.EQ(this=exp.column(SUB_AUDIENCE, table="r"), expression=string(sub_audience))
+        )
+    if group is not None:
+        filters.append(exp.EQ(this=exp.column(GROUP, table="r"), expression=string(group)))
+    query = exp.select(*projections).from_(exp.alias_(table(run_table), "r"))
+    for table_name, alias in aliases.items():
+        query = query.join(
+            exp.alias_(table(table_name), alias),
+            on=exp.EQ(
+                this=exp.column(CUSTOMER, table="r"),
+                expression=exp.column(ctx.tables.id, table=alias, quoted=True),
+            ),
+            join_type="inner",
+        )
+    query = query.where(exp.and_(*filters)).order_by(exp.column(CUSTOMER, table="r"))
+    return query.limit(limit) if limit is not None else query

@@ -1,0 +1,240 @@
+"""The `kind: campaign` document (SPEC §3): audience → sub-audiences → treatments and control."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
+
+from audience.definitions.conditions import Condition, check_depth
+from audience.definitions.names import check_name
+from audience.errors import PercentagesError
+
+Percent = Annotated[StrictInt | StrictFloat, Field(ge=0, le=100, allow_inf_nan=False)]
+CONTROL_GROUP = "Control"
+"""The group name of customers held back in a sub-audience."""
+REMAINING = "All remaining recipients"
+"""The implicit sub-audience of a campaign that defines none (or of customers matching none)."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Treatment(_Model):
+    """A group of customers that is sent, to one or more destinations."""
+
+    name: str
+    percent: Percent
+    destinations: list[str] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        return check_name(name)
+
+
+class SubAudience(_Model):
+    """A slice of the audience (criteria, or none for "everyone left"), split into treatments."""
+
+    name: str
+    where: Condition | None = None
+    segment: str | None = None
+    treatments: list[Treatment] = Field(min_length=1)
+    control: Percent = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_too_deep(cls, raw: Any) -> Any:
+        if isinstance(raw, dict):
+            check_depth(raw.get("where"), "where")
+        return raw
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        return check_name(name)
+
+    @model_validator(mode="after")
+    def _groups(self) -> SubAudience:
+        if self.where is not None and self.segment is not None:
+            raise ValueError("give either where or segment, not both")
+        names = [t.name for t in self.treatments]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"treatment names must be unique; repeated: {', '.join(duplicates)}")
+        if self.control and CONTROL_GROUP in names:
+            raise ValueError(f"{CONTROL_GROUP!r} names the control group; rename the treatment")
+        total = sum((Decimal(str(t.percent)) for t in self.treatments), Decimal(str(self.control)))
+        if total != 100:
+            shares = " + ".join(str(t.percent) for t in self.treatments)
+            raise PercentagesError(
+                f"percentages of sub-audience {self.name!r} total {total}, not 100 "
+                f"(treatments {shares}, control {self.control})",
+                field="treatments",
+            )
+        return self
+
+    @property
+    def has_criteria(self) -> bool:
+        """False for the catch-all sub-audience."""
+        return self.where is not None or self.segment is not None
+
+
+class CampaignAudience(_Model):
+    """Who the campaign is for: included segments (united) minus excluded ones."""
+
+    include: list[str] = Field(min_length=1)
+    exclude: list[str] = []
+
+
+class SentAttribute(_Model):
+    """A column sent to a destination: `source` (from `table`) renamed `as`."""
+
+    source: str = Field(min_length=1)
+    as_: str | None = Field(default=None, alias="as", min_length=1)
+    table: str | None = None
+    required: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, raw: Any) -> Any:
+        return {"source": raw} if isinstance(raw, str) else raw
+
+    @property
+    def output_name(self) -> str:
+        """The column name in the file."""
+        return self.as_ or self.source
+
+
+class Recurring(_Model):
+    """A repeating schedule: a cron expression (or daily/weekly/monthly) in a time zone."""
+
+    cron: str | None = None
+    every: Literal["day", "week", "month"] | None = None
+    at: str = "00:00"
+    timezone: str = "UTC"
+    start: date | None = None
+    end: date | None = None
+    runs: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> Recurring:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("a recurring schedule needs either cron or every")
+        return self
+
+
+class Schedule(_Model):
+    """Once (as soon as possible, or at a time) or recurring."""
+
+    once: Literal["asap"] | datetime | None = None
+    recurring: Recurring | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Schedule:
+        if (self.once is None) == (self.recurring is None):
+            raise ValueError("a schedule is either once or recurring")
+        return self
+
+
+class Campaign(_Model):
+    """One audience, split into sub-audiences and treatments, sent to destinations."""
+
+    kind: Literal["campaign"] = "campaign"
+    name: str
+    description: str = ""
+    audience: CampaignAudience
+    sub_audiences: list[SubAudience] = []
+    treatments: list[Treatment] = []
+    control: Percent = 0
+    match: Literal["first", "every"] = "first"
+    attributes: dict[str, list[SentAttribute]] = {}
+    files: Literal["per_treatment", "single"] = "per_treatment"
+    schedule: Schedule = Schedule(once="asap")
+    launch_date: date | None = None
+    seed: str | None = None
+    newly_qualified: Literal["since_last_run", "never_sent"] = "since_last_run"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        return check_name(name)
+
+    @model_validator(mode="after")
+    def _shape(self) -> Campaign:
+        if self.sub_audiences and self.treatments:
+            raise ValueError(
+                "put treatments inside sub_audiences, or use top-level treatments alone"
+            )
+        if not self.sub_audiences and not self.treatments:
+            raise ValueError("a campaign needs treatments (or sub_audiences with treatments)")
+        names = [s.name for s in self.sub_audiences]
+        if len(set(names)) != len(names):
+            raise ValueError("sub-audience names must be unique")
+        for position, sub in enumerate(self.sub_audiences[:-1]):
+            if not sub.has_criteria and self.match == "first":
+                raise ValueError(
+                    f"sub-audience {sub.name!r} has no criteria, so it takes everyone left; "
+                    f"it must come last (it is number {position + 1} of {len(names)})"
+                )
+        return self
+
+    @property
+    def groups(self) -> list[SubAudience]:
+        """The sub-audiences to assign, with the implicit one for top-level treatments."""
+        if self.sub_audiences:
+            return self.sub_audiences
+        return [SubAudience(name=REMAINING, treatments=self.treatments, control=self.control)]
+
+    @property
+    def destinations(self) -> list[str]:
+        """Every destination any treatment sends to, in first-use order."""
+        found: dict[str, None] = {}
+        for sub in self.groups:
+            for treatment in sub.treatments:
+                found.update(dict.fromkeys(treatment.destinations))
+        return list(found)
+
+    @property
+    def is_recurring(self) -> bool:
+        """Recurring campaigns send only newly qualified customers."""
+        return self.schedule.recurring is not None
+
+    @property
+    def assignment_seed(self) -> str:
+        """What the group hash is salted with: the campaign's seed, by default its name."""
+        return self.seed if self.seed is not None else self.name
+
+
+def rejoin_names(items: list[str], known: set[str]) -> list[str]:
+    """Segment names as meant: a YAML flow list like `[High value, recently active]` (as SPEC
+    Appendix A writes it) splits a name at its comma; join neighbours back when that names a
+    known segment and the pieces alone do not."""
+    names: list[str] = []
+    index = 0
+    while index < len(items):
+        if items[index] not in known:
+            for end in range(index + 2, len(items) + 1):
+                joined = ", ".join(items[index:end])
+                if joined in known:
+                    names.append(joined)
+                    index = end
+                    break
+            else:
+                names.append(items[index])
+                index += 1
+            continue
+        names.append(items[index])
+        index += 1
+    return names

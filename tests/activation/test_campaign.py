@@ -1,0 +1,260 @@
+"""Campaigns end to end on a real workspace: plan, run, files, ledger, recurring runs, faults."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlglot import exp
+
+from audience.definitions.loader import load_text
+from audience.errors import DefinitionError
+from audience.workspace import Workspace
+
+SEGMENTS = """\
+kind: segment
+name: Recent buyers
+where: {attribute: last_order_date, op: within_last, value: 60, unit: days}
+---
+kind: segment
+name: Opted out
+where: {attribute: email_opt_out, op: is_true}
+---
+kind: segment
+name: Lapsed
+where: {attribute: last_order_date, op: more_than_ago, value: 60, unit: days}
+"""
+
+
+def campaign_yaml(
+    folder: Path, *, name: str = "Spring Churn", include: str = "Recent buyers", extra: str = ""
+) -> str:
+    return f"""\
+kind: destination
+name: local
+type: filesystem
+settings: {{path: "{folder}"}}
+file: {{format: csv, compression: gzip, header: true}}
+default_attributes: [amperity_id, email]
+---
+kind: campaign
+name: "{name}"
+audience:
+  include: [{include}]
+  exclude: [Opted out]
+sub_audiences:
+  - name: Loyal
+    where: {{attribute: loyalty_tier, op: in, value: [gold, platinum]}}
+    treatments:
+      - {{name: Offer A, percent: 45, destinations: [local]}}
+      - {{name: Offer B, percent: 45, destinations: [local]}}
+    control: 10
+  - name: Everyone else
+    treatments:
+      - {{name: Standard, percent: 100, destinations: [local]}}
+attributes:
+  local:
+    - amperity_id
+    - {{source: given_name, as: first_name}}
+    - {{source: lifetime_revenue, table: customer_360}}
+{extra}"""
+
+
+def apply(ws: Workspace, text: str) -> None:
+    ws.apply_documents(load_text(text, "test.yaml"))
+
+
+def rows_of(ws: Workspace, sql: str) -> list[dict[str, Any]]:
+    return ws.engine.rows(exp.maybe_parse(sql, dialect="duckdb"))
+
+
+def read_csv_gz(path: Path) -> list[dict[str, str]]:
+    with gzip.open(path, "rt", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture
+def campaign_ws(fresh_workspace: Workspace, tmp_path: Path) -> Workspace:
+    apply(fresh_workspace, SEGMENTS + "---\n" + campaign_yaml(tmp_path / "out"))
+    return fresh_workspace
+
+
+def audience_now(ws: Workspace, *, lapsed_days_ago: int | None = None) -> dict[str, str]:
+    """customer → sub-audience, by plain SQL: the oracle for the campaign's audience (recent
+    buyers; or, with `lapsed_days_ago`, the Lapsed segment as it was that many days ago)."""
+    today = ws.compile_context().today
+    if lapsed_days_ago is None:
+        where = f"last_order_date >= date '{(today - timedelta(days=60)).isoformat()}'"
+    else:
+        boundary = today - timedelta(days=60 + lapsed_days_ago)
+        where = f"last_order_date < date '{boundary.isoformat()}'"
+    rows = rows_of(
+        ws,
+        "select amperity_id, loyalty_tier from customer_360 "
+        f"where {where} and email_opt_out is not true",
+    )
+    return {
+        r["amperity_id"]: "Loyal" if r["loyalty_tier"] in ("gold", "platinum") else "Everyone else"
+        for r in rows
+    }
+
+
+def test_plan_counts_every_group(campaign_ws: Workspace) -> None:
+    plan = campaign_ws.campaign_plan("Spring Churn").to_json()
+    expected = audience_now(campaign_ws)
+    assert plan["audience"] == len(expected) > 100
+    subs = {s["name"]: s for s in plan["sub_audiences"]}
+    assert subs["Loyal"]["customers"] == sum(1 for s in expected.values() if s == "Loyal")
+    loyal = {g["name"]: g for g in subs["Loyal"]["groups"]}
+    assert loyal["Control"]["control"] is True
+    assert sum(g["customers"] for g in loyal.values()) == subs["Loyal"]["customers"]
+    share = loyal["Control"]["customers"] / subs["Loyal"]["customers"]
+    assert 0.03 < share < 0.2  # 10 % of a few hundred customers
+    opted_out = rows_of(
+        campaign_ws,
+        "select count(*) as n from customer_360 where email_opt_out and last_order_date >= "
+        f"date '{(campaign_ws.compile_context().today - timedelta(days=60)).isoformat()}'",
+    )[0]["n"]
+    assert plan["excluded"] == opted_out > 0
+
+
+def test_run_writes_one_file_per_treatment_with_exactly_the_attributes(
+    campaign_ws: Workspace, tmp_path: Path
+) -> None:
+    run = campaign_ws.campaign_run("Spring Churn")
+    assert run.status == "succeeded", run.error
+    plan = run.counts
+    files = {d.group: Path(d.uri.removeprefix("file://")) for d in run.deliveries}
+    assert set(files) == {"Offer A", "Offer B", "Standard"}
+    expected = audience_now(campaign_ws)
+    seen: set[str] = set()
+    for group, path in files.items():
+        assert path.parent == tmp_path / "out"
+        assert "Spring Churn" in path.name and group in path.name
+        rows = read_csv_gz(path)
+        assert list(rows[0]) == ["amperity_id", "first_name", "lifetime_revenue"]
+        ids = {r["amperity_id"] for r in rows}
+        assert ids <= set(expected)  # exclusions honoured
+        seen |= ids
+        count = next(
+            g["customers"] for s in plan["sub_audiences"] for g in s["groups"] if g["name"] == group
+        )
+        assert len(rows) == count
+    control = rows_of(
+        campaign_ws,
+        f"select customer_id from audience_recipients where run_id = '{run.id}' and is_control",
+    )
+    assert len(control) == run.counts["control"] > 0
+    assert not seen & {r["customer_id"] for r in control}  # control held back
+    assert len(seen) == run.counts["sent"] == len(expected) - run.counts["control"]
+    ledger = rows_of(
+        campaign_ws,
+        "select count(*) as n from audience_recipients "
+        f"where run_id = '{run.id}' and destination = 'local'",
+    )
+    assert ledger[0]["n"] == run.counts["sent"]
+
+
+def test_recurring_run_sends_only_the_newly_qualified(
+    campaign_ws: Workspace, tmp_path: Path
+) -> None:
+    apply(
+        campaign_ws,
+        campaign_yaml(
+            tmp_path / "out",
+            include="Lapsed",
+            extra='schedule: {recurring: {cron: "0 6 * * 1", timezone: America/Los_Angeles}}\n',
+        ),
+    )
+    now = campaign_ws.clock()
+    first = campaign_ws.campaign_run("Spring Churn", now=now - timedelta(days=7))
+    assert first.status == "succeeded", first.error
+    second = campaign_ws.campaign_run("Spring Churn", now=now)
+    assert second.status == "succeeded", second.error
+    before = audience_now(campaign_ws, lapsed_days_ago=7)
+    after = audience_now(campaign_ws, lapsed_days_ago=0)
+    newly = set(after) - set(before)
+    assert newly, "the sample must have customers who qualified this week"
+    recorded = rows_of(
+        campaign_ws, f"select customer_id from audience_recipients where run_id = '{second.id}'"
+    )
+    assert {r["customer_id"] for r in recorded} == newly
+    again = rows_of(
+        campaign_ws,
+        "select count(*) as n from audience_recipients a join audience_recipients b "
+        "on a.customer_id = b.customer_id "
+        f"where a.run_id = '{first.id}' and b.run_id = '{second.id}'",
+    )
+    assert again[0]["n"] == 0
+
+
+def test_a_failed_run_changes_nothing_in_the_ledger(campaign_ws: Workspace, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the destination folder should be")
+    apply(campaign_ws, campaign_yaml(blocker))
+    failed = campaign_ws.campaign_run("Spring Churn")
+    assert failed.status == "failed" and failed.error
+    assert rows_of(campaign_ws, "select count(*) as n from audience_recipients")[0]["n"] == 0
+    apply(campaign_ws, campaign_yaml(tmp_path / "out"))
+    retried = campaign_ws.campaign_run("Spring Churn")
+    assert retried.status == "succeeded"
+    assert retried.id == failed.id and retried.attempt == 2  # the same run, retried
+
+
+def test_running_the_same_time_twice_is_refused(campaign_ws: Workspace) -> None:
+    assert campaign_ws.campaign_run("Spring Churn").status == "succeeded"
+    with pytest.raises(Exception, match="already ran successfully"):
+        campaign_ws.campaign_run("Spring Churn")
+
+
+def test_test_send_is_named_as_a_test_and_leaves_no_ledger(campaign_ws: Workspace) -> None:
+    run = campaign_ws.campaign_run("Spring Churn", test_records=5)
+    assert run.status == "succeeded" and run.is_test
+    assert all(Path(d.uri).name.startswith("TEST_") for d in run.deliveries)
+    assert all(d.rows <= 5 for d in run.deliveries)
+    assert rows_of(campaign_ws, "select count(*) as n from audience_recipients")[0]["n"] == 0
+
+
+def test_empty_audience_sends_header_only_files(fresh_workspace: Workspace, tmp_path: Path) -> None:
+    nobody = (
+        "kind: segment\nname: Nobody\nwhere: {attribute: lifetime_revenue, op: '<', value: -1}\n"
+    )
+    apply(
+        fresh_workspace,
+        SEGMENTS + "---\n" + nobody + "---\n" + campaign_yaml(tmp_path / "o", include="Nobody"),
+    )
+    run = fresh_workspace.campaign_run("Spring Churn")
+    assert run.status == "succeeded" and run.counts["sent"] == 0
+    for delivery in run.deliveries:
+        assert read_csv_gz(Path(delivery.uri.removeprefix("file://"))) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ("percent: 45, destinations: [local]}", "percent: 40, destinations: [local]}"),
+        ("control: 10", "control: 0"),
+        ("control: 10", "control: -10"),
+        ("control: 10", 'control: "10%"'),
+        ("[local]}\n      - {name: Offer B", "[]}\n      - {name: Offer B"),
+        (
+            "destinations: [local]}\n  - name: Everyone",
+            "destinations: [elsewhere]}\n  - name: Everyone",
+        ),
+        ("- {source: given_name, as: first_name}", "- {source: favourite_colour}"),
+        ("include: [Recent buyers]", "include: [Ghosts]"),
+        ("name: Offer B", "name: Offer A"),
+    ],
+)
+def test_bad_campaigns_are_refused_with_the_field(
+    campaign_ws: Workspace, tmp_path: Path, change: str, fragment: str
+) -> None:
+    text = campaign_yaml(tmp_path / "out")
+    assert change in text
+    with pytest.raises(DefinitionError) as raised:
+        apply(campaign_ws, text.replace(change, fragment, 1))
+    assert str(raised.value).startswith("test.yaml:")
