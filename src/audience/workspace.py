@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+import functools
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +32,7 @@ from audience.definitions.loader import LoadedDocument, dump_documents, load_pat
 from audience.definitions.campaign import Campaign, rejoin_names
 from audience.definitions.destination import Destination
 from audience.definitions.segment import Segment
+from audience.delivery.shipment import open_destination
 from audience.engines import Engine, open_engine
 from audience.errors import (
     DefinitionError,
@@ -124,18 +126,23 @@ class Workspace:
                 )
             seen[key] = document
         segments = {**self.segments(), **_of_kind(documents, Segment)}
+        destinations = {**self.destinations(), **_of_kind(documents, Destination)}
         ctx = self.compile_context(segments=segments)
+        checked: list[Definition] = []
         for document in documents:
             definition = document.definition
             try:
                 if isinstance(definition, Segment):
                     self._check_segment(definition, ctx)
+                elif isinstance(definition, Campaign):
+                    definition = _with_segment_names(definition, set(segments))
+                    setting = self.campaign_setting(ctx=ctx, destinations=destinations)
+                    check_campaign(definition, setting, self.engine.dialect)
             except DefinitionError as exc:
                 raise document.relocate(exc) from None
-        now = self.clock()
+            checked.append(definition)
         return self.store.save_definitions(
-            ((d.definition.kind, d.definition.name, _body(d.definition)) for d in documents),
-            now,
+            ((d.kind, d.name, _body(d)) for d in checked), self.clock()
         )
 
     def _check_segment(self, segment: Segment, ctx: CompileContext) -> None:
@@ -212,6 +219,7 @@ class Workspace:
             runs=self.store.runs,
             ctx=ctx or self.compile_context(now=now),
             destinations=self.destinations() if destinations is None else destinations,
+            open_client=functools.partial(open_destination, root=self.directory),
         )
 
     # campaigns
@@ -296,8 +304,19 @@ class Workspace:
         self.__dict__.pop("catalog", None)
 
 
-def _of_kind(documents: Iterable[LoadedDocument], kind: type[Segment]) -> dict[str, Segment]:
+def _of_kind(documents: Iterable[LoadedDocument], kind: type[D]) -> dict[str, D]:
     return {d.definition.name: d.definition for d in documents if isinstance(d.definition, kind)}
+
+
+def _with_segment_names(campaign: Campaign, known: set[str]) -> Campaign:
+    """The campaign with include/exclude names rejoined where YAML split them at a comma."""
+    audience = campaign.audience.model_copy(
+        update={
+            "include": rejoin_names(campaign.audience.include, known),
+            "exclude": rejoin_names(campaign.audience.exclude, known),
+        }
+    )
+    return campaign.model_copy(update={"audience": audience})
 
 
 def _body(definition: Definition) -> dict[str, Any]:

@@ -134,7 +134,7 @@ def test_run_writes_one_file_per_treatment_with_exactly_the_attributes(
     seen: set[str] = set()
     for group, path in files.items():
         assert path.parent == tmp_path / "out"
-        assert "Spring Churn" in path.name and group in path.name
+        assert "Spring_Churn" in path.name and group.replace(" ", "_") in path.name
         rows = read_csv_gz(path)
         assert list(rows[0]) == ["amperity_id", "first_name", "lifetime_revenue"]
         ids = {r["amperity_id"] for r in rows}
@@ -241,10 +241,7 @@ def test_empty_audience_sends_header_only_files(fresh_workspace: Workspace, tmp_
         ("control: 10", "control: -10"),
         ("control: 10", 'control: "10%"'),
         ("[local]}\n      - {name: Offer B", "[]}\n      - {name: Offer B"),
-        (
-            "destinations: [local]}\n  - name: Everyone",
-            "destinations: [elsewhere]}\n  - name: Everyone",
-        ),
+        ("percent: 100, destinations: [local]", "percent: 100, destinations: [elsewhere]"),
         ("- {source: given_name, as: first_name}", "- {source: favourite_colour}"),
         ("include: [Recent buyers]", "include: [Ghosts]"),
         ("name: Offer B", "name: Offer A"),

@@ -409,8 +409,12 @@ def _send(
             group_name=file.group or "all",
             sub_audience_name=file.sub_audience or "",
         )
-        batches = _reported(setting.engine.stream(query), progress)
-        for delivery in deliver(destination, batches, names=names, run_id=run_id, client=client):
+        reader = setting.engine.stream(query)
+        batches = _reported(reader, progress)
+        delivered = deliver(
+            destination, batches, names=names, run_id=run_id, client=client, schema=reader.schema
+        )
+        for delivery in delivered:
             yield DeliveredFile(
                 destination=destination.name,
                 uri=delivery.uri,

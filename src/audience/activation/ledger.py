@@ -93,7 +93,7 @@ def materialise(engine: Engine, run_table: str, query: exp.Query) -> None:
 
 def drop(engine: Engine, run_table: str) -> None:
     """Remove a run's snapshot."""
-    engine.execute(exp.Drop(this=table(run_table), kind="TABLE", exists=True))
+    engine.execute(exp.Drop(tables=[table(run_table)], kind="TABLE", exists=True))
 
 
 def record_recipients(

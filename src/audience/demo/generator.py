@@ -47,15 +47,13 @@ class SampleTables:
 _PEOPLE = """
     SELECT
         k,
-        printf('%016x', H(id)) AS id_hex,
-        printf('%016x', H(id_variant)) AS variant_hex,
-        -- an affine map modulo 2^48 with an odd factor is a bijection, so the last UUID group
-        -- alone makes every id unique; the hashed groups only make ids look random
-        ((k::HUGEINT * 174079842426699 + hash(hash($seed::BIGINT, 'id-offset')) % 281474976710656)
-            % 281474976710656)::BIGINT AS id_tail,
-        id_hex[1:8] || '-' || id_hex[9:12] || '-4' || id_hex[13:15] || '-'
-            || substr('89ab', 1 + (H(id_variant) % 4)::INTEGER, 1)
-            || variant_hex[1:3] || '-' || printf('%012x', id_tail) AS amperity_id,
+        -- a version-4 UUID: 62 hashed bits make it look random, and its last 48 bits are an
+        -- affine map of k modulo 2^48 with an odd factor, a bijection, so no two ids collide
+        ((((H(id) & 18446744073709490175::UBIGINT) | 16384::UBIGINT)::UHUGEINT << 64)
+            | (9223372036854775808::UBIGINT | ((H(id_low) & 16383::UBIGINT) << 48)
+               | ((k::UBIGINT * 6364136223 + hash(hash($seed::BIGINT, 'id')))
+                  & 281474976710655::UBIGINT))::UHUGEINT
+        )::UUID::VARCHAR AS amperity_id,
         CASE WHEN U(gender) < 0.52 THEN 'F' WHEN U(gender) < 0.98 THEN 'M' ELSE 'U' END AS gender,
         CASE WHEN U(tier) < 0.55 THEN 'none' WHEN U(tier) < 0.80 THEN 'silver'
              WHEN U(tier) < 0.95 THEN 'gold' ELSE 'platinum' END AS loyalty_tier,
@@ -80,24 +78,24 @@ _PEOPLE = """
         $email_domains[PICK(email_domain, $email_domain_pick)] AS email_domain,
         U(email_missing) < 0.04 AS email_missing,
         PICK(city, $city_pick) AS city_index,
-        CASE WHEN U(phone_missing) >= 0.06 THEN
-            $city_area_codes[city_index] || '-555-01' || printf('%02d', floor(U(phone) * 100)::INTEGER)
-        END AS phone,
+        CASE WHEN U(phone_missing) >= 0.06 THEN $city_area_codes[city_index] || '-555-01'
+            || lpad(floor(U(phone) * 100)::INTEGER::VARCHAR, 2, '0') END AS phone,
         (1 + floor(pow(U(house), 1.6) * 9998))::INTEGER::VARCHAR || ' '
-            || PICK(street, $street_names) || ' ' || PICK(street_suffix, $street_suffixes) AS address,
+            || PICK(street, $street_names) || ' ' || PICK(street_suffix, $street_suffixes)
+            AS address,
         CASE
             WHEN U(address2) >= 0.15 THEN NULL
-            WHEN U(address2_form) < 0.40 THEN 'Apt ' || (1 + floor(U(unit) * 20))::INTEGER::VARCHAR
+            WHEN U(address2_form) < 0.40 THEN 'Apt ' || (1 + floor(U(unit) * 20))::INTEGER
                 || substr('ABCDEF', 1 + floor(U(unit_letter) * 6)::INTEGER, 1)
-            WHEN U(address2_form) < 0.65 THEN 'Apt ' || (1 + floor(U(unit) * 40))::INTEGER::VARCHAR
-            WHEN U(address2_form) < 0.85 THEN 'Unit ' || (100 + floor(U(unit) * 400))::INTEGER::VARCHAR
-            WHEN U(address2_form) < 0.95 THEN 'Suite ' || (100 + floor(U(unit) * 800))::INTEGER::VARCHAR
-            ELSE '#' || (1 + floor(U(unit) * 30))::INTEGER::VARCHAR
+            WHEN U(address2_form) < 0.65 THEN 'Apt ' || (1 + floor(U(unit) * 40))::INTEGER
+            WHEN U(address2_form) < 0.85 THEN 'Unit ' || (100 + floor(U(unit) * 400))::INTEGER
+            WHEN U(address2_form) < 0.95 THEN 'Suite ' || (100 + floor(U(unit) * 800))::INTEGER
+            ELSE '#' || (1 + floor(U(unit) * 30))::INTEGER
         END AS address2,
         $city_names[city_index] AS city,
         $city_states[city_index] AS state,
-        printf('%05d', $city_zip_lows[city_index] + floor(U(postal)
-            * ($city_zip_highs[city_index] - $city_zip_lows[city_index] + 1))::INTEGER) AS postal,
+        lpad(($city_zip_lows[city_index] + floor(U(postal) * ($city_zip_highs[city_index]
+            - $city_zip_lows[city_index] + 1))::INTEGER)::VARCHAR, 5, '0') AS postal,
         'US' AS country,
         -- ages 18 to 85 on `today`, peaking in the early forties
         ($today::DATE - INTERVAL 18 YEAR)::DATE AS youngest,
@@ -120,7 +118,7 @@ _PEOPLE = """
             ELSE least(40, 1 + floor(ln(1 - U(orders)) / ln(1 - 1 / CASE loyalty_tier
                 WHEN 'none' THEN 4.5 WHEN 'silver' THEN 6.5 WHEN 'gold' THEN 8.0 ELSE 12.0 END)))
         END::INTEGER AS order_count
-    FROM range($profiles) AS customers(k)
+    FROM {keys}
 """
 
 _EVENTS = """
@@ -148,7 +146,8 @@ drawn AS (
 )
 SELECT
     amperity_id::VARCHAR AS {id},
-    ('ORD' || printf('%09d', person * 40 + order_number + 1))::VARCHAR AS order_id,
+    -- at most 40 orders per customer, so this numbering never repeats
+    ('ORD' || lpad((person * 40 + order_number + 1)::VARCHAR, 10, '0'))::VARCHAR AS order_id,
     (order_day::TIMESTAMP + to_seconds(second_of_day))::TIMESTAMP AS order_datetime,
     round(least(800, greatest(5, $category_prices[category_index] * pow(quantity, 0.85)
         * exp(0.55 * price_z))), 2)::DECIMAL(12, 2) AS order_revenue,
@@ -157,8 +156,8 @@ SELECT
     $brands[PICK(brand, $brand_pick)]::VARCHAR AS brand,
     channel::VARCHAR AS channel,
     -- most store visits are to the customer's home-city store
-    CASE WHEN channel = 'store' THEN 'S' || printf('%03d', CASE WHEN U(store) < 0.85 THEN city_index
-        ELSE 1 + floor(U(other_store) * len($city_names))::BIGINT END) END::VARCHAR AS store_id,
+    CASE WHEN channel = 'store' THEN 'S' || lpad(CASE WHEN U(store) < 0.85 THEN city_index
+        ELSE PICK(other_store, $city_pick) END::VARCHAR, 3, '0') END::VARCHAR AS store_id,
     U(status) < 0.05 AS is_return,
     U(status) >= 0.05 AND U(status) < 0.07 AS is_cancellation
 FROM drawn
@@ -166,10 +165,12 @@ FROM drawn
 
 _PROFILE = """
 CREATE OR REPLACE TABLE {profile} AS
-WITH people AS ({people}),
--- most addresses are name-based; a running number after the first keeps every address unique
-emails AS (
-    SELECT *, row_number() OVER (PARTITION BY email_local, email_domain ORDER BY k) AS email_n
+WITH people AS NOT MATERIALIZED ({people}),
+-- most addresses are name-based; a running number after the first keeps every address unique.
+-- Numbering by a hash of the address only shares numbers between clashing hashes, which keeps
+-- them unique, and a narrow side table joined back by `k` keeps the rows in customer order.
+numbered AS (
+    SELECT k, row_number() OVER (PARTITION BY hash(email_local, email_domain) ORDER BY k) AS email_n
     FROM people
 ),
 valid AS (
@@ -192,21 +193,19 @@ totals AS (
 ),
 -- deciles among customers with a valid order in the last 12 months; the id breaks ties
 scored AS (
-    SELECT *,
-        CASE WHEN recent_orders > 0 THEN ntile(10) OVER (
-            PARTITION BY recent_orders > 0 ORDER BY recent_at, id) END AS rfm_recency,
-        CASE WHEN recent_orders > 0 THEN ntile(10) OVER (
-            PARTITION BY recent_orders > 0 ORDER BY recent_orders, id) END AS rfm_frequency,
-        CASE WHEN recent_orders > 0 THEN ntile(10) OVER (
-            PARTITION BY recent_orders > 0 ORDER BY recent_revenue, id) END AS rfm_monetary
+    SELECT id,
+        ntile(10) OVER (ORDER BY recent_at, id) AS rfm_recency,
+        ntile(10) OVER (ORDER BY recent_orders, id) AS rfm_frequency,
+        ntile(10) OVER (ORDER BY recent_revenue, id) AS rfm_monetary
     FROM totals
+    WHERE recent_orders > 0
 )
 SELECT
     p.amperity_id::VARCHAR AS {id},
     p.given_name::VARCHAR AS given_name,
     p.surname::VARCHAR AS surname,
     CASE WHEN NOT p.email_missing THEN p.email_local
-        || CASE WHEN p.email_n > 1 THEN p.email_n::VARCHAR ELSE '' END || '@' || p.email_domain
+        || CASE WHEN n.email_n > 1 THEN n.email_n::VARCHAR ELSE '' END || '@' || p.email_domain
     END::VARCHAR AS email,
     p.phone::VARCHAR AS phone,
     p.address::VARCHAR AS address,
@@ -225,12 +224,19 @@ SELECT
     t.last_order_date::DATE AS last_order_date,
     coalesce(t.lifetime_order_count, 0)::INTEGER AS lifetime_order_count,
     coalesce(t.lifetime_revenue, 0)::DECIMAL(14, 2) AS lifetime_revenue,
-    t.rfm_recency::INTEGER AS rfm_recency,
-    t.rfm_frequency::INTEGER AS rfm_frequency,
-    t.rfm_monetary::INTEGER AS rfm_monetary
-FROM emails AS p
-LEFT JOIN scored AS t ON t.id = p.amperity_id
+    s.rfm_recency::INTEGER AS rfm_recency,
+    s.rfm_frequency::INTEGER AS rfm_frequency,
+    s.rfm_monetary::INTEGER AS rfm_monetary
+FROM people AS p
+JOIN numbered AS n ON n.k = p.k
+LEFT JOIN totals AS t ON t.id = p.amperity_id
+LEFT JOIN scored AS s ON s.id = p.amperity_id
 ORDER BY p.k
+"""
+
+# range() is read by one thread; a table of the customer numbers is scanned in parallel
+_KEYS = """
+CREATE OR REPLACE TEMPORARY TABLE {keys} AS SELECT range AS k FROM range($profiles)
 """
 
 _SOURCE = """
@@ -243,12 +249,14 @@ _UNIFORM = re.compile(r"\bU\((\w+)\)")
 _PICK = re.compile(r"\bPICK\((\w+), (\$\w+)\)")
 _HASH = re.compile(r"\bH\((\w+)\)")
 _PARAMETER = re.compile(r"\$(\w+)")
-_MAX_PROFILES = 1_000_000_000  # order ids and the id bijection stay well inside their ranges
+_KEYS_TABLE = "audience_demo_customer_numbers"
+_MAX_PROFILES = 100_000_000  # so order numbers (40 per customer) fit in 10 digits
 
 
 def _expand(sql: str) -> str:
     """Rewrite the ``H``, ``U`` and ``PICK`` shorthands into DuckDB hash arithmetic."""
-    sql = _PICK.sub(r"\2[1 + (H(\1) % len(\2))::BIGINT]", sql)
+    # (the modulus is cast because UBIGINT % BIGINT would be computed, slowly, as HUGEINT)
+    sql = _PICK.sub(r"\2[1 + (H(\1) % len(\2)::UBIGINT)::BIGINT]", sql)
     # 53 bits of the hash over 2^53 gives a double in [0, 1) that can never round up to 1
     sql = _UNIFORM.sub(r"((H(\1) >> 11) / 9007199254740992.0)", sql)
     # DuckDB combines the hashes of several arguments with a final XOR, so draws that differ
@@ -339,8 +347,9 @@ def generate(
     }
     if len({tables.profile, tables.source, tables.events}) != 3:
         raise ValueError(f"the three sample tables need distinct names, got {tables}")
-    people = _expand(_PEOPLE)
-    statements = [
+    keys = _identifier(_KEYS_TABLE, "keys")
+    people = _expand(_PEOPLE).format(keys=keys)
+    statements = [_KEYS.format(keys=keys)] + [
         _expand(template).format(people=people, **names)
         for template in (_EVENTS, _PROFILE, _SOURCE)
     ]
@@ -349,6 +358,7 @@ def generate(
     try:
         for statement in statements:
             _run(con, statement, parameters)
+        con.execute(f"DROP TABLE {keys}")
     except BaseException:
         con.rollback()
         raise

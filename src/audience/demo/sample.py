@@ -35,7 +35,7 @@ def load_sample(
         generate(scratch.connection, profiles=profiles, seed=seed, today=today, tables=names)
         for table in (names.profile, names.source, names.events):
             query = exp.select(exp.Star()).from_(exp.table_(table, quoted=True))
-            reader = scratch.reader(query, COPY_BATCH_ROWS)
+            reader = scratch.stream(query, COPY_BATCH_ROWS)
             engine.replace_table(table, reader.schema, reader)
     finally:
         scratch.close()

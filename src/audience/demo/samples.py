@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 SAMPLE_DEFINITIONS = Path(__file__).parent / "definitions.yaml"
+SAMPLE_CAMPAIGN_DEFINITIONS = Path(__file__).parent / "campaign.yaml"
+SAMPLE_CAMPAIGN = "Win back lapsed customers"
 SAMPLE_SEGMENTS = (
     "High value, recently active",
     "Recent complainers",

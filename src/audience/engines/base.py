@@ -6,7 +6,7 @@ Differences between engines are declared as class attributes, not scattered `if`
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any, ClassVar, Protocol
 
 import pyarrow as pa
@@ -28,8 +28,9 @@ class Engine(Protocol):
         """All rows of a small result (insights, previews) as dictionaries."""
         ...
 
-    def stream(self, query: exp.Expr, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:
-        """The result as Arrow record batches, never the whole of it in memory."""
+    def stream(self, query: exp.Expr, batch_rows: int = 100_000) -> pa.RecordBatchReader:
+        """The result as a stream of Arrow record batches that knows its schema before the
+        first batch; never the whole of it in memory."""
         ...
 
     def execute(self, statement: exp.Expr) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -45,12 +45,8 @@ class DuckDBEngine:
         names = [d[0] for d in cursor.description or []]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
-    def stream(self, query: exp.Expr, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+    def stream(self, query: exp.Expr, batch_rows: int = 100_000) -> pa.RecordBatchReader:
         """Arrow batches straight from DuckDB's result, without materialising it in Python."""
-        yield from self.reader(query, batch_rows)
-
-    def reader(self, query: exp.Expr, batch_rows: int = 100_000) -> pa.RecordBatchReader:
-        """The result as an Arrow stream that knows its schema before the first batch."""
         try:
             return self.connection.sql(query.sql(self.dialect)).to_arrow_reader(batch_rows)
         except duckdb.Error as exc:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import itertools
+import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
@@ -65,17 +67,29 @@ class PostgresEngine:
             self._run(cursor, query)
             return list(cursor.fetchall())
 
-    def stream(self, query: exp.Expr, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+    def stream(self, query: exp.Expr, batch_rows: int = 100_000) -> pa.RecordBatchReader:
         """Rows through a server-side cursor, converted to Arrow a batch at a time."""
+        batches = self._batches(query, batch_rows)
+        first = next(batches)
+        return pa.RecordBatchReader.from_batches(first.schema, itertools.chain([first], batches))
+
+    def _batches(self, query: exp.Expr, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """The schema's batch first (empty when there are no rows), then the rows."""
         with (
             self.connection.transaction(),
-            self.connection.cursor(name="audience_stream") as cursor,
+            self.connection.cursor(name=f"audience_{uuid.uuid4().hex}") as cursor,
         ):
             self._run(cursor, query)
             names = [d.name for d in cursor.description or []]
-            while rows := cursor.fetchmany(batch_rows):
+            rows = cursor.fetchmany(batch_rows)
+            if not rows:
+                yield pa.RecordBatch.from_arrays(
+                    [pa.array([], type=pa.string()) for _ in names], names=names
+                )
+            while rows:
                 columns = list(zip(*rows, strict=True))
                 yield pa.RecordBatch.from_arrays([pa.array(c) for c in columns], names=names)
+                rows = cursor.fetchmany(batch_rows)
 
     def execute(self, statement: exp.Expr) -> None:
         """Run a statement that returns nothing."""

@@ -1,0 +1,344 @@
+"""The `kind: destination` document: where files go, in which shape, with which attributes.
+
+```yaml
+kind: destination
+name: marketing-s3
+type: s3                                  # s3 | filesystem
+settings: {bucket: acme-marketing, prefix: audiences/, region: us-west-2,
+           endpoint_url: ${S3_ENDPOINT_URL}, credentials: default}
+file: {format: csv, compression: gzip, header: true, success_file: true,
+       filename: "{{ campaign_name }}_{{ group_name }}_{{ now | format('%Y%m%d') }}"}
+default_attributes: [amperity_id, email, {source: given_name, as: first_name}]
+```
+
+Strings may hold `${VAR}` references. They are kept here exactly as written — a reference may
+name a secret, whose value must never be stored or exported — and are expanded from the
+environment only when the destination is opened for a delivery. Secret fields
+(`secret_access_key`, `session_token`) accept nothing but a reference.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+
+from audience.delivery.naming import DEFAULT_TEMPLATE, validate_template
+
+FileFormat = Literal["csv", "tsv", "psv", "parquet", "json", "ndjson"]
+Compression = Literal["none", "gzip", "zip", "tar", "tgz"]
+QuoteMode = Literal["all", "non_null", "minimal", "non_numeric", "none"]
+DELIMITED_FORMATS = frozenset({"csv", "tsv", "psv"})
+FORMAT_DELIMITERS = {"csv": ",", "tsv": "\t", "psv": "|"}
+
+# Pass `context={"expanded": True}` to validate settings whose `${VAR}` were already expanded.
+EXPANDED = "expanded"
+REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ONLY_REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_REGION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ROLE_ARN = re.compile(r"^arn:[\w-]+:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+StrictPositiveInt = Annotated[int, Field(strict=True, gt=0)]
+
+
+def references(text: str) -> list[str]:
+    """Names of the environment variables that `text` refers to as `${VAR}`."""
+    return REFERENCE.findall(text)
+
+
+def _literal(value: str, info: ValidationInfo) -> bool:
+    """Whether `value` can be checked now: written without references, or already expanded."""
+    return bool(info.context and info.context.get(EXPANDED)) or not references(value)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AccessKeyCredentials(_Model):
+    """Static access keys; the secret parts must be `${VAR}` references."""
+
+    access_key_id: str = Field(min_length=1)
+    secret_access_key: str = Field(min_length=1)
+    session_token: str | None = None
+
+    @field_validator("secret_access_key", "session_token")
+    @classmethod
+    def _secret_from_environment(cls, value: str | None, info: ValidationInfo) -> str | None:
+        expanded = bool(info.context and info.context.get(EXPANDED))
+        if value is not None and not expanded and not _ONLY_REFERENCE.match(value):
+            raise ValueError(
+                "credentials never sit in definitions as plain text: write a reference to an "
+                "environment variable, e.g. ${AWS_SECRET_ACCESS_KEY}"
+            )
+        return value
+
+
+class AssumeRoleCredentials(_Model):
+    """Credentials obtained by assuming an IAM role with an external id (AWS STS)."""
+
+    role_arn: str
+    external_id: str = Field(min_length=2, max_length=1224)
+    session_name: str = "audience"
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role_arn(cls, value: str, info: ValidationInfo) -> str:
+        if _literal(value, info) and not _ROLE_ARN.match(value):
+            raise ValueError("expected an IAM role ARN, e.g. arn:aws:iam::123456789012:role/name")
+        return value
+
+    @field_validator("session_name")
+    @classmethod
+    def _session_name(cls, value: str, info: ValidationInfo) -> str:
+        if _literal(value, info) and not _SESSION_NAME.match(value):
+            raise ValueError("2 to 64 letters, digits or any of + = , . @ _ -")
+        return value
+
+
+S3Credentials = Literal["default"] | AccessKeyCredentials | AssumeRoleCredentials
+
+
+class S3Settings(_Model):
+    """An Amazon S3 bucket, or any S3-compatible store reached through `endpoint_url`."""
+
+    bucket: str
+    prefix: str = ""
+    region: str | None = None
+    endpoint_url: str | None = None
+    credentials: S3Credentials = "default"
+    server_side_encryption: Literal["AES256", "aws:kms"] | None = None
+    kms_key_id: str | None = None
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, value: str, info: ValidationInfo) -> str:
+        if _literal(value, info) and (not _BUCKET.match(value) or ".." in value):
+            raise ValueError(
+                "not a valid bucket name: 3 to 63 lowercase letters, digits, dots or hyphens"
+            )
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str, info: ValidationInfo) -> str:
+        if not _literal(value, info):
+            return value
+        segments = value.removesuffix("/").split("/") if value else []
+        if (
+            value.startswith("/")
+            or "\\" in value
+            or _CONTROL.search(value)
+            or any(segment in {"", ".", ".."} for segment in segments)
+        ):
+            raise ValueError(
+                "a prefix is a relative folder path like audiences/ or exports/acme/: no leading "
+                "'/', no empty, '.' or '..' segments, no backslashes or control characters"
+            )
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and _literal(value, info) and not _REGION.match(value):
+            raise ValueError("not a region name, e.g. us-west-2")
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or not _literal(value, info):
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("expected an http:// or https:// URL, e.g. https://s3.example.com")
+        return value
+
+    @field_validator("credentials", mode="wrap")
+    @classmethod
+    def _credentials(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> Any:
+        # Pick the credentials model from the keys present, so that errors name the fields of
+        # the one the user meant rather than those of every alternative.
+        if isinstance(value, dict):
+            model = AssumeRoleCredentials if "role_arn" in value else AccessKeyCredentials
+            return model.model_validate(value, context=info.context)
+        if value == "default" or isinstance(value, AccessKeyCredentials | AssumeRoleCredentials):
+            return handler(value)
+        raise ValueError(
+            "credentials are 'default' (the standard AWS chain), "
+            "{access_key_id, secret_access_key[, session_token]} or {role_arn, external_id}"
+        )
+
+    @model_validator(mode="after")
+    def _kms_key(self) -> S3Settings:
+        if self.kms_key_id is not None and self.server_side_encryption != "aws:kms":
+            raise ValueError("kms_key_id needs server_side_encryption: aws:kms")
+        return self
+
+
+class FilesystemSettings(_Model):
+    """A folder on this machine (or a mounted share); relative paths are from the workspace."""
+
+    path: str = Field(min_length=1)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if _CONTROL.search(value):
+            raise ValueError("a folder path cannot contain control characters")
+        return value
+
+
+class Attribute(_Model):
+    """One attribute to send: a source column, optionally renamed, optionally from another table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    source: str = Field(min_length=1)
+    as_: str | None = Field(default=None, alias="as", min_length=1)
+    table: str | None = Field(default=None, min_length=1)
+
+    @property
+    def column(self) -> str:
+        """The column name the destination receives."""
+        return self.as_ or self.source
+
+
+class FileOptions(_Model):
+    """How the files are written: format, compression, CSV dialect, parts, name, extras."""
+
+    format: FileFormat = "csv"
+    delimiter: str | None = None
+    compression: Compression = "none"
+    header: bool = True
+    line_ending: Literal["lf", "crlf"] = "lf"
+    quote: QuoteMode = "minimal"
+    escape: str | None = None
+    encoding: str = "utf-8"
+    row_number: str | None = Field(default=None, min_length=1)
+    split_rows: StrictPositiveInt | None = None
+    success_file: bool = False
+    manifest: bool = False
+    csv_injection_guard: bool = False
+    empty: Literal["header", "none"] = "header"
+    filename: str = DEFAULT_TEMPLATE
+
+    @field_validator("delimiter", "escape")
+    @classmethod
+    def _one_character(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) != 1 or value in '"\r\n'):
+            raise ValueError("one character, other than a double quote or a line break")
+        return value
+
+    @field_validator("delimiter", "header", "line_ending", "quote", "escape")
+    @classmethod
+    def _delimited_only(cls, value: Any, info: ValidationInfo) -> Any:
+        file_format = info.data.get("format", "csv")
+        default = cls.model_fields[info.field_name or ""].default
+        if file_format not in DELIMITED_FORMATS and value != default:
+            raise ValueError(f"applies only to csv, tsv and psv files, not {file_format}")
+        if info.field_name == "delimiter" and value is not None and file_format != "csv":
+            raise ValueError(f"goes with format csv; {file_format} has its own delimiter")
+        if info.field_name == "escape" and value is not None:
+            delimiter = info.data.get("delimiter") or FORMAT_DELIMITERS.get(file_format)
+            if value == delimiter:
+                raise ValueError("the escape character must differ from the delimiter")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, value: str, info: ValidationInfo) -> str:
+        try:
+            name = codecs.lookup(value).name
+        except LookupError:
+            raise ValueError(
+                f"unknown encoding {value!r}; e.g. utf-8, utf-8-sig, latin-1"
+            ) from None
+        file_format = info.data.get("format", "csv")
+        if file_format not in DELIMITED_FORMATS and name != "utf-8":
+            raise ValueError(f"{file_format} files are always utf-8")
+        return value
+
+    @field_validator("filename")
+    @classmethod
+    def _filename(cls, value: str) -> str:
+        validate_template(value)
+        return value
+
+    @property
+    def column_delimiter(self) -> str:
+        """The field separator of a delimited file (`,` for csv unless `delimiter` says)."""
+        return self.delimiter or FORMAT_DELIMITERS.get(self.format, ",")
+
+    @property
+    def eol(self) -> str:
+        """The line ending as text."""
+        return "\r\n" if self.line_ending == "crlf" else "\n"
+
+
+class Destination(_Model):
+    """A named, typed place to deliver files, with its file options and default attributes."""
+
+    kind: Literal["destination"] = "destination"
+    name: str = Field(min_length=1, max_length=200)
+    type: Literal["s3", "filesystem"]
+    settings: S3Settings | FilesystemSettings
+    file: FileOptions = Field(default_factory=FileOptions)
+    default_attributes: list[str | Attribute] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.strip() or _CONTROL.search(value):
+            raise ValueError("a name needs visible characters and no control characters")
+        return value
+
+    @field_validator("settings", mode="wrap")
+    @classmethod
+    def _settings(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> Any:
+        # The settings model follows `type`; validating against that one model keeps errors
+        # about its fields instead of a list of every alternative's complaints.
+        models: dict[str, type[S3Settings] | type[FilesystemSettings]] = {
+            "s3": S3Settings,
+            "filesystem": FilesystemSettings,
+        }
+        model = models.get(info.data.get("type", ""))
+        if model is None:
+            # `type` is itself invalid and already reported; its settings cannot be judged.
+            return value
+        if isinstance(value, model):
+            return handler(value)
+        if isinstance(value, BaseModel):
+            value = value.model_dump(by_alias=True)
+        return model.model_validate(value, context=info.context)
+
+    @field_validator("default_attributes")
+    @classmethod
+    def _unique_columns(cls, value: list[str | Attribute]) -> list[str | Attribute]:
+        seen: set[str] = set()
+        for item in value:
+            column = item if isinstance(item, str) else item.column
+            if not column.strip():
+                raise ValueError("an attribute name is empty")
+            if column in seen:
+                raise ValueError(f"{column!r} is sent twice; rename one with `as`")
+            seen.add(column)
+        return value

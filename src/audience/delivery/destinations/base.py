@@ -1,0 +1,99 @@
+"""What every destination does: publish a file atomically, exactly once per run.
+
+A `DestinationClient` writes a file's chunks to a temporary name (or an uncompleted multipart
+upload) and makes the final name visible only when every byte is there. The run id goes with the
+file (object metadata, or a record beside it); if the final name already holds the file of the
+same run — a retried run — that file is returned and nothing is written twice. A name that holds
+a file of another run is never overwritten. On any failure nothing is left behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from audience.definitions.destination import REFERENCE
+from audience.errors import TerminalDeliveryError
+
+if TYPE_CHECKING:
+    import re
+
+RUN_ID_METADATA = "audience-run-id"
+SHA256_METADATA = "audience-sha256"
+Role = Literal["data", "manifest", "success"]
+
+
+@dataclass(frozen=True)
+class PublishedObject:
+    """A file as it stands at its final name."""
+
+    uri: str
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One file delivered by a run: data, or the manifest or success file that accompany it."""
+
+    destination: str
+    uri: str
+    rows: int
+    bytes: int
+    sha256: str
+    name: str
+    role: Role = "data"
+
+
+class DestinationClient(Protocol):
+    """An opened destination, ready to receive files."""
+
+    def publish(self, name: str, chunks: Iterable[bytes], *, run_id: str) -> PublishedObject:
+        """Write `chunks` as the file `name`, visible only once complete.
+
+        If `name` already holds the file written by `run_id`, return it without writing.
+        """
+        ...
+
+    def exists(self, name: str) -> bool:
+        """Whether a file called `name` is there."""
+        ...
+
+
+def check_name(name: str) -> str:
+    """Return `name` if it is a single safe path segment, else raise TerminalDeliveryError.
+
+    Names come from `naming`, which already makes them safe; destinations check again so that
+    nothing can write outside their folder or prefix, whoever calls them.
+    """
+    if (
+        not name
+        or name in {".", ".."}
+        or "/" in name
+        or "\\" in name
+        or ".." in name
+        or name.startswith(".")
+        or not name.isprintable()
+        or len(name.encode("utf-8")) > 255
+    ):
+        raise TerminalDeliveryError(f"unsafe file name {name!r}")
+    return name
+
+
+def expand(text: str, *, field: str, destination: str, environ: Mapping[str, str]) -> str:
+    """Replace each `${VAR}` in `text` by the environment variable's value.
+
+    Raises TerminalDeliveryError naming the variable (never a value) when one is not set.
+    """
+
+    def value(match: re.Match[str]) -> str:
+        variable = match.group(1)
+        if variable not in environ:
+            raise TerminalDeliveryError(
+                f"destination {destination!r}: {field} refers to ${{{variable}}}, "
+                "which is not set in the environment"
+            )
+        return environ[variable]
+
+    return REFERENCE.sub(value, text)

@@ -1,0 +1,122 @@
+"""A folder as a destination.
+
+A file is written to a hidden temporary name in the same folder (`.name.xxxxxxxx.tmp`), flushed
+to disk, then renamed over its final name with `os.replace` — atomic within one file system, so a
+reader sees either no file or all of it. Which run wrote each file is recorded in a small JSON
+record in the folder's `.audience/` subfolder (no extended attributes needed, which many file
+systems and shares lack), written before the rename: a retried run finds its own file there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from audience.delivery.destinations.base import PublishedObject, check_name
+from audience.delivery.packaging import Meter
+from audience.errors import DeliveryError, TerminalDeliveryError, TransientDeliveryError
+
+RECORDS_FOLDER = ".audience"
+# Failures that retrying cannot mend; anything else (a full disk, an I/O error, a share that
+# went away) may pass.
+_TERMINAL_ERRNOS = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
+)
+
+
+def _delivery_error(error: OSError, what: str) -> DeliveryError:
+    kind = TerminalDeliveryError if error.errno in _TERMINAL_ERRNOS else TransientDeliveryError
+    return kind(f"{what}: {error.strerror or error}")
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename durable: the folder's entry must reach the disk, not only the file."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+class FilesystemClient:
+    """Publishes files into one folder (created when the first file arrives)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _record_path(self, name: str) -> Path:
+        return self.folder / RECORDS_FOLDER / f"{name}.json"
+
+    def _published(self, name: str, run_id: str) -> PublishedObject | None:
+        """The file this run already wrote at `name`, None if there is none; raises if another
+        run's file is there."""
+        target = self.folder / name
+        if not target.exists():
+            return None
+        try:
+            record = json.loads(self._record_path(name).read_text("utf-8"))
+        except (OSError, ValueError):
+            record = {}
+        if record.get("run_id") != run_id:
+            raise TerminalDeliveryError(
+                f"{target} already exists and was not written by this run; "
+                "refusing to overwrite it (make names unique, e.g. with {{ run_id }} or the time)"
+            )
+        return PublishedObject(target.resolve().as_uri(), int(record["bytes"]), record["sha256"])
+
+    def exists(self, name: str) -> bool:
+        """Whether the folder holds a file called `name`."""
+        return (self.folder / check_name(name)).exists()
+
+    def publish(self, name: str, chunks: Iterable[bytes], *, run_id: str) -> PublishedObject:
+        """Write the file under a temporary name, then rename it to `name` (see the module)."""
+        target = self.folder / check_name(name)
+        try:
+            published = self._published(name, run_id)
+            if published is not None:
+                return published
+            self._record_path(name).parent.mkdir(parents=True, exist_ok=True)
+            descriptor, temporary = tempfile.mkstemp(
+                prefix=f".{name}.", suffix=".tmp", dir=self.folder
+            )
+        except OSError as error:
+            raise _delivery_error(error, f"cannot write into {self.folder}") from error
+        try:
+            meter = Meter(chunks)
+            with os.fdopen(descriptor, "wb") as file:
+                for chunk in meter:
+                    file.write(chunk)
+                file.flush()
+                os.fsync(file.fileno())
+            # mkstemp makes the file private to its owner; a delivered file is for others to read.
+            os.chmod(temporary, 0o644)
+            record = {"run_id": run_id, "bytes": meter.bytes, "sha256": meter.sha256}
+            self._write_record(name, record)
+            os.replace(temporary, target)
+            _fsync_folder(self.folder)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise _delivery_error(error, f"cannot write {target}") from error
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        return PublishedObject(target.resolve().as_uri(), meter.bytes, meter.sha256)
+
+    def _write_record(self, name: str, record: dict[str, object]) -> None:
+        path = self._record_path(name)
+        descriptor, temporary = tempfile.mkstemp(prefix=".record.", dir=path.parent)
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+                json.dump(record, file)
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise

@@ -1,0 +1,273 @@
+"""Deliver an audience to a destination: the one call the activation runners make.
+
+```python
+client = open_destination(destination, root=workspace_root)        # expands ${VAR}
+deliveries = deliver(destination, engine.stream(query), names=NameValues(
+    activation_name="Spring Churn Prevention", group_name="Offer A", now=run.scheduled_for,
+), run_id=run.id, client=client)
+```
+
+One pass over the batches: rows are counted, split into parts, encoded, compressed and uploaded
+as they stream. Encoding and compression run on a worker thread while the calling thread uploads,
+so the network and the CPU work at the same time. Each part is published atomically; then come the
+manifest and, last, the success file. Calling again with the same run id (a retry) finds the
+files already delivered and returns them without writing anything twice — provided `names.now`
+is the same, which is why it should be the run's scheduled time, not the wall clock.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from pydantic import BaseModel, ValidationError
+
+from audience.definitions.destination import (
+    EXPANDED,
+    Destination,
+    FilesystemSettings,
+    S3Settings,
+)
+from audience.delivery import formats, naming, packaging
+from audience.delivery.destinations.base import (
+    Delivery,
+    DestinationClient,
+    PublishedObject,
+    Role,
+    expand,
+)
+from audience.delivery.destinations.filesystem import FilesystemClient
+from audience.delivery.naming import NameValues
+from audience.errors import TerminalDeliveryError
+
+# How many encoded chunks may wait between the encoding thread and the upload.
+PREFETCH_CHUNKS = 4
+
+
+def _expanded(value: Any, *, field: str, destination: str, environ: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        return expand(value, field=field, destination=destination, environ=environ)
+    if isinstance(value, dict):
+        return {
+            key: _expanded(item, field=f"{field}.{key}", destination=destination, environ=environ)
+            for key, item in value.items()
+        }
+    return value
+
+
+def _settings(destination: Destination, environ: Mapping[str, str]) -> BaseModel:
+    """The destination's settings with `${VAR}` expanded, validated again in full."""
+    settings = destination.settings
+    raw = _expanded(
+        settings.model_dump(by_alias=True),
+        field="settings",
+        destination=destination.name,
+        environ=environ,
+    )
+    try:
+        return type(settings).model_validate(raw, context={EXPANDED: True})
+    except ValidationError as error:
+        # Name the field and the problem, never the value: it may be a secret.
+        problems = "; ".join(
+            f"settings.{'.'.join(map(str, item['loc']))}: {item['msg']}" for item in error.errors()
+        )
+        raise TerminalDeliveryError(f"destination {destination.name!r}: {problems}") from None
+
+
+def open_destination(
+    destination: Destination,
+    *,
+    root: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> DestinationClient:
+    """Open a destination for delivery, expanding `${VAR}` from `environ` (the process's by
+    default); a relative folder is taken from `root` (the workspace; the current directory if
+    None)."""
+    settings = _settings(destination, os.environ if environ is None else environ)
+    if isinstance(settings, FilesystemSettings):
+        folder = Path(settings.path).expanduser()
+        if not folder.is_absolute() and root is not None:
+            folder = root / folder
+        return FilesystemClient(folder)
+    assert isinstance(settings, S3Settings)
+    # boto3 takes a good part of a second to import: only deliveries to S3 pay for it.
+    from audience.delivery.destinations.s3 import connect
+
+    return connect(settings)
+
+
+def _prefetched(chunks: Iterable[bytes], depth: int = PREFETCH_CHUNKS) -> Iterator[bytes]:
+    """Produce `chunks` on a worker thread, at most `depth` ahead of the consumer.
+
+    Errors raised while producing are raised to the consumer. When the consumer stops early
+    (an upload failed, or the file was already there), the worker stops at its next chunk and
+    closes the producing generators on its own thread, before this generator returns.
+    """
+    channel: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def send(kind: str, value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                channel.put((kind, value), timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        iterator = iter(chunks)
+        try:
+            for chunk in iterator:
+                if not send("chunk", chunk):
+                    return
+            send("end", None)
+        except BaseException as error:  # handed to the consumer, who decides
+            send("error", error)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="audience-encode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = channel.get()
+            if kind == "chunk":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+        worker.join()
+
+
+def _first_rows(
+    batches: Iterable[pa.RecordBatch], schema: pa.Schema | None
+) -> tuple[pa.Schema | None, Iterator[pa.RecordBatch] | None]:
+    """Read ahead to the first batch with rows, learning the schema on the way.
+
+    Returns the schema and all the batches again, or None for them when no batch has a row.
+    """
+    iterator = iter(batches)
+    for batch in iterator:
+        schema = schema or batch.schema
+        if batch.num_rows:
+            return schema, _chain(batch, iterator)
+    return schema, None
+
+
+def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    yield first
+    yield from rest
+
+
+def _delivery(
+    destination: Destination, name: str, published: PublishedObject, rows: int, role: Role
+) -> Delivery:
+    return Delivery(
+        destination=destination.name,
+        uri=published.uri,
+        rows=rows,
+        bytes=published.bytes,
+        sha256=published.sha256,
+        name=name,
+        role=role,
+    )
+
+
+def _set_name(destination: Destination, names: NameValues, run_id: str, suffix: str) -> str:
+    return naming.set_file_name(
+        destination.file.filename,
+        names,
+        destination_name=destination.name,
+        run_id=run_id,
+        suffix=suffix,
+    )
+
+
+def _publish_manifest(
+    destination: Destination,
+    data_files: list[Delivery],
+    names: NameValues,
+    run_id: str,
+    client: DestinationClient,
+) -> Delivery:
+    entries = [packaging.ManifestEntry(d.name, d.rows, d.bytes, d.sha256) for d in data_files]
+    document = packaging.manifest(
+        entries,
+        activation=names.activation_name,
+        destination=destination.name,
+        run_id=run_id,
+        created_at=names.now,
+        file_format=destination.file.format,
+        compression=destination.file.compression,
+    )
+    name = _set_name(destination, names, run_id, packaging.MANIFEST_SUFFIX)
+    published = client.publish(name, [document], run_id=run_id)
+    return _delivery(destination, name, published, 0, "manifest")
+
+
+def deliver(
+    destination: Destination,
+    batches: Iterable[pa.RecordBatch],
+    *,
+    names: NameValues,
+    run_id: str,
+    client: DestinationClient | None = None,
+    schema: pa.Schema | None = None,
+) -> list[Delivery]:
+    """Send one audience file (or its numbered parts) to `destination`.
+
+    `batches` are the rows to send; an audience without rows still needs its columns, taken
+    from `schema`, from a `pyarrow.RecordBatchReader`'s schema, or from an empty batch.
+    Returns one `Delivery` per file written: the data files, then the manifest and the success
+    file when the destination asks for them. An empty audience sends a file with just the
+    header (`file.empty: header`) or nothing at all (`file.empty: none`).
+    """
+    options = destination.file
+    if schema is None and isinstance(batches, pa.RecordBatchReader):
+        schema = batches.schema
+    found, rows = _first_rows(batches, schema)
+    schema = found if found is not None else pa.schema([])
+    if rows is None and options.empty == "none":
+        return []
+    if rows is not None and not len(schema):
+        raise TerminalDeliveryError("there are rows to send but no attributes (columns)")
+    client = client or open_destination(destination)
+    file_schema = formats.output_schema(schema, options)
+    suffix = naming.extension(options.format, options.compression)
+    deliveries: list[Delivery] = []
+    prepared = formats.prepare(rows if rows is not None else iter(()), options)
+    for part in packaging.split(prepared, options.split_rows):
+        name = naming.data_file_name(
+            options.filename,
+            names,
+            destination_name=destination.name,
+            run_id=run_id,
+            file_number=part.number,
+            numbered=options.split_rows is not None,
+            suffix=suffix,
+        )
+        member = naming.member_name(name, options.format, options.compression)
+        encoded = formats.encode(part.batches(), file_schema, options)
+        packaged = packaging.package(encoded, options.compression, member=member, mtime=names.now)
+        published = client.publish(name, _prefetched(packaged), run_id=run_id)
+        part.drain()
+        deliveries.append(_delivery(destination, name, published, part.rows, "data"))
+    if options.manifest:
+        deliveries.append(_publish_manifest(destination, deliveries, names, run_id, client))
+    if options.success_file:
+        # Last of all: its presence tells the receiver that every other file is complete.
+        name = _set_name(destination, names, run_id, packaging.SUCCESS_SUFFIX)
+        published = client.publish(name, [], run_id=run_id)
+        deliveries.append(_delivery(destination, name, published, 0, "success"))
+    return deliveries

@@ -1,0 +1,73 @@
+"""The portable hash bucket: every engine puts every customer in the same group."""
+
+from __future__ import annotations
+
+import hashlib
+
+from audience.compile.assignment import BUCKETS, group_bounds
+from audience.compile.audience import CUSTOMER, GROUP, SUB_AUDIENCE, PreviousRuns, assignment_query
+from audience.definitions.campaign import Campaign
+from audience.definitions.segment import Segment
+from audience.workspace import Workspace
+
+CAMPAIGN = Campaign.model_validate(
+    {
+        "name": "Split test",
+        "audience": {"include": ["Everyone with an email"]},
+        "sub_audiences": [
+            {
+                "name": "Loyal",
+                "where": {"attribute": "loyalty_tier", "op": "in", "value": ["gold", "platinum"]},
+                "treatments": [
+                    {"name": "Offer A", "percent": 45, "destinations": ["x"]},
+                    {"name": "Offer B", "percent": 45, "destinations": ["x"]},
+                ],
+                "control": 10,
+            },
+            {
+                "name": "Everyone else",
+                "treatments": [
+                    {"name": "A", "percent": 33.33, "destinations": ["x"]},
+                    {"name": "B", "percent": 33.33, "destinations": ["x"]},
+                    {"name": "C", "percent": 33.34, "destinations": ["x"]},
+                ],
+            },
+        ],
+    }
+)
+EVERYONE = Segment.model_validate(
+    {"name": "Everyone with an email", "where": {"attribute": "email", "op": "is_not_empty"}}
+)
+
+
+def assignments(ws: Workspace) -> dict[str, tuple[str, str]]:
+    ctx = ws.compile_context(segments={EVERYONE.name: EVERYONE})
+    query = assignment_query(
+        CAMPAIGN, ctx, dialect=ws.engine.dialect, destinations=[], previous=PreviousRuns()
+    )
+    return {r[CUSTOMER]: (r[SUB_AUDIENCE], r[GROUP]) for r in ws.engine.rows(query)}
+
+
+def expected_group(customer: str, sub_audience: str) -> str:
+    digest = hashlib.md5(f"{CAMPAIGN.assignment_seed}:{customer}".encode()).hexdigest()
+    position = int(digest[:8], 16) % BUCKETS
+    sub = next(s for s in CAMPAIGN.groups if s.name == sub_audience)
+    return next(group for group, upper in group_bounds(sub) if position < upper)
+
+
+def test_duckdb_and_postgres_assign_every_customer_alike(
+    sample_workspaces: dict[str, Workspace],
+) -> None:
+    duck, pg = (assignments(sample_workspaces[e]) for e in ("duckdb", "postgres"))
+    assert len(duck) > 1000
+    assert duck == pg
+    for customer, (sub_audience, group) in duck.items():
+        assert group == expected_group(customer, sub_audience)
+    groups = [g for _, g in duck.values()]
+    assert {"Offer A", "Offer B", "Control", "A", "B", "C"} == set(groups)
+
+
+def test_group_bounds_cover_every_bucket() -> None:
+    loyal, rest = CAMPAIGN.groups
+    assert group_bounds(loyal) == [("Offer A", 4500), ("Offer B", 9000), ("Control", 10000)]
+    assert group_bounds(rest) == [("A", 3333), ("B", 6666), ("C", 10000)]
