@@ -6,9 +6,9 @@ operations: apply definitions, export them, compute and record segment insights,
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-import functools
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,10 +27,10 @@ from audience.activation.campaign import (
 from audience.activation.insights import Insights, compute_insights
 from audience.compile.catalog import Catalog
 from audience.compile.conditions import CompileContext, segment_ids, segment_predicate
-from audience.definitions.kinds import KINDS, Definition
-from audience.definitions.loader import LoadedDocument, dump_documents, load_paths
 from audience.definitions.campaign import Campaign, rejoin_names
 from audience.definitions.destination import Destination
+from audience.definitions.kinds import KINDS, Definition
+from audience.definitions.loader import LoadedDocument, dump_documents, load_paths
 from audience.definitions.segment import Segment
 from audience.delivery.shipment import open_destination
 from audience.engines import Engine, open_engine

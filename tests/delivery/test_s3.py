@@ -207,7 +207,7 @@ def test_store_going_down_mid_upload_then_retry(
 
     def chunks_then_outage() -> Iterator[bytes]:
         for sent, chunk in enumerate(_chunks(30 * MIB)):
-            if sent == 12:
+            if sent == 20:  # parts 1 and 2 are up; part 3 never arrives
                 server.stop()
             yield chunk
 

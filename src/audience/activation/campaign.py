@@ -228,6 +228,7 @@ def run_campaign(
             campaign, sent_attributes(campaign, setting.destinations), ctx
         )
         ledger.ensure_tables(engine)
+        ledger.forget_run(engine, run.id)
         previous = _previous(campaign, runs, exclude=run.id)
         progress.step("Assigning customers to groups")
         ledger.materialise(

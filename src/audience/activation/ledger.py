@@ -174,6 +174,14 @@ def record_members(engine: Engine, *, run_table: str, campaign: Campaign, run_id
     engine.execute(exp.insert(rows, table(MEMBERS), columns=[c for c, _ in _MEMBER_COLUMNS]))
 
 
+def forget_run(engine: Engine, run_id: str) -> None:
+    """Remove what an earlier attempt of this run wrote, so a retry records everything once."""
+    for name in (RECIPIENTS, MEMBERS):
+        engine.execute(
+            exp.delete(table(name), where=exp.EQ(this=column("run_id"), expression=string(run_id)))
+        )
+
+
 def forget_older_members(engine: Engine, *, campaign: Campaign, keep_run_id: str) -> None:
     """Once a run is recorded as succeeded, earlier audience snapshots are no longer needed."""
     engine.execute(

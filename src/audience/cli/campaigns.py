@@ -10,6 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from audience.activation.campaign import CampaignPlan
 from audience.cli.common import (
     AudienceGroup,
     JsonOption,
@@ -105,21 +106,31 @@ def plan(
         result = ws.campaign_plan(name, now=as_utc(now))
     if as_json:
         print_json(result.to_json())
-        return
-    table = Table(title=f"Plan — {result.campaign}")
+    else:
+        out.print(plan_table(result))
+
+
+def plan_table(plan: CampaignPlan) -> Table:
+    """Customers per sub-audience and group, with exclusions and shrink underneath."""
+    table = Table(title=f"Plan — {plan.campaign}", caption=_plan_caption(plan))
     for column in ("sub-audience", "group", "customers"):
         table.add_column(column, justify="right" if column == "customers" else "left")
-    for sub in result.sub_audiences:
+    for sub in plan.sub_audiences:
         for group in sub.groups:
             label = f"{group.name} (control, not sent)" if group.control else group.name
             table.add_row(sub.name, label, f"{group.customers:,}")
-    out.print(table)
-    out.print(f"Audience {result.audience:,}; excluded {result.excluded:,}")
-    for destination, dropped in result.shrink.items():
-        out.print(f"Shrink at {destination}: {dropped:,} without the required attributes")
+    return table
 
 
-def _print_run(run: Run, as_json: bool) -> None:
+def _plan_caption(plan: CampaignPlan) -> str:
+    shrink = ", ".join(f"{name} drops {n:,}" for name, n in plan.shrink.items() if n)
+    newly = " newly qualified" if plan.newly_qualified_only else ""
+    caption = f"audience {plan.audience:,}{newly}; excluded {plan.excluded:,}"
+    return f"{caption}; {shrink}" if shrink else caption
+
+
+def print_run(run: Run, as_json: bool = False) -> None:
+    """A run as JSON or as a summary and a table of its files; exit 1 if it failed."""
     if as_json:
         print_json(run_json(run))
     else:
@@ -153,7 +164,7 @@ def run(
     """Send the campaign: newly qualified customers, to every destination of their treatment."""
     with open_workspace(workspace) as ws, RunProgress() as progress:
         result = ws.campaign_run(name, now=as_utc(now), progress=progress)
-    _print_run(result, as_json)
+    print_run(result, as_json)
 
 
 @app.command()
@@ -167,7 +178,7 @@ def test(
     """Send a sample of N records per file, named TEST_…, without touching the ledger."""
     with open_workspace(workspace) as ws, RunProgress() as progress:
         result = ws.campaign_run(name, now=as_utc(now), progress=progress, test_records=records)
-    _print_run(result, as_json)
+    print_run(result, as_json)
 
 
 def runs(

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from audience.cli import campaigns, segments
+from audience.cli.campaigns import RunProgress, plan_table, print_run, run_json
 from audience.cli.common import (
     AudienceGroup,
     JsonOption,
@@ -16,8 +17,13 @@ from audience.cli.common import (
     out,
     print_json,
 )
-from audience.cli.render import changes_table, insights_table
-from audience.demo.samples import SAMPLE_DEFINITIONS, SAMPLE_SEGMENTS
+from audience.cli.render import changes_table, segments_table
+from audience.demo.samples import (
+    SAMPLE_CAMPAIGN,
+    SAMPLE_CAMPAIGN_DEFINITIONS,
+    SAMPLE_DEFINITIONS,
+    SAMPLE_SEGMENTS,
+)
 from audience.workspace import init_workspace
 
 app = typer.Typer(
@@ -60,17 +66,28 @@ def demo(
     workspace: WorkspaceOption = HERE,
     as_json: JsonOption = False,
 ) -> None:
-    """Fill the workspace's engine with a sample customer 360 and show sample segments."""
+    """Fill the engine with a sample customer 360, show sample segments, send a sample campaign."""
     with open_workspace(workspace) as ws:
         with out.status(f"Generating {profiles:,} sample customers…"):
             ws.load_sample(profiles=profiles, seed=seed)
-        ws.apply([SAMPLE_DEFINITIONS])
+        ws.apply([SAMPLE_DEFINITIONS, SAMPLE_CAMPAIGN_DEFINITIONS])
         results = [ws.segment_insights(name) for name in SAMPLE_SEGMENTS]
+        plan = ws.campaign_plan(SAMPLE_CAMPAIGN)
+        with RunProgress() as progress:
+            run = ws.campaign_run(SAMPLE_CAMPAIGN, progress=progress)
     if as_json:
-        print_json({"profiles": profiles, "seed": seed, "segments": [r.to_json() for r in results]})
+        print_json(
+            {
+                "profiles": profiles,
+                "seed": seed,
+                "segments": [r.to_json() for r in results],
+                "campaign": {"plan": plan.to_json(), "run": run_json(run)},
+            }
+        )
         return
-    for result in results:
-        out.print(insights_table(result))
+    out.print(segments_table(results))
+    out.print(plan_table(plan))
+    print_run(run)
 
 
 @app.command()

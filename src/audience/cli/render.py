@@ -34,6 +34,26 @@ def insights_table(insights: Insights) -> Table:
     return table
 
 
+def segments_table(results: Sequence[Insights]) -> Table:
+    """Several segments side by side: the figures a marketer compares first."""
+    table = Table(title="Sample segments")
+    columns = ("segment", "customers", "share", "active 1y", "revenue 1y", "email", "SMS", "AOV")
+    for name in columns:
+        table.add_column(name, justify="left" if name == "segment" else "right")
+    for r in results:
+        table.add_row(
+            r.segment,
+            f"{r.customers:,}",
+            f"{r.customers_share:.1%}",
+            f"{r.active_customers:,}",
+            f"{r.revenue_1y:,.0f}",
+            f"{r.reachable_email:,}",
+            f"{r.reachable_sms:,}",
+            f"{r.average_order_value:,.2f}",
+        )
+    return table
+
+
 def breakdown_table(insights: Insights) -> Table:
     """Top values of the breakdown attribute."""
     table = Table(title=f"{insights.segment} by {insights.breakdown_by}")

@@ -12,6 +12,7 @@ from pydantic import (
     Field,
     StrictFloat,
     StrictInt,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -75,20 +76,26 @@ class SubAudience(_Model):
             raise ValueError(f"treatment names must be unique; repeated: {', '.join(duplicates)}")
         if self.control and CONTROL_GROUP in names:
             raise ValueError(f"{CONTROL_GROUP!r} names the control group; rename the treatment")
-        total = sum((Decimal(str(t.percent)) for t in self.treatments), Decimal(str(self.control)))
-        if total != 100:
-            shares = " + ".join(str(t.percent) for t in self.treatments)
-            raise PercentagesError(
-                f"percentages of sub-audience {self.name!r} total {total}, not 100 "
-                f"(treatments {shares}, control {self.control})",
-                field="treatments",
-            )
+        check_percentages(self.name, self.treatments, self.control)
         return self
 
     @property
     def has_criteria(self) -> bool:
         """False for the catch-all sub-audience."""
         return self.where is not None or self.segment is not None
+
+
+def check_percentages(name: str, treatments: list[Treatment], control: float) -> None:
+    """Treatments and control of a sub-audience total exactly 100 (counted in decimals, so
+    33.33 × 3 is 99.99, not "about 100")."""
+    total = sum((Decimal(str(t.percent)) for t in treatments), Decimal(str(control)))
+    if total != 100:
+        shares = " + ".join(str(t.percent) for t in treatments)
+        raise PercentagesError(
+            f"percentages of sub-audience {name!r} total {total}, not 100 "
+            f"(treatments {shares}, control {control})",
+            field="treatments",
+        )
 
 
 class CampaignAudience(_Model):
@@ -179,6 +186,8 @@ class Campaign(_Model):
             )
         if not self.sub_audiences and not self.treatments:
             raise ValueError("a campaign needs treatments (or sub_audiences with treatments)")
+        if self.treatments:
+            self._implicit_sub_audience()
         names = [s.name for s in self.sub_audiences]
         if len(set(names)) != len(names):
             raise ValueError("sub-audience names must be unique")
@@ -190,12 +199,23 @@ class Campaign(_Model):
                 )
         return self
 
+    def _implicit_sub_audience(self) -> SubAudience:
+        try:
+            return SubAudience(name=REMAINING, treatments=self.treatments, control=self.control)
+        except ValidationError as exc:
+            # report the treatments' own problem (percentages, names), not a nested model's
+            first = exc.errors()[0]
+            cause = (first.get("ctx") or {}).get("error")
+            if isinstance(cause, PercentagesError):
+                raise cause from None
+            raise ValueError(first["msg"].removeprefix("Value error, ")) from None
+
     @property
     def groups(self) -> list[SubAudience]:
         """The sub-audiences to assign, with the implicit one for top-level treatments."""
         if self.sub_audiences:
             return self.sub_audiences
-        return [SubAudience(name=REMAINING, treatments=self.treatments, control=self.control)]
+        return [self._implicit_sub_audience()]
 
     @property
     def destinations(self) -> list[str]:

@@ -3,9 +3,10 @@
 `encode` takes an iterable of record batches and yields bytes chunks, one per slice of at most
 `SLICE_ROWS` rows, so memory holds a slice at a time however large the audience. Delimited files
 go through pyarrow's C++ CSV writer when its options fit (quote modes non_null, non_numeric and
-none, without an escape character); the default `minimal` quoting, `all` (which quotes nulls
-too) and escape characters, which it lacks, go through a writer built from Arrow compute kernels, still column at a time in
-C++, never a Python loop per value. JSON is built the same way.
+none, without an escape character). What it lacks — the default `minimal` quoting, `all` (which
+quotes nulls too) and escape characters — goes through a writer built from Arrow compute
+kernels: still a column at a time in C++, never a Python loop per value. JSON is built the same
+way.
 
 Before encoding, `prepare` applies the content options: the CSV-injection guard and the row
 number column.

@@ -3,7 +3,8 @@
 `generate` writes the tables of SPEC §1 — a profile table (``customer_360``), a source table
 (``merged_customers``) and an order table (``unified_transactions``) — for any number of
 customers, relative to a given day. Rows are never built in Python: each table is one
-``CREATE OR REPLACE TABLE … AS SELECT`` over ``range(profiles)``.
+``CREATE OR REPLACE TABLE … AS SELECT`` over a temporary table of customer numbers, dropped at
+the end.
 
 Every random choice is ``hash(seed, key, salt)``: the seed, the row's key (customer number, or
 customer number × 64 + order number for an order) and a salt naming the field. DuckDB's ``hash``
@@ -317,7 +318,8 @@ def _validate(profiles: int, seed: int, today: datetime.date) -> None:
 def _run(con: duckdb.DuckDBPyConnection, sql: str, parameters: dict[str, Any]) -> None:
     # DuckDB rejects named parameters that a statement does not use, so pass only its own
     used = set(_PARAMETER.findall(sql))
-    con.execute(sql, {name: value for name, value in parameters.items() if name in used})
+    # fetching the one-row result leaves no unfinished result behind on the connection
+    con.execute(sql, {name: value for name, value in parameters.items() if name in used}).fetchall()
 
 
 def generate(
@@ -358,7 +360,7 @@ def generate(
     try:
         for statement in statements:
             _run(con, statement, parameters)
-        con.execute(f"DROP TABLE {keys}")
+        _run(con, f"DROP TABLE {keys}", parameters)
     except BaseException:
         con.rollback()
         raise
