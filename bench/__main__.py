@@ -1,8 +1,39 @@
-"""`make bench`: run every benchmark and print its table."""
+"""`make bench`: generate the sample once, then run every benchmark and print its table.
+
+BENCH_PROFILES (default 1,000,000) sets the size; BENCH_REPEAT (default 5) how many timed runs
+each insights query gets.
+"""
 
 from __future__ import annotations
 
-from bench.insights import main
+import os
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from audience.settings import EngineSettings, Settings
+from audience.workspace import Workspace
+from bench import campaign, insights
+
+
+def main() -> None:
+    """Run the insights and campaign benchmarks on one generated sample."""
+    profiles = int(os.environ.get("BENCH_PROFILES", "1000000"))
+    repeat = int(os.environ.get("BENCH_REPEAT", "5"))
+    now = datetime.now(UTC)
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="audience-bench-") as folder:
+        settings = Settings(engine=EngineSettings(type="duckdb", path="bench.duckdb"))
+        with Workspace(Path(folder), settings, clock=lambda: now) as ws:
+            start = time.perf_counter()
+            ws.load_sample(profiles=profiles, seed=1)
+            console.print(f"Generated {profiles:,} profiles in {time.perf_counter() - start:.1f} s")
+            console.print(insights.run(ws, profiles, repeat))
+            console.print(campaign.run(ws, profiles))
+
 
 if __name__ == "__main__":
     main()

@@ -1,28 +1,19 @@
 """Segment insights: Audience against a hand-written DuckDB query, in the same process.
 
-BENCH_PROFILES (default 1,000,000) sets the size; BENCH_REPEAT (default 5) how many timed runs
-each side gets (the best is reported, after one warm-up run).
+Each side gets one warm-up run, then the best of `repeat` timed runs is reported.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from audience.activation.insights import compute_insights
 from audience.definitions.segment import Segment
-from audience.settings import EngineSettings, Settings
 from audience.workspace import Workspace
-
-NOW = datetime.now(UTC)
 
 SEGMENTS: dict[str, tuple[dict[str, Any], str]] = {
     "attribute-only": (
@@ -88,7 +79,8 @@ with seg as (
 select
     (select count(*) from customer_360) as all_customers,
     (select sum(order_revenue) from unified_transactions where not is_return
-        and not is_cancellation and order_datetime >= current_date - interval 1 year) as all_revenue,
+        and not is_cancellation and order_datetime >= current_date - interval 1 year)
+        as all_revenue,
     count(*) as customers, count(tx.amperity_id) as active,
     sum(tx.revenue) as revenue, sum(tx.orders) as orders,
     count(*) filter (where email <> '' and email_opt_out is not true) as email,
@@ -109,40 +101,24 @@ def best_of(repeat: int, run: Callable[[], Any]) -> tuple[float, Any]:
     return best, result
 
 
-def main() -> None:
-    """Generate the sample, then time each segment's insights both ways."""
-    profiles = int(os.environ.get("BENCH_PROFILES", "1000000"))
-    repeat = int(os.environ.get("BENCH_REPEAT", "5"))
-    console = Console()
-    with tempfile.TemporaryDirectory(prefix="audience-bench-") as folder:
-        settings = Settings(engine=EngineSettings(type="duckdb", path="bench.duckdb"))
-        with Workspace(Path(folder), settings, clock=lambda: NOW) as ws:
-            start = time.perf_counter()
-            ws.load_sample(profiles=profiles, seed=1)
-            generated = time.perf_counter() - start
-            connection = getattr(ws.engine, "connection")  # noqa: B009 - the DuckDB engine's own
-            orders = connection.execute("select count(*) from unified_transactions").fetchone()
-            table = Table(
-                title=f"Segment insights — {profiles:,} profiles, {orders[0]:,} orders "
-                f"(generated in {generated:.1f} s), best of {repeat}"
-            )
-            for column in ("segment", "customers", "Audience s", "hand-written s", "ratio"):
-                table.add_column(column, justify="left" if column == "segment" else "right")
-            ctx = ws.compile_context()
-            for name, (condition, where) in SEGMENTS.items():
-                segment = Segment.model_validate({"name": name, "where": condition})
-                ours, insights = best_of(
-                    repeat, lambda s=segment: compute_insights(ws.engine, s, ctx)
-                )
-                sql = HAND_WRITTEN.format(where=where)
-                theirs, row = best_of(repeat, lambda q=sql: connection.execute(q).fetchone())
-                if row[2] != insights.customers:
-                    raise SystemExit(f"{name}: Audience counted {insights.customers}, SQL {row[2]}")
-                table.add_row(
-                    name,
-                    f"{insights.customers:,}",
-                    f"{ours:.3f}",
-                    f"{theirs:.3f}",
-                    f"{ours / theirs:.2f}",
-                )
-            console.print(table)
+def run(ws: Workspace, profiles: int, repeat: int) -> Table:
+    """Time each segment's insights both ways; one table."""
+    connection = getattr(ws.engine, "connection")  # noqa: B009 - the DuckDB engine's own
+    orders = connection.execute("select count(*) from unified_transactions").fetchone()[0]
+    table = Table(
+        title=f"Segment insights — {profiles:,} profiles, {orders:,} orders, best of {repeat}"
+    )
+    for column in ("segment", "customers", "Audience s", "hand-written s", "ratio"):
+        table.add_column(column, justify="left" if column == "segment" else "right")
+    ctx = ws.compile_context()
+    for name, (condition, where) in SEGMENTS.items():
+        segment = Segment.model_validate({"name": name, "where": condition})
+        ours, insights = best_of(repeat, lambda s=segment: compute_insights(ws.engine, s, ctx))
+        sql = HAND_WRITTEN.format(where=where)
+        theirs, row = best_of(repeat, lambda q=sql: connection.execute(q).fetchone())
+        if row[2] != insights.customers:
+            raise SystemExit(f"{name}: Audience counted {insights.customers}, SQL {row[2]}")
+        table.add_row(
+            name, f"{insights.customers:,}", f"{ours:.3f}", f"{theirs:.3f}", f"{ours / theirs:.2f}"
+        )
+    return table
