@@ -144,6 +144,17 @@ def test_same_seed_gives_identical_tables_whatever_the_thread_count() -> None:
         assert _arrow(one, table).equals(_arrow(two, table)), table
 
 
+@pytest.mark.slow
+def test_many_row_groups_keep_the_same_order_whatever_the_thread_count() -> None:
+    def digests(threads: int) -> list[str]:
+        connection = _make(profiles=150_000, threads=threads)
+        connection.execute("SET threads = 1")  # read back in physical order
+        digest = "SELECT md5(string_agg(CAST(COLUMNS(*) AS VARCHAR), '|')) FROM {}"
+        return [list(_rows(connection, digest.format(table))[0]) for table in TABLES]
+
+    assert digests(1) == digests(2)
+
+
 def test_different_seeds_give_different_tables(con: duckdb.DuckDBPyConnection) -> None:
     other = _make(seed=SEED + 1)
     digest = "SELECT md5(string_agg(amperity_id || email, ',' ORDER BY amperity_id)) FROM {}"
