@@ -10,6 +10,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,15 +40,31 @@ def postgres_url() -> str:
     return POSTGRES_URL
 
 
-@pytest.fixture(scope="session")
-def postgres_schema() -> Iterator[str]:
-    """A fresh schema in the `test` database, dropped after the session."""
+@contextmanager
+def new_postgres_schema() -> Iterator[str]:
+    """A fresh schema in the `test` database, dropped afterwards."""
     schema = f"audience_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
         connection.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
-    yield schema
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
-        connection.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+            connection.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))
+
+
+@pytest.fixture(scope="session")
+def postgres_schema() -> Iterator[str]:
+    """The session's schema, holding the PostgreSQL sample workspace."""
+    with new_postgres_schema() as schema:
+        yield schema
+
+
+@pytest.fixture
+def own_postgres_schema() -> Iterator[str]:
+    """A schema of the test's own."""
+    with new_postgres_schema() as schema:
+        yield schema
 
 
 def make_workspace(directory: Path, engine: str, schema: str | None = None) -> Workspace:

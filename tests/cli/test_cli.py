@@ -176,3 +176,44 @@ def test_usage_errors_exit_2_and_missing_workspace_exits_1(tmp_path: Path) -> No
     assert code == 1 and "not an Audience workspace" in err
     code, _, err = audience("segment", "insights", "Nobody", "-w", tmp_path)
     assert code == 1
+
+
+def test_the_same_workspace_on_postgres_gives_the_same_answers(
+    tmp_path: Path, own_postgres_schema: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = {}
+    for engine in ("duckdb", "postgres"):
+        directory = tmp_path / engine
+        if engine == "postgres":
+            code, _, err = audience(
+                "init", directory, "--engine", engine, "--database-url", postgres_url
+            )
+            # keep this test's tables and metadata in the session's own schema
+            monkeypatch.setenv("AUDIENCE__ENGINE__SCHEMA", own_postgres_schema)
+            monkeypatch.setenv(
+                "AUDIENCE__STORE__URL",
+                f"{postgres_url}?options=-csearch_path%3D{own_postgres_schema}",
+            )
+        else:
+            code, _, err = audience("init", directory)
+        assert code == 0, err
+        code, out, err = audience(
+            "demo", "-w", directory, "--profiles", "1500", "--seed", "3", "--json"
+        )
+        assert code == 0, err
+        code, out, err = audience(
+            "segment",
+            "insights",
+            "Valuable or complaining",
+            "-w",
+            directory,
+            "--json",
+            "--by",
+            "state",
+            "--now",
+            "2026-11-23T12:00:00",
+        )
+        assert code == 0, err
+        answers[engine] = json.loads(out)
+    assert answers["duckdb"]["customers"] > 0
+    assert answers["duckdb"] == answers["postgres"]

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 from sqlalchemy import inspect
 
 from audience.store.metadata import MetadataStore, resolve_url
@@ -22,20 +19,18 @@ def store(
     request: pytest.FixtureRequest, tmp_path: Path, postgres_url: str
 ) -> Iterator[MetadataStore]:
     if request.param == "sqlite":
-        opened = MetadataStore(resolve_url("sqlite:///.audience/state.db", tmp_path))
+        url = resolve_url("sqlite:///.audience/state.db", tmp_path)
+        opened = MetadataStore(url)
         assert (tmp_path / ".audience" / "state.db").is_file()
         yield opened
         opened.close()
         return
-    schema = f"audience_store_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_url, autocommit=True) as connection:
-        connection.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
-    url = resolve_url(f"{postgres_url}?options=-csearch_path%3D{schema}", tmp_path)
-    opened = MetadataStore(url)
+    schema = request.getfixturevalue("own_postgres_schema")
+    opened = MetadataStore(
+        resolve_url(f"{postgres_url}?options=-csearch_path%3D{schema}", tmp_path)
+    )
     yield opened
     opened.close()
-    with psycopg.connect(postgres_url, autocommit=True) as connection:
-        connection.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))
 
 
 def test_migrations_create_the_schema(store: MetadataStore) -> None:

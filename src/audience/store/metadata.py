@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from audience.errors import WorkspaceError
-from audience.store.models import DefinitionVersion, InsightSnapshot
+from audience.store.models import DefinitionVersion, InsightSnapshot, aware
 from audience.store.runs import RunLog
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -168,7 +168,4 @@ def _latest(session: Session, kind: str, name: str) -> DefinitionVersion | None:
 
 
 def _stored(row: DefinitionVersion) -> StoredDefinition:
-    applied_at = row.applied_at
-    if applied_at.tzinfo is None:  # SQLite keeps no zone; everything is written in UTC
-        applied_at = applied_at.replace(tzinfo=UTC)
-    return StoredDefinition(row.kind, row.name, row.version, row.body, applied_at)
+    return StoredDefinition(row.kind, row.name, row.version, row.body, aware(row.applied_at))

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from audience.errors import NotFound, StateError
-from audience.store.models import DeliveryRecord, RunRecord
+from audience.store.models import DeliveryRecord, RunRecord, aware
 
 
 @dataclass(frozen=True)
@@ -226,9 +226,9 @@ def _run(row: RunRecord, deliveries: list[DeliveredFile]) -> Run:
         activation_kind=row.activation_kind,
         activation_name=row.activation_name,
         version=row.version,
-        scheduled_for=_aware(row.scheduled_for),
-        started_at=_aware(row.started_at),
-        ended_at=_aware(row.ended_at) if row.ended_at is not None else None,
+        scheduled_for=aware(row.scheduled_for),
+        started_at=aware(row.started_at),
+        ended_at=aware(row.ended_at) if row.ended_at is not None else None,
         status=row.status,
         is_test=row.is_test,
         attempt=row.attempt,
@@ -238,9 +238,5 @@ def _run(row: RunRecord, deliveries: list[DeliveredFile]) -> Run:
     )
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def _utc(moment: datetime) -> str:
-    return _aware(moment).astimezone(UTC).isoformat()
+    return aware(moment).astimezone(UTC).isoformat()
