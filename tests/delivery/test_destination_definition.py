@@ -212,3 +212,9 @@ def test_expansion_errors_never_show_secret_values() -> None:
         open_destination(destination, environ=environment)
     assert "endpoint_url" in str(caught.value)
     assert "s3cr3t-value" not in str(caught.value)
+
+
+def test_an_endpoint_variable_set_to_nothing_means_aws() -> None:
+    destination = Destination.model_validate(APPENDIX_A)
+    client = open_destination(destination, environ={"S3_ENDPOINT_URL": ""})
+    assert client.client.meta.endpoint_url == "https://s3.us-west-2.amazonaws.com"  # type: ignore[attr-defined]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -13,7 +15,7 @@ from audience.definitions.destination import Destination
 from audience.delivery.destinations.filesystem import FilesystemClient
 from audience.delivery.naming import NameValues
 from audience.delivery.shipment import deliver, open_destination
-from audience.errors import TerminalDeliveryError
+from audience.errors import TerminalDeliveryError, TransientDeliveryError
 
 MakeDestination = Callable[..., Destination]
 
@@ -120,3 +122,27 @@ def test_unsafe_activation_names_stay_in_the_folder(
         deliver(folder_destination(), table.to_batches(), names=names(activation), run_id="r")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert len(_visible(tmp_path / "out")) == 5
+
+
+def test_a_failed_upload_stops_the_encoding_thread(
+    folder_destination: MakeDestination, names: Callable[..., NameValues]
+) -> None:
+    class FailingAfterOneChunk:
+        def publish(self, name: str, chunks: Iterator[bytes], *, run_id: str) -> Any:
+            next(iter(chunks))
+            raise TransientDeliveryError("connection reset")
+
+        def exists(self, name: str) -> bool:
+            return False
+
+    rows = pa.table({"id": [str(i) for i in range(200_000)]})
+    with pytest.raises(TransientDeliveryError) as caught:
+        deliver(
+            folder_destination({"compression": "gzip"}),
+            rows.to_batches(max_chunksize=1000),
+            names=names(),
+            run_id="r",
+            client=FailingAfterOneChunk(),
+        )
+    assert caught.value is not None  # the traceback is still alive here
+    assert [t for t in threading.enumerate() if t.name == "audience-encode"] == []

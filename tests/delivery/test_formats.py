@@ -441,3 +441,14 @@ def test_many_batches_stream_through(
     lines = unpack(_file(delivery), "gzip").decode().splitlines()
     assert delivery.rows == rows and len(lines) == rows + 1
     assert lines[-1] == f"{rows},{rows - 1},x@y.z"
+
+
+def test_csv_injection_guard_keeps_column_types(
+    folder_destination: MakeDestination, names: Callable[..., NameValues]
+) -> None:
+    table = pa.table({"tier": pa.array(["=gold", "silver", None]).dictionary_encode()})
+    destination = folder_destination({"format": "parquet", "csv_injection_guard": True})
+    (delivery,) = _send(destination, table, names)
+    read = pq.read_table(io.BytesIO(_file(delivery)))
+    assert pa.types.is_dictionary(read.schema.field("tier").type)
+    assert read.column("tier").to_pylist() == ["'=gold", "silver", None]

@@ -47,6 +47,8 @@ def _name(template: str, activation: str = "Spring", group: str = "Offer A", **k
         ("{{ now | format('%Y/%m') }}", "'/'"),
         ("tab\t{{ group_name }}", "control"),
         ("{{ now | format(1) }}", "cannot be rendered"),
+        ("{{ '%0999999999d' | format(file_number) }}", "at most 2 digits"),
+        ("{{ now | format('%-1000000Y') }}", "at most 2 digits"),
         ("", "empty"),
         ("{{ group_name }}" * 100, "longer than"),
     ],

@@ -60,9 +60,14 @@ def references(text: str) -> list[str]:
     return REFERENCE.findall(text)
 
 
+def _expanded(info: ValidationInfo) -> bool:
+    """Whether these settings are being validated with their references already expanded."""
+    return bool(info.context and info.context.get(EXPANDED))
+
+
 def _literal(value: str, info: ValidationInfo) -> bool:
     """Whether `value` can be checked now: written without references, or already expanded."""
-    return bool(info.context and info.context.get(EXPANDED)) or not references(value)
+    return _expanded(info) or not references(value)
 
 
 class _Model(BaseModel):
@@ -79,8 +84,7 @@ class AccessKeyCredentials(_Model):
     @field_validator("secret_access_key", "session_token")
     @classmethod
     def _secret_from_environment(cls, value: str | None, info: ValidationInfo) -> str | None:
-        expanded = bool(info.context and info.context.get(EXPANDED))
-        if value is not None and not expanded and not _ONLY_REFERENCE.match(value):
+        if value is not None and not _expanded(info) and not _ONLY_REFERENCE.match(value):
             raise ValueError(
                 "credentials never sit in definitions as plain text: write a reference to an "
                 "environment variable, e.g. ${AWS_SECRET_ACCESS_KEY}"
@@ -154,6 +158,8 @@ class S3Settings(_Model):
     @field_validator("region")
     @classmethod
     def _region(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value == "" and _expanded(info):
+            return None  # a variable set to nothing: let the AWS chain pick the region
         if value is not None and _literal(value, info) and not _REGION.match(value):
             raise ValueError("not a region name, e.g. us-west-2")
         return value
@@ -161,6 +167,8 @@ class S3Settings(_Model):
     @field_validator("endpoint_url")
     @classmethod
     def _endpoint_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value == "" and _expanded(info):
+            return None  # `${S3_ENDPOINT_URL}` set to nothing means AWS itself
         if value is None or not _literal(value, info):
             return value
         parts = urlsplit(value)

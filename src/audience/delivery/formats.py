@@ -15,9 +15,9 @@ number column.
 from __future__ import annotations
 
 import codecs
+import functools
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,6 +25,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from audience.definitions.destination import FileOptions
+from audience.delivery.packaging import Sink
 from audience.errors import TerminalDeliveryError
 
 SLICE_ROWS = 65_536
@@ -112,32 +113,6 @@ def _slices(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             yield batch.slice(start, SLICE_ROWS)
 
 
-class _Sink:
-    """A write-only file object whose contents are taken out as they arrive."""
-
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: Any) -> int:
-        chunk = bytes(data)
-        self._parts.append(chunk)
-        return len(chunk)
-
-    def flush(self) -> None:
-        """Nothing to flush: written bytes are kept until `drain`."""
-
-    def close(self) -> None:
-        """Mark closed, as writers expect of the files they close."""
-        self.closed = True
-
-    def drain(self) -> bytes:
-        """Return and forget everything written so far."""
-        data = b"".join(self._parts)
-        self._parts.clear()
-        return data
-
-
 def _transcode(chunks: Iterable[bytes], encoding: str) -> Iterator[bytes]:
     """Re-encode UTF-8 chunks, each ending at a row boundary, into `encoding`."""
     encoder = codecs.getincrementalencoder(encoding)()
@@ -188,6 +163,12 @@ def _value_bytes(text: pa.Array) -> bytes:
         return b""
     offsets = memoryview(offsets_buffer).cast("i")
     return bytes(memoryview(data_buffer)[offsets[text.offset] : offsets[text.offset + len(text)]])
+
+
+def _present(text: pa.Array, characters: Iterable[str]) -> list[str]:
+    """Which of `characters` occur anywhere in the values (one fast scan of the bytes)."""
+    data = _value_bytes(text)
+    return [char for char in characters if char.encode() in data]
 
 
 def _join(parts: Sequence[str | pa.Array], separator: str = "") -> pa.Array:
@@ -244,21 +225,19 @@ def _arrow_csv(
     batches: Iterable[pa.RecordBatch], schema: pa.Schema, options: FileOptions
 ) -> Iterator[bytes]:
     write_options = _arrow_csv_options(options)
-    convert: Callable[[pa.RecordBatch], pa.RecordBatch] = lambda batch: batch  # noqa: E731
-    if options.quote == "non_numeric":
-        schema, convert = _text_schema(schema), _non_numeric_as_text
-    sink = _Sink()
+    as_text = options.quote == "non_numeric"
+    sink = Sink()
     try:
-        writer = pa_csv.CSVWriter(sink, schema, write_options=write_options)
+        writer = pa_csv.CSVWriter(
+            sink, _text_schema(schema) if as_text else schema, write_options=write_options
+        )
         for batch in batches:
-            writer.write_batch(convert(batch))
-            if data := sink.drain():
-                yield data
+            writer.write_batch(_non_numeric_as_text(batch) if as_text else batch)
+            yield from sink.take()
         writer.close()
     except pa.ArrowInvalid as error:
         raise TerminalDeliveryError(f"cannot write the {options.format} file: {error}") from None
-    if data := sink.drain():
-        yield data
+    yield from sink.take()
 
 
 class _Dialect:
@@ -294,41 +273,51 @@ class _Dialect:
             return f'"{name}"'
         return name
 
-    def field(self, column: pa.Array) -> pa.Array:
+    def lines(self, batch: pa.RecordBatch) -> bytes:
+        """The rows of a batch as lines of the file."""
+        if self.mode == "all":
+            # Every field is quoted, nulls too: quoting whole rows takes one join instead of
+            # one per field.
+            inner = [pc.fill_null(self._escape_quotes(_as_text(c)), "") for c in batch.columns]
+            rows = _join(['"', _join(inner, f'"{self.delimiter}"'), '"' + self.eol])
+            return _value_bytes(rows)
+        return _lines([self._field(c) for c in batch.columns], self.delimiter, self.eol)
+
+    def _field(self, column: pa.Array) -> pa.Array:
         """The text of one column's values in the file, without nulls."""
         text = _as_text(column)
-        data = _value_bytes(text)
         if self.mode == "none":
-            text = self._escape_specials(text, data)
-        elif self.mode in {"all", "non_null"} or (
+            text = self._escape_specials(text)
+        elif self.mode == "non_null" or (
             self.mode == "non_numeric" and not _is_numeric(column.type)
         ):
-            text = self._quote(text, data)
+            text = _join(['"', self._escape_quotes(text), '"'])
         else:
-            text = self._quote_where_needed(text, data)
-        if self.mode == "all":
-            return pc.fill_null(text, '""')
+            text = self._quote_where_needed(text)
         if self.single_column and self.mode != "none":
             # A row of one empty value would be a blank line, which readers skip.
             return pc.if_else(pc.equal(pc.fill_null(text, ""), ""), '""', text)
         return pc.fill_null(text, "")
 
-    def _quote(self, text: pa.Array, data: bytes) -> pa.Array:
-        present = [c for c in self.quote_escapes if c.encode() in data]
-        if present:
-            text = pc.replace_substring_regex(text, f"({_char_class(present)})", self.replacement)
-        return _join(['"', text, '"'])
-
-    def _quote_where_needed(self, text: pa.Array, data: bytes) -> pa.Array:
-        present = [c for c in self.specials if c.encode() in data]
+    def _escape_quotes(self, text: pa.Array) -> pa.Array:
+        """Double the quotes in values (or escape them, and the escape, with `escape`)."""
+        present = _present(text, self.quote_escapes)
         if not present:
             return text
-        mask = pc.fill_null(pc.match_substring_regex(text, _char_class(present)), False)
-        risky = pc.filter(text, mask)
-        return pc.replace_with_mask(text, mask, self._quote(risky, _value_bytes(risky)))
+        return pc.replace_substring_regex(text, f"({_char_class(present)})", self.replacement)
 
-    def _escape_specials(self, text: pa.Array, data: bytes) -> pa.Array:
-        present = [c for c in self.specials if c.encode() in data]
+    def _quote_where_needed(self, text: pa.Array) -> pa.Array:
+        present = _present(text, self.specials)
+        if not present:
+            return text
+        # A plain substring search per character is several times faster than one regex.
+        mask = functools.reduce(pc.or_, [pc.match_substring(text, c) for c in present])
+        mask = pc.fill_null(mask, False)
+        risky = pc.filter(text, mask)
+        return pc.replace_with_mask(text, mask, _join(['"', self._escape_quotes(risky), '"']))
+
+    def _escape_specials(self, text: pa.Array) -> pa.Array:
+        present = _present(text, self.specials)
         if not present:
             return text
         return pc.replace_substring_regex(text, f"({_char_class(present)})", self.replacement)
@@ -341,9 +330,7 @@ def _delimited(
     if options.header:
         yield dialect.header(schema.names)
     for batch in batches:
-        yield _lines(
-            [dialect.field(column) for column in batch.columns], dialect.delimiter, dialect.eol
-        )
+        yield dialect.lines(batch)
 
 
 # --- JSON ----------------------------------------------------------------------------------
@@ -425,7 +412,7 @@ def _json(batches: Iterable[pa.RecordBatch], schema: pa.Schema, *, array: bool) 
 
 
 def _parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[bytes]:
-    sink = _Sink()
+    sink = Sink()
     writer = pq.ParquetWriter(sink, schema)
     group: list[pa.RecordBatch] = []
     rows = size = 0
@@ -436,8 +423,8 @@ def _parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[b
         if rows >= PARQUET_ROW_GROUP_ROWS or size >= PARQUET_ROW_GROUP_BYTES:
             writer.write_table(pa.Table.from_batches(group, schema), row_group_size=rows)
             group, rows, size = [], 0, 0
-            yield sink.drain()
+            yield from sink.take()
     if group:
         writer.write_table(pa.Table.from_batches(group, schema), row_group_size=rows)
     writer.close()
-    yield sink.drain()
+    yield from sink.take()

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.filters import do_format
@@ -45,9 +45,6 @@ MAX_STEM_BYTES = 200
 MAX_VALUE_BYTES = 120
 MAX_TEMPLATE_CHARS = 500
 
-Format = Literal["csv", "tsv", "psv", "parquet", "json", "ndjson"]
-Compression = Literal["none", "gzip", "zip", "tar", "tgz"]
-
 _FORMAT_EXTENSIONS: Mapping[str, str] = {
     "csv": ".csv",
     "tsv": ".tsv",
@@ -61,6 +58,8 @@ _FORMAT_EXTENSIONS: Mapping[str, str] = {
 _UNSAFE_RUN = re.compile(r"[^\w.\-]+")
 _DOTS = re.compile(r"\.{2,}")
 _LITERAL_FORBIDDEN = re.compile(r"[/\\]|\.\.|[\x00-\x1f\x7f]")
+# A printf or strftime field width like %0999999999d would render a gigabyte-long value.
+_HUGE_WIDTH = re.compile(r"%[-+ #0_^]*\d{3,}")
 
 # Only what a file name needs: no calls, attribute or item access, loops, macros or includes.
 _ALLOWED_NODES: tuple[type[nodes.Node], ...] = (
@@ -162,6 +161,8 @@ def _check_tree(template: str) -> nodes.Template:
             literal = _forbidden_literal(node.data)
         elif isinstance(node, nodes.Const) and isinstance(node.value, str):
             literal = _forbidden_literal(node.value)
+            if _HUGE_WIDTH.search(node.value):
+                raise TemplateError("field widths in a filename template are at most 2 digits")
         if literal is not None:
             raise TemplateError(
                 f"filename template contains {literal!r}: a file name is one path segment, "
@@ -264,7 +265,7 @@ def _stem(template: str, variables: dict[str, Any]) -> str:
     return stem
 
 
-def extension(file_format: Format, compression: Compression) -> str:
+def extension(file_format: str, compression: str) -> str:
     """The extension of a delivered file: `.csv`, `.csv.gz`, `.parquet`, `.zip`, `.tar.gz`…"""
     base = _FORMAT_EXTENSIONS[file_format]
     return {
@@ -312,7 +313,7 @@ def set_file_name(
     return f"{_stem(template, variables)}{suffix}"
 
 
-def member_name(file_name: str, file_format: Format, compression: Compression) -> str:
+def member_name(file_name: str, file_format: str, compression: str) -> str:
     """The name of the data file inside a zip or tar archive called `file_name`."""
     archive = extension(file_format, compression)
     stem = file_name.removesuffix(archive)

@@ -29,11 +29,16 @@ SUCCESS_SUFFIX = ".DONE"
 _READ_SIZE = 1024 * 1024
 
 
-class _Sink:
-    """A file object to write into from any thread, read out as the bytes arrive."""
+class Sink:
+    """A write-only file object, written from any thread, whose bytes are taken as they arrive.
+
+    Writers that want a file (pyarrow's CSV and Parquet writers, gzip, zipfile) write into it;
+    the generator around them takes out what they wrote after each step, so nothing piles up.
+    """
 
     def __init__(self) -> None:
         self._parts: deque[bytes] = deque()
+        self.closed = False
 
     def write(self, data: Any) -> int:
         chunk = bytes(data)
@@ -44,7 +49,8 @@ class _Sink:
         """Nothing to flush: written bytes wait in memory until `take`."""
 
     def close(self) -> None:
-        """Nothing to close: what was written can still be taken."""
+        """Mark the file closed; what was written can still be taken."""
+        self.closed = True
 
     def take(self) -> Iterator[bytes]:
         """Yield what has been written so far, forgetting it."""
@@ -73,7 +79,7 @@ def package(
 
 
 def _gzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    sink = _Sink()
+    sink = Sink()
     # python-isal ships no type hints for igzip_threaded.open; it returns a binary writer.
     writer: BinaryIO = igzip_threaded.open(  # type: ignore[no-untyped-call]
         sink, "wb", compresslevel=GZIP_LEVEL, threads=1
@@ -86,7 +92,7 @@ def _gzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 
 def _zip(chunks: Iterable[bytes], member: str) -> Iterator[bytes]:
-    sink = _Sink()
+    sink = Sink()
     # The sink cannot seek, so zipfile writes sizes in data descriptors after the data;
     # force_zip64 because the final size is unknown when the entry starts.
     with zipfile.ZipFile(
@@ -121,10 +127,10 @@ def _tar(chunks: Iterable[bytes], member: str, mtime: datetime) -> Iterator[byte
             yield block
     # The member is padded to whole blocks, and the archive ends with two empty blocks and is
     # padded to a whole record, as tar writes it.
-    written = len(header) + size + (-size % tarfile.BLOCKSIZE) + 2 * tarfile.BLOCKSIZE
-    yield b"\0" * (
-        (-size % tarfile.BLOCKSIZE) + 2 * tarfile.BLOCKSIZE + (-written % tarfile.RECORDSIZE)
-    )
+    padding = -size % tarfile.BLOCKSIZE
+    end = 2 * tarfile.BLOCKSIZE
+    archive = len(header) + size + padding + end
+    yield b"\0" * (padding + end + (-archive % tarfile.RECORDSIZE))
 
 
 class Meter:

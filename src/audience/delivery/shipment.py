@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +101,7 @@ def open_destination(
     return connect(settings)
 
 
-def _prefetched(chunks: Iterable[bytes], depth: int = PREFETCH_CHUNKS) -> Iterator[bytes]:
+def _prefetched(chunks: Iterable[bytes], depth: int = PREFETCH_CHUNKS) -> Generator[bytes]:
     """Produce `chunks` on a worker thread, at most `depth` ahead of the consumer.
 
     Errors raised while producing are raised to the consumer. When the consumer stops early
@@ -260,7 +260,13 @@ def deliver(
         member = naming.member_name(name, options.format, options.compression)
         encoded = formats.encode(part.batches(), file_schema, options)
         packaged = packaging.package(encoded, options.compression, member=member, mtime=names.now)
-        published = client.publish(name, _prefetched(packaged), run_id=run_id)
+        chunks = _prefetched(packaged)
+        try:
+            published = client.publish(name, chunks, run_id=run_id)
+        finally:
+            # Stop the encoding thread now, even if publishing failed half-way and a traceback
+            # still holds on to the chunks.
+            chunks.close()
         part.drain()
         deliveries.append(_delivery(destination, name, published, part.rows, "data"))
     if options.manifest:

@@ -163,11 +163,13 @@ class S3Client:
         """Whether an object called `name` is under the prefix."""
         return self._head(self.key(name)) is not None
 
-    def _head(self, key: str) -> dict[str, Any] | None:
+    def _head(self, key: str, *, may_be_forbidden: bool = False) -> dict[str, Any] | None:
         try:
             return dict(self.client.head_object(Bucket=self.bucket, Key=key))
         except ClientError as error:
-            if _status(error) == 404:
+            # Delivery buckets often grant PutObject only: reading is then forbidden, and the
+            # conditional write is what keeps an existing object from being replaced.
+            if _status(error) == 404 or (may_be_forbidden and _status(error) == 403):
                 return None
             raise delivery_error(error, f"cannot check {self.uri(key)}") from error
         except BotoCoreError as error:
@@ -199,7 +201,7 @@ class S3Client:
     def publish(self, name: str, chunks: Iterable[bytes], *, run_id: str) -> PublishedObject:
         """Upload `chunks` as `name` (see the module docstring for how)."""
         key = self.key(name)
-        head = self._head(key)
+        head = self._head(key, may_be_forbidden=True)
         if head is not None:
             return self._existing(key, run_id, head)
         meter = Meter(chunks)
