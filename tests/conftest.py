@@ -1,7 +1,8 @@
-"""Real-service fixtures, once for the whole suite: DuckDB and PostgreSQL workspaces.
+"""Real-service fixtures, once for the whole suite: DuckDB and PostgreSQL workspaces, and S3.
 
 PostgreSQL runs on 127.0.0.1:5432 (database `test`); each test session works in a schema of its own
-and drops it at the end.
+and drops it at the end. S3 is moto's server on a free loopback port, reached over HTTP only:
+boto3 talks to it through `endpoint_url`, the code path real S3 and S3-compatible stores take.
 """
 
 from __future__ import annotations
@@ -9,13 +10,16 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import boto3
 import psycopg
 import pytest
+from moto.server import ThreadedMotoServer
 from psycopg import sql
 
 from audience.settings import EngineSettings, Settings, StoreSettings
@@ -117,3 +121,54 @@ def fresh_workspace(tmp_path: Path, sample_database: Path) -> Iterator[Workspace
     shutil.copy(sample_database, directory / "customer360.duckdb")
     with make_workspace(directory, "duckdb") as ws:
         yield ws
+
+
+# Credentials and settings the tests give boto3, so nothing is read from ~/.aws or the
+# instance metadata service.
+AWS_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONFIG_FILE": "/dev/null",
+    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+}
+
+
+def start_moto(port: int = 0) -> tuple[ThreadedMotoServer, str]:
+    """Start a moto server on 127.0.0.1 (a free port unless given); return it and its URL."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    host, bound = server.get_host_and_port()
+    return server, f"http://{host}:{bound}"
+
+
+@pytest.fixture(scope="session")
+def aws_environment() -> Iterator[None]:
+    """Fake AWS credentials for the whole session."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in AWS_ENVIRONMENT.items():
+            patch.setenv(name, value)
+        yield
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(aws_environment: None) -> Iterator[str]:
+    """The URL of a moto S3 (and STS) server running for the whole session."""
+    server, url = start_moto()
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def moto_server(aws_environment: None) -> Callable[[int], tuple[ThreadedMotoServer, str]]:
+    """Start a moto server of a test's own (on the given port, or a free one if 0), for tests
+    that stop it; the caller stops it."""
+    return start_moto
+
+
+@pytest.fixture
+def s3(moto_endpoint: str) -> Any:
+    """A boto3 S3 client on the moto server, for tests to look at what was delivered."""
+    return boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")

@@ -1,7 +1,6 @@
-"""S3 for the delivery tests: moto's server on a free loopback port, reached over HTTP only.
+"""Delivery test helpers: destinations on a fresh bucket or folder, sample rows, unpacking.
 
-boto3 talks to it through `endpoint_url`, the code path real S3 and S3-compatible stores take.
-Each test gets a bucket of its own.
+The S3 server itself (moto on a loopback port, reached over HTTP only) is in tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -11,69 +10,18 @@ import io
 import tarfile
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pyarrow as pa
 import pytest
-from moto.server import ThreadedMotoServer
 
 from audience.definitions.destination import Destination
 from audience.delivery.naming import NameValues
 
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
-# Credentials and settings the tests give boto3, so nothing is read from ~/.aws or the
-# instance metadata service.
-AWS_ENVIRONMENT = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "AWS_CONFIG_FILE": "/dev/null",
-    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-}
-
-
-def start_moto(port: int = 0) -> tuple[ThreadedMotoServer, str]:
-    """Start a moto server on 127.0.0.1 (a free port unless given); return it and its URL."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    host, bound = server.get_host_and_port()
-    return server, f"http://{host}:{bound}"
-
-
-@pytest.fixture(scope="session")
-def aws_environment() -> Iterator[None]:
-    """Fake AWS credentials for the whole session."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in AWS_ENVIRONMENT.items():
-            patch.setenv(name, value)
-        yield
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint(aws_environment: None) -> Iterator[str]:
-    """The URL of a moto S3 (and STS) server running for the whole session."""
-    server, url = start_moto()
-    yield url
-    server.stop()
-
-
-@pytest.fixture
-def moto_server(aws_environment: None) -> Callable[[int], tuple[ThreadedMotoServer, str]]:
-    """Start a moto server of a test's own (on the given port, or a free one if 0), for tests
-    that stop it; the caller stops it."""
-    return start_moto
-
-
-@pytest.fixture
-def s3(moto_endpoint: str) -> Any:
-    """A boto3 S3 client on the moto server, for tests to look at what was delivered."""
-    return boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
 
 
 @pytest.fixture
