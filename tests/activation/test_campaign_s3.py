@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ FIXTURES = Path(__file__).parents[1] / "fixtures"
 @pytest.fixture
 def appendix_ws(
     fresh_workspace: Workspace, moto_endpoint: str, s3: Any, monkeypatch: pytest.MonkeyPatch
-) -> Workspace:
+) -> Iterator[Workspace]:
     monkeypatch.setenv("S3_ENDPOINT_URL", moto_endpoint)
     s3.create_bucket(
         Bucket="acme-marketing", CreateBucketConfiguration={"LocationConstraint": "us-west-2"}
@@ -28,7 +29,10 @@ def appendix_ws(
     fresh_workspace.apply_documents(
         load_paths([FIXTURES / "appendix_segments.yaml", FIXTURES / "appendix_campaign.yaml"])
     )
-    return fresh_workspace
+    yield fresh_workspace
+    for key in objects(s3):  # the bucket name is the Appendix's, so each test leaves it gone
+        s3.delete_object(Bucket="acme-marketing", Key=key)
+    s3.delete_bucket(Bucket="acme-marketing")
 
 
 def objects(s3: Any) -> dict[str, bytes]:

@@ -424,6 +424,7 @@ def _send(
                 sha256=delivery.sha256,
                 sub_audience=file.sub_audience,
                 group=file.group,
+                role=delivery.role,
             )
 
 

@@ -83,6 +83,7 @@ def run_json(run: Run) -> dict[str, Any]:
                 "destination": d.destination,
                 "sub_audience": d.sub_audience,
                 "group": d.group,
+                "role": d.role,
                 "uri": d.uri,
                 "rows": d.rows,
                 "bytes": d.bytes,
@@ -147,6 +148,7 @@ def print_run(run: Run, as_json: bool = False) -> None:
                     "uri": d.uri,
                 }
                 for d in run.deliveries
+                if d.role == "data"
             ]
             out.print(summary_table("Deliveries", rows, ["group", "destination", "rows", "uri"]))
     if run.status != "succeeded":

@@ -84,6 +84,7 @@ class DeliveryRecord(Base):
     destination: Mapped[str] = mapped_column(String(200))
     sub_audience: Mapped[str | None] = mapped_column(String(200), nullable=True)
     group_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    role: Mapped[str] = mapped_column(String(16), default="data")
     uri: Mapped[str] = mapped_column(Text)
     rows: Mapped[int] = mapped_column(Integer)
     bytes: Mapped[int] = mapped_column(BigInteger)

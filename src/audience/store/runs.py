@@ -25,6 +25,8 @@ class DeliveredFile:
     sha256: str
     sub_audience: str | None = None
     group: str | None = None
+    role: str = "data"
+    """"data", or the "manifest" or "success" file that accompanies a data file."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class Run:
                     "destination": d.destination,
                     "sub_audience": d.sub_audience,
                     "group": d.group,
+                    "role": d.role,
                     "uri": d.uri,
                     "rows": d.rows,
                     "bytes": d.bytes,
@@ -136,6 +139,7 @@ class RunLog:
                     destination=delivered.destination,
                     sub_audience=delivered.sub_audience,
                     group_name=delivered.group,
+                    role=delivered.role,
                     uri=delivered.uri,
                     rows=delivered.rows,
                     bytes=delivered.bytes,
@@ -215,7 +219,9 @@ def _deliveries(session: Session, run_id: str) -> list[DeliveredFile]:
         select(DeliveryRecord).where(DeliveryRecord.run_id == run_id).order_by(DeliveryRecord.id)
     )
     return [
-        DeliveredFile(r.destination, r.uri, r.rows, r.bytes, r.sha256, r.sub_audience, r.group_name)
+        DeliveredFile(
+            r.destination, r.uri, r.rows, r.bytes, r.sha256, r.sub_audience, r.group_name, r.role
+        )
         for r in rows
     ]
 

@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("destination", sa.String(200), nullable=False),
         sa.Column("sub_audience", sa.String(200), nullable=True),
         sa.Column("group_name", sa.String(200), nullable=True),
+        sa.Column("role", sa.String(16), nullable=False),
         sa.Column("uri", sa.Text, nullable=False),
         sa.Column("rows", sa.Integer, nullable=False),
         sa.Column("bytes", sa.BigInteger, nullable=False),
