@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
+from audience.definitions import templates
 from audience.definitions.destination import FileOptions
 from audience.delivery import naming
 from audience.delivery.naming import NameValues
@@ -55,7 +56,7 @@ def _name(template: str, activation: str = "Spring", group: str = "Offer A", **k
 )
 def test_unsafe_templates_are_rejected(template: str, message: str) -> None:
     with pytest.raises(TemplateError, match=message):
-        naming.validate_template(template)
+        templates.validate_template(template)
 
 
 def test_template_errors_surface_as_definition_errors_on_the_field() -> None:
@@ -69,7 +70,7 @@ def test_template_errors_surface_as_definition_errors_on_the_field() -> None:
 @pytest.mark.parametrize(
     "template",
     [
-        naming.DEFAULT_TEMPLATE,
+        templates.DEFAULT_TEMPLATE,
         "{{ campaign_name }}_{{ group_name }}_{{ now | format('%Y-%m-%d') }}",
         "{{ campaign_name | lower }}-{{ '%03d' | format(file_number) }}",
         "{{ destination_name }}_{{ run_id }}_{{ sub_audience_name | upper }}",
@@ -78,11 +79,11 @@ def test_template_errors_surface_as_definition_errors_on_the_field() -> None:
     ],
 )
 def test_good_templates_pass(template: str) -> None:
-    naming.validate_template(template)
+    templates.validate_template(template)
 
 
 def test_rendering_the_default_template() -> None:
-    assert _name(naming.DEFAULT_TEMPLATE) == "Spring_Offer_A_20261201.csv"
+    assert _name(templates.DEFAULT_TEMPLATE) == "Spring_Offer_A_20261201.csv"
 
 
 def test_the_activation_name_is_always_in_the_file_name() -> None:
@@ -91,7 +92,7 @@ def test_the_activation_name_is_always_in_the_file_name() -> None:
 
 
 def test_parts_get_a_number_unless_the_template_places_it() -> None:
-    assert _name(naming.DEFAULT_TEMPLATE, numbered=True, file_number=3).endswith("_3.csv")
+    assert _name(templates.DEFAULT_TEMPLATE, numbered=True, file_number=3).endswith("_3.csv")
     placed = "{{ activation_name }}_{{ file_number }}_x"
     assert _name(placed, numbered=True, file_number=3) == "Spring_3_x.csv"
 
@@ -114,7 +115,7 @@ def test_parts_get_a_number_unless_the_template_places_it() -> None:
     ],
 )
 def test_values_are_made_safe(activation: str) -> None:
-    name = _name(naming.DEFAULT_TEMPLATE, activation=activation, group="../g\\/")
+    name = _name(templates.DEFAULT_TEMPLATE, activation=activation, group="../g\\/")
     assert "/" not in name and "\\" not in name and ".." not in name
     assert name.isprintable() and not name.startswith((".", "-"))
     assert len(name.encode()) <= naming.MAX_STEM_BYTES + len(".csv")

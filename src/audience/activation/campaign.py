@@ -32,8 +32,9 @@ from audience.compile.audience import (
 from audience.compile.conditions import CompileContext, table
 from audience.definitions.campaign import CONTROL_GROUP, Campaign, SentAttribute
 from audience.definitions.destination import Destination
+from audience.definitions.templates import uses_variable
 from audience.delivery.destinations.base import DestinationClient
-from audience.delivery.naming import NameValues, uses_variable
+from audience.delivery.naming import NameValues
 from audience.delivery.shipment import deliver, open_destination
 from audience.engines.base import Engine
 from audience.errors import AudienceError, DefinitionError, UnknownReference
@@ -260,16 +261,21 @@ def run_campaign(
                 delivered_at=now,
                 destinations=columns,
             )
-            if campaign.newly_qualified == "since_last_run":
+            if _remembers_members(campaign):
                 ledger.record_members(engine, run_table=run_table, campaign=campaign, run_id=run.id)
         finished = runs.finish(run.id, status="succeeded", now=now, counts=counts)
-        if not is_test and campaign.newly_qualified == "since_last_run":
+        if not is_test and _remembers_members(campaign):
             ledger.forget_older_members(engine, campaign=campaign, keep_run_id=run.id)
         return finished
     except AudienceError as exc:
         return runs.finish(run.id, status="failed", now=now, counts=counts, error=str(exc))
     finally:
         ledger.drop(engine, run_table)
+
+
+def _remembers_members(campaign: Campaign) -> bool:
+    """Only recurring campaigns that send the newly qualified need the audience of each run."""
+    return campaign.is_recurring and campaign.newly_qualified == "since_last_run"
 
 
 def _previous(campaign: Campaign, runs: RunLog, exclude: str | None = None) -> PreviousRuns:

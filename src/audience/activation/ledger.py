@@ -166,11 +166,11 @@ def _ledger_rows(
 
 def record_members(engine: Engine, *, run_table: str, campaign: Campaign, run_id: str) -> None:
     """Remember this run's whole audience, for the next run's "newly qualified"."""
-    rows = (
-        exp.select(string(campaign.name), exp.column(CUSTOMER), string(run_id))
-        .from_(table(run_table))
-        .distinct()
+    rows = exp.select(string(campaign.name), exp.column(CUSTOMER), string(run_id)).from_(
+        table(run_table)
     )
+    if campaign.match == "every":  # only then can a customer stand in several sub-audiences
+        rows = rows.distinct()
     engine.execute(exp.insert(rows, table(MEMBERS), columns=[c for c, _ in _MEMBER_COLUMNS]))
 
 

@@ -34,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from audience.delivery.naming import DEFAULT_TEMPLATE, validate_template
+from audience.definitions.templates import DEFAULT_TEMPLATE, validate_template
 
 FileFormat = Literal["csv", "tsv", "psv", "parquet", "json", "ndjson"]
 Compression = Literal["none", "gzip", "zip", "tar", "tgz"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import itertools
 import posixpath
@@ -22,6 +23,8 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -293,16 +296,29 @@ class S3Client:
         return PublishedObject(where, meter.bytes, meter.sha256)
 
 
+@functools.cache
+def _shared_loader() -> botocore.loaders.Loader:
+    return botocore.loaders.create_loader()
+
+
+def _new_session(**options: Any) -> boto3.session.Session:
+    """A boto3 session whose service descriptions are read once per process: each new session
+    would otherwise parse botocore's large JSON models again (most of a second per run)."""
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _shared_loader())
+    return boto3.session.Session(botocore_session=core, **options)
+
+
 def _session(settings: S3Settings) -> boto3.session.Session:
     credentials = settings.credentials
     if isinstance(credentials, AccessKeyCredentials):
-        return boto3.session.Session(
+        return _new_session(
             aws_access_key_id=credentials.access_key_id,
             aws_secret_access_key=credentials.secret_access_key,
             aws_session_token=credentials.session_token,
             region_name=settings.region,
         )
-    session = boto3.session.Session(region_name=settings.region)
+    session = _new_session(region_name=settings.region)
     if not isinstance(credentials, AssumeRoleCredentials):
         return session
     try:
@@ -314,7 +330,7 @@ def _session(settings: S3Settings) -> boto3.session.Session:
         )["Credentials"]
     except (ClientError, BotoCoreError) as error:
         raise delivery_error(error, f"cannot assume role {credentials.role_arn}") from error
-    return boto3.session.Session(
+    return _new_session(
         aws_access_key_id=assumed["AccessKeyId"],
         aws_secret_access_key=assumed["SecretAccessKey"],
         aws_session_token=assumed["SessionToken"],
