@@ -255,3 +255,62 @@ def test_bad_campaigns_are_refused_with_the_field(
     with pytest.raises(DefinitionError) as raised:
         apply(campaign_ws, text.replace(change, fragment, 1))
     assert str(raised.value).startswith("test.yaml:")
+
+
+def test_shrink_and_expansion_are_counted(campaign_ws: Workspace, tmp_path: Path) -> None:
+    attributes = """attributes:
+  local:
+    - amperity_id
+    - {source: address2, required: true}
+  orders:
+    - amperity_id
+    - {source: order_id, table: unified_transactions}
+"""
+    text = campaign_yaml(tmp_path / "out")
+    text = text[: text.index("\nattributes:") + 1] + attributes
+    text = text.replace("destinations: [local]}", "destinations: [local, orders]}")
+    orders = (
+        "kind: destination\nname: orders\ntype: filesystem\n"
+        f'settings: {{path: "{tmp_path / "orders"}"}}\n'
+        "file: {format: csv, compression: gzip}\n---\n"
+    )
+    apply(campaign_ws, orders + text)
+    plan = campaign_ws.campaign_plan("Spring Churn").to_json()
+    run = campaign_ws.campaign_run("Spring Churn")
+    assert run.status == "succeeded", run.error
+    sent_ids = rows_of(
+        campaign_ws,
+        f"select customer_id from audience_recipients where run_id = '{run.id}' "
+        "and destination = 'local'",
+    )
+    treated = {r["customer_id"] for r in sent_ids}
+    in_list = ", ".join(f"'{c}'" for c in treated)
+    without_address2 = rows_of(
+        campaign_ws,
+        "select count(*) as n from merged_customers where address2 is null "
+        f"and amperity_id in ({in_list})",
+    )[0]["n"]
+    treated_total = sum(
+        g["customers"] for s in plan["sub_audiences"] for g in s["groups"] if not g["control"]
+    )
+    assert plan["shrink"]["local"] > 0
+    assert plan["shrink"]["local"] == run.counts["shrink"]["local"]
+    assert (
+        run.counts["customers_per_destination"]["local"] == treated_total - plan["shrink"]["local"]
+    )
+    assert without_address2 == 0  # shrunk customers are not in the ledger for that destination…
+    local_rows = sum(d.rows for d in run.deliveries if d.destination == "local")
+    assert local_rows == run.counts["customers_per_destination"]["local"]  # …nor in its files
+    order_rows = sum(d.rows for d in run.deliveries if d.destination == "orders")
+    expected_rows = rows_of(
+        campaign_ws,
+        "select count(*) as n from unified_transactions where amperity_id in (select "
+        f"customer_id from audience_recipients where run_id = '{run.id}' and destination = 'orders')",
+    )[0]["n"]
+    assert order_rows == expected_rows
+    assert (
+        run.counts["expansion"]["orders"]
+        == order_rows - run.counts["customers_per_destination"]["orders"]
+        > 0
+    )
+    assert run.counts["expansion"]["local"] == 0

@@ -18,8 +18,6 @@ from sqlglot import exp
 from audience.activation import ledger
 from audience.compile.audience import (
     GROUP,
-    IS_CONTROL,
-    IS_NEW,
     SUB_AUDIENCE,
     DestinationColumns,
     PreviousRuns,
@@ -28,6 +26,7 @@ from audience.compile.audience import (
     destination_columns,
     excluded_query,
     plan_query,
+    sends_to,
 )
 from audience.compile.conditions import CompileContext, table
 from audience.definitions.campaign import CONTROL_GROUP, Campaign, SentAttribute
@@ -189,7 +188,7 @@ def plan_campaign(campaign: Campaign, setting: CampaignSetting) -> CampaignPlan:
     query = assignment_query(
         campaign, ctx, dialect=engine.dialect, destinations=columns, previous=previous
     )
-    counted = plan_query(exp.alias_(query.subquery(), "r"), columns)
+    counted = plan_query(campaign, exp.alias_(query.subquery(), "r"), columns)
     excluded = engine.rows(excluded_query(campaign, ctx))[0]["excluded"]
     return _plan(
         campaign,
@@ -242,17 +241,20 @@ def run_campaign(
         excluded = int(engine.rows(excluded_query(campaign, ctx))[0]["excluded"])
         plan = _plan(
             campaign,
-            engine.rows(plan_query(table(run_table), columns)),
+            engine.rows(plan_query(campaign, table(run_table), columns)),
             columns,
             excluded,
             previous_exists=bool(previous.successes),
         )
-        counts = _counts(plan, engine, run_table, columns)
-        for delivered in _send(
+        counts = _counts(plan, campaign, engine, run_table, columns)
+        delivered = []
+        for file in _send(
             campaign, setting, columns, run_table, run.id, now, progress, test_records, plan
         ):
-            runs.add_delivery(run.id, delivered, now)
+            runs.add_delivery(run.id, file, now)
+            delivered.append(file)
         if not is_test:
+            counts = _with_expansion(counts, delivered)
             ledger.record_recipients(
                 engine,
                 run_table=run_table,
@@ -269,6 +271,9 @@ def run_campaign(
         return finished
     except AudienceError as exc:
         return runs.finish(run.id, status="failed", now=now, counts=counts, error=str(exc))
+    except BaseException as exc:  # a bug or an interrupt: never leave the run "running"
+        runs.finish(run.id, status="failed", now=now, counts=counts, error=repr(exc))
+        raise
     finally:
         ledger.drop(engine, run_table)
 
@@ -320,20 +325,50 @@ def _plan(
 
 
 def _counts(
-    plan: CampaignPlan, engine: Engine, run_table: str, columns: Sequence[DestinationColumns]
+    plan: CampaignPlan,
+    campaign: Campaign,
+    engine: Engine,
+    run_table: str,
+    columns: Sequence[DestinationColumns],
 ) -> dict[str, Any]:
-    kept = exp.or_(*(exp.column(d.keep_column) for d in columns))
-    sent = (
-        exp.select(exp.alias_(exp.Count(this=exp.Star()), "sent"))
-        .from_(table(run_table))
-        .where(exp.and_(exp.column(IS_NEW), exp.not_(exp.column(IS_CONTROL)), kept))
-    )
-    control = sum(g.customers for s in plan.sub_audiences for g in s.groups if g.control)
+    """The plan's counts, plus customers sent (to any destination) and per destination."""
+
+    def count_if(condition: exp.Expr, name: str) -> exp.Expr:
+        return exp.alias_(
+            exp.func(
+                "SUM",
+                exp.Case(
+                    ifs=[exp.If(this=condition, true=exp.Literal.number(1))],
+                    default=exp.Literal.number(0),
+                ),
+            ),
+            name,
+        )
+
+    sent_anywhere = exp.or_(*(sends_to(campaign, d) for d in columns))
+    query = exp.select(
+        count_if(sent_anywhere, "sent"),
+        *(count_if(sends_to(campaign, d), f"to_{i}") for i, d in enumerate(columns)),
+    ).from_(table(run_table))
+    row = engine.rows(query)[0]
     return {
         **plan.to_json(),
-        "sent": int(engine.rows(sent)[0]["sent"]),
-        "control": control,
+        "sent": int(row["sent"] or 0),
+        "control": sum(g.customers for s in plan.sub_audiences for g in s.groups if g.control),
+        "customers_per_destination": {
+            d.name: int(row[f"to_{i}"] or 0) for i, d in enumerate(columns)
+        },
     }
+
+
+def _with_expansion(counts: dict[str, Any], delivered: Sequence[DeliveredFile]) -> dict[str, Any]:
+    """Rows beyond one per customer, per destination (several source rows per customer)."""
+    rows: dict[str, int] = {}
+    for file in delivered:
+        if file.role == "data":
+            rows[file.destination] = rows.get(file.destination, 0) + file.rows
+    customers = counts["customers_per_destination"]
+    return {**counts, "expansion": {d: rows.get(d, 0) - n for d, n in customers.items()}}
 
 
 @dataclass(frozen=True)

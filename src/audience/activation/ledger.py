@@ -24,6 +24,7 @@ from audience.compile.audience import (
     SUB_AUDIENCE,
     DestinationColumns,
     PreviousRuns,
+    sends_to,
 )
 from audience.compile.conditions import column, string, table
 from audience.definitions.campaign import Campaign
@@ -109,31 +110,13 @@ def record_recipients(
     stamp = exp.cast(
         string(delivered_at.strftime("%Y-%m-%d %H:%M:%S")), exp.DataType.Type.TIMESTAMP
     )
-    sends = {
-        dest.name: [
-            (sub.name, t.name)
-            for sub in campaign.groups
-            for t in sub.treatments
-            if dest.name in t.destinations
-        ]
-        for dest in destinations
-    }
     selects: list[exp.Select] = [
         _ledger_rows(run_table, campaign, run_id, stamp, None, exp.column(IS_CONTROL))
     ]
-    for dest in destinations:
-        groups = [
-            exp.and_(
-                exp.EQ(this=exp.column(SUB_AUDIENCE), expression=string(sub)),
-                exp.EQ(this=exp.column(GROUP), expression=string(group)),
-            )
-            for sub, group in sends[dest.name]
-        ]
-        if groups:
-            sent = exp.and_(
-                exp.not_(exp.column(IS_CONTROL)), exp.column(dest.keep_column), exp.or_(*groups)
-            )
-            selects.append(_ledger_rows(run_table, campaign, run_id, stamp, dest.name, sent))
+    selects += [
+        _ledger_rows(run_table, campaign, run_id, stamp, dest.name, sends_to(campaign, dest))
+        for dest in destinations
+    ]
     for select in selects:
         engine.execute(
             exp.insert(select, table(RECIPIENTS), columns=[c for c, _ in _RECIPIENT_COLUMNS])

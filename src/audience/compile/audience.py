@@ -292,15 +292,25 @@ def excluded_query(campaign: Campaign, ctx: CompileContext) -> exp.Select:
     )
 
 
-def plan_query(source: exp.Expr, destinations: Sequence[DestinationColumns]) -> exp.Select:
-    """Per sub-audience and group: customers (newly qualified), and shrink per destination."""
+def plan_query(
+    campaign: Campaign, source: exp.Expr, destinations: Sequence[DestinationColumns]
+) -> exp.Select:
+    """Per sub-audience and group: customers (newly qualified), and per destination the
+    customers its treatments would send but it drops (shrink)."""
     shrink = [
         exp.alias_(
             exp.func(
                 "SUM",
                 exp.Case(
-                    ifs=[exp.If(this=exp.column(d.keep_column), true=exp.Literal.number(0))],
-                    default=exp.Literal.number(1),
+                    ifs=[
+                        exp.If(
+                            this=exp.and_(
+                                _receives_group(campaign, d), exp.not_(exp.column(d.keep_column))
+                            ),
+                            true=exp.Literal.number(1),
+                        )
+                    ],
+                    default=exp.Literal.number(0),
                 ),
             ),
             f"shrink_{i}",
@@ -317,6 +327,31 @@ def plan_query(source: exp.Expr, destinations: Sequence[DestinationColumns]) -> 
         .from_(source)
         .where(exp.column(IS_NEW))
         .group_by(exp.column(SUB_AUDIENCE), exp.column(GROUP))
+    )
+
+
+def _receives_group(campaign: Campaign, destination: DestinationColumns) -> exp.Expr:
+    """The row's group is a treatment that sends to the destination."""
+    groups = [
+        exp.and_(
+            exp.EQ(this=exp.column(SUB_AUDIENCE), expression=string(sub.name)),
+            exp.EQ(this=exp.column(GROUP), expression=string(treatment.name)),
+        )
+        for sub in campaign.groups
+        for treatment in sub.treatments
+        if destination.name in treatment.destinations
+    ]
+    return exp.or_(*groups) if groups else exp.false()
+
+
+def sends_to(campaign: Campaign, destination: DestinationColumns) -> exp.Expr:
+    """True for a run-table row that the destination receives: a treatment that sends there,
+    not control, newly qualified, and not dropped by the destination (shrink)."""
+    return exp.and_(
+        exp.column(IS_NEW),
+        exp.not_(exp.column(IS_CONTROL)),
+        exp.column(destination.keep_column),
+        _receives_group(campaign, destination),
     )
 
 
