@@ -304,8 +304,8 @@ def test_shrink_and_expansion_are_counted(campaign_ws: Workspace, tmp_path: Path
     order_rows = sum(d.rows for d in run.deliveries if d.destination == "orders")
     expected_rows = rows_of(
         campaign_ws,
-        "select count(*) as n from unified_transactions where amperity_id in (select "
-        f"customer_id from audience_recipients where run_id = '{run.id}' and destination = 'orders')",
+        "select count(*) as n from unified_transactions where amperity_id in (select customer_id "
+        f"from audience_recipients where run_id = '{run.id}' and destination = 'orders')",
     )[0]["n"]
     assert order_rows == expected_rows
     assert (
