@@ -71,27 +71,10 @@ class RunProgress:
 def run_json(run: Run) -> dict[str, Any]:
     """The public JSON shape of a campaign run."""
     return {
-        "run_id": run.id,
+        **run.to_json(),
         "campaign": run.activation_name,
-        "status": run.status,
-        "test": run.is_test,
         "sent": int(run.counts.get("sent", 0)),
         "control": int(run.counts.get("control", 0)),
-        "counts": run.counts,
-        "deliveries": [
-            {
-                "destination": d.destination,
-                "sub_audience": d.sub_audience,
-                "group": d.group,
-                "role": d.role,
-                "uri": d.uri,
-                "rows": d.rows,
-                "bytes": d.bytes,
-                "sha256": d.sha256,
-            }
-            for d in run.deliveries
-        ],
-        "error": run.error,
     }
 
 

@@ -199,38 +199,26 @@ def _group_case(campaign: Campaign) -> exp.Expr:
 
 
 def _is_new(previous: PreviousRuns, campaign: Campaign) -> exp.Expr:
-    """True for customers who newly qualify (SPEC §3), per the campaign's rule."""
-    customer = exp.column(CUSTOMER)
-    name = string(campaign.name)
+    """True for customers who newly qualify (SPEC §3), per the campaign's rule: not in the
+    audience of the last successful run, or never sent by any successful run."""
     if campaign.newly_qualified == "never_sent":
-        if not previous.successes:
-            return exp.true()
-        earlier = (
-            exp.select(column(CUSTOMER))
-            .from_(table(previous.recipients_table))
-            .where(
-                exp.and_(
-                    exp.EQ(this=column("campaign"), expression=name),
-                    exp.In(
-                        this=column("run_id"), expressions=[string(r) for r in previous.successes]
-                    ),
-                )
-            )
-        )
+        earlier_table, runs = previous.recipients_table, previous.successes
     else:
-        if previous.last_success is None:
-            return exp.true()
-        earlier = (
-            exp.select(column(CUSTOMER))
-            .from_(table(previous.members_table))
-            .where(
-                exp.and_(
-                    exp.EQ(this=column("campaign"), expression=name),
-                    exp.EQ(this=column("run_id"), expression=string(previous.last_success)),
-                )
+        earlier_table = previous.members_table
+        runs = (previous.last_success,) if previous.last_success is not None else ()
+    if not runs:
+        return exp.true()
+    earlier = (
+        exp.select(column(CUSTOMER))
+        .from_(table(earlier_table))
+        .where(
+            exp.and_(
+                exp.EQ(this=column("campaign"), expression=string(campaign.name)),
+                exp.In(this=column("run_id"), expressions=[string(r) for r in runs]),
             )
         )
-    return exp.not_(exp.In(this=customer, query=exp.Subquery(this=earlier)))
+    )
+    return exp.not_(exp.In(this=exp.column(CUSTOMER), query=exp.Subquery(this=earlier)))
 
 
 def _can_receive(destination: DestinationColumns, ctx: CompileContext) -> exp.Expr:
