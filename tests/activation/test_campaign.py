@@ -245,11 +245,14 @@ def test_empty_audience_sends_header_only_files(fresh_workspace: Workspace, tmp_
         ("- {source: given_name, as: first_name}", "- {source: favourite_colour}"),
         ("include: [Recent buyers]", "include: [Ghosts]"),
         ("name: Offer B", "name: Offer A"),
+        ("include: [Recent buyers]", "include: [Draft idea]"),
     ],
 )
 def test_bad_campaigns_are_refused_with_the_field(
     campaign_ws: Workspace, tmp_path: Path, change: str, fragment: str
 ) -> None:
+    draft = "kind: segment\nname: Draft idea\nstatus: draft\nwhere: {attribute: state, op: is_null}"
+    apply(campaign_ws, draft)
     text = campaign_yaml(tmp_path / "out")
     assert change in text
     with pytest.raises(DefinitionError) as raised:

@@ -91,6 +91,10 @@ def _segment(name: str, ctx: CompileContext, field_path: str) -> exp.Expr:
     segment = ctx.segments.get(name)
     if segment is None:
         raise UnknownReference(f"segment {name!r} does not exist", field=field_path)
+    if segment.status != "active":
+        raise UnknownReference(
+            f"segment {name!r} is a draft; campaigns use active segments", field=field_path
+        )
     return exp.paren(segment_predicate(segment, ctx), copy=False)
 
 
