@@ -317,3 +317,37 @@ def test_shrink_and_expansion_are_counted(campaign_ws: Workspace, tmp_path: Path
         > 0
     )
     assert run.counts["expansion"]["local"] == 0
+
+
+def test_every_match_and_a_single_file_with_the_treatment(
+    campaign_ws: Workspace, tmp_path: Path
+) -> None:
+    text = campaign_yaml(tmp_path / "out", extra="match: every\nfiles: single\n")
+    text = text.replace(
+        "  - name: Everyone else\n",
+        "  - name: Californians\n"
+        "    where: {attribute: state, op: '=', value: CA}\n"
+        "    treatments:\n"
+        "      - {name: Sun, percent: 100, destinations: [local]}\n"
+        "  - name: Everyone else\n",
+    )
+    apply(campaign_ws, text)
+    run = campaign_ws.campaign_run("Spring Churn")
+    assert run.status == "succeeded", run.error
+    (delivery,) = [d for d in run.deliveries if d.role == "data"]
+    rows = read_csv_gz(Path(delivery.uri.removeprefix("file://")))
+    assert list(rows[0])[:2] == ["sub_audience", "treatment"]
+    pairs = {(r["amperity_id"], r["sub_audience"]) for r in rows}
+    assert len(pairs) == len(rows)
+    states = {
+        r["amperity_id"]: (r["state"], r["loyalty_tier"])
+        for r in rows_of(campaign_ws, "select amperity_id, state, loyalty_tier from customer_360")
+    }
+    both = [c for c, s in pairs if s == "Loyal" and (c, "Californians") in pairs]
+    assert both, "a loyal Californian is in both sub-audiences"
+    for customer, sub in pairs:
+        state, tier = states[customer]
+        if sub == "Californians":
+            assert state == "CA"
+        elif sub == "Everyone else":  # only those matching no other sub-audience
+            assert state != "CA" and tier not in ("gold", "platinum")
