@@ -248,30 +248,56 @@ def assignment_query(
     dialect: str,
     destinations: Sequence[DestinationColumns],
     previous: PreviousRuns,
-) -> exp.Select:
-    """customer_id, sub_audience, group_name, is_control, is_new, keep_<n> for each destination."""
-    bucketed = exp.select(
+) -> exp.Query:
+    """customer_id, sub_audience, group_name, is_control, is_new, keep_<n> for each destination.
+
+    Only newly qualified customers are hashed into groups and checked against the destinations'
+    tables; the others are listed (a recurring campaign remembers its whole audience) with no
+    group, so a recurring run that finds few new customers costs little more than the query."""
+    memberships = exp.select(
         exp.column(CUSTOMER),
         exp.column(SUB_AUDIENCE),
-        exp.alias_(bucket(exp.column(CUSTOMER), campaign.assignment_seed, dialect), "bucket"),
-    ).from_(exp.alias_(_memberships(campaign).subquery(), "memberships"))
-    grouped = exp.select(
-        exp.column(CUSTOMER), exp.column(SUB_AUDIENCE), exp.alias_(_group_case(campaign), GROUP)
-    ).from_("bucketed")
-    return (
+        exp.alias_(_is_new(previous, campaign), IS_NEW),
+    ).from_(exp.alias_(_memberships(campaign).subquery(), "m"))
+    bucketed = (
         exp.select(
             exp.column(CUSTOMER),
             exp.column(SUB_AUDIENCE),
-            exp.column(GROUP),
-            exp.alias_(
-                exp.EQ(this=exp.column(GROUP), expression=string(CONTROL_GROUP)), IS_CONTROL
-            ),
-            exp.alias_(_is_new(previous, campaign), IS_NEW),
-            *(exp.alias_(_can_receive(d, ctx), d.keep_column) for d in destinations),
+            exp.alias_(bucket(exp.column(CUSTOMER), campaign.assignment_seed, dialect), "bucket"),
         )
+        .from_("memberships")
+        .where(exp.column(IS_NEW))
+    )
+    grouped = exp.select(
+        exp.column(CUSTOMER), exp.column(SUB_AUDIENCE), exp.alias_(_group_case(campaign), GROUP)
+    ).from_("bucketed")
+    fresh = exp.select(
+        exp.column(CUSTOMER),
+        exp.column(SUB_AUDIENCE),
+        exp.column(GROUP),
+        exp.alias_(exp.EQ(this=exp.column(GROUP), expression=string(CONTROL_GROUP)), IS_CONTROL),
+        exp.alias_(exp.true(), IS_NEW),
+        *(exp.alias_(_can_receive(d, ctx), d.keep_column) for d in destinations),
+    ).from_(exp.alias_(grouped.subquery(), "g"))
+    known = (
+        exp.select(
+            exp.column(CUSTOMER),
+            exp.column(SUB_AUDIENCE),
+            exp.alias_(exp.cast(exp.null(), exp.DataType.Type.TEXT), GROUP),
+            exp.alias_(exp.false(), IS_CONTROL),
+            exp.alias_(exp.false(), IS_NEW),
+            *(exp.alias_(exp.false(), d.keep_column) for d in destinations),
+        )
+        .from_("memberships")
+        .where(exp.not_(exp.column(IS_NEW)))
+    )
+    union = exp.union(fresh, known, distinct=False)
+    return (
+        exp.select("*")
+        .from_(exp.alias_(union.subquery(), "assignments"))
         .with_("scored", as_=scored_query(campaign, ctx))
+        .with_("memberships", as_=memberships)
         .with_("bucketed", as_=bucketed)
-        .from_(exp.alias_(grouped.subquery(), "g"))
     )
 
 
