@@ -13,12 +13,11 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
 from audience.definitions.conditions import Condition, check_depth
-from audience.definitions.names import check_name
+from audience.definitions.names import Name
 from audience.errors import PercentagesError
 
 Percent = Annotated[StrictInt | StrictFloat, Field(ge=0, le=100, allow_inf_nan=False)]
@@ -35,20 +34,15 @@ class _Model(BaseModel):
 class Treatment(_Model):
     """A group of customers that is sent, to one or more destinations."""
 
-    name: str
+    name: Name
     percent: Percent
     destinations: list[str] = Field(min_length=1)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, name: str) -> str:
-        return check_name(name)
 
 
 class SubAudience(_Model):
     """A slice of the audience (criteria, or none for "everyone left"), split into treatments."""
 
-    name: str
+    name: Name
     where: Condition | None = None
     segment: str | None = None
     treatments: list[Treatment] = Field(min_length=1)
@@ -60,11 +54,6 @@ class SubAudience(_Model):
         if isinstance(raw, dict):
             check_depth(raw.get("where"), "where")
         return raw
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, name: str) -> str:
-        return check_name(name)
 
     @model_validator(mode="after")
     def _groups(self) -> SubAudience:
@@ -159,7 +148,7 @@ class Campaign(_Model):
     """One audience, split into sub-audiences and treatments, sent to destinations."""
 
     kind: Literal["campaign"] = "campaign"
-    name: str
+    name: Name
     description: str = ""
     audience: CampaignAudience
     sub_audiences: list[SubAudience] = []
@@ -172,11 +161,6 @@ class Campaign(_Model):
     launch_date: date | None = None
     seed: str | None = None
     newly_qualified: Literal["since_last_run", "never_sent"] = "since_last_run"
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, name: str) -> str:
-        return check_name(name)
 
     @model_validator(mode="after")
     def _shape(self) -> Campaign:

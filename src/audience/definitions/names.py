@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import unicodedata
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 MAX_NAME_LENGTH = 200
 
@@ -17,3 +20,7 @@ def check_name(name: str) -> str:
     if any(unicodedata.category(ch).startswith("C") for ch in name):
         raise ValueError("name must not contain control characters")
     return name
+
+
+Name = Annotated[str, AfterValidator(check_name)]
+"""A definition's name (or a treatment's, a sub-audience's): checked by `check_name`."""

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from audience.definitions.conditions import Condition, check_depth
-from audience.definitions.names import check_name
+from audience.definitions.names import Name
 
 
 class Segment(BaseModel):
@@ -16,7 +16,7 @@ class Segment(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["segment"] = "segment"
-    name: str
+    name: Name
     description: str = ""
     status: Literal["draft", "active"] = "active"
     where: Condition | None = None
@@ -30,11 +30,6 @@ class Segment(BaseModel):
             for block in ("where", "exclude"):
                 check_depth(raw.get(block), block)
         return raw
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, name: str) -> str:
-        return check_name(name)
 
     @model_validator(mode="after")
     def _one_definition(self) -> Segment:
