@@ -29,6 +29,10 @@ class EngineSettings(_Section):
     path: str = "customer360.duckdb"
     url: str | None = None
     schema_: str = Field("public", alias="schema")
+    memory_limit: str | None = Field(
+        default=None, pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
+    )
+    """DuckDB only: the most memory it may use before spilling to disk, e.g. "1GB"."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -379,3 +380,13 @@ def test_engines_agree_on_every_case(sample_workspaces: dict[str, Workspace]) ->
         for engine, ws in sample_workspaces.items()
     }
     assert counts["duckdb"] == counts["postgres"]
+
+
+def test_duckdb_memory_limit_is_applied(tmp_path: Path) -> None:
+    from audience.engines.duckdb import DuckDBEngine
+
+    engine = DuckDBEngine(tmp_path / "limited.duckdb", memory_limit="256MB")
+    query = exp.select(exp.func("current_setting", exp.Literal.string("memory_limit")))
+    (setting,) = engine.rows(query)[0].values()
+    assert setting == "244.1 MiB"  # 256 MB, as DuckDB spells it
+    engine.close()

@@ -15,7 +15,7 @@ def open_engine(settings: EngineSettings, workspace: Path) -> Engine:
         from audience.engines.duckdb import DuckDBEngine
 
         path = Path(settings.path)
-        return DuckDBEngine(path if path.is_absolute() else workspace / path)
+        return DuckDBEngine(path if path.is_absolute() else workspace / path, settings.memory_limit)
     if settings.url is None:
         raise WorkspaceError("engine.url is required for the postgres engine")
     from audience.engines.postgres import PostgresEngine

@@ -20,9 +20,12 @@ class DuckDBEngine:
 
     dialect: ClassVar[str] = "duckdb"
 
-    def __init__(self, path: Path | str = ":memory:") -> None:
+    def __init__(self, path: Path | str = ":memory:", memory_limit: str | None = None) -> None:
         try:
             self.connection = duckdb.connect(str(path))
+            if memory_limit is not None:
+                # SET takes no parameters; the settings model admits only "<number><unit>".
+                self.connection.execute(f"set memory_limit = '{memory_limit}'")
         except duckdb.Error as exc:
             raise EngineError(
                 f"cannot open DuckDB database {path}: {driver_message(exc)}"
