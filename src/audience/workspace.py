@@ -220,6 +220,7 @@ class Workspace:
             ctx=ctx or self.compile_context(now=now),
             destinations=self.destinations() if destinations is None else destinations,
             open_client=functools.partial(open_destination, root=self.directory),
+            clock=self.clock,
         )
 
     # campaigns

@@ -390,3 +390,20 @@ def test_duckdb_memory_limit_is_applied(tmp_path: Path) -> None:
     (setting,) = engine.rows(query)[0].values()
     assert setting == "244.1 MiB"  # 256 MB, as DuckDB spells it
     engine.close()
+
+
+def test_postgres_streams_every_batch_with_one_schema(
+    sample_workspaces: dict[str, Workspace],
+) -> None:
+    """Decimals of different widths, all-NULL batches and empty results keep the column types."""
+    engine = sample_workspaces["postgres"].engine
+    query = exp.select("lifetime_revenue", "rfm_recency", "created_at", "email_opt_out").from_(
+        "customer_360"
+    )
+    reader = engine.stream(query.order_by("lifetime_revenue"), batch_rows=500)
+    batches = list(reader)
+    assert len(batches) > 2
+    assert all(b.schema == reader.schema for b in batches)
+    assert str(reader.schema.field("lifetime_revenue").type).startswith("decimal128(")
+    empty = engine.stream(query.where(exp.false()))
+    assert empty.schema == reader.schema and sum(b.num_rows for b in empty) == 0

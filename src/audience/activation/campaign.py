@@ -7,9 +7,10 @@ ledger — so files, ledger and counts all describe the same customers.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -121,6 +122,8 @@ class CampaignSetting:
     ctx: CompileContext
     destinations: Mapping[str, Destination]
     open_client: Callable[[Destination], DestinationClient] = field(default=open_destination)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    """The wall clock, for when a run starts and ends (`now` is when it was due)."""
 
 
 def sent_attributes(
@@ -184,7 +187,7 @@ def plan_campaign(campaign: Campaign, setting: CampaignSetting) -> CampaignPlan:
     engine, ctx = setting.engine, setting.ctx
     columns = destination_columns(campaign, sent_attributes(campaign, setting.destinations), ctx)
     ledger.ensure_tables(engine)
-    previous = _previous(campaign, setting.runs)
+    previous = _previous(campaign, setting.runs, engine)
     query = assignment_query(
         campaign, ctx, dialect=engine.dialect, destinations=columns, previous=previous
     )
@@ -217,11 +220,11 @@ def run_campaign(
         name=campaign.name,
         version=version,
         scheduled_for=now,
-        now=now,
+        now=setting.clock(),
         is_test=is_test,
     )
     run_table = f"audience_run_{run.id}"
-    counts: dict[str, Any] = {}
+    counts: dict[str, Any] = {}  # what a failed run records: the plan, once known
     try:
         runs.clear_deliveries(run.id)
         columns = destination_columns(
@@ -229,7 +232,7 @@ def run_campaign(
         )
         ledger.ensure_tables(engine)
         ledger.forget_run(engine, run.id)
-        previous = _previous(campaign, runs, exclude=run.id)
+        previous = _previous(campaign, runs, engine, exclude=run.id)
         progress.step("Assigning customers to groups")
         ledger.materialise(
             engine,
@@ -246,13 +249,15 @@ def run_campaign(
             excluded,
             previous_exists=bool(previous.successes),
         )
-        counts = _counts(plan, campaign, engine, run_table, columns)
+        counts = plan.to_json()
+        sent = _counts(plan, campaign, engine, run_table, columns)
         delivered = []
         for file in _send(
             campaign, setting, columns, run_table, run.id, now, progress, test_records, plan
         ):
-            runs.add_delivery(run.id, file, now)
+            runs.add_delivery(run.id, file, setting.clock())
             delivered.append(file)
+        counts = sent
         if not is_test:
             counts = _with_expansion(counts, delivered)
             ledger.record_recipients(
@@ -260,22 +265,28 @@ def run_campaign(
                 run_table=run_table,
                 campaign=campaign,
                 run_id=run.id,
-                delivered_at=now,
+                delivered_at=setting.clock(),
                 destinations=columns,
             )
             if _remembers_members(campaign):
                 ledger.record_members(engine, run_table=run_table, campaign=campaign, run_id=run.id)
-        finished = runs.finish(run.id, status="succeeded", now=now, counts=counts)
-        if not is_test and _remembers_members(campaign):
-            ledger.forget_older_members(engine, campaign=campaign, keep_run_id=run.id)
-        return finished
+        finished = runs.finish(run.id, status="succeeded", now=setting.clock(), counts=counts)
     except AudienceError as exc:
-        return runs.finish(run.id, status="failed", now=now, counts=counts, error=str(exc))
+        return runs.finish(
+            run.id, status="failed", now=setting.clock(), counts=counts, error=str(exc)
+        )
     except BaseException as exc:  # a bug or an interrupt: never leave the run "running"
-        runs.finish(run.id, status="failed", now=now, counts=counts, error=repr(exc))
+        runs.finish(run.id, status="failed", now=setting.clock(), counts=counts, error=repr(exc))
         raise
     finally:
         ledger.drop(engine, run_table)
+    if not is_test and _remembers_members(campaign):
+        # Keep the audience of the newest run by schedule (a run may be sent for an earlier
+        # time); a failure here only leaves an old snapshot behind: the run stands.
+        with contextlib.suppress(AudienceError):
+            newest = runs.successes("campaign", campaign.name)[-1]
+            ledger.forget_older_members(engine, campaign=campaign, keep_run_id=newest)
+    return finished
 
 
 def _remembers_members(campaign: Campaign) -> bool:
@@ -283,10 +294,19 @@ def _remembers_members(campaign: Campaign) -> bool:
     return campaign.is_recurring and campaign.newly_qualified == "since_last_run"
 
 
-def _previous(campaign: Campaign, runs: RunLog, exclude: str | None = None) -> PreviousRuns:
+def _previous(
+    campaign: Campaign, runs: RunLog, engine: Engine, exclude: str | None = None
+) -> PreviousRuns:
+    """Earlier successful runs, and how to tell who is new against them."""
     if not campaign.is_recurring:
         return ledger.previous_runs([])
     successes = [r for r in runs.successes("campaign", campaign.name) if r != exclude]
+    if campaign.newly_qualified == "never_sent" or (
+        successes and not ledger.remembers(engine, campaign, successes[-1])
+    ):
+        # Without the last run's audience (the campaign was sent once before it recurred),
+        # whoever was sent already is the best measure of who is not new.
+        return ledger.previous_runs(successes, "never_sent")
     return ledger.previous_runs(successes)
 
 
@@ -435,6 +455,7 @@ def _send(
             client = clients[destination.name] = setting.open_client(destination)
         query = delivery_query(
             run_table,
+            campaign,
             file.destination,
             setting.ctx,
             sub_audience=file.sub_audience,

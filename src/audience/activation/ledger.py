@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Literal
 
 from sqlglot import exp
 
@@ -50,14 +51,34 @@ _MEMBER_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def previous_runs(successes: Sequence[str]) -> PreviousRuns:
-    """What "newly qualified" compares with, from the ids of earlier successful runs."""
+def previous_runs(
+    successes: Sequence[str], rule: Literal["since_last_run", "never_sent"] = "since_last_run"
+) -> PreviousRuns:
+    """What "newly qualified" compares with, from the ids of earlier successful runs (oldest
+    first by scheduled time)."""
     return PreviousRuns(
         members_table=MEMBERS,
         recipients_table=RECIPIENTS,
         last_success=successes[-1] if successes else None,
         successes=tuple(successes),
+        rule=rule,
     )
+
+
+def remembers(engine: Engine, campaign: Campaign, run_id: str) -> bool:
+    """Whether the audience of that run was remembered (it was not when the campaign was not
+    recurring then, or when its audience was empty)."""
+    found = (
+        exp.select(exp.alias_(exp.Count(this=exp.Star()), "n"))
+        .from_(table(MEMBERS))
+        .where(
+            exp.and_(
+                exp.EQ(this=column("campaign"), expression=string(campaign.name)),
+                exp.EQ(this=column("run_id"), expression=string(run_id)),
+            )
+        )
+    )
+    return bool(engine.rows(found)[0]["n"])
 
 
 def ensure_tables(engine: Engine) -> None:
@@ -90,6 +111,8 @@ def materialise(engine: Engine, run_table: str, query: exp.Query) -> None:
             properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
         )
     )
+    if engine.analyze_after_load:  # else PostgreSQL plans nested loops over a "1-row" table
+        engine.execute(exp.Analyze(tables=[table(run_table)]))
 
 
 def drop(engine: Engine, run_table: str) -> None:

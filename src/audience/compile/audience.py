@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from sqlglot import exp
 
@@ -42,6 +43,9 @@ class PreviousRuns:
     recipients_table: str = "audience_recipients"
     last_success: str | None = None
     successes: tuple[str, ...] = ()
+    rule: Literal["since_last_run", "never_sent"] = "since_last_run"
+    """since_last_run: not in the audience remembered for `last_success`; never_sent: not in
+    the ledger of any of `successes`."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,8 @@ def scored_query(campaign: Campaign, ctx: CompileContext) -> exp.Select:
             *flags,
         )
         .from_(table(ctx.tables.profile))
-        .where(include)
+        # a NULL id can be neither sent nor remembered: it would poison every NOT IN after it
+        .where(exp.and_(include, column(ctx.tables.id).is_(exp.null()).not_()))
     )
 
 
@@ -205,7 +210,7 @@ def _group_case(campaign: Campaign) -> exp.Expr:
 def _is_new(previous: PreviousRuns, campaign: Campaign) -> exp.Expr:
     """True for customers who newly qualify (SPEC §3), per the campaign's rule: not in the
     audience of the last successful run, or never sent by any successful run."""
-    if campaign.newly_qualified == "never_sent":
+    if previous.rule == "never_sent":
         earlier_table, runs = previous.recipients_table, previous.successes
     else:
         earlier_table = previous.members_table
@@ -375,6 +380,7 @@ def sends_to(campaign: Campaign, destination: DestinationColumns) -> exp.Expr:
 
 def delivery_query(
     run_table: str,
+    campaign: Campaign,
     destination: DestinationColumns,
     ctx: CompileContext,
     *,
@@ -383,7 +389,8 @@ def delivery_query(
     with_group_columns: bool,
     limit: int | None = None,
 ) -> exp.Select:
-    """The rows one file of one destination holds: newly qualified, not control, kept."""
+    """The rows one file of one destination holds: what the destination receives (`sends_to`),
+    of one group or of every group that sends there."""
     aliases: dict[str, str] = {}
     projections: list[exp.Expr] = []
     if with_group_columns:
@@ -401,18 +408,13 @@ def delivery_query(
                 quoted=True,
             )
         )
-    filters: list[exp.Expr] = [
-        exp.column(IS_NEW, table="r"),
-        exp.not_(exp.column(IS_CONTROL, table="r")),
-        exp.column(destination.keep_column, table="r"),
-    ]
+    filters: list[exp.Expr] = [sends_to(campaign, destination)]
     if sub_audience is not None:
-        filters.append(
-            exp.EQ(this=exp.column(SUB_AUDIENCE, table="r"), expression=string(sub_audience))
-        )
+        filters.append(exp.EQ(this=exp.column(SUB_AUDIENCE), expression=string(sub_audience)))
     if group is not None:
-        filters.append(exp.EQ(this=exp.column(GROUP, table="r"), expression=string(group)))
-    query = exp.select(*projections).from_(exp.alias_(table(run_table), "r"))
+        filters.append(exp.EQ(this=exp.column(GROUP), expression=string(group)))
+    received = exp.select("*").from_(table(run_table)).where(exp.and_(*filters))
+    query = exp.select(*projections).from_(exp.alias_(received.subquery(), "r"))
     for table_name, alias in aliases.items():
         query = query.join(
             exp.alias_(table(table_name), alias),
@@ -423,5 +425,4 @@ def delivery_query(
             join_type="inner",
         )
     # No ORDER BY: sorting a broad audience costs more than it is worth to anyone reading it.
-    query = query.where(exp.and_(*filters))
     return query.limit(limit) if limit is not None else query

@@ -243,7 +243,7 @@ class _SegmentCompiler:
             measure: exp.Expr = exp.func("SUM", column(names.order_revenue))
             comparison = purchase.revenue
         else:
-            measure = order_count(names)
+            measure = order_count(names, events)
             comparison = purchase.orders or Comparison(op=">=", value=1)
         having = compare_number(measure, comparison)
         zero_qualifies = _holds_for_zero(comparison)
@@ -262,10 +262,10 @@ class _SegmentCompiler:
         return exp.not_(member) if zero_qualifies else member
 
 
-def order_count(names: TableSettings) -> exp.Expr:
-    """How orders are counted: rows when the event table has one row per order (SPEC §1), else
-    distinct order ids."""
-    if names.events_one_row_per_order:
+def order_count(names: TableSettings, events: str | None = None) -> exp.Expr:
+    """How orders are counted: rows when the event table is the configured one and it has one
+    row per order (SPEC §1), else distinct order ids."""
+    if names.events_one_row_per_order and events in (None, names.events):
         return exp.Count(this=exp.Star())
     return exp.Count(this=exp.Distinct(expressions=[column(names.order_id)]))
 

@@ -19,6 +19,8 @@ class Engine(Protocol):
     """One database holding the customer 360, its events, and Audience's per-customer state."""
 
     dialect: ClassVar[str]
+    analyze_after_load: ClassVar[bool]
+    """Whether a table just filled must be analysed before queries can plan well on it."""
 
     def catalog(self) -> Catalog:
         """Tables → columns → kinds, read from the engine."""

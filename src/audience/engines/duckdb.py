@@ -19,6 +19,7 @@ class DuckDBEngine:
     """Customer data in a DuckDB database file (or in memory, for tests and scratch work)."""
 
     dialect: ClassVar[str] = "duckdb"
+    analyze_after_load: ClassVar[bool] = False
 
     def __init__(self, path: Path | str = ":memory:", memory_limit: str | None = None) -> None:
         try:

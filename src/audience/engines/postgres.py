@@ -33,10 +33,24 @@ _ARROW_TO_POSTGRES: tuple[tuple[str, str], ...] = (
 )
 
 
+_ARROW_BY_POSTGRES: dict[str, pa.DataType] = {
+    "bool": pa.bool_(),
+    "int2": pa.int16(),
+    "int4": pa.int32(),
+    "int8": pa.int64(),
+    "float4": pa.float32(),
+    "float8": pa.float64(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us"),
+    "timestamptz": pa.timestamp("us", tz="UTC"),
+}
+
+
 class PostgresEngine:
     """Customer data in a PostgreSQL schema; Audience's own tables go beside it."""
 
     dialect: ClassVar[str] = "postgres"
+    analyze_after_load: ClassVar[bool] = True
 
     def __init__(self, url: str, schema: str = "public") -> None:
         self.schema = schema
@@ -46,6 +60,8 @@ class PostgresEngine:
                 sql.SQL("create schema if not exists {}").format(sql.Identifier(schema))
             )
             self.connection.execute(sql.SQL("set search_path to {}").format(sql.Identifier(schema)))
+            # relative dates are day boundaries in UTC (SPEC §2), whatever the server's zone
+            self.connection.execute("set time zone 'UTC'")
         except psycopg.Error as exc:
             raise EngineError(f"cannot connect to PostgreSQL: {driver_message(exc)}") from None
 
@@ -74,22 +90,32 @@ class PostgresEngine:
         return pa.RecordBatchReader.from_batches(first.schema, itertools.chain([first], batches))
 
     def _batches(self, query: exp.Expr, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        """The schema's batch first (empty when there are no rows), then the rows."""
+        """The schema's batch first (empty), then the rows, every batch of the same schema."""
         with (
             self.connection.transaction(),
             self.connection.cursor(name=f"audience_{uuid.uuid4().hex}") as cursor,
         ):
             self._run(cursor, query)
-            names = [d.name for d in cursor.description or []]
-            rows = cursor.fetchmany(batch_rows)
-            if not rows:
+            schema = pa.schema(
+                [pa.field(d.name, self._arrow_type(d)) for d in cursor.description or []]
+            )
+            yield pa.RecordBatch.from_pylist([], schema=schema)
+            while rows := cursor.fetchmany(batch_rows):
+                columns = zip(*rows, strict=True)
                 yield pa.RecordBatch.from_arrays(
-                    [pa.array([], type=pa.string()) for _ in names], names=names
+                    [pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)],
+                    schema=schema,
                 )
-            while rows:
-                columns = list(zip(*rows, strict=True))
-                yield pa.RecordBatch.from_arrays([pa.array(c) for c in columns], names=names)
-                rows = cursor.fetchmany(batch_rows)
+
+    def _arrow_type(self, column: psycopg.Column) -> pa.DataType:
+        """The Arrow type of a result column, from PostgreSQL's type (so batches agree)."""
+        info = self.connection.adapters.types.get(column.type_code)
+        name = info.name if info is not None else ""
+        if name == "numeric":
+            if column.precision is not None and column.scale is not None:
+                return pa.decimal128(column.precision, column.scale)
+            return pa.float64()  # unconstrained numeric (sums, averages)
+        return _ARROW_BY_POSTGRES.get(name, pa.string())
 
     def execute(self, statement: exp.Expr) -> None:
         """Run a statement that returns nothing."""
