@@ -351,3 +351,98 @@ def test_every_match_and_a_single_file_with_the_treatment(
             assert state == "CA"
         elif sub == "Everyone else":  # only those matching no other sub-audience
             assert state != "CA" and tier not in ("gold", "platinum")
+
+
+def test_single_file_per_destination_holds_only_its_treatments(
+    campaign_ws: Workspace, tmp_path: Path
+) -> None:
+    second = (
+        "kind: destination\nname: other\ntype: filesystem\n"
+        f'settings: {{path: "{tmp_path / "other"}"}}\n'
+        "file: {format: csv, compression: gzip}\ndefault_attributes: [amperity_id]\n---\n"
+    )
+    text = campaign_yaml(tmp_path / "out", extra="files: single\n")
+    text = text.replace(
+        "{name: Offer B, percent: 45, destinations: [local]}",
+        "{name: Offer B, percent: 45, destinations: [other]}",
+    )
+    apply(campaign_ws, second + text)
+    run = campaign_ws.campaign_run("Spring Churn")
+    assert run.status == "succeeded", run.error
+    by_destination = {
+        d.destination: read_csv_gz(Path(d.uri.removeprefix("file://")))
+        for d in run.deliveries
+        if d.role == "data"
+    }
+    assert {r["treatment"] for r in by_destination["other"]} == {"Offer B"}
+    assert "Offer B" not in {r["treatment"] for r in by_destination["local"]}
+    ledger = rows_of(
+        campaign_ws,
+        "select destination, count(*) as n from audience_recipients "
+        f"where run_id = '{run.id}' and destination is not null group by destination",
+    )
+    assert {r["destination"]: r["n"] for r in ledger} == {
+        name: len(rows) for name, rows in by_destination.items()
+    }
+    assert run.counts["expansion"] == {"local": 0, "other": 0}
+
+
+def test_recurring_after_a_once_run_does_not_resend(campaign_ws: Workspace, tmp_path: Path) -> None:
+    now = campaign_ws.clock()
+    once = campaign_ws.campaign_run("Spring Churn", now=now - timedelta(days=7))
+    assert once.status == "succeeded"
+    weekly = 'schedule: {recurring: {cron: "0 6 * * 1", timezone: UTC}}\n'
+    apply(campaign_ws, campaign_yaml(tmp_path / "out", extra=weekly))
+    again = campaign_ws.campaign_run("Spring Churn", now=now)
+    assert again.status == "succeeded", again.error
+    resent = rows_of(
+        campaign_ws,
+        "select count(*) as n from audience_recipients a join audience_recipients b "
+        "on a.customer_id = b.customer_id and not a.is_control and not b.is_control "
+        f"where a.run_id = '{once.id}' and b.run_id = '{again.id}'",
+    )
+    assert resent[0]["n"] == 0
+
+
+def test_an_earlier_run_does_not_forget_the_newest_audience(
+    campaign_ws: Workspace, tmp_path: Path
+) -> None:
+    weekly = 'schedule: {recurring: {cron: "0 6 * * 1", timezone: UTC}}\n'
+    apply(campaign_ws, campaign_yaml(tmp_path / "out", include="Lapsed", extra=weekly))
+    now = campaign_ws.clock()
+    for days in (14, 0, 7):  # the last one is sent late, for an earlier week
+        run = campaign_ws.campaign_run("Spring Churn", now=now - timedelta(days=days))
+        assert run.status == "succeeded", run.error
+    later = campaign_ws.campaign_run("Spring Churn", now=now + timedelta(days=1))
+    assert later.status == "succeeded"
+    newly = set(audience_now(campaign_ws, lapsed_days_ago=-1)) - set(
+        audience_now(campaign_ws, lapsed_days_ago=0)
+    )
+    assert later.counts["audience"] == len(newly)  # measured against the newest audience
+
+
+def test_a_customer_without_an_id_is_never_sent_nor_blocks_the_next_run(
+    campaign_ws: Workspace, tmp_path: Path
+) -> None:
+    weekly = 'schedule: {recurring: {cron: "0 6 * * 1", timezone: UTC}}\n'
+    apply(campaign_ws, campaign_yaml(tmp_path / "out", include="Lapsed", extra=weekly))
+    connection = getattr(campaign_ws.engine, "connection")  # noqa: B009
+    connection.execute(
+        "insert into customer_360 by name select null as amperity_id, date '2020-01-01' "
+        "as last_order_date, 'gold' as loyalty_tier"
+    )
+    now = campaign_ws.clock()
+    first = campaign_ws.campaign_run("Spring Churn", now=now - timedelta(days=7))
+    assert first.status == "succeeded"
+    assert (
+        rows_of(
+            campaign_ws,
+            "select count(*) as n from audience_campaign_members where customer_id is null",
+        )[0]["n"]
+        == 0
+    )
+    second = campaign_ws.campaign_run("Spring Churn", now=now)
+    newly = set(audience_now(campaign_ws, lapsed_days_ago=0)) - set(
+        audience_now(campaign_ws, lapsed_days_ago=7)
+    )
+    assert second.counts["audience"] == len(newly) > 0
