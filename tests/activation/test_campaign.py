@@ -446,3 +446,28 @@ def test_a_customer_without_an_id_is_never_sent_nor_blocks_the_next_run(
         audience_now(campaign_ws, lapsed_days_ago=7)
     )
     assert second.counts["audience"] == len(newly) > 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ('schedule: {recurring: {cron: "every tuesday-ish"}}\n', "not a cron expression"),
+        ('schedule: {recurring: {cron: "0 6 * * 1", timezone: Mars/Olympus}}\n', "unknown"),
+        ('schedule: {recurring: {every: week, at: "99:99"}}\n', "time of day"),
+        ("schedule: {once: asap, recurring: {every: day}}\n", "either once or recurring"),
+    ],
+)
+def test_bad_schedules_are_refused(
+    campaign_ws: Workspace, tmp_path: Path, extra: str, fragment: str
+) -> None:
+    with pytest.raises(DefinitionError, match=fragment) as raised:
+        apply(campaign_ws, campaign_yaml(tmp_path / "out", extra=extra))
+    assert "schedule" in str(raised.value)
+
+
+def test_two_files_with_one_name_are_refused_when_applied(
+    campaign_ws: Workspace, tmp_path: Path
+) -> None:
+    text = campaign_yaml(tmp_path / "out").replace("{name: Standard,", "{name: Offer A,")
+    with pytest.raises(DefinitionError, match="sub_audience_name"):
+        apply(campaign_ws, text)

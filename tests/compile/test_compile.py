@@ -16,6 +16,7 @@ from audience.definitions.segment import Segment
 from audience.errors import (
     CycleError,
     InvalidValue,
+    NestingTooDeep,
     OperatorTypeMismatch,
     UnknownAttribute,
     UnknownReference,
@@ -180,3 +181,21 @@ def test_item_level_event_tables_count_distinct_orders() -> None:
     ).sql("duckdb")
     assert "COUNT(*) >= 2" in per_order
     assert 'COUNT(DISTINCT "order_id") >= 2' in per_item
+
+
+def test_long_or_exploding_in_segment_chains_are_clear_errors() -> None:
+    chain = [
+        Segment.model_validate({"name": "s0", "where": {"attribute": "state", "op": "is_null"}})
+    ]
+    for i in range(1, 1000):
+        chain.append(
+            Segment.model_validate({"name": f"s{i}", "where": {"in_segment": f"s{i - 1}"}})
+        )
+    with pytest.raises(NestingTooDeep, match="more than 20 segments deep"):
+        segment_ids(chain[-1], context(*chain))
+    diamond = chain[:1]
+    for i in range(1, 17):  # each refers twice to the one before: 2**16 uses if inlined
+        twice = {"any": [{"in_segment": f"s{i - 1}"}, {"in_segment": f"s{i - 1}"}]}
+        diamond.append(Segment.model_validate({"name": f"s{i}", "where": twice}))
+    with pytest.raises(NestingTooDeep, match="200 uses"):
+        segment_ids(diamond[-1], context(*diamond))

@@ -173,6 +173,7 @@ def check_campaign(campaign: Campaign, setting: CampaignSetting, dialect: str) -
     columns = destination_columns(
         campaign, sent_attributes(campaign, setting.destinations), setting.ctx
     )
+    _check_names_differ(campaign, columns, setting.destinations)
     assignment_query(
         campaign,
         setting.ctx,
@@ -417,20 +418,30 @@ def _files(
     return files
 
 
-def _check_names_differ(files: Sequence[_File], destinations: Mapping[str, Destination]) -> None:
+def _check_names_differ(
+    campaign: Campaign,
+    columns: Sequence[DestinationColumns],
+    destinations: Mapping[str, Destination],
+) -> None:
     """Two files of one run must not share a name: same group name in two sub-audiences."""
-    seen: set[tuple[str, str | None]] = set()
-    for file in files:
-        key = (file.destination.name, file.group)
-        template = destinations[file.destination.name].file.filename
-        if key in seen and not uses_variable(template, "sub_audience_name"):
-            raise DefinitionError(
-                f"two sub-audiences send a group named {file.group!r} to "
-                f"{file.destination.name!r}; add {{{{ sub_audience_name }}}} to its filename "
-                "template or rename a treatment",
-                field="sub_audiences",
-            )
-        seen.add(key)
+    if campaign.files == "single":
+        return
+    seen: set[tuple[str, str]] = set()
+    for dest in columns:
+        template = destinations[dest.name].file.filename
+        for sub in campaign.groups:
+            for treatment in sub.treatments:
+                key = (dest.name, treatment.name)
+                if dest.name not in treatment.destinations:
+                    continue
+                if key in seen and not uses_variable(template, "sub_audience_name"):
+                    raise DefinitionError(
+                        f"two sub-audiences send a group named {treatment.name!r} to "
+                        f"{dest.name!r}; add {{{{ sub_audience_name }}}} to its filename "
+                        "template or rename a treatment",
+                        field="sub_audiences",
+                    )
+                seen.add(key)
 
 
 def _send(
@@ -446,7 +457,7 @@ def _send(
 ) -> Iterator[DeliveredFile]:
     activation = f"{TEST_PREFIX}_{campaign.name}" if test_records is not None else campaign.name
     files = _files(campaign, columns, plan)
-    _check_names_differ(files, setting.destinations)
+    _check_names_differ(campaign, columns, setting.destinations)
     clients: dict[str, DestinationClient] = {}
     for file in files:
         destination = setting.destinations[file.destination.name]

@@ -37,6 +37,7 @@ from audience.definitions.segment import Segment
 from audience.errors import (
     CycleError,
     InvalidValue,
+    NestingTooDeep,
     OperatorTypeMismatch,
     UnknownAttribute,
     UnknownReference,
@@ -147,9 +148,17 @@ def condition_predicate(
     return _SegmentCompiler(ctx).condition(condition, ctx.tables.profile, field_path, ())
 
 
+MAX_SEGMENT_DEPTH = 20
+"""How many segments deep `in_segment` may refer (A uses B uses C …)."""
+MAX_SEGMENT_USES = 200
+"""How many `in_segment` references one segment may expand to, counting repeats: each is
+compiled in place, so a segment used twice at every level would double at every level."""
+
+
 class _SegmentCompiler:
     def __init__(self, ctx: CompileContext) -> None:
         self.ctx = ctx
+        self.uses = 0
 
     def predicate(self, segment: Segment, stack: tuple[str, ...]) -> exp.Expr:
         stack = (*stack, segment.name)
@@ -201,6 +210,13 @@ class _SegmentCompiler:
         if name in stack:
             loop = " → ".join([*stack[stack.index(name) :], name])
             raise CycleError(f"segments refer to each other in a loop: {loop}", field=path)
+        self.uses += 1
+        if len(stack) > MAX_SEGMENT_DEPTH or self.uses > MAX_SEGMENT_USES:
+            raise NestingTooDeep(
+                f"in_segment references go more than {MAX_SEGMENT_DEPTH} segments deep or expand "
+                f"to more than {MAX_SEGMENT_USES} uses; refer to fewer segments",
+                field=path,
+            )
         target = self.ctx.segments.get(name)
         if target is None:
             raise UnknownReference(f"segment {name!r} does not exist", field=f"{path}.in_segment")

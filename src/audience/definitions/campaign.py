@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from croniter import croniter
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -128,6 +131,18 @@ class Recurring(_Model):
     def _one_rule(self) -> Recurring:
         if (self.cron is None) == (self.every is None):
             raise ValueError("a recurring schedule needs either cron or every")
+        if self.cron is not None and not croniter.is_valid(self.cron):
+            raise ValueError(f"cron {self.cron!r} is not a cron expression, e.g. '0 6 * * 1'")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"timezone {self.timezone!r} is unknown, e.g. America/Los_Angeles or UTC"
+            ) from None
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", self.at):
+            raise ValueError(f"at {self.at!r} is not a time of day like 06:30")
+        if self.start is not None and self.end is not None and self.start > self.end:
+            raise ValueError("start comes after end")
         return self
 
 
