@@ -125,7 +125,11 @@ class Workspace:
                     field="name",
                 )
             seen[key] = document
-        segments = {**self.segments(), **_of_kind(documents, Segment)}
+        batch = _of_kind(documents, Segment)
+        segments = {
+            **self.segments(),
+            **{name: s for name, s in batch.items() if s.status == "active"},
+        }
         destinations = {**self.destinations(), **_of_kind(documents, Destination)}
         ctx = self.compile_context(segments=segments)
         checked: list[Definition] = []
@@ -135,7 +139,7 @@ class Workspace:
                 if isinstance(definition, Segment):
                     self._check_segment(definition, ctx)
                 elif isinstance(definition, Campaign):
-                    definition = _with_segment_names(definition, set(segments))
+                    definition = _with_segment_names(definition, set(segments) | set(batch))
                     setting = self.campaign_setting(ctx=ctx, destinations=destinations)
                     check_campaign(definition, setting, self.engine.dialect)
             except DefinitionError as exc:
@@ -168,10 +172,11 @@ class Workspace:
         ]
 
     def segments(self) -> dict[str, Segment]:
-        """Every current segment by name."""
+        """The segments others may use, by name: each one's newest active version (a draft
+        edit is seen only by that segment's own insights and previews until it is activated)."""
         return {
             stored.name: Segment.model_validate(stored.body)
-            for stored in self.store.definitions("segment")
+            for stored in self.store.active_segments()
         }
 
     def segment(self, name: str) -> tuple[Segment, int]:

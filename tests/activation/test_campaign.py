@@ -471,3 +471,22 @@ def test_two_files_with_one_name_are_refused_when_applied(
     text = campaign_yaml(tmp_path / "out").replace("{name: Standard,", "{name: Offer A,")
     with pytest.raises(DefinitionError, match="sub_audience_name"):
         apply(campaign_ws, text)
+
+
+def test_a_draft_edit_leaves_campaigns_on_the_active_version(
+    campaign_ws: Workspace, tmp_path: Path
+) -> None:
+    before = campaign_ws.campaign_plan("Spring Churn").to_json()
+    draft = (
+        "kind: segment\nname: Recent buyers\nstatus: draft\nwhere: {attribute: state, op: is_null}"
+    )
+    apply(campaign_ws, draft)
+    assert campaign_ws.campaign_plan("Spring Churn").to_json() == before
+    preview = campaign_ws.segment_insights("Recent buyers")  # the draft's own figures
+    assert preview.customers == 0
+    exported = campaign_ws.export()
+    changes = campaign_ws.apply_documents(load_text(exported, "export.yaml"))
+    assert not any(c.changed for c in changes)
+    active = draft.replace("status: draft", "status: active")
+    apply(campaign_ws, active)  # activating it is what changes the campaign
+    assert campaign_ws.campaign_plan("Spring Churn").to_json()["audience"] == 0

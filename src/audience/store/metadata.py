@@ -132,6 +132,21 @@ class MetadataStore:
         with self.session() as session:
             return [_stored(row) for row in session.scalars(query)]
 
+    def active_segments(self) -> list[StoredDefinition]:
+        """The newest *active* version of every segment (SPEC §2: an edit works on a draft
+        until it is activated, so campaigns and other segments keep using the active one)."""
+        query = (
+            select(DefinitionVersion)
+            .where(DefinitionVersion.kind == "segment")
+            .order_by(DefinitionVersion.name, DefinitionVersion.version.desc())
+        )
+        found: dict[str, StoredDefinition] = {}
+        with self.session() as session:
+            for row in session.scalars(query):
+                if row.name not in found and row.body.get("status", "active") == "active":
+                    found[row.name] = _stored(row)
+        return list(found.values())
+
     def record_insights(
         self, segment: str, version: int, computed_at: datetime, figures: dict[str, Any]
     ) -> None:
