@@ -138,6 +138,8 @@ class Workspace:
             try:
                 if isinstance(definition, Segment):
                     self._check_segment(definition, ctx)
+                elif isinstance(definition, Destination):
+                    _check_default_attributes(definition, ctx)
                 elif isinstance(definition, Campaign):
                     definition = _with_segment_names(definition, set(segments) | set(batch))
                     setting = self.campaign_setting(ctx=ctx, destinations=destinations)
@@ -145,9 +147,31 @@ class Workspace:
             except DefinitionError as exc:
                 raise document.relocate(exc) from None
             checked.append(definition)
+        self._check_dependents(checked, ctx, destinations, documents[0] if documents else None)
         return self.store.save_definitions(
             ((d.kind, d.name, _body(d)) for d in checked), self.clock()
         )
+
+    def _check_dependents(
+        self,
+        checked: Sequence[Definition],
+        ctx: CompileContext,
+        destinations: dict[str, Destination],
+        first: LoadedDocument | None,
+    ) -> None:
+        """Refuse a change that would break a stored campaign it does not replace."""
+        replaced = {d.name for d in checked if isinstance(d, Campaign)}
+        setting = self.campaign_setting(ctx=ctx, destinations=destinations)
+        for stored in self.store.definitions("campaign"):
+            if stored.name in replaced:
+                continue
+            try:
+                check_campaign(Campaign.model_validate(stored.body), setting, self.engine.dialect)
+            except DefinitionError as exc:
+                raise DefinitionError(
+                    f"this change would break campaign {stored.name!r}: {exc}",
+                    where=first.locate(None) if first is not None else None,
+                ) from None
 
     def _check_segment(self, segment: Segment, ctx: CompileContext) -> None:
         """Compile the segment (columns, operators, references); let the engine try its SQL."""
@@ -312,6 +336,17 @@ class Workspace:
 
 def _of_kind(documents: Iterable[LoadedDocument], kind: type[D]) -> dict[str, D]:
     return {d.definition.name: d.definition for d in documents if isinstance(d.definition, kind)}
+
+
+def _check_default_attributes(destination: Destination, ctx: CompileContext) -> None:
+    """Each default attribute is a real column of its table (the source table by default)."""
+    for index, attribute in enumerate(destination.default_attributes):
+        source, table_name = (
+            (attribute, None) if isinstance(attribute, str) else (attribute.source, attribute.table)
+        )
+        ctx.catalog.kind(
+            table_name or ctx.tables.source, source, field_path=f"default_attributes.{index}"
+        )
 
 
 def _with_segment_names(campaign: Campaign, known: set[str]) -> Campaign:

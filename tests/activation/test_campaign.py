@@ -490,3 +490,30 @@ def test_a_draft_edit_leaves_campaigns_on_the_active_version(
     active = draft.replace("status: draft", "status: active")
     apply(campaign_ws, active)  # activating it is what changes the campaign
     assert campaign_ws.campaign_plan("Spring Churn").to_json()["audience"] == 0
+
+
+def test_changes_that_would_break_a_stored_campaign_are_refused(
+    campaign_ws: Workspace, tmp_path: Path
+) -> None:
+    broken_destination = (
+        "kind: destination\nname: local\ntype: filesystem\n"
+        f'settings: {{path: "{tmp_path}"}}\ndefault_attributes: [amperity_id, nope_column]\n'
+    )
+    with pytest.raises(DefinitionError, match="nope_column") as raised:
+        apply(campaign_ws, broken_destination)
+    assert "default_attributes.1" in str(raised.value)
+    # A campaign whose two sub-audiences both have a group "Offer A" needs the sub-audience
+    # in its file names; a destination change that drops it would break that campaign.
+    named = "{{ campaign_name }}_{{ sub_audience_name }}_{{ group_name }}"
+    apply(
+        campaign_ws,
+        campaign_yaml(tmp_path / "out")
+        .replace("{name: Standard,", "{name: Offer A,")
+        .replace(
+            "{format: csv, compression: gzip, header: true}",
+            f'{{format: csv, filename: "{named}"}}',
+        ),
+    )
+    plain = campaign_yaml(tmp_path / "out").split("---")[0]
+    with pytest.raises(DefinitionError, match="would break campaign 'Spring Churn'"):
+        apply(campaign_ws, plain)
