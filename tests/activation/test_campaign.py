@@ -517,3 +517,24 @@ def test_changes_that_would_break_a_stored_campaign_are_refused(
     plain = campaign_yaml(tmp_path / "out").split("---")[0]
     with pytest.raises(DefinitionError, match="would break campaign 'Spring Churn'"):
         apply(campaign_ws, plain)
+
+
+def test_customers_matching_no_sub_audience_are_counted(
+    campaign_ws: Workspace, tmp_path: Path
+) -> None:
+    text = campaign_yaml(tmp_path / "out").replace(
+        "  - name: Everyone else\n",
+        "  - name: Californians\n    where: {attribute: state, op: '=', value: CA}\n",
+    )
+    apply(campaign_ws, text)
+    plan = campaign_ws.campaign_plan("Spring Churn").to_json()
+    expected = audience_now(campaign_ws)
+    tiers = {
+        r["amperity_id"]: (r["state"], r["loyalty_tier"])
+        for r in rows_of(campaign_ws, "select amperity_id, state, loyalty_tier from customer_360")
+    }
+    unmatched = [
+        c for c in expected if tiers[c][0] != "CA" and tiers[c][1] not in ("gold", "platinum")
+    ]
+    assert plan["unmatched"] == len(unmatched) > 0
+    assert plan["audience"] == len(expected) - len(unmatched)

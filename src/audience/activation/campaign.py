@@ -23,9 +23,10 @@ from audience.compile.audience import (
     DestinationColumns,
     PreviousRuns,
     assignment_query,
+    audience_size_query,
     delivery_query,
     destination_columns,
-    excluded_query,
+    leftovers_query,
     plan_query,
     sends_to,
 )
@@ -87,6 +88,7 @@ class CampaignPlan:
     campaign: str
     audience: int
     excluded: int
+    unmatched: int
     sub_audiences: list[SubAudienceCount]
     shrink: dict[str, int]
     newly_qualified_only: bool
@@ -97,6 +99,7 @@ class CampaignPlan:
             "campaign": self.campaign,
             "audience": self.audience,
             "excluded": self.excluded,
+            "unmatched": self.unmatched,
             "newly_qualified_only": self.newly_qualified_only,
             "sub_audiences": [
                 {
@@ -192,13 +195,11 @@ def plan_campaign(campaign: Campaign, setting: CampaignSetting) -> CampaignPlan:
     query = assignment_query(
         campaign, ctx, dialect=engine.dialect, destinations=columns, previous=previous
     )
-    counted = plan_query(campaign, exp.alias_(query.subquery(), "r"), columns)
-    excluded = engine.rows(excluded_query(campaign, ctx))[0]["excluded"]
     return _plan(
         campaign,
-        engine.rows(counted),
+        setting,
+        exp.alias_(query.subquery(), "r"),
         columns,
-        int(excluded),
         previous_exists=bool(previous.successes),
     )
 
@@ -242,13 +243,8 @@ def run_campaign(
                 campaign, ctx, dialect=engine.dialect, destinations=columns, previous=previous
             ),
         )
-        excluded = int(engine.rows(excluded_query(campaign, ctx))[0]["excluded"])
         plan = _plan(
-            campaign,
-            engine.rows(plan_query(campaign, table(run_table), columns)),
-            columns,
-            excluded,
-            previous_exists=bool(previous.successes),
+            campaign, setting, table(run_table), columns, previous_exists=bool(previous.successes)
         )
         counts = plan.to_json()
         sent = _counts(plan, campaign, engine, run_table, columns)
@@ -313,12 +309,17 @@ def _previous(
 
 def _plan(
     campaign: Campaign,
-    rows: Sequence[Mapping[str, Any]],
+    setting: CampaignSetting,
+    source: exp.Expr,
     columns: Sequence[DestinationColumns],
-    excluded: int,
     *,
     previous_exists: bool,
 ) -> CampaignPlan:
+    """The counts of a run, from its assignments (`source`: the snapshot, or the query)."""
+    engine = setting.engine
+    rows = engine.rows(plan_query(campaign, source, columns))
+    leftovers = engine.rows(leftovers_query(campaign, setting.ctx))[0]
+    audience = engine.rows(audience_size_query(source.copy()))[0]["audience"]
     found = {(r[SUB_AUDIENCE], r[GROUP]): r for r in rows}
     subs: list[SubAudienceCount] = []
     for sub in campaign.groups:
@@ -337,8 +338,9 @@ def _plan(
     }
     return CampaignPlan(
         campaign=campaign.name,
-        audience=sum(s.customers for s in subs),
-        excluded=excluded,
+        audience=int(audience or 0),
+        excluded=int(leftovers["excluded"]),
+        unmatched=int(leftovers["unmatched"]),
         sub_audiences=subs,
         shrink=shrink,
         newly_qualified_only=campaign.is_recurring and previous_exists,

@@ -110,6 +110,8 @@ def _plan_caption(plan: CampaignPlan) -> str:
     shrink = ", ".join(f"{name} drops {n:,}" for name, n in plan.shrink.items() if n)
     newly = " newly qualified" if plan.newly_qualified_only else ""
     caption = f"audience {plan.audience:,}{newly}; excluded {plan.excluded:,}"
+    if plan.unmatched:
+        caption += f"; {plan.unmatched:,} match no sub-audience (not sent)"
     return f"{caption}; {shrink}" if shrink else caption
 
 

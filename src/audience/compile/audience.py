@@ -306,12 +306,36 @@ def assignment_query(
     )
 
 
-def excluded_query(campaign: Campaign, ctx: CompileContext) -> exp.Select:
-    """How many included customers an exclusion removed."""
+def leftovers_query(campaign: Campaign, ctx: CompileContext) -> exp.Select:
+    """Included customers an exclusion removed, and kept ones matching no sub-audience (they
+    are not sent: a campaign whose sub-audiences all have criteria has no catch-all)."""
+    matched = exp.or_(*(exp.column(f"match_{i}") for i in range(len(campaign.groups))))
+
+    def count_if(condition: exp.Expr, name: str) -> exp.Expr:
+        when = exp.If(this=condition, true=exp.Literal.number(1))
+        return exp.alias_(
+            exp.func(
+                "COALESCE",
+                exp.func("SUM", exp.Case(ifs=[when], default=exp.Literal.number(0))),
+                exp.Literal.number(0),
+            ),
+            name,
+        )
+
+    return exp.select(
+        count_if(exp.column("is_excluded"), "excluded"),
+        count_if(exp.and_(exp.not_(exp.column("is_excluded")), exp.not_(matched)), "unmatched"),
+    ).from_(exp.alias_(scored_query(campaign, ctx).subquery(), "s"))
+
+
+def audience_size_query(source: exp.Expr) -> exp.Select:
+    """Distinct newly qualified customers (under "every match" one may be in several)."""
     return (
-        exp.select(exp.alias_(exp.Count(this=exp.Star()), "excluded"))
-        .from_(exp.alias_(scored_query(campaign, ctx).subquery(), "s"))
-        .where(exp.column("is_excluded"))
+        exp.select(
+            exp.alias_(exp.Count(this=exp.Distinct(expressions=[exp.column(CUSTOMER)])), "audience")
+        )
+        .from_(source)
+        .where(exp.column(IS_NEW))
     )
 
 
