@@ -11,10 +11,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
-    StrictFloat,
-    StrictInt,
     ValidationError,
     model_validator,
 )
@@ -23,7 +22,15 @@ from audience.definitions.conditions import Condition, check_depth
 from audience.definitions.names import Name
 from audience.errors import PercentagesError
 
-Percent = Annotated[StrictInt | StrictFloat, Field(ge=0, le=100, allow_inf_nan=False)]
+
+def _number_only(value: Any) -> Any:
+    # "50%" or "50" as text is a typo worth naming, not something to guess at
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"a percentage is a number from 0 to 100, not {value!r}")
+    return value
+
+
+Percent = Annotated[float, BeforeValidator(_number_only), Field(ge=0, le=100, allow_inf_nan=False)]
 CONTROL_GROUP = "Control"
 """The group name of customers held back in a sub-audience."""
 REMAINING = "All remaining recipients"
