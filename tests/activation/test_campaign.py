@@ -234,22 +234,42 @@ def test_empty_audience_sends_header_only_files(fresh_workspace: Workspace, tmp_
 
 
 @pytest.mark.parametrize(
-    ("change", "fragment"),
+    ("change", "fragment", "field"),
     [
-        ("percent: 45, destinations: [local]}", "percent: 40, destinations: [local]}"),
-        ("control: 10", "control: 0"),
-        ("control: 10", "control: -10"),
-        ("control: 10", 'control: "10%"'),
-        ("[local]}\n      - {name: Offer B", "[]}\n      - {name: Offer B"),
-        ("percent: 100, destinations: [local]", "percent: 100, destinations: [elsewhere]"),
-        ("- {source: given_name, as: first_name}", "- {source: favourite_colour}"),
-        ("include: [Recent buyers]", "include: [Ghosts]"),
-        ("name: Offer B", "name: Offer A"),
-        ("include: [Recent buyers]", "include: [Draft idea]"),
+        (
+            "percent: 45, destinations: [local]}",
+            "percent: 40, destinations: [local]}",
+            "sub_audiences.0.treatments: percentages of sub-audience 'Loyal' total 95",
+        ),
+        ("control: 10", "control: 0", "sub_audiences.0.treatments: percentages"),
+        ("control: 10", "control: -10", "sub_audiences.0.control"),
+        ("control: 10", 'control: "10%"', "sub_audiences.0.control: a percentage is a number"),
+        (
+            "[local]}\n      - {name: Offer B",
+            "[]}\n      - {name: Offer B",
+            "sub_audiences.0.treatments.0.destinations",
+        ),
+        (
+            "percent: 100, destinations: [local]",
+            "percent: 100, destinations: [elsewhere]",
+            "sub_audiences.1.treatments.0.destinations: destination 'elsewhere' does not exist",
+        ),
+        (
+            "- {source: given_name, as: first_name}",
+            "- {source: favourite_colour}",
+            "attributes.local.1.source: unknown attribute 'favourite_colour'",
+        ),
+        (
+            "include: [Recent buyers]",
+            "include: [Ghosts]",
+            "audience.include.0: segment 'Ghosts' does not exist",
+        ),
+        ("name: Offer B", "name: Offer A", "treatment names must be unique"),
+        ("include: [Recent buyers]", "include: [Draft idea]", "audience.include.0: segment"),
     ],
 )
 def test_bad_campaigns_are_refused_with_the_field(
-    campaign_ws: Workspace, tmp_path: Path, change: str, fragment: str
+    campaign_ws: Workspace, tmp_path: Path, change: str, fragment: str, field: str
 ) -> None:
     draft = "kind: segment\nname: Draft idea\nstatus: draft\nwhere: {attribute: state, op: is_null}"
     apply(campaign_ws, draft)
@@ -258,6 +278,8 @@ def test_bad_campaigns_are_refused_with_the_field(
     with pytest.raises(DefinitionError) as raised:
         apply(campaign_ws, text.replace(change, fragment, 1))
     assert str(raised.value).startswith("test.yaml:")
+    assert field in str(raised.value)
+    assert campaign_ws.campaign("Spring Churn")[1] == 1  # the good version stands
 
 
 def test_shrink_and_expansion_are_counted(campaign_ws: Workspace, tmp_path: Path) -> None:
