@@ -30,7 +30,7 @@ from audience.compile.audience import (
     plan_query,
     sends_to,
 )
-from audience.compile.conditions import CompileContext, table
+from audience.compile.conditions import CompileContext, count_if, table
 from audience.definitions.campaign import CONTROL_GROUP, Campaign, SentAttribute
 from audience.definitions.destination import Destination
 from audience.definitions.templates import uses_variable
@@ -355,18 +355,6 @@ def _counts(
     columns: Sequence[DestinationColumns],
 ) -> dict[str, Any]:
     """The plan's counts, plus customers sent (to any destination) and per destination."""
-
-    def count_if(condition: exp.Expr, name: str) -> exp.Expr:
-        return exp.alias_(
-            exp.func(
-                "SUM",
-                exp.Case(
-                    ifs=[exp.If(this=condition, true=exp.Literal.number(1))],
-                    default=exp.Literal.number(0),
-                ),
-            ),
-            name,
-        )
 
     sent_anywhere = exp.or_(*(sends_to(campaign, d) for d in columns))
     query = exp.select(

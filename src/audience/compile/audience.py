@@ -20,6 +20,7 @@ from audience.compile.conditions import (
     CompileContext,
     column,
     condition_predicate,
+    count_if,
     false_if_null,
     segment_predicate,
     string,
@@ -310,17 +311,6 @@ def leftovers_query(campaign: Campaign, ctx: CompileContext) -> exp.Select:
     """Included customers an exclusion removed, and kept ones matching no sub-audience (they
     are not sent: a campaign whose sub-audiences all have criteria has no catch-all)."""
     matched = exp.or_(*(exp.column(f"match_{i}") for i in range(len(campaign.groups))))
-
-    def count_if(condition: exp.Expr, name: str) -> exp.Expr:
-        when = exp.If(this=condition, true=exp.Literal.number(1))
-        return exp.alias_(
-            exp.func(
-                "COALESCE",
-                exp.func("SUM", exp.Case(ifs=[when], default=exp.Literal.number(0))),
-                exp.Literal.number(0),
-            ),
-            name,
-        )
 
     return exp.select(
         count_if(exp.column("is_excluded"), "excluded"),

@@ -121,6 +121,12 @@ def table(name: str) -> exp.Table:
     return exp.table_(name, quoted=True)
 
 
+def count_if(condition: exp.Expr, name: str) -> exp.Expr:
+    """`COALESCE(SUM(CASE WHEN condition THEN 1 ELSE 0 END), 0) AS name`: portable everywhere."""
+    ones = exp.Case(ifs=[exp.If(this=condition, true=number(1))], default=number(0))
+    return exp.alias_(exp.func("COALESCE", exp.func("SUM", ones), number(0)), name)
+
+
 def false_if_null(condition: exp.Expr) -> exp.Expr:
     """`condition`, with NULL read as false."""
     return exp.func("COALESCE", condition, exp.false())

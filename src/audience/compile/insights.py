@@ -16,6 +16,7 @@ from audience.compile.catalog import ColumnKind
 from audience.compile.conditions import (
     CompileContext,
     column,
+    count_if,
     day_literal,
     false_if_null,
     number,
@@ -38,7 +39,7 @@ def insights_query(segment: Segment, ctx: CompileContext) -> exp.Select:
     names = ctx.tables
     members = exp.select(
         exp.alias_(exp.Count(this=exp.Star()), "customers"),
-        *(_count_if(exp.column(f"reach_{c}", quoted=True), f"reachable_{c}") for c in CHANNELS),
+        *(count_if(exp.column(f"reach_{c}", quoted=True), f"reachable_{c}") for c in CHANNELS),
     ).from_("members")
     member_orders = (
         exp.select(
@@ -178,9 +179,3 @@ def _revenue_all(ctx: CompileContext) -> exp.Select:
 
 def _sum(expression: exp.Expr) -> exp.Expr:
     return exp.func("COALESCE", exp.func("SUM", expression), number(0))
-
-
-def _count_if(condition: exp.Expr, name: str) -> exp.Expr:
-    return exp.alias_(
-        _sum(exp.Case(ifs=[exp.If(this=condition, true=number(1))], default=number(0))), name
-    )
