@@ -16,15 +16,10 @@ from typing import Any, TypeVar
 import pyarrow as pa
 from sqlglot import exp
 
-from audience.activation.campaign import (
-    CampaignPlan,
-    CampaignSetting,
-    Progress,
-    check_campaign,
-    plan_campaign,
-    run_campaign,
-)
+from audience.activation.campaign import check_campaign, plan_campaign, run_campaign
 from audience.activation.insights import Insights, compute_insights
+from audience.activation.plan import CampaignPlan
+from audience.activation.setting import CampaignSetting, Progress
 from audience.compile.catalog import Catalog
 from audience.compile.conditions import CompileContext, segment_ids, segment_predicate
 from audience.definitions.campaign import Campaign, rejoin_names

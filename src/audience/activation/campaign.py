@@ -8,125 +8,23 @@ ledger — so files, ledger and counts all describe the same customers.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
 
-import pyarrow as pa
 from sqlglot import exp
 
 from audience.activation import ledger
-from audience.compile.audience import (
-    GROUP,
-    SUB_AUDIENCE,
-    DestinationColumns,
-    PreviousRuns,
-    assignment_query,
-    audience_size_query,
-    delivery_query,
-    destination_columns,
-    leftovers_query,
-    plan_query,
-    sends_to,
-)
-from audience.compile.conditions import CompileContext, count_if, table
-from audience.definitions.campaign import CONTROL_GROUP, Campaign, SentAttribute
+from audience.activation.files import check_names_differ, send_files
+from audience.activation.plan import CampaignPlan, campaign_plan, sent_counts, with_expansion
+from audience.activation.setting import CampaignSetting, Progress, Silent
+from audience.compile.audience import PreviousRuns, assignment_query, destination_columns
+from audience.compile.conditions import table
+from audience.definitions.campaign import Campaign, SentAttribute
 from audience.definitions.destination import Destination
-from audience.definitions.templates import uses_variable
-from audience.delivery.destinations.base import DestinationClient
-from audience.delivery.naming import NameValues
-from audience.delivery.shipment import deliver, open_destination
 from audience.engines.base import Engine
 from audience.errors import AudienceError, DefinitionError, UnknownReference
-from audience.store.runs import DeliveredFile, Run, RunLog
-
-TEST_PREFIX = "TEST"
-"""Test sends are named `TEST_<campaign>…` so nobody mistakes them for the real thing."""
-
-
-class Progress(Protocol):
-    """How core code reports progress; the CLI draws it, the API exposes it."""
-
-    def step(self, description: str, total: int | None = None) -> None:
-        """A new step begins (with its number of rows, when known)."""
-
-    def advance(self, rows: int) -> None:
-        """Rows of the current step are done."""
-
-
-class _Silent:
-    def step(self, description: str, total: int | None = None) -> None:
-        del description, total
-
-    def advance(self, rows: int) -> None:
-        del rows
-
-
-@dataclass(frozen=True)
-class GroupCount:
-    """Customers of one treatment (or the control group) of one sub-audience."""
-
-    name: str
-    control: bool
-    customers: int
-
-
-@dataclass(frozen=True)
-class SubAudienceCount:
-    """Customers of one sub-audience and of each of its groups."""
-
-    name: str
-    customers: int
-    groups: list[GroupCount]
-
-
-@dataclass(frozen=True)
-class CampaignPlan:
-    """What a run would do now: who lands where, who is excluded, who each destination drops."""
-
-    campaign: str
-    audience: int
-    excluded: int
-    unmatched: int
-    sub_audiences: list[SubAudienceCount]
-    shrink: dict[str, int]
-    newly_qualified_only: bool
-
-    def to_json(self) -> dict[str, Any]:
-        """The public JSON shape of `campaign plan --json`."""
-        return {
-            "campaign": self.campaign,
-            "audience": self.audience,
-            "excluded": self.excluded,
-            "unmatched": self.unmatched,
-            "newly_qualified_only": self.newly_qualified_only,
-            "sub_audiences": [
-                {
-                    "name": s.name,
-                    "customers": s.customers,
-                    "groups": [
-                        {"name": g.name, "control": g.control, "customers": g.customers}
-                        for g in s.groups
-                    ],
-                }
-                for s in self.sub_audiences
-            ],
-            "shrink": self.shrink,
-        }
-
-
-@dataclass(frozen=True)
-class CampaignSetting:
-    """Everything a campaign needs from its workspace."""
-
-    engine: Engine
-    runs: RunLog
-    ctx: CompileContext
-    destinations: Mapping[str, Destination]
-    open_client: Callable[[Destination], DestinationClient] = field(default=open_destination)
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    """The wall clock, for when a run starts and ends (`now` is when it was due)."""
+from audience.store.runs import Run, RunLog
 
 
 def sent_attributes(
@@ -176,7 +74,7 @@ def check_campaign(campaign: Campaign, setting: CampaignSetting, dialect: str) -
     columns = destination_columns(
         campaign, sent_attributes(campaign, setting.destinations), setting.ctx
     )
-    _check_names_differ(campaign, columns, setting.destinations)
+    check_names_differ(campaign, columns, setting.destinations)
     assignment_query(
         campaign,
         setting.ctx,
@@ -195,9 +93,10 @@ def plan_campaign(campaign: Campaign, setting: CampaignSetting) -> CampaignPlan:
     query = assignment_query(
         campaign, ctx, dialect=engine.dialect, destinations=columns, previous=previous
     )
-    return _plan(
+    return campaign_plan(
         campaign,
-        setting,
+        setting.engine,
+        setting.ctx,
         exp.alias_(query.subquery(), "r"),
         columns,
         previous_exists=bool(previous.successes),
@@ -215,7 +114,7 @@ def run_campaign(
 ) -> Run:
     """Send the campaign (or, with `test_records`, a sample of it) and record the run."""
     engine, ctx, runs = setting.engine, setting.ctx, setting.runs
-    progress = progress or _Silent()
+    progress = progress or Silent()
     is_test = test_records is not None
     run = runs.begin(
         kind="campaign",
@@ -243,20 +142,25 @@ def run_campaign(
                 campaign, ctx, dialect=engine.dialect, destinations=columns, previous=previous
             ),
         )
-        plan = _plan(
-            campaign, setting, table(run_table), columns, previous_exists=bool(previous.successes)
+        plan = campaign_plan(
+            campaign,
+            engine,
+            ctx,
+            table(run_table),
+            columns,
+            previous_exists=bool(previous.successes),
         )
         counts = plan.to_json()
-        sent = _counts(plan, campaign, engine, run_table, columns)
+        sent = sent_counts(plan, campaign, engine, run_table, columns)
         delivered = []
-        for file in _send(
+        for file in send_files(
             campaign, setting, columns, run_table, run.id, now, progress, test_records, plan
         ):
             runs.add_delivery(run.id, file, setting.clock())
             delivered.append(file)
         counts = sent
         if not is_test:
-            counts = _with_expansion(counts, delivered)
+            counts = with_expansion(counts, delivered)
             ledger.record_recipients(
                 engine,
                 run_table=run_table,
@@ -305,193 +209,3 @@ def _previous(
         # whoever was sent already is the best measure of who is not new.
         return ledger.previous_runs(successes, "never_sent")
     return ledger.previous_runs(successes)
-
-
-def _plan(
-    campaign: Campaign,
-    setting: CampaignSetting,
-    source: exp.Expr,
-    columns: Sequence[DestinationColumns],
-    *,
-    previous_exists: bool,
-) -> CampaignPlan:
-    """The counts of a run, from its assignments (`source`: the snapshot, or the query)."""
-    engine = setting.engine
-    rows = engine.rows(plan_query(campaign, source, columns))
-    leftovers = engine.rows(leftovers_query(campaign, setting.ctx))[0]
-    audience = engine.rows(audience_size_query(source.copy()))[0]["audience"]
-    found = {(r[SUB_AUDIENCE], r[GROUP]): r for r in rows}
-    subs: list[SubAudienceCount] = []
-    for sub in campaign.groups:
-        names = [t.name for t in sub.treatments] + ([CONTROL_GROUP] if sub.control else [])
-        groups = [
-            GroupCount(
-                name,
-                name == CONTROL_GROUP,
-                int(found.get((sub.name, name), {}).get("customers", 0)),
-            )
-            for name in names
-        ]
-        subs.append(SubAudienceCount(sub.name, sum(g.customers for g in groups), groups))
-    shrink = {
-        d.name: sum(int(r.get(f"shrink_{i}") or 0) for r in rows) for i, d in enumerate(columns)
-    }
-    return CampaignPlan(
-        campaign=campaign.name,
-        audience=int(audience or 0),
-        excluded=int(leftovers["excluded"]),
-        unmatched=int(leftovers["unmatched"]),
-        sub_audiences=subs,
-        shrink=shrink,
-        newly_qualified_only=campaign.is_recurring and previous_exists,
-    )
-
-
-def _counts(
-    plan: CampaignPlan,
-    campaign: Campaign,
-    engine: Engine,
-    run_table: str,
-    columns: Sequence[DestinationColumns],
-) -> dict[str, Any]:
-    """The plan's counts, plus customers sent (to any destination) and per destination."""
-
-    sent_anywhere = exp.or_(*(sends_to(campaign, d) for d in columns))
-    query = exp.select(
-        count_if(sent_anywhere, "sent"),
-        *(count_if(sends_to(campaign, d), f"to_{i}") for i, d in enumerate(columns)),
-    ).from_(table(run_table))
-    row = engine.rows(query)[0]
-    return {
-        **plan.to_json(),
-        "sent": int(row["sent"] or 0),
-        "control": sum(g.customers for s in plan.sub_audiences for g in s.groups if g.control),
-        "customers_per_destination": {
-            d.name: int(row[f"to_{i}"] or 0) for i, d in enumerate(columns)
-        },
-    }
-
-
-def _with_expansion(counts: dict[str, Any], delivered: Sequence[DeliveredFile]) -> dict[str, Any]:
-    """Rows beyond one per customer, per destination (several source rows per customer)."""
-    rows: dict[str, int] = {}
-    for file in delivered:
-        if file.role == "data":
-            rows[file.destination] = rows.get(file.destination, 0) + file.rows
-    customers = counts["customers_per_destination"]
-    return {**counts, "expansion": {d: rows.get(d, 0) - n for d, n in customers.items()}}
-
-
-@dataclass(frozen=True)
-class _File:
-    destination: DestinationColumns
-    sub_audience: str | None
-    group: str | None
-    rows: int
-
-
-def _files(
-    campaign: Campaign, columns: Sequence[DestinationColumns], plan: CampaignPlan
-) -> list[_File]:
-    counts = {(s.name, g.name): g.customers for s in plan.sub_audiences for g in s.groups}
-    files: list[_File] = []
-    for dest in columns:
-        if campaign.files == "single":
-            files.append(_File(dest, None, None, plan.audience))
-            continue
-        for sub in campaign.groups:
-            for treatment in sub.treatments:
-                if dest.name in treatment.destinations:
-                    files.append(
-                        _File(dest, sub.name, treatment.name, counts[(sub.name, treatment.name)])
-                    )
-    return files
-
-
-def _check_names_differ(
-    campaign: Campaign,
-    columns: Sequence[DestinationColumns],
-    destinations: Mapping[str, Destination],
-) -> None:
-    """Two files of one run must not share a name: same group name in two sub-audiences."""
-    if campaign.files == "single":
-        return
-    seen: set[tuple[str, str]] = set()
-    for dest in columns:
-        template = destinations[dest.name].file.filename
-        for sub in campaign.groups:
-            for treatment in sub.treatments:
-                key = (dest.name, treatment.name)
-                if dest.name not in treatment.destinations:
-                    continue
-                if key in seen and not uses_variable(template, "sub_audience_name"):
-                    raise DefinitionError(
-                        f"two sub-audiences send a group named {treatment.name!r} to "
-                        f"{dest.name!r}; add {{{{ sub_audience_name }}}} to its filename "
-                        "template or rename a treatment",
-                        field="sub_audiences",
-                    )
-                seen.add(key)
-
-
-def _send(
-    campaign: Campaign,
-    setting: CampaignSetting,
-    columns: Sequence[DestinationColumns],
-    run_table: str,
-    run_id: str,
-    now: datetime,
-    progress: Progress,
-    test_records: int | None,
-    plan: CampaignPlan,
-) -> Iterator[DeliveredFile]:
-    activation = f"{TEST_PREFIX}_{campaign.name}" if test_records is not None else campaign.name
-    files = _files(campaign, columns, plan)
-    _check_names_differ(campaign, columns, setting.destinations)
-    clients: dict[str, DestinationClient] = {}
-    for file in files:
-        destination = setting.destinations[file.destination.name]
-        client = clients.get(destination.name)
-        if client is None:
-            client = clients[destination.name] = setting.open_client(destination)
-        query = delivery_query(
-            run_table,
-            campaign,
-            file.destination,
-            setting.ctx,
-            sub_audience=file.sub_audience,
-            group=file.group,
-            with_group_columns=campaign.files == "single",
-            limit=test_records,
-        )
-        label = file.group or "all treatments"
-        total = min(file.rows, test_records) if test_records is not None else file.rows
-        progress.step(f"{label} → {destination.name}", total)
-        names = NameValues(
-            activation_name=activation,
-            now=now,
-            group_name=file.group or "all",
-            sub_audience_name=file.sub_audience or "",
-        )
-        reader = setting.engine.stream(query)
-        batches = _reported(reader, progress)
-        delivered = deliver(
-            destination, batches, names=names, run_id=run_id, client=client, schema=reader.schema
-        )
-        for delivery in delivered:
-            yield DeliveredFile(
-                destination=destination.name,
-                uri=delivery.uri,
-                rows=delivery.rows,
-                bytes=delivery.bytes,
-                sha256=delivery.sha256,
-                sub_audience=file.sub_audience,
-                group=file.group,
-                role=delivery.role,
-            )
-
-
-def _reported(batches: Iterable[pa.RecordBatch], progress: Progress) -> Iterator[pa.RecordBatch]:
-    for batch in batches:
-        progress.advance(batch.num_rows)
-        yield batch

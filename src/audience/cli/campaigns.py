@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from audience.activation.campaign import CampaignPlan
+from audience.activation.plan import CampaignPlan
 from audience.cli.common import (
     AudienceGroup,
     JsonOption,
