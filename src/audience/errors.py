@@ -8,6 +8,7 @@ AudienceError
 │   ├── UnknownAttribute             a column the table does not have
 │   ├── OperatorTypeMismatch         an operator that does not fit the column's type
 │   ├── InvalidValue                 a value of the wrong shape for its operator
+│   │   └── ValueTypeMismatch        a number, boolean or date given for a text column
 │   ├── NestingTooDeep               a condition tree deeper than the limit
 │   ├── UnknownReference             a segment, destination or table that does not exist
 │   ├── CycleError                   segments that refer to each other in a loop
@@ -27,6 +28,9 @@ reaching a user is a bug.
 """
 
 from __future__ import annotations
+
+import json
+from datetime import date
 
 
 class AudienceError(Exception):
@@ -73,6 +77,37 @@ class OperatorTypeMismatch(DefinitionError):
 
 class InvalidValue(DefinitionError):
     """A value has the wrong shape for its operator (a list where one value belongs, …)."""
+
+
+class ValueTypeMismatch(InvalidValue):
+    """A number, boolean or date given for a text column; never converted, since YAML has
+    already changed it (`02130` reads as 2130, `0o17` as 15)."""
+
+    def __init__(self, value: object, *, column: str, field: str | None = None) -> None:
+        self.value = value
+        self.column = column
+        super().__init__(self._advice(None, field), field=field)
+
+    def spelled(self, written: str) -> ValueTypeMismatch:
+        """The same error, its advice quoting the value as the file wrote it (`"02130"`)."""
+        self.message = self._advice(written, self.field)
+        self.args = (self._render(),)
+        return self
+
+    def _advice(self, written: str | None, field: str | None) -> str:
+        value = self.value
+        if isinstance(value, bool):
+            what, shown = "a boolean", json.dumps(value)
+        elif isinstance(value, date):
+            what, shown = "a date", value.isoformat()
+        else:
+            what, shown = "a number", repr(value)
+        # a list item is written bare; a single value after its key
+        key = "" if field is not None and field.rsplit(".", 1)[-1].isdigit() else "value: "
+        return (
+            f"value {shown} is {what} but {self.column} is text; "
+            f"write it quoted: {key}{json.dumps(written or shown)}"
+        )
 
 
 class NestingTooDeep(DefinitionError):

@@ -22,6 +22,7 @@ from audience.compile.conditions import (
     condition_predicate,
     count_if,
     false_if_null,
+    has_value,
     segment_predicate,
     string,
     table,
@@ -232,11 +233,12 @@ def _is_new(previous: PreviousRuns, campaign: Campaign) -> exp.Expr:
 
 
 def _can_receive(destination: DestinationColumns, ctx: CompileContext) -> exp.Expr:
-    """The customer has a row in each of the destination's tables, with its required values."""
+    """The customer has a row in each of the destination's tables, with its required values
+    (text that is not empty, anything else not NULL)."""
     checks: list[exp.Expr] = []
     for table_name in destination.tables:
         required = [
-            column(a.source).is_(exp.null()).not_()
+            has_value(column(a.source), ctx.catalog.kind(table_name, a.source))
             for a in destination.attributes
             if a.required and (a.table or ctx.tables.source) == table_name
         ]

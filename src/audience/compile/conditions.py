@@ -41,6 +41,7 @@ from audience.errors import (
     OperatorTypeMismatch,
     UnknownAttribute,
     UnknownReference,
+    ValueTypeMismatch,
 )
 from audience.settings import TableSettings
 
@@ -130,6 +131,36 @@ def count_if(condition: exp.Expr, name: str) -> exp.Expr:
 def false_if_null(condition: exp.Expr) -> exp.Expr:
     """`condition`, with NULL read as false."""
     return exp.func("COALESCE", condition, exp.false())
+
+
+BLANK = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+"""Every character Python's `str.isspace()` calls whitespace; text made only of these is blank.
+Spelled out because SQL's plain TRIM removes spaces only."""
+
+
+def is_empty_text(value: exp.Expr) -> exp.Expr:
+    """True when text is NULL, '' or blank; never NULL itself.
+
+    The one meaning of "empty" for text: the is_empty / is_not_empty operators, required sent
+    attributes and "reachable" in insights all use it, so they agree on every engine."""
+    trimmed = exp.Trim(this=value.copy(), expression=string(BLANK))
+    return exp.paren(
+        exp.or_(value.copy().is_(exp.null()), exp.EQ(this=trimmed, expression=string(""))),
+        copy=False,
+    )
+
+
+def has_text(value: exp.Expr) -> exp.Expr:
+    """True when text holds something other than whitespace (never NULL)."""
+    return exp.not_(is_empty_text(value))
+
+
+def has_value(value: exp.Expr, kind: ColumnKind) -> exp.Expr:
+    """A column of any kind holds a value: text that is not empty, anything else not NULL."""
+    return has_text(value) if kind == "string" else exp.not_(value.copy().is_(exp.null()))
 
 
 def segment_predicate(segment: Segment, ctx: CompileContext) -> exp.Expr:
@@ -334,7 +365,7 @@ def attribute_condition(
     if kind == "number":
         return _number_condition(col, op, node.value, f"{path}.value")
     if kind == "string":
-        return _string_condition(col, op, node.value, f"{path}.value")
+        return _string_condition(col, node, f"{path}.value")
     if kind == "boolean":
         return exp.EQ(this=col, expression=exp.true() if op == "is_true" else exp.false())
     return _date_condition(col, kind, node, today, f"{path}.value")
@@ -351,15 +382,18 @@ def _number_condition(col: exp.Expr, op: str, value: Any, path: str) -> exp.Expr
     return listed if op == "in" else exp.not_(listed)
 
 
-def _string_condition(col: exp.Expr, op: str, value: Any, path: str) -> exp.Expr:
+def _string_condition(col: exp.Expr, node: AttributeCondition, path: str) -> exp.Expr:
+    op, value = node.op, node.value
     if op == "is_empty":
-        return exp.or_(col.is_(exp.null()), exp.EQ(this=_trim(col), expression=string("")))
+        return is_empty_text(col)
     if op == "is_not_empty":
-        return exp.NEQ(this=_trim(col), expression=string(""))
+        return has_text(col)
     if op in {"in", "not_in"}:
-        listed = exp.In(this=col, expressions=[string(text(v, path)) for v in value])
+        assert isinstance(value, list)  # checked by the model
+        values = [text(v, f"{path}.{i}", node.attribute) for i, v in enumerate(value)]
+        listed = exp.In(this=col, expressions=[string(v) for v in values])
         return listed if op == "in" else exp.not_(listed)
-    needle = text(value, path)
+    needle = text(value, path, node.attribute)
     if op in {"=", "!="}:
         return _COMPARE[op](this=col, expression=string(needle))
     if op in {"contains", "not_contains"}:
@@ -409,10 +443,6 @@ def _date_condition(
     return exp.not_(exp.paren(inside, copy=False)) if op in {"!=", "not_between"} else inside
 
 
-def _trim(col: exp.Expr) -> exp.Expr:
-    return exp.Trim(this=col.copy())
-
-
 def number(value: Any, path: str | None = None) -> exp.Expr:
     """A numeric literal; booleans, strings and lists are refused with the field named."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -420,13 +450,12 @@ def number(value: Any, path: str | None = None) -> exp.Expr:
     return exp.Literal.number(value)
 
 
-def text(value: Any, path: str) -> str:
-    """A string value; whole numbers are accepted as text (postal codes), other types refused."""
+def text(value: Any, path: str, column_name: str) -> str:
+    """A string value for a text column. Anything else is refused, never converted: by the time
+    YAML hands over a number it has already changed it (`02130` → 2130, `0o17` → 15)."""
     if isinstance(value, str):
         return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise InvalidValue(f"expected text, got {value!r}", field=path)
+    raise ValueTypeMismatch(value, column=column_name, field=path)
 
 
 def string(value: str) -> exp.Literal:

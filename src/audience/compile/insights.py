@@ -19,10 +19,10 @@ from audience.compile.conditions import (
     count_if,
     day_literal,
     false_if_null,
+    has_value,
     number,
     order_count,
     segment_predicate,
-    string,
     table,
 )
 from audience.compile.dates import days_before
@@ -126,11 +126,12 @@ def _members(segment: Segment, ctx: CompileContext, extra: tuple[str, ...]) -> e
 def _reachable(
     profile: Mapping[str, ColumnKind], contact: str, opt_out: str | None, *, also: str | None = None
 ) -> exp.Expr:
-    """Has a value and has not opted out (a NULL opt-out is not an opt-out)."""
+    """Has a value (text that is not empty) and has not opted out (a NULL opt-out is not an
+    opt-out)."""
     needed = [contact, *([also] if also else [])]
     if any(name not in profile for name in needed):
         return exp.false()
-    parts: list[exp.Expr] = [exp.NEQ(this=column(name), expression=string("")) for name in needed]
+    parts: list[exp.Expr] = [has_value(column(name), profile[name]) for name in needed]
     if opt_out is not None and opt_out in profile:
         parts.append(exp.not_(false_if_null(column(opt_out))))
     return false_if_null(exp.and_(*parts))

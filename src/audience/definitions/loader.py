@@ -7,8 +7,10 @@ against the engine's columns) can still be reported at the line the user wrote i
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,13 @@ from ruamel.yaml.error import YAMLError
 
 from audience.definitions.conditions import TAGS
 from audience.definitions.kinds import KINDS, Definition
-from audience.errors import DefinitionError, InvalidYAML, MissingKind, NestingTooDeep
+from audience.errors import (
+    DefinitionError,
+    InvalidYAML,
+    MissingKind,
+    NestingTooDeep,
+    ValueTypeMismatch,
+)
 
 Path_ = tuple[str | int, ...]
 
@@ -32,13 +40,21 @@ class LoadedDocument:
     origin: str
     line: int
     lines: Mapping[Path_, int] = field(default_factory=dict)
+    spellings: Mapping[Path_, str] = field(default_factory=dict)
+    """How the file wrote each number, boolean and date (`02130`, `0o17`), which YAML has
+    already turned into a value that prints differently (2130, 15)."""
 
     def locate(self, field_path: str | None) -> str:
         """`file:line` of the deepest part of `field_path` ("where.all.0.attribute") known."""
         return f"{self.origin}:{line_of(self.lines, _split(field_path), self.line)}"
 
     def relocate(self, error: DefinitionError) -> DefinitionError:
-        """Fill in this document's `file:line` for an error found after loading."""
+        """Fill in this document's `file:line` for an error found after loading (and, for a
+        value of the wrong type, advise quoting it as the file spelled it)."""
+        if isinstance(error, ValueTypeMismatch):
+            written = self.spellings.get(_split(error.field))
+            if written is not None:
+                error.spelled(written)
         return error.located(where=self.locate(error.field))
 
 
@@ -60,9 +76,10 @@ def load_paths(paths: Iterable[Path]) -> list[LoadedDocument]:
 def load_text(text: str, origin: str = "<input>") -> list[LoadedDocument]:
     """Parse and validate every document of a (multi-document) YAML text."""
     yaml = YAML(typ="rt")
+    source = text.splitlines()
     try:
         positioned = [
-            (_start_line(raw), *_plain_with_lines(raw))
+            (_start_line(raw), *_plain_with_lines(raw, source))
             for raw in yaml.load_all(text)
             if raw is not None
         ]
@@ -73,7 +90,10 @@ def load_text(text: str, origin: str = "<input>") -> list[LoadedDocument]:
         raise InvalidYAML(f"not valid YAML: {problem}", where=where) from None
     except RecursionError:
         raise NestingTooDeep("document nested too deeply to read", where=origin) from None
-    return [_validate(data, lines, origin, line) for line, data, lines in positioned]
+    return [
+        _validate(data, lines, origin, line, spellings)
+        for line, data, lines, spellings in positioned
+    ]
 
 
 def validate_data(data: Any, origin: str = "<api>") -> LoadedDocument:
@@ -81,7 +101,13 @@ def validate_data(data: Any, origin: str = "<api>") -> LoadedDocument:
     return _validate(data, {}, origin, 1)
 
 
-def _validate(data: Any, lines: dict[Path_, int], origin: str, line: int) -> LoadedDocument:
+def _validate(
+    data: Any,
+    lines: dict[Path_, int],
+    origin: str,
+    line: int,
+    spellings: Mapping[Path_, str] | None = None,
+) -> LoadedDocument:
     where = f"{origin}:{line}"
     if not isinstance(data, dict):
         raise DefinitionError("a document must be a mapping with a `kind`", where=where)
@@ -103,7 +129,7 @@ def _validate(data: Any, lines: dict[Path_, int], origin: str, line: int) -> Loa
         raise _definition_error(exc, lines, origin, line) from None
     except DefinitionError as exc:
         raise exc.located(where=f"{origin}:{line_of(lines, _split(exc.field), line)}") from None
-    return LoadedDocument(definition, origin, line, lines)
+    return LoadedDocument(definition, origin, line, lines, spellings or {})
 
 
 def _definition_error(
@@ -166,33 +192,63 @@ def _start_line(raw: Any) -> int:
     return int(lc.line) + 1 if lc is not None and lc.line is not None else 1
 
 
-def _plain_with_lines(raw: Any) -> tuple[Any, dict[Path_, int]]:
-    lines: dict[Path_, int] = {}
-    return _plain(raw, (), lines), lines
+def _plain_with_lines(
+    raw: Any, source: Sequence[str]
+) -> tuple[Any, dict[Path_, int], dict[Path_, str]]:
+    reader = _Reader(source)
+    return reader.plain(raw, ()), reader.lines, reader.spellings
 
 
-def _plain(node: Any, path: Path_, lines: dict[Path_, int]) -> Any:
-    if isinstance(node, CommentedMap):
-        result: dict[Any, Any] = {}
-        for key, value in node.items():
-            position = node.lc.key(key)
-            if position is not None:
-                lines[(*path, str(key))] = position[0] + 1
-            result[str(key) if not isinstance(key, str) else key] = _plain(
-                value, (*path, str(key)), lines
-            )
-        return result
-    if isinstance(node, CommentedSeq):
-        items = []
-        for index, value in enumerate(node):
-            position = node.lc.item(index)
-            if position is not None:
-                lines[(*path, index)] = position[0] + 1
-            items.append(_plain(value, (*path, index), lines))
-        return items
-    if isinstance(node, str):
-        return str(node)
-    return node
+# A YAML timestamp (which may hold spaces), else a plain scalar up to what ends it in flow style.
+_SCALAR_TEXT = re.compile(
+    r"\d{4}-\d\d?-\d\d?(?:(?:[Tt]|[ \t]+)\d\d?:\d\d:\d\d(?:\.\d*)?"
+    r"(?:[ \t]*(?:Z|[-+]\d\d?(?::\d\d)?))?)?|[^\s,\[\]{}#]+"
+)
+
+
+@dataclass
+class _Reader:
+    """Turns ruamel's nodes into plain data, noting each key's line and each non-text scalar's
+    spelling in the source."""
+
+    source: Sequence[str]
+    lines: dict[Path_, int] = field(default_factory=dict)
+    spellings: dict[Path_, str] = field(default_factory=dict)
+
+    def plain(self, node: Any, path: Path_) -> Any:
+        if isinstance(node, CommentedMap):
+            result: dict[Any, Any] = {}
+            for key, value in node.items():
+                # [key line, key column, value line, value column]; none for merged (`<<`) keys
+                entry = node.lc.data.get(key)
+                if entry:
+                    self.lines[(*path, str(key))] = entry[0] + 1
+                    self._spell(value, (*path, str(key)), entry[2], entry[3])
+                result[str(key) if not isinstance(key, str) else key] = self.plain(
+                    value, (*path, str(key))
+                )
+            return result
+        if isinstance(node, CommentedSeq):
+            items = []
+            for index, value in enumerate(node):
+                entry = node.lc.data.get(index)  # [line, column]
+                if entry:
+                    self.lines[(*path, index)] = entry[0] + 1
+                    self._spell(value, (*path, index), entry[0], entry[1])
+                items.append(self.plain(value, (*path, index)))
+            return items
+        if isinstance(node, str):
+            return str(node)
+        return node
+
+    def _spell(self, value: Any, path: Path_, line: int, column: int) -> None:
+        """Note how the source wrote a number, boolean or date."""
+        if not isinstance(value, int | float | date) or not 0 <= line < len(self.source):
+            return
+        match = _SCALAR_TEXT.match(self.source[line], column)
+        # an alias, anchor or tag is not the value itself: no spelling rather than a wrong one
+        if match is not None and match.group(0)[0] not in "*&!":
+            self.spellings[path] = match.group(0)
 
 
 def dump_documents(definitions: Iterable[Definition]) -> str:
