@@ -13,6 +13,8 @@ AudienceError
 │   ├── UnknownReference             a segment, destination or table that does not exist
 │   ├── CycleError                   segments that refer to each other in a loop
 │   ├── PercentagesError             treatment and control percentages that do not total 100
+│   ├── ScheduleError                a schedule that is malformed, or could never run from now
+│   ├── FileNameCollision            two files a campaign sends would have the same name
 │   └── TemplateError                a filename template that is unsafe or names unknown values
 ├── WorkspaceError                   no workspace, or a broken audience.toml
 ├── NotFound                         a named definition or run that does not exist
@@ -20,6 +22,7 @@ AudienceError
 ├── DeliveryError
 │   ├── TransientDeliveryError       retried with back-off (timeouts, 429, 5xx)
 │   └── TerminalDeliveryError        fails the run at once (403, bucket missing, bad key)
+│       └── DuplicateFileName        two files of one run would share one final name
 └── StateError                       conflicts: already running, retrying a success
 ```
 
@@ -126,6 +129,15 @@ class PercentagesError(DefinitionError):
     """The percentages of a sub-audience do not total exactly 100."""
 
 
+class ScheduleError(DefinitionError):
+    """A schedule is malformed (bad cron, unknown time zone, ends before it starts) or could
+    never run from now on (a one-time run in the past)."""
+
+
+class FileNameCollision(DefinitionError):
+    """Two files one run of a campaign sends would have the same name in the same place."""
+
+
 class TemplateError(DefinitionError):
     """A filename template is unsafe or uses values that do not exist."""
 
@@ -152,6 +164,10 @@ class TransientDeliveryError(DeliveryError):
 
 class TerminalDeliveryError(DeliveryError):
     """A delivery failure that retrying will not fix (access denied, no such bucket)."""
+
+
+class DuplicateFileName(TerminalDeliveryError):
+    """Two files of one run would be published under one final name; neither is sent."""
 
 
 class StateError(AudienceError):

@@ -135,6 +135,9 @@ def test_a_failed_upload_stops_the_encoding_thread(
         def exists(self, name: str) -> bool:
             return False
 
+        def address(self, name: str) -> str:
+            return name
+
     rows = pa.table({"id": [str(i) for i in range(200_000)]})
     with pytest.raises(TransientDeliveryError) as caught:
         deliver(

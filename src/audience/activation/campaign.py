@@ -15,8 +15,14 @@ from typing import Any
 from sqlglot import exp
 
 from audience.activation import ledger
-from audience.activation.files import check_names_differ, send_files
-from audience.activation.plan import CampaignPlan, campaign_plan, sent_counts, with_expansion
+from audience.activation.files import check_file_names, send_files
+from audience.activation.plan import (
+    CampaignPlan,
+    campaign_plan,
+    sent_counts,
+    test_counts,
+    with_expansion,
+)
 from audience.activation.setting import CampaignSetting, Progress, Silent
 from audience.compile.audience import PreviousRuns, assignment_query, destination_columns
 from audience.compile.conditions import table
@@ -74,7 +80,7 @@ def check_campaign(campaign: Campaign, setting: CampaignSetting, dialect: str) -
     columns = destination_columns(
         campaign, sent_attributes(campaign, setting.destinations), setting.ctx
     )
-    check_names_differ(campaign, columns, setting.destinations)
+    check_file_names(campaign, columns, setting.destinations, setting.ctx.now)
     assignment_query(
         campaign,
         setting.ctx,
@@ -150,17 +156,18 @@ def run_campaign(
             columns,
             previous_exists=bool(previous.successes),
         )
-        counts = plan.to_json()
-        sent = sent_counts(plan, campaign, engine, run_table, columns)
+        counts = plan.to_json() if test_records is None else test_counts([], test_records)
+        sent = sent_counts(plan, campaign, engine, run_table, columns) if not is_test else {}
         delivered = []
         for file in send_files(
             campaign, setting, columns, run_table, run.id, now, progress, test_records, plan
         ):
             runs.add_delivery(run.id, file, setting.clock())
             delivered.append(file)
-        counts = sent
-        if not is_test:
-            counts = with_expansion(counts, delivered)
+        if test_records is not None:
+            counts = test_counts(delivered, test_records)
+        else:
+            counts = with_expansion(sent, delivered)
             ledger.record_recipients(
                 engine,
                 run_table=run_table,
@@ -180,7 +187,10 @@ def run_campaign(
         runs.finish(run.id, status="failed", now=setting.clock(), counts=counts, error=repr(exc))
         raise
     finally:
-        ledger.drop(engine, run_table)
+        # The snapshot is temporary and goes with the connection anyway: a failure to drop it
+        # must never hide how the run ended.
+        with contextlib.suppress(AudienceError):
+            ledger.drop(engine, run_table)
     if not is_test and _remembers_members(campaign):
         # Keep the audience of the newest run by schedule (a run may be sent for an earlier
         # time); a failure here only leaves an old snapshot behind: the run stands.

@@ -12,17 +12,18 @@ import pyarrow as pa
 from audience.activation.plan import CampaignPlan
 from audience.activation.setting import CampaignSetting, Progress
 from audience.compile.audience import DestinationColumns, delivery_query
-from audience.definitions.campaign import Campaign
+from audience.definitions.campaign import REMAINING, Campaign
 from audience.definitions.destination import Destination
-from audience.definitions.templates import uses_variable
 from audience.delivery.destinations.base import DestinationClient
 from audience.delivery.naming import NameValues
-from audience.delivery.shipment import deliver
-from audience.errors import DefinitionError
+from audience.delivery.shipment import RunNames, deliver, final_names
+from audience.errors import FileNameCollision
 from audience.store.runs import DeliveredFile
 
 TEST_PREFIX = "TEST"
 """Test sends are named `TEST_<campaign>…` so nobody mistakes them for the real thing."""
+SAMPLE_RUN_ID = "0" * 32
+"""A run id to render file names with when a campaign is applied, before any run exists."""
 
 
 @dataclass(frozen=True)
@@ -36,50 +37,68 @@ class CampaignFile:
 
 
 def planned_files(
-    campaign: Campaign, columns: Sequence[DestinationColumns], plan: CampaignPlan
+    campaign: Campaign, columns: Sequence[DestinationColumns], plan: CampaignPlan | None
 ) -> list[CampaignFile]:
-    """Every file a run sends, in order: per destination, per treatment (or one in all)."""
-    counts = {(s.name, g.name): g.customers for s in plan.sub_audiences for g in s.groups}
+    """Every file a run sends, in order: per destination, per treatment (or one in all), with
+    its customers when a plan is given (0 otherwise)."""
+    counts = (
+        {(s.name, g.name): g.customers for s in plan.sub_audiences for g in s.groups}
+        if plan is not None
+        else {}
+    )
     files: list[CampaignFile] = []
     for dest in columns:
         if campaign.files == "single":
-            files.append(CampaignFile(dest, None, None, plan.audience))
+            files.append(CampaignFile(dest, None, None, plan.audience if plan else 0))
             continue
         for sub in campaign.groups:
             for treatment in sub.treatments:
                 if dest.name in treatment.destinations:
-                    files.append(
-                        CampaignFile(
-                            dest, sub.name, treatment.name, counts[(sub.name, treatment.name)]
-                        )
-                    )
+                    rows = counts.get((sub.name, treatment.name), 0)
+                    files.append(CampaignFile(dest, sub.name, treatment.name, rows))
     return files
 
 
-def check_names_differ(
+def _name_values(activation: str, now: datetime, file: CampaignFile) -> NameValues:
+    return NameValues(
+        activation_name=activation,
+        now=now,
+        group_name=file.group or "all",
+        sub_audience_name=file.sub_audience or "",
+    )
+
+
+def _described(file: CampaignFile) -> str:
+    where = f" of {file.sub_audience!r}" if file.sub_audience not in {None, REMAINING} else ""
+    return f"{file.group or 'all treatments'!r}{where} to {file.destination.name!r}"
+
+
+def check_file_names(
     campaign: Campaign,
     columns: Sequence[DestinationColumns],
     destinations: Mapping[str, Destination],
+    now: datetime,
 ) -> None:
-    """Two files of one run must not share a name: same group name in two sub-audiences."""
-    if campaign.files == "single":
-        return
-    seen: set[tuple[str, str]] = set()
-    for dest in columns:
-        template = destinations[dest.name].file.filename
-        for sub in campaign.groups:
-            for treatment in sub.treatments:
-                key = (dest.name, treatment.name)
-                if dest.name not in treatment.destinations:
-                    continue
-                if key in seen and not uses_variable(template, "sub_audience_name"):
-                    raise DefinitionError(
-                        f"two sub-audiences send a group named {treatment.name!r} to "
-                        f"{dest.name!r}; add {{{{ sub_audience_name }}}} to its filename "
-                        "template or rename a treatment",
-                        field="sub_audiences",
-                    )
-                seen.add(key)
+    """Refuse, when the campaign is applied, two of its files that would share a name in one
+    place: a template without the group, treatment names that read the same once made safe,
+    two destinations writing into one folder or prefix."""
+    seen: dict[tuple[str, str], CampaignFile] = {}
+    for file in planned_files(campaign, columns, None):
+        destination = destinations[file.destination.name]
+        split = destination.file.split_rows
+        # Two parts show whether part numbers keep a split file's parts apart.
+        rows = 2 * split if split is not None else 1
+        values = _name_values(campaign.name, now, file)
+        for name in final_names(destination, values, run_id=SAMPLE_RUN_ID, rows=rows):
+            earlier = seen.setdefault((destination.settings.place(), name), file)
+            if earlier is not file:
+                raise FileNameCollision(
+                    f"the files for {_described(earlier)} and {_described(file)} would both be "
+                    f"named {name!r} in the same place; add {{{{ group_name }}}}, "
+                    "{{ sub_audience_name }} or {{ destination_name }} to the filename "
+                    "template, or rename a treatment",
+                    field="treatments" if not campaign.sub_audiences else "sub_audiences",
+                )
 
 
 def send_files(
@@ -94,16 +113,27 @@ def send_files(
     plan: CampaignPlan,
 ) -> Iterator[DeliveredFile]:
     """Stream each file's rows from the snapshot to its destination; yield each delivered file
-    (data, and any manifest or success file) as soon as it is published."""
+    (data, and any manifest or success file) as soon as it is published.
+
+    Every final name of the run is checked before the first byte is sent: two files never
+    share one (the second would pass for the first, "already delivered", and be lost)."""
     activation = f"{TEST_PREFIX}_{campaign.name}" if test_records is not None else campaign.name
     files = planned_files(campaign, columns, plan)
-    check_names_differ(campaign, columns, setting.destinations)
     clients: dict[str, DestinationClient] = {}
     for file in files:
+        name = file.destination.name
+        if name not in clients:
+            clients[name] = setting.open_client(setting.destinations[name])
+    expected = RunNames()
+    for file in files:
+        rows = min(file.rows, test_records) if test_records is not None else file.rows
         destination = setting.destinations[file.destination.name]
-        client = clients.get(destination.name)
-        if client is None:
-            client = clients[destination.name] = setting.open_client(destination)
+        values = _name_values(activation, now, file)
+        for name in final_names(destination, values, run_id=run_id, rows=rows):
+            expected.claim(clients[destination.name], name, _described(file))
+    claimed = RunNames()
+    for file in files:
+        destination = setting.destinations[file.destination.name]
         query = delivery_query(
             run_table,
             campaign,
@@ -114,20 +144,20 @@ def send_files(
             with_group_columns=campaign.files == "single",
             limit=test_records,
         )
-        label = file.group or "all treatments"
         total = min(file.rows, test_records) if test_records is not None else file.rows
-        progress.step(f"{label} → {destination.name}", total)
-        names = NameValues(
-            activation_name=activation,
-            now=now,
-            group_name=file.group or "all",
-            sub_audience_name=file.sub_audience or "",
-        )
-        reader = setting.engine.stream(query)
-        batches = _reported(reader, progress)
-        delivered = deliver(
-            destination, batches, names=names, run_id=run_id, client=client, schema=reader.schema
-        )
+        progress.step(f"{file.group or 'all treatments'} → {destination.name}", total)
+        # Closed however delivery ends: an open result would block the engine's clean-up, whose
+        # error would then hide the real cause of the failure.
+        with setting.engine.stream(query) as reader:
+            delivered = deliver(
+                destination,
+                _reported(reader, progress),
+                names=_name_values(activation, now, file),
+                run_id=run_id,
+                client=clients[destination.name],
+                schema=reader.schema,
+                claimed=claimed,
+            )
         for delivery in delivered:
             yield DeliveredFile(
                 destination=destination.name,

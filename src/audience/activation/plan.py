@@ -143,9 +143,27 @@ def sent_counts(
 
 def with_expansion(counts: dict[str, Any], delivered: Sequence[DeliveredFile]) -> dict[str, Any]:
     """Rows beyond one per customer, per destination (several source rows per customer)."""
+    rows = _rows_per_destination(delivered)
+    customers = counts["customers_per_destination"]
+    return {**counts, "expansion": {d: rows.get(d, 0) - n for d, n in customers.items()}}
+
+
+def test_counts(delivered: Sequence[DeliveredFile], records: int) -> dict[str, Any]:
+    """What a test send really wrote: at most `records` rows per file, nobody in the ledger."""
+    data = [file for file in delivered if file.role == "data"]
+    return {
+        "test": True,
+        "records_per_file": records,
+        "files": len(data),
+        "sent": sum(file.rows for file in data),
+        "control": 0,
+        "rows_per_destination": _rows_per_destination(data),
+    }
+
+
+def _rows_per_destination(delivered: Sequence[DeliveredFile]) -> dict[str, int]:
     rows: dict[str, int] = {}
     for file in delivered:
         if file.role == "data":
             rows[file.destination] = rows.get(file.destination, 0) + file.rows
-    customers = counts["customers_per_destination"]
-    return {**counts, "expansion": {d: rows.get(d, 0) - n for d, n in customers.items()}}
+    return rows

@@ -120,10 +120,7 @@ def print_run(run: Run, as_json: bool = False) -> None:
     if as_json:
         print_json(run_json(run))
     else:
-        out.print(
-            f"Run {run.id} {run.status}: sent {run.counts.get('sent', 0):,}, "
-            f"control {run.counts.get('control', 0):,}"
-        )
+        out.print(_run_line(run))
         if run.deliveries:
             rows = [
                 {
@@ -139,6 +136,20 @@ def print_run(run: Run, as_json: bool = False) -> None:
     if run.status != "succeeded":
         err.print(f"[red]error:[/red] {run.error}")
         raise typer.Exit(1)
+
+
+def _run_line(run: Run) -> str:
+    counts = run.counts
+    if run.is_test:
+        return (
+            f"Test run {run.id} {run.status}: {counts.get('sent', 0):,} records in "
+            f"{counts.get('files', 0):,} files (at most {counts.get('records_per_file', 0):,} "
+            "each); nothing recorded in the ledger"
+        )
+    return (
+        f"Run {run.id} {run.status}: sent {counts.get('sent', 0):,}, "
+        f"control {counts.get('control', 0):,}"
+    )
 
 
 @app.command()

@@ -20,6 +20,8 @@ environment only when the destination is opened for a delivery. Secret fields
 from __future__ import annotations
 
 import codecs
+import os
+import posixpath
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -199,11 +201,19 @@ class S3Settings(_Model):
             raise ValueError("kms_key_id needs server_side_encryption: aws:kms")
         return self
 
+    def place(self) -> str:
+        """Where files go, as written: destinations with the same place share a folder."""
+        return f"s3|{self.endpoint_url or ''}|{self.bucket}|{self.prefix.strip('/')}"
+
 
 class FilesystemSettings(_Model):
     """A folder on this machine (or a mounted share); relative paths are from the workspace."""
 
     path: str = Field(min_length=1)
+
+    def place(self) -> str:
+        """Where files go, as written: destinations with the same place share a folder."""
+        return f"filesystem|{posixpath.normpath(self.path.replace(os.sep, '/'))}"
 
     @field_validator("path")
     @classmethod

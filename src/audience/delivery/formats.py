@@ -236,6 +236,13 @@ def _arrow_csv(
             yield from sink.take()
         writer.close()
     except pa.ArrowInvalid as error:
+        if options.quote == "none" and "structural characters" in str(error):
+            # Arrow's message quotes the value: customer data has no place in a run's error.
+            raise TerminalDeliveryError(
+                f"a value holds the delimiter {options.column_delimiter!r}, a quote or a line "
+                f"break, which quote: none cannot write; choose quote: minimal or an escape "
+                "character"
+            ) from None
         raise TerminalDeliveryError(f"cannot write the {options.format} file: {error}") from None
     yield from sink.take()
 

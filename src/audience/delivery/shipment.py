@@ -43,7 +43,7 @@ from audience.delivery.destinations.base import (
 )
 from audience.delivery.destinations.filesystem import FilesystemClient
 from audience.delivery.naming import NameValues
-from audience.errors import TerminalDeliveryError
+from audience.errors import DuplicateFileName, TerminalDeliveryError
 
 # How many encoded chunks may wait between the encoding thread and the upload.
 PREFETCH_CHUNKS = 4
@@ -194,12 +194,65 @@ def _set_name(destination: Destination, names: NameValues, run_id: str, suffix: 
     )
 
 
+def _data_name(destination: Destination, names: NameValues, run_id: str, number: int) -> str:
+    options = destination.file
+    return naming.data_file_name(
+        options.filename,
+        names,
+        destination_name=destination.name,
+        run_id=run_id,
+        file_number=number,
+        numbered=options.split_rows is not None,
+        suffix=naming.extension(options.format, options.compression),
+    )
+
+
+def final_names(
+    destination: Destination, names: NameValues, *, run_id: str, rows: int
+) -> list[str]:
+    """Every name `deliver` publishes for a file of `rows` rows: its data parts, then the
+    manifest and the success file when the destination asks for them."""
+    options = destination.file
+    if rows == 0 and options.empty == "none":
+        return []
+    parts = 1 if options.split_rows is None else max(1, -(-rows // options.split_rows))
+    found = [_data_name(destination, names, run_id, number) for number in range(1, parts + 1)]
+    if options.manifest:
+        found.append(_set_name(destination, names, run_id, packaging.MANIFEST_SUFFIX))
+    if options.success_file:
+        found.append(_set_name(destination, names, run_id, packaging.SUCCESS_SUFFIX))
+    return found
+
+
+class RunNames:
+    """The final places one run writes to: a run never publishes two files under one name
+    (the second would be taken for the first, "already delivered", and silently lost)."""
+
+    def __init__(self) -> None:
+        self._claimed: dict[str, str] = {}
+
+    def claim(self, client: DestinationClient, name: str, what: str) -> None:
+        """Reserve `name` on `client` for the file described by `what`, or raise
+        DuplicateFileName naming both files."""
+        address = client.address(name)
+        earlier = self._claimed.setdefault(address, what)
+        if earlier != what:
+            raise DuplicateFileName(
+                f"two files of this run would both be named {name!r} in the same place "
+                f"({earlier}; {what}); make the destination's filename template tell them "
+                "apart, e.g. with {{ group_name }}, {{ sub_audience_name }} or "
+                "{{ destination_name }}"
+            )
+
+
 def _publish_manifest(
     destination: Destination,
     data_files: list[Delivery],
     names: NameValues,
     run_id: str,
     client: DestinationClient,
+    claimed: RunNames,
+    what: str,
 ) -> Delivery:
     entries = [packaging.ManifestEntry(d.name, d.rows, d.bytes, d.sha256) for d in data_files]
     document = packaging.manifest(
@@ -212,6 +265,7 @@ def _publish_manifest(
         compression=destination.file.compression,
     )
     name = _set_name(destination, names, run_id, packaging.MANIFEST_SUFFIX)
+    claimed.claim(client, name, f"the manifest of {what}")
     published = client.publish(name, [document], run_id=run_id)
     return _delivery(destination, name, published, 0, "manifest")
 
@@ -224,11 +278,13 @@ def deliver(
     run_id: str,
     client: DestinationClient | None = None,
     schema: pa.Schema | None = None,
+    claimed: RunNames | None = None,
 ) -> list[Delivery]:
     """Send one audience file (or its numbered parts) to `destination`.
 
     `batches` are the rows to send; an audience without rows still needs its columns, taken
     from `schema`, from a `pyarrow.RecordBatchReader`'s schema, or from an empty batch.
+    `claimed` holds the names the run's other files took (see `RunNames`).
     Returns one `Delivery` per file written: the data files, then the manifest and the success
     file when the destination asks for them. An empty audience sends a file with just the
     header (`file.empty: header`) or nothing at all (`file.empty: none`).
@@ -243,20 +299,14 @@ def deliver(
     if rows is not None and not len(schema):
         raise TerminalDeliveryError("there are rows to send but no attributes (columns)")
     client = client or open_destination(destination)
+    claimed = claimed or RunNames()
+    what = f"{names.group_name or 'the file'} for {destination.name!r}"
     file_schema = formats.output_schema(schema, options)
-    suffix = naming.extension(options.format, options.compression)
     deliveries: list[Delivery] = []
     prepared = formats.prepare(rows if rows is not None else iter(()), options)
     for part in packaging.split(prepared, options.split_rows):
-        name = naming.data_file_name(
-            options.filename,
-            names,
-            destination_name=destination.name,
-            run_id=run_id,
-            file_number=part.number,
-            numbered=options.split_rows is not None,
-            suffix=suffix,
-        )
+        name = _data_name(destination, names, run_id, part.number)
+        claimed.claim(client, name, f"part {part.number} of {what}")
         member = naming.member_name(name, options.format, options.compression)
         encoded = formats.encode(part.batches(), file_schema, options)
         packaged = packaging.package(encoded, options.compression, member=member, mtime=names.now)
@@ -270,10 +320,13 @@ def deliver(
         part.drain()
         deliveries.append(_delivery(destination, name, published, part.rows, "data"))
     if options.manifest:
-        deliveries.append(_publish_manifest(destination, deliveries, names, run_id, client))
+        deliveries.append(
+            _publish_manifest(destination, deliveries, names, run_id, client, claimed, what)
+        )
     if options.success_file:
         # Last of all: its presence tells the receiver that every other file is complete.
         name = _set_name(destination, names, run_id, packaging.SUCCESS_SUFFIX)
+        claimed.claim(client, name, f"the success file of {what}")
         published = client.publish(name, [], run_id=run_id)
         deliveries.append(_delivery(destination, name, published, 0, "success"))
     return deliveries

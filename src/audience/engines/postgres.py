@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import itertools
 import uuid
-from collections.abc import Iterable, Iterator
+import weakref
+from collections.abc import Generator, Iterable
 from typing import Any, ClassVar
 
 import psycopg
@@ -54,6 +55,7 @@ class PostgresEngine:
 
     def __init__(self, url: str, schema: str = "public") -> None:
         self.schema = schema
+        self._streams: weakref.WeakSet[Generator[pa.RecordBatch]] = weakref.WeakSet()
         try:
             self.connection = psycopg.connect(url, autocommit=True)
             self.connection.execute(
@@ -85,11 +87,13 @@ class PostgresEngine:
 
     def stream(self, query: exp.Expr, batch_rows: int = 100_000) -> pa.RecordBatchReader:
         """Rows through a server-side cursor, converted to Arrow a batch at a time."""
+        self._end_streams()
         batches = self._batches(query, batch_rows)
+        self._streams.add(batches)
         first = next(batches)
         return pa.RecordBatchReader.from_batches(first.schema, itertools.chain([first], batches))
 
-    def _batches(self, query: exp.Expr, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    def _batches(self, query: exp.Expr, batch_rows: int) -> Generator[pa.RecordBatch]:
         """The schema's batch first (empty), then the rows, every batch of the same schema."""
         with (
             self.connection.transaction(),
@@ -149,7 +153,16 @@ class PostgresEngine:
         """Close the connection."""
         self.connection.close()
 
+    def _end_streams(self) -> None:
+        """Close streams still open on the connection (one stopped half-way by a failed
+        delivery): their transaction and cursor would block every later statement."""
+        for stream in list(self._streams):
+            stream.close()
+        self._streams.clear()
+
     def _run(self, cursor: psycopg.Cursor[Any], statement: exp.Expr) -> None:
+        if not isinstance(cursor, psycopg.ServerCursor):  # a stream runs its own query
+            self._end_streams()
         try:
             # The SQL is complete text without placeholders: values are literals built by sqlglot.
             cursor.execute(statement.sql(self.dialect).encode())

@@ -60,6 +60,11 @@ class DestinationClient(Protocol):
         """Whether a file called `name` is there."""
         ...
 
+    def address(self, name: str) -> str:
+        """Where the file `name` would be: equal for two clients exactly when they would
+        write to the same place (same folder, same store, bucket and key)."""
+        ...
+
 
 def check_name(name: str) -> str:
     """Return `name` if it is a single safe path segment, else raise TerminalDeliveryError.

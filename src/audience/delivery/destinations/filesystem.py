@@ -73,6 +73,11 @@ class FilesystemClient:
         """Whether the folder holds a file called `name`."""
         return (self.folder / check_name(name)).exists()
 
+    def address(self, name: str) -> str:
+        """The file's absolute `file://` URI (links resolved, so two spellings of one folder
+        give one address)."""
+        return (self.folder / check_name(name)).resolve().as_uri()
+
     def publish(self, name: str, chunks: Iterable[bytes], *, run_id: str) -> PublishedObject:
         """Write the file under a temporary name, then rename it to `name` (see the module)."""
         target = self.folder / check_name(name)

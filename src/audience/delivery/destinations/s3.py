@@ -162,6 +162,10 @@ class S3Client:
         """The s3:// address of a key in this bucket."""
         return f"s3://{self.bucket}/{key}"
 
+    def address(self, name: str) -> str:
+        """The object's key in its bucket on its endpoint (two stores may share bucket names)."""
+        return f"{self.client.meta.endpoint_url}|{self.uri(self.key(name))}"
+
     def exists(self, name: str) -> bool:
         """Whether an object called `name` is under the prefix."""
         return self._head(self.key(name)) is not None
