@@ -261,3 +261,23 @@ def test_a_test_send_reports_what_it_wrote(fresh_workspace: Workspace) -> None:
     )
     assert shown.exit_code == 0, shown.stderr
     assert "Test run" in shown.stdout and "4 records in 2 files" in shown.stdout
+
+
+def test_an_empty_audience_is_a_warning_not_an_error(fresh_workspace: Workspace) -> None:
+    ws = fresh_workspace
+    (ws.directory / SETTINGS_FILE).write_text(render_settings("duckdb", None))
+    nobody = {
+        "kind": "segment",
+        "name": "Gold",
+        "where": {"attribute": "lifetime_revenue", "op": "<", "value": -1},
+    }
+    out = ws.directory / "out"
+    template = "{{ campaign_name }}_{{ group_name }}"
+    apply(
+        ws, nobody, folder("out", out, filename=template), campaign("Empty", [("A", 100, ["out"])])
+    )
+    ws.close()
+    for command in (["campaign", "plan", "Empty"], ["campaign", "run", "Empty"]):
+        result = CliRunner().invoke(app, [*command, "-w", str(ws.directory)])
+        assert result.exit_code == 0, result.stderr
+        assert "warning: nobody is in the audience of campaign 'Empty'" in result.stderr

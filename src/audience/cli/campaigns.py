@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -88,6 +89,8 @@ def plan(
     """How many customers land in each sub-audience, treatment and control group — nothing sent."""
     with open_workspace(workspace) as ws:
         result = ws.campaign_plan(name, now=as_utc(now))
+    if result.audience == 0:
+        _warn_empty(result.campaign, result.newly_qualified_only)
     if as_json:
         print_json(result.to_json())
     else:
@@ -115,8 +118,15 @@ def _plan_caption(plan: CampaignPlan) -> str:
     return f"{caption}; {shrink}" if shrink else caption
 
 
+def _warn_empty(campaign: str, newly_qualified_only: bool) -> None:
+    what = "nobody newly qualifies for" if newly_qualified_only else "nobody is in the audience of"
+    err.print(f"[yellow]warning:[/yellow] {what} campaign {escape(campaign)!r}; no one is sent")
+
+
 def print_run(run: Run, as_json: bool = False) -> None:
     """A run as JSON or as a summary and a table of its files; exit 1 if it failed."""
+    if run.status == "succeeded" and not run.is_test and run.counts.get("audience") == 0:
+        _warn_empty(run.activation_name, bool(run.counts.get("newly_qualified_only")))
     if as_json:
         print_json(run_json(run))
     else:
