@@ -33,6 +33,9 @@ class EngineSettings(_Section):
         default=None, pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
     )
     """DuckDB only: the most memory it may use before spilling to disk, e.g. "1GB"."""
+    lock_timeout: float = Field(default=300.0, ge=0)
+    """DuckDB only: how many seconds to wait for the database while another process (a worker,
+    another command) holds it, before giving up."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

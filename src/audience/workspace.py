@@ -64,20 +64,30 @@ def init_workspace(
 class Workspace:
     """A folder with `audience.toml`: its engine, its metadata store, its definitions."""
 
-    def __init__(self, directory: Path, settings: Settings, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        settings: Settings,
+        clock: Clock = utc_now,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
         self.directory = directory
         self.settings = settings
         self.clock = clock
+        self.notify = notify
+        """Hears what the user should know while waiting (a busy database), if anyone listens."""
 
     @classmethod
-    def open(cls, directory: Path, clock: Clock = utc_now) -> Workspace:
+    def open(
+        cls, directory: Path, clock: Clock = utc_now, notify: Callable[[str], None] | None = None
+    ) -> Workspace:
         """Open the workspace in `directory` (its settings are read now, connections lazily)."""
-        return cls(directory, load_settings(directory), clock)
+        return cls(directory, load_settings(directory), clock, notify)
 
     @cached_property
     def engine(self) -> Engine:
         """The customer-data engine, connected on first use."""
-        return open_engine(self.settings.engine, self.directory)
+        return open_engine(self.settings.engine, self.directory, self.notify)
 
     @cached_property
     def store(self) -> MetadataStore:

@@ -65,10 +65,14 @@ def fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+def _notice(message: str) -> None:
+    err.print(f"[yellow]{escape(message)}…[/yellow]")
+
+
 @contextmanager
 def open_workspace(directory: Path) -> Iterator[Workspace]:
     """The workspace in `directory`, closed afterwards."""
-    with Workspace.open(directory) as workspace:
+    with Workspace.open(directory, notify=_notice) as workspace:
         yield workspace
 
 

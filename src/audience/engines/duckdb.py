@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,9 +23,18 @@ class DuckDBEngine:
     dialect: ClassVar[str] = "duckdb"
     analyze_after_load: ClassVar[bool] = False
 
-    def __init__(self, path: Path | str = ":memory:", memory_limit: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str = ":memory:",
+        memory_limit: str | None = None,
+        *,
+        lock_timeout: float = 0.0,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
+        """Open the database; if another process holds it (DuckDB has one writing process),
+        wait up to `lock_timeout` seconds for it, telling `on_wait` once what holds it."""
         try:
-            self.connection = duckdb.connect(str(path))
+            self.connection = _connect(str(path), lock_timeout, on_wait)
             if memory_limit is not None:
                 # SET takes no parameters; the settings model admits only "<number><unit>".
                 self.connection.execute(f"set memory_limit = '{memory_limit}'")
@@ -85,3 +96,34 @@ class DuckDBEngine:
             return self.connection.execute(statement.sql(self.dialect))
         except duckdb.Error as exc:
             raise EngineError(driver_message(exc)) from None
+
+
+_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
+
+
+def _connect(
+    path: str, lock_timeout: float, on_wait: Callable[[str], None] | None
+) -> duckdb.DuckDBPyConnection:
+    """Connect, waiting with growing pauses while another process holds the file's lock."""
+    deadline = time.monotonic() + lock_timeout
+    pause = 0.05
+    told = False
+    while True:
+        try:
+            return duckdb.connect(path)
+        except duckdb.IOException as exc:
+            holder = _HOLDER.search(str(exc))
+            if holder is None:
+                raise
+            who = f"process {holder['pid']} ({Path(holder['program']).name})"
+            if time.monotonic() >= deadline:
+                raise EngineError(
+                    f"the customer database {path} is in use by {who}; waited "
+                    f"{lock_timeout:g} s (engine.lock_timeout) for it"
+                ) from None
+            if not told and on_wait is not None:
+                on_wait(f"waiting for the customer database, held by {who}")
+                told = True
+            # Polling is the only way: DuckDB offers no wait on its file lock.
+            time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
+            pause = min(pause * 2, 1.0)
