@@ -3,6 +3,7 @@
 ```
 AudienceError
 ├── DefinitionError(ValueError)      bad YAML/JSON; carries `where` (file:line) and `field`
+│   ├── UnreadableFile               a definitions file that cannot be read, or is not UTF-8 text
 │   ├── InvalidYAML                  the text is not YAML
 │   ├── MissingKind                  a document without `kind`
 │   ├── UnknownAttribute             a column the table does not have
@@ -60,6 +61,10 @@ class DefinitionError(AudienceError, ValueError):
         self.field = self.field or field
         self.args = (self._render(),)
         return self
+
+
+class UnreadableFile(DefinitionError):
+    """A definitions file cannot be read, or is not UTF-8 text (a binary file, another encoding)."""
 
 
 class InvalidYAML(DefinitionError):

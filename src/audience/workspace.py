@@ -56,8 +56,13 @@ def init_workspace(
     path = directory / SETTINGS_FILE
     if path.exists():
         raise WorkspaceError(f"{path} already exists")
-    directory.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_settings(engine, database_url), encoding="utf-8")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_settings(engine, database_url), encoding="utf-8")
+    except OSError as exc:  # under a file, no permission, a read-only disk
+        raise WorkspaceError(
+            f"cannot create the workspace in {directory}: {exc.strerror or exc}"
+        ) from None
     return path
 
 

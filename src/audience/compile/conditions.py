@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import sqlglot
@@ -21,7 +21,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from audience.compile.catalog import Catalog, ColumnKind
-from audience.compile.dates import days_before, utc_today
+from audience.compile.dates import day_after, days_before, utc_today
 from audience.definitions.conditions import (
     AllOf,
     AnyOf,
@@ -280,7 +280,9 @@ class _SegmentCompiler:
                 filters.append(exp.not_(false_if_null(column(flag))))
         if purchase.within_last is not None:
             window = purchase.within_last
-            start = days_before(self.ctx.today, window.value, window.unit)
+            start = days_before(
+                self.ctx.today, window.value, window.unit, field=f"{path}.within_last.value"
+            )
             filters.append(
                 exp.GTE(
                     this=column(names.order_datetime),
@@ -375,7 +377,10 @@ def _number_condition(col: exp.Expr, op: str, value: Any, path: str) -> exp.Expr
     if op in _COMPARE:
         return _COMPARE[op](this=col, expression=number(value, path))
     if op in {"between", "not_between"}:
-        low, high = (number(v, path) for v in value)
+        low, high = (number(v, f"{path}.{i}") for i, v in enumerate(value))
+        if value[0] > value[1]:
+            # SQL's BETWEEN would silently match nobody (not_between: everybody)
+            raise InvalidValue(f"{op} needs from <= to, got {value[0]} and {value[1]}", field=path)
         between = exp.Between(this=col, low=low, high=high)
         return between if op == "between" else exp.not_(between)
     listed = exp.In(this=col, expressions=[number(v, path) for v in value])
@@ -408,30 +413,29 @@ def _date_condition(
 ) -> exp.Expr:
     """Every date operator as a half-open range of whole UTC days [start, end)."""
     op, value = node.op, node.value
-    one_day = timedelta(days=1)
     start: date | None
     end: date | None
     if op in {"within_last", "more_than_ago"}:
         assert isinstance(value, int)
-        boundary = days_before(today, value, node.unit or "days")
+        boundary = days_before(today, value, node.unit or "days", field=path)
         start, end = (boundary, None) if op == "within_last" else (None, boundary)
     elif op in {"today", "yesterday"}:
-        day = today if op == "today" else today - one_day
-        start, end = day, day + one_day
+        day = today if op == "today" else days_before(today, 1, "days", field=path)
+        start, end = day, day_after(day, field=path)
     elif op in {"between", "not_between"}:
         assert isinstance(value, list)  # checked by the model
-        low, high = (to_date(v, path) for v in value)
+        low, high = (to_date(v, f"{path}.{i}") for i, v in enumerate(value))
         if low > high:
-            raise InvalidValue(f"between needs from <= to, got {low} and {high}", field=path)
-        start, end = low, high + one_day
+            raise InvalidValue(f"{op} needs from <= to, got {low} and {high}", field=path)
+        start, end = low, day_after(high, field=f"{path}.1")
     else:
         day = to_date(value, path)
         start, end = {
-            "=": (day, day + one_day),
-            "!=": (day, day + one_day),
+            "=": (day, day_after(day, field=path)),
+            "!=": (day, day_after(day, field=path)),
             "before": (None, day),
-            "on_or_before": (None, day + one_day),
-            "after": (day + one_day, None),
+            "on_or_before": (None, day_after(day, field=path)),
+            "after": (day_after(day, field=path), None),
             "on_or_after": (day, None),
         }[op]
     bounds: list[exp.Expr] = []

@@ -159,6 +159,8 @@ class Comparison(_Node):
             raise ValueError("between takes [from, to]; other operators take one number")
         if not all(math.isfinite(v) for v in values):
             raise ValueError("numbers must be finite")
+        if self.op == "between" and values[0] > values[1]:
+            raise ValueError(f"between needs from <= to, got {values[0]} and {values[1]}")
         return self
 
 

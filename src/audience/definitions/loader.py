@@ -26,6 +26,7 @@ from audience.errors import (
     InvalidYAML,
     MissingKind,
     NestingTooDeep,
+    UnreadableFile,
     ValueTypeMismatch,
 )
 
@@ -60,17 +61,37 @@ class LoadedDocument:
 
 def load_paths(paths: Iterable[Path]) -> list[LoadedDocument]:
     """Every document in the files (and `*.yaml`/`*.yml` under folders) given, in order."""
-    documents: list[LoadedDocument] = []
+    return [document for _, documents in load_each_path(paths) for document in documents]
+
+
+def load_each_path(paths: Iterable[Path]) -> list[tuple[Path, list[LoadedDocument]]]:
+    """Each path given with the documents found in it (none, for a folder without YAML)."""
+    found: list[tuple[Path, list[LoadedDocument]]] = []
     for path in paths:
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix in {".yaml", ".yml"})
+            files = sorted(
+                p for p in path.rglob("*") if p.suffix in {".yaml", ".yml"} and p.is_file()
+            )
         elif path.is_file():
             files = [path]
         else:
             raise DefinitionError(f"{path}: no such file or folder")
-        for file in files:
-            documents.extend(load_text(file.read_text(encoding="utf-8"), str(file)))
-    return documents
+        found.append((path, [d for file in files for d in load_text(_read(file), str(file))]))
+    return found
+
+
+def _read(file: Path) -> str:
+    """The text of a definitions file, or UnreadableFile naming it."""
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(
+            f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+            "definitions are YAML text files",
+            where=str(file),
+        ) from None
+    except OSError as exc:
+        raise UnreadableFile(f"cannot be read: {exc.strerror or exc}", where=str(file)) from None
 
 
 def load_text(text: str, origin: str = "<input>") -> list[LoadedDocument]:
@@ -218,9 +239,10 @@ class _Reader:
     def plain(self, node: Any, path: Path_) -> Any:
         if isinstance(node, CommentedMap):
             result: dict[Any, Any] = {}
+            positions = node.lc.data or {}  # no positions at all when every key is merged
             for key, value in node.items():
                 # [key line, key column, value line, value column]; none for merged (`<<`) keys
-                entry = node.lc.data.get(key)
+                entry = positions.get(key)
                 if entry:
                     self.lines[(*path, str(key))] = entry[0] + 1
                     self._spell(value, (*path, str(key)), entry[2], entry[3])
@@ -230,8 +252,9 @@ class _Reader:
             return result
         if isinstance(node, CommentedSeq):
             items = []
+            positions = node.lc.data or {}
             for index, value in enumerate(node):
-                entry = node.lc.data.get(index)  # [line, column]
+                entry = positions.get(index)  # [line, column]
                 if entry:
                     self.lines[(*path, index)] = entry[0] + 1
                     self._spell(value, (*path, index), entry[0], entry[1])
