@@ -23,7 +23,7 @@ from audience.cli.common import (
     out,
     print_json,
 )
-from audience.cli.render import summary_table
+from audience.cli.render import number_column, summary_table, text_column
 from audience.store.runs import Run
 
 app = typer.Typer(cls=AudienceGroup, help="Campaigns: plan, test, run.")
@@ -100,12 +100,20 @@ def plan(
 def plan_table(plan: CampaignPlan) -> Table:
     """Customers per sub-audience and group, with exclusions and shrink underneath."""
     table = Table(title=f"Plan — {plan.campaign}", caption=_plan_caption(plan))
-    for column in ("sub-audience", "group", "customers"):
-        table.add_column(column, justify="right" if column == "customers" else "left")
-    for sub in plan.sub_audiences:
-        for group in sub.groups:
-            label = f"{group.name} (control, not sent)" if group.control else group.name
-            table.add_row(sub.name, label, f"{group.customers:,}")
+    rows = [
+        (
+            sub.name,
+            f"{group.name} (control, not sent)" if group.control else group.name,
+            f"{group.customers:,}",
+        )
+        for sub in plan.sub_audiences
+        for group in sub.groups
+    ]
+    text_column(table, "sub-audience")
+    text_column(table, "group")
+    number_column(table, "customers", [row[2] for row in rows])
+    for row in rows:
+        table.add_row(*row)
     return table
 
 

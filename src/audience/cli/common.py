@@ -13,8 +13,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer._click.core import Context  # Typer vendors Click; its groups take this Context
-from typer.core import TyperGroup
+
+# Typer vendors Click; its groups take these
+from typer._click.core import Command, Context
+from typer._click.formatting import HelpFormatter
+from typer.core import TyperGroup, TyperOption
 
 from audience.errors import AudienceError
 from audience.workspace import Workspace
@@ -33,18 +36,49 @@ WorkspaceOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def parse_now(text: str) -> datetime:
+    """`--now` in any ISO 8601 form the tool itself prints: a bare date, fractional seconds, an
+    offset or `Z`; a usage error (exit 2) naming --now otherwise."""
+    try:
+        return datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO 8601 date or time, e.g. 2026-11-23 or 2026-11-23T15:30:00Z"
+        ) from None
+
+
 NowOption = Annotated[
     datetime | None,
     typer.Option(
         "--now",
         help="Evaluate as if it were this moment (ISO 8601; UTC when no offset is given).",
-        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S"],
+        parser=parse_now,
+        metavar="ISO-8601",
     ),
 ]
 
 
+def _hide_flag_types(command: Command, ctx: Context) -> None:
+    """A flag takes no value, so --help shows no `<bool>` beside it."""
+    for param in command.get_params(ctx):
+        if isinstance(param, TyperOption) and param.is_flag:
+            param.metavar = ""
+
+
 class AudienceGroup(TyperGroup):
     """Turns every AudienceError into one red line and exit code 1; usage errors keep code 2."""
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _hide_flag_types(command, ctx)
+        return command
+
+    def format_help(self, ctx: Context, formatter: HelpFormatter) -> None:
+        _hide_flag_types(self, ctx)
+        super().format_help(ctx, formatter)
 
     def invoke(self, ctx: Context) -> Any:
         try:

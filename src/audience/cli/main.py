@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from audience.cli import campaigns, segments
 from audience.cli.campaigns import RunProgress, plan_table, print_run, run_json
@@ -13,11 +15,13 @@ from audience.cli.common import (
     AudienceGroup,
     JsonOption,
     WorkspaceOption,
+    err,
     open_workspace,
     out,
     print_json,
 )
 from audience.cli.render import changes_table, segments_table
+from audience.definitions.loader import load_each_path
 from audience.demo.samples import (
     SAMPLE_CAMPAIGN,
     SAMPLE_CAMPAIGN_DEFINITIONS,
@@ -33,6 +37,26 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"audience {version('audience')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Options of `audience` itself, before any command."""
+
+
 app.add_typer(segments.app, name="segment")
 app.add_typer(campaigns.app, name="campaign")
 app.command("runs")(campaigns.runs)
@@ -100,8 +124,16 @@ def apply(
     as_json: JsonOption = False,
 ) -> None:
     """Validate every document, then save them all as new versions — or nothing at all."""
+    found = load_each_path(files)
+    for path, documents in found:
+        if not documents:
+            err.print(
+                f"[yellow]warning:[/yellow] {escape(str(path))} holds no YAML documents "
+                "(*.yaml, *.yml); nothing applied from it",
+                soft_wrap=True,
+            )
     with open_workspace(workspace) as ws:
-        changes = ws.apply(files)
+        changes = ws.apply_documents([d for _, documents in found for d in documents])
     if as_json:
         print_json([vars(change) for change in changes])
     else:

@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 from rich.table import Table
+from rich.text import Text
 
 from audience.activation.insights import Insights
 from audience.store.metadata import AppliedChange
 
 
+def number_column(table: Table, header: str, cells: Sequence[str]) -> None:
+    """A right-aligned column exactly as wide as its widest number (or header word): on a narrow
+    terminal the text columns wrap or fold, the header wraps, and a number is never cut."""
+    width = max(len(cell) for cell in [*cells, *header.split(), "-"])
+    table.add_column(
+        Text(header, no_wrap=False, overflow="fold"), justify="right", no_wrap=True, width=width
+    )
+
+
+def text_column(table: Table, header: str) -> None:
+    """A column of text that folds long words (URIs, ids) rather than cutting them."""
+    table.add_column(header, overflow="fold")
+
+
 def insights_table(insights: Insights) -> Table:
     """One segment's figures, numbers and shares."""
     table = Table(title=f"Insights — {insights.segment}", show_header=True)
-    table.add_column("figure")
-    table.add_column("value", justify="right")
     rows: list[tuple[str, str]] = [
         ("customers", f"{insights.customers:,} ({insights.customers_share:.1%} of all)"),
         ("active in the last year", f"{insights.active_customers:,}"),
@@ -29,71 +43,104 @@ def insights_table(insights: Insights) -> Table:
         ("average order value", f"{insights.average_order_value:,.2f}"),
         ("computed at", insights.computed_at),
     ]
+    text_column(table, "figure")
+    number_column(table, "value", [value for _, value in rows])
     for name, value in rows:
         table.add_row(name, value)
     return table
 
 
 def segments_table(results: Sequence[Insights]) -> Table:
-    """Several segments side by side: the figures a marketer compares first."""
+    """Several segments side by side, one column each (a row per segment would need more than
+    80 columns for eight large numbers): the figures a marketer compares first."""
     table = Table(title="Sample segments")
-    columns = ("segment", "customers", "share", "active 1y", "revenue 1y", "email", "SMS", "AOV")
-    for name in columns:
-        table.add_column(name, justify="left" if name == "segment" else "right")
-    for r in results:
-        table.add_row(
-            r.segment,
-            f"{r.customers:,}",
-            f"{r.customers_share:.1%}",
-            f"{r.active_customers:,}",
-            f"{r.revenue_1y:,.0f}",
-            f"{r.reachable_email:,}",
-            f"{r.reachable_sms:,}",
-            f"{r.average_order_value:,.2f}",
-        )
+    figures: list[tuple[str, list[str]]] = [
+        ("customers", [f"{r.customers:,}" for r in results]),
+        ("share of all", [f"{r.customers_share:.1%}" for r in results]),
+        ("active in the last year", [f"{r.active_customers:,}" for r in results]),
+        ("revenue, last year", [f"{r.revenue_1y:,.0f}" for r in results]),
+        ("reachable by email", [f"{r.reachable_email:,}" for r in results]),
+        ("reachable by SMS", [f"{r.reachable_sms:,}" for r in results]),
+        ("average order value", [f"{r.average_order_value:,.2f}" for r in results]),
+    ]
+    text_column(table, "figure")
+    for index, result in enumerate(results):
+        number_column(table, result.segment, [cells[index] for _, cells in figures])
+    for name, cells in figures:
+        table.add_row(name, *cells)
     return table
 
 
 def breakdown_table(insights: Insights) -> Table:
     """Top values of the breakdown attribute."""
     table = Table(title=f"{insights.segment} by {insights.breakdown_by}")
-    table.add_column(str(insights.breakdown_by))
-    table.add_column("customers", justify="right")
-    table.add_column("revenue, last year", justify="right")
-    for row in insights.breakdown:
-        table.add_row(str(row.value), f"{row.customers:,}", f"{row.revenue_1y:,.2f}")
+    rows = [
+        (str(row.value), f"{row.customers:,}", f"{row.revenue_1y:,.2f}")
+        for row in insights.breakdown
+    ]
+    text_column(table, str(insights.breakdown_by))
+    number_column(table, "customers", [r[1] for r in rows])
+    number_column(table, "revenue, last year", [r[2] for r in rows])
+    for row in rows:
+        table.add_row(*row)
     return table
 
 
 def summary_table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Table:
-    """Rows of dictionaries as a table of the given columns."""
+    """Rows of dictionaries as a table of the given columns; columns holding only numbers are
+    number columns."""
     table = Table(title=title)
-    for name in columns:
-        table.add_column(name)
-    for row in rows:
-        table.add_row(*(_cell(row.get(name)) for name in columns))
+    cells = [[_cell(row.get(name)) for name in columns] for row in rows]
+    for index, name in enumerate(columns):
+        values = [row.get(name) for row in rows]
+        if any(v is not None for v in values) and all(_is_number(v) for v in values):
+            number_column(table, name, [line[index] for line in cells])
+        else:
+            text_column(table, name)
+    for line in cells:
+        table.add_row(*line)
     return table
 
 
-def arrow_table(title: str, data: pa.Table) -> Table:
-    """An Arrow table (a preview) as a Rich table."""
+def arrow_table(title: str, data: pa.Table, width: int) -> Table:
+    """An Arrow table (a preview) as a Rich table; when its numbers cannot all fit in `width`
+    columns side by side, one block of `column  value` lines per row instead."""
+    rows = data.to_pylist()
+    wide = summary_table(title, rows, data.column_names)
+    # the narrowest `wide` can be: numbers whole, text folded to one character, and each
+    # column's padding (2) and left border (1), plus the right edge
+    narrowest = 1 + sum((column.width or 1) + 3 for column in wide.columns)
+    if narrowest <= width:
+        return wide
     table = Table(title=title)
-    for name in data.column_names:
-        table.add_column(name, overflow="fold")
-    for row in data.to_pylist():
-        table.add_row(*(_cell(value) for value in row.values()))
+    text_column(table, "column")
+    number_column(table, "value", [_cell(v) for row in rows for v in row.values() if _is_number(v)])
+    for index, row in enumerate(rows):
+        if index:
+            table.add_section()
+        for name, value in row.items():
+            table.add_row(name, _cell(value))
     return table
 
 
 def changes_table(changes: Sequence[AppliedChange]) -> Table:
     """What `apply` did with each document."""
-    table = Table(title="Applied")
-    for name in ("kind", "name", "version", "result"):
-        table.add_column(name)
-    for change in changes:
-        result = "saved" if change.changed else "unchanged"
-        table.add_row(change.kind, change.name, str(change.version), result)
-    return table
+    rows = [
+        {
+            "kind": change.kind,
+            "name": change.name,
+            "version": change.version,
+            "result": "saved" if change.changed else "unchanged",
+        }
+        for change in changes
+    ]
+    return summary_table("Applied", rows, ["kind", "name", "version", "result"])
+
+
+def _is_number(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+    )
 
 
 def _cell(value: Any) -> str:

@@ -94,7 +94,7 @@ def preview(
     if as_json:
         print_json(table.to_pylist())
     else:
-        out.print(arrow_table(f"Preview — {name}", table))
+        out.print(arrow_table(f"Preview — {name}", table, out.width))
 
 
 @app.command()
