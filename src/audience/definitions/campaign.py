@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import re
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -20,6 +17,7 @@ from pydantic import (
 
 from audience.definitions.conditions import Condition, check_depth
 from audience.definitions.names import Name
+from audience.definitions.schedule import Schedule
 from audience.errors import PercentagesError
 
 
@@ -123,49 +121,6 @@ class SentAttribute(_Model):
         return self.as_ or self.source
 
 
-class Recurring(_Model):
-    """A repeating schedule: a cron expression (or daily/weekly/monthly) in a time zone."""
-
-    cron: str | None = None
-    every: Literal["day", "week", "month"] | None = None
-    at: str = "00:00"
-    timezone: str = "UTC"
-    start: date | None = None
-    end: date | None = None
-    runs: int | None = Field(default=None, gt=0)
-
-    @model_validator(mode="after")
-    def _one_rule(self) -> Recurring:
-        if (self.cron is None) == (self.every is None):
-            raise ValueError("a recurring schedule needs either cron or every")
-        if self.cron is not None and not croniter.is_valid(self.cron):
-            raise ValueError(f"cron {self.cron!r} is not a cron expression, e.g. '0 6 * * 1'")
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"timezone {self.timezone!r} is unknown, e.g. America/Los_Angeles or UTC"
-            ) from None
-        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", self.at):
-            raise ValueError(f"at {self.at!r} is not a time of day like 06:30")
-        if self.start is not None and self.end is not None and self.start > self.end:
-            raise ValueError("start comes after end")
-        return self
-
-
-class Schedule(_Model):
-    """Once (as soon as possible, or at a time) or recurring."""
-
-    once: Literal["asap"] | datetime | None = None
-    recurring: Recurring | None = None
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> Schedule:
-        if (self.once is None) == (self.recurring is None):
-            raise ValueError("a schedule is either once or recurring")
-        return self
-
-
 class Campaign(_Model):
     """One audience, split into sub-audiences and treatments, sent to destinations."""
 
@@ -234,8 +189,8 @@ class Campaign(_Model):
 
     @property
     def is_recurring(self) -> bool:
-        """Recurring campaigns send only newly qualified customers."""
-        return self.schedule.recurring is not None
+        """Recurring campaigns (any repeating schedule) send only newly qualified customers."""
+        return self.schedule.repeating is not None
 
     @property
     def assignment_seed(self) -> str:
