@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import create_engine, inspect, text
 
+from audience.errors import WorkspaceError
 from audience.store.metadata import MetadataStore, resolve_url
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -35,7 +40,14 @@ def store(
 
 def test_migrations_create_the_schema(store: MetadataStore) -> None:
     tables = set(inspect(store.engine).get_table_names())
-    assert {"definition_versions", "insight_snapshots", "alembic_version"} <= tables
+    assert {
+        "audience_alembic_version",
+        "audience_definition_versions",
+        "audience_insight_snapshots",
+        "audience_runs",
+        "audience_deliveries",
+    } <= tables
+    assert all(name.startswith("audience_") for name in tables)
 
 
 def test_versions_grow_only_on_change(store: MetadataStore) -> None:
@@ -60,3 +72,100 @@ def test_insight_history_is_kept_in_order(store: MetadataStore) -> None:
         store.record_insights("WA", 1, T0 + timedelta(days=day), {"customers": day})
     assert [h["customers"] for h in store.insight_history("WA")] == [1, 2, 3]
     assert store.insight_history("OR") == []
+
+
+def _schema_url(postgres_url: str, schema: str, tmp_path: Path) -> str:
+    return resolve_url(f"{postgres_url}?options=-csearch_path%3D{schema}", tmp_path)
+
+
+def test_another_applications_tables_are_left_alone(
+    own_postgres_schema: str, postgres_url: str, tmp_path: Path
+) -> None:
+    """Another application's `runs` and `alembic_version` in the same schema: Audience's store
+    opens beside them, works, and neither reads nor changes them."""
+    theirs = create_engine(_schema_url(postgres_url, own_postgres_schema, tmp_path))
+    with theirs.begin() as connection:
+        connection.execute(text("create table alembic_version (version_num varchar(32))"))
+        connection.execute(text("insert into alembic_version values ('0001')"))
+        connection.execute(text("create table runs (id integer primary key, note text)"))
+        connection.execute(text("insert into runs values (1, 'their run')"))
+    store = MetadataStore(_schema_url(postgres_url, own_postgres_schema, tmp_path))
+    try:
+        store.save_definitions([("segment", "WA", {"sql": "select 1"})], T0)
+        assert [d.name for d in store.definitions()] == ["WA"]
+        again = MetadataStore(_schema_url(postgres_url, own_postgres_schema, tmp_path))
+        again.close()
+    finally:
+        store.close()
+    with theirs.connect() as connection:
+        assert connection.execute(text("select * from alembic_version")).all() == [("0001",)]
+        assert connection.execute(text("select * from runs")).all() == [(1, "their run")]
+    theirs.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_store_made_before_the_prefix_is_refused(
+    backend: str, tmp_path: Path, postgres_url: str, request: pytest.FixtureRequest
+) -> None:
+    if backend == "sqlite":
+        url = resolve_url("sqlite:///old.db", tmp_path)
+    else:
+        url = _schema_url(postgres_url, request.getfixturevalue("own_postgres_schema"), tmp_path)
+    old = create_engine(url)
+    with old.begin() as connection:
+        for statement in (
+            "create table alembic_version (version_num varchar(32) primary key)",
+            "insert into alembic_version values ('0002')",
+            "create table definition_versions (id integer primary key, kind text, name text)",
+            "create table insight_snapshots (id integer primary key, segment text)",
+            "create table runs (id text primary key)",
+        ):
+            connection.execute(text(statement))
+    with pytest.raises(WorkspaceError, match=r"earlier Audience.*definition_versions"):
+        MetadataStore(url)
+    assert "audience_definition_versions" not in inspect(old).get_table_names()
+    old.dispose()
+
+
+def _open_when_all_are_ready(url: str, ready: Any) -> None:
+    ready.wait()
+    MetadataStore(url).close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_processes_opening_a_new_store_together_migrate_it_once(
+    backend: str, tmp_path: Path, postgres_url: str, request: pytest.FixtureRequest
+) -> None:
+    if backend == "sqlite":
+        url = resolve_url("sqlite:///.audience/state.db", tmp_path)
+    else:
+        url = _schema_url(postgres_url, request.getfixturevalue("own_postgres_schema"), tmp_path)
+    processes = multiprocessing.get_context("fork")
+    ready = processes.Barrier(4)
+    openers = [
+        processes.Process(target=_open_when_all_are_ready, args=(url, ready)) for _ in range(4)
+    ]
+    for opener in openers:
+        opener.start()
+    for opener in openers:
+        opener.join(60)
+    assert [opener.exitcode for opener in openers] == [0, 0, 0, 0]
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        versions = connection.execute(text("select version_num from audience_alembic_version"))
+        assert len(versions.all()) == 1
+    engine.dispose()
+
+
+def test_threads_opening_a_new_store_together_migrate_it_once(tmp_path: Path) -> None:
+    url = resolve_url("sqlite:///.audience/state.db", tmp_path)
+    ready = threading.Barrier(4)
+
+    def open_store(_: int) -> int:
+        ready.wait()
+        store = MetadataStore(url)
+        store.close()
+        return len(store.definitions())
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(open_store, range(4))) == [0, 0, 0, 0]

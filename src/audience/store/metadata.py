@@ -1,7 +1,7 @@
 """The metadata store: definitions and their versions, insight history (and, later, runs).
 
 SQLite in the workspace by default, PostgreSQL in production; the schema is kept by Alembic
-migrations, applied when the store is opened.
+migrations, applied when the store is opened (see `migrate`). Every table is prefixed `audience_`.
 """
 
 from __future__ import annotations
@@ -12,17 +12,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from audience.errors import WorkspaceError
+from audience.store.migrate import upgrade
 from audience.store.models import DefinitionVersion, InsightSnapshot, aware
 from audience.store.runs import RunLog
-
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 @dataclass(frozen=True)
@@ -66,11 +63,11 @@ class MetadataStore:
     def __init__(self, url: str) -> None:
         try:
             self.engine: Engine = create_engine(url)
-            with self.engine.begin() as connection:
-                config = Config()
-                config.set_main_option("script_location", str(MIGRATIONS))
-                config.attributes["connection"] = connection
-                command.upgrade(config, "head")
+            try:
+                upgrade(self.engine)
+            except BaseException:
+                self.engine.dispose()
+                raise
         except SQLAlchemyError as exc:
             raise WorkspaceError(f"cannot open the metadata store: {exc.args[0]}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

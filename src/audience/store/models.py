@@ -24,6 +24,11 @@ def aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+VERSION_TABLE = "audience_alembic_version"
+"""Alembic's record of the store's revision. Every table is prefixed `audience_`, so the store
+can share a database schema with other applications (and their own `alembic_version`)."""
+
+
 class Base(DeclarativeBase):
     """Base of every metadata table."""
 
@@ -31,7 +36,7 @@ class Base(DeclarativeBase):
 class DefinitionVersion(Base):
     """One version of one definition, as applied; the highest version is the current one."""
 
-    __tablename__ = "definition_versions"
+    __tablename__ = "audience_definition_versions"
     __table_args__ = (UniqueConstraint("kind", "name", "version"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -45,7 +50,7 @@ class DefinitionVersion(Base):
 class InsightSnapshot(Base):
     """The insights of a segment at one refresh, kept so they can be charted over time."""
 
-    __tablename__ = "insight_snapshots"
+    __tablename__ = "audience_insight_snapshots"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     segment: Mapped[str] = mapped_column(String(200), index=True)
@@ -57,7 +62,7 @@ class InsightSnapshot(Base):
 class RunRecord(Base):
     """One send of an activation: what, when, how it went, how many in each group."""
 
-    __tablename__ = "runs"
+    __tablename__ = "audience_runs"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     run_key: Mapped[str] = mapped_column(String(600), unique=True)
@@ -77,10 +82,12 @@ class RunRecord(Base):
 class DeliveryRecord(Base):
     """One file a run put on a destination."""
 
-    __tablename__ = "deliveries"
+    __tablename__ = "audience_deliveries"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("audience_runs.id", ondelete="CASCADE"), index=True
+    )
     destination: Mapped[str] = mapped_column(String(200))
     sub_audience: Mapped[str | None] = mapped_column(String(200), nullable=True)
     group_name: Mapped[str | None] = mapped_column(String(200), nullable=True)

@@ -17,7 +17,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
-        "definition_versions",
+        "audience_definition_versions",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("kind", sa.String(32), nullable=False, index=True),
         sa.Column("name", sa.String(200), nullable=False),
@@ -27,7 +27,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("kind", "name", "version"),
     )
     op.create_table(
-        "insight_snapshots",
+        "audience_insight_snapshots",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("segment", sa.String(200), nullable=False, index=True),
         sa.Column("version", sa.Integer, nullable=False),
@@ -37,5 +37,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table("insight_snapshots")
-    op.drop_table("definition_versions")
+    op.drop_table("audience_insight_snapshots")
+    op.drop_table("audience_definition_versions")

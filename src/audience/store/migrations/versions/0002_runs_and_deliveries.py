@@ -17,7 +17,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
-        "runs",
+        "audience_runs",
         sa.Column("id", sa.String(32), primary_key=True),
         sa.Column("run_key", sa.String(600), nullable=False, unique=True),
         sa.Column("activation_kind", sa.String(32), nullable=False),
@@ -33,12 +33,12 @@ def upgrade() -> None:
         sa.Column("error", sa.Text, nullable=True),
     )
     op.create_table(
-        "deliveries",
+        "audience_deliveries",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column(
             "run_id",
             sa.String(32),
-            sa.ForeignKey("runs.id", ondelete="CASCADE"),
+            sa.ForeignKey("audience_runs.id", ondelete="CASCADE"),
             nullable=False,
             index=True,
         ),
@@ -55,5 +55,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table("deliveries")
-    op.drop_table("runs")
+    op.drop_table("audience_deliveries")
+    op.drop_table("audience_runs")
