@@ -25,6 +25,7 @@ AudienceError
 │   └── TerminalDeliveryError        fails the run at once (403, bucket missing, bad key)
 │       └── DuplicateFileName        two files of one run would share one final name
 └── StateError                       conflicts: already running, retrying a success
+    └── DemoTablesExist              sample data would replace tables the demo did not make
 ```
 
 Front ends turn these into one readable line (CLI, exit code 1) or an HTTP status; anything else
@@ -177,3 +178,7 @@ class DuplicateFileName(TerminalDeliveryError):
 
 class StateError(AudienceError):
     """The request conflicts with the current state (already running, retrying a success)."""
+
+
+class DemoTablesExist(StateError):
+    """`audience demo` would replace tables it did not make (customer data, perhaps)."""

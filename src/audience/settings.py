@@ -5,6 +5,7 @@ Loaded in one place (`load_settings`), so every front end sees the same configur
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -77,11 +78,18 @@ class Settings(_Section):
     store: StoreSettings = StoreSettings()
 
 
-def render_settings(engine: str, database_url: str | None) -> str:
+DEFAULT_SCHEMA = "audience"
+"""The PostgreSQL schema `audience init` writes: one of Audience's own, so a new workspace never
+points at existing tables until its settings say which schema holds the customer 360."""
+
+
+def render_settings(engine: str, database_url: str | None, schema: str = DEFAULT_SCHEMA) -> str:
     """The text of a new `audience.toml` for `audience init`."""
     if engine == "postgres":
         url = database_url or "postgresql://127.0.0.1/test"
-        engine_block = f'[engine]\ntype = "postgres"\nurl = "{url}"\nschema = "public"\n'
+        engine_block = (
+            f'[engine]\ntype = "postgres"\nurl = "{url}"\nschema = {json.dumps(schema)}\n'
+        )
     else:
         engine_block = '[engine]\ntype = "duckdb"\npath = "customer360.duckdb"\n'
     store_url = database_url if engine == "postgres" and database_url else None

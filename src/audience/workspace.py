@@ -36,7 +36,13 @@ from audience.errors import (
     NotFound,
     WorkspaceError,
 )
-from audience.settings import SETTINGS_FILE, Settings, load_settings, render_settings
+from audience.settings import (
+    DEFAULT_SCHEMA,
+    SETTINGS_FILE,
+    Settings,
+    load_settings,
+    render_settings,
+)
 from audience.store.metadata import AppliedChange, MetadataStore, resolve_url
 from audience.store.runs import Run
 
@@ -50,7 +56,10 @@ def utc_now() -> datetime:
 
 
 def init_workspace(
-    directory: Path, engine: str = "duckdb", database_url: str | None = None
+    directory: Path,
+    engine: str = "duckdb",
+    database_url: str | None = None,
+    schema: str = DEFAULT_SCHEMA,
 ) -> Path:
     """Create `directory/audience.toml`; refuse to overwrite an existing workspace."""
     path = directory / SETTINGS_FILE
@@ -58,7 +67,7 @@ def init_workspace(
         raise WorkspaceError(f"{path} already exists")
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        path.write_text(render_settings(engine, database_url), encoding="utf-8")
+        path.write_text(render_settings(engine, database_url, schema), encoding="utf-8")
     except OSError as exc:  # under a file, no permission, a read-only disk
         raise WorkspaceError(
             f"cannot create the workspace in {directory}: {exc.strerror or exc}"
@@ -345,12 +354,19 @@ class Workspace:
 
     # sample data
 
-    def load_sample(self, *, profiles: int, seed: int) -> None:
-        """Fill the engine with the sample customer 360 (relative to the clock's today)."""
+    def load_sample(self, *, profiles: int, seed: int, replace: bool = False) -> None:
+        """Fill the engine with the sample customer 360 (relative to the clock's today). Tables
+        of those names that an earlier demo did not make are refused (DemoTablesExist) unless
+        `replace` says to replace them."""
         from audience.demo.sample import load_sample
 
         load_sample(
-            self.engine, self.settings.tables, profiles=profiles, seed=seed, now=self.clock()
+            self.engine,
+            self.settings.tables,
+            profiles=profiles,
+            seed=seed,
+            now=self.clock(),
+            replace=replace,
         )
         self.__dict__.pop("catalog", None)
 

@@ -28,6 +28,7 @@ from audience.demo.samples import (
     SAMPLE_DEFINITIONS,
     SAMPLE_SEGMENTS,
 )
+from audience.settings import DEFAULT_SCHEMA
 from audience.workspace import init_workspace
 
 app = typer.Typer(
@@ -73,11 +74,18 @@ def init(
         str | None,
         typer.Option("--database-url", help="PostgreSQL URL (engine and metadata store)."),
     ] = None,
+    schema: Annotated[
+        str,
+        typer.Option(
+            "--schema",
+            help="PostgreSQL schema of the customer tables (default: a schema of Audience's own).",
+        ),
+    ] = DEFAULT_SCHEMA,
 ) -> None:
     """Create a workspace: a folder with audience.toml."""
     if engine not in {"duckdb", "postgres"}:
         raise typer.BadParameter("must be duckdb or postgres", param_hint="--engine")
-    path = init_workspace(directory, engine, database_url)
+    path = init_workspace(directory, engine, database_url, schema)
     out.print(f"Created {path}")
 
 
@@ -87,13 +95,24 @@ def demo(
         int, typer.Option("--profiles", min=1, help="How many customers.")
     ] = 10_000,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same data.")] = 42,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Replace existing tables of the sample's names even if an earlier demo did "
+            "not make them.",
+        ),
+    ] = False,
     workspace: WorkspaceOption = HERE,
     as_json: JsonOption = False,
 ) -> None:
-    """Fill the engine with a sample customer 360, show sample segments, send a sample campaign."""
+    """Fill the engine with a sample customer 360, show sample segments, send a sample campaign.
+
+    Only the sample tables are written, and only where no table of that name exists or an
+    earlier demo made it (unless --replace)."""
     with open_workspace(workspace) as ws:
         with out.status(f"Generating {profiles:,} sample customers…"):
-            ws.load_sample(profiles=profiles, seed=seed)
+            ws.load_sample(profiles=profiles, seed=seed, replace=replace)
         ws.apply([SAMPLE_DEFINITIONS, SAMPLE_CAMPAIGN_DEFINITIONS])
         results = [ws.segment_insights(name) for name in SAMPLE_SEGMENTS]
         plan = ws.campaign_plan(SAMPLE_CAMPAIGN)

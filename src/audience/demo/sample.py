@@ -1,7 +1,8 @@
 """Load the sample customer 360 into any engine.
 
 DuckDB generates it in place; other engines receive it from an in-memory DuckDB, streamed as Arrow
-batches, so every engine holds exactly the same rows for the same seed and day.
+batches, so every engine holds exactly the same rows for the same seed and day. Only tables the
+demo made itself are replaced (see `ownership`), unless the caller says to replace others.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from sqlglot import exp
 
 from audience.compile.dates import utc_today
 from audience.demo.generator import SampleTables, generate
+from audience.demo.ownership import check_tables_free, record_tables
 from audience.engines.base import Engine
 from audience.engines.duckdb import DuckDBEngine
 from audience.settings import TableSettings
@@ -20,12 +22,26 @@ COPY_BATCH_ROWS = 200_000
 
 
 def load_sample(
-    engine: Engine, tables: TableSettings, *, profiles: int, seed: int, now: datetime
+    engine: Engine,
+    tables: TableSettings,
+    *,
+    profiles: int,
+    seed: int,
+    now: datetime,
+    replace: bool = False,
 ) -> None:
-    """Create (or replace) the three sample tables in `engine`."""
+    """Create the three sample tables in `engine`, or replace them where the demo made them
+    (DemoTablesExist names any other table in the way, unless `replace`)."""
     names = SampleTables(
         profile=tables.profile, source=tables.source, events=tables.events, id=tables.id
     )
+    made = (names.profile, names.source, names.events)
+    check_tables_free(engine, made, replace=replace)
+    _fill(engine, names, profiles=profiles, seed=seed, now=now)
+    record_tables(engine, made, seed=seed, profiles=profiles, now=now)
+
+
+def _fill(engine: Engine, names: SampleTables, *, profiles: int, seed: int, now: datetime) -> None:
     today = utc_today(now)
     if isinstance(engine, DuckDBEngine):
         generate(engine.connection, profiles=profiles, seed=seed, today=today, tables=names)
