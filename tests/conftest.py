@@ -7,54 +7,30 @@ boto3 talks to it through `endpoint_url`, the code path real S3 and S3-compatibl
 
 from __future__ import annotations
 
-import os
 import shutil
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
-import psycopg
 import pytest
 from moto.server import ThreadedMotoServer
-from psycopg import sql
 
-from audience.settings import EngineSettings, Settings, StoreSettings
 from audience.workspace import Workspace
-
-POSTGRES_URL = os.environ.get("AUDIENCE_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
-NOW = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)
-"""The fixed moment tests run at: every relative date is computed from it."""
-SAMPLE_PROFILES = 3_000
-SAMPLE_SEED = 7
-ENGINES = ["duckdb", "postgres"]
-
-
-def fixed_clock() -> datetime:
-    """The tests' clock: always NOW."""
-    return NOW
+from realservices import (
+    ENGINES,
+    POSTGRES_URL,
+    SAMPLE_PROFILES,
+    SAMPLE_SEED,
+    make_workspace,
+    new_postgres_schema,
+)
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """The PostgreSQL server the tests use."""
     return POSTGRES_URL
-
-
-@contextmanager
-def new_postgres_schema() -> Iterator[str]:
-    """A fresh schema in the `test` database, dropped afterwards."""
-    schema = f"audience_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
-        connection.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
-    try:
-        yield schema
-    finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
-            connection.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))
 
 
 @pytest.fixture(scope="session")
@@ -69,16 +45,6 @@ def own_postgres_schema() -> Iterator[str]:
     """A schema of the test's own."""
     with new_postgres_schema() as schema:
         yield schema
-
-
-def make_workspace(directory: Path, engine: str, schema: str | None = None) -> Workspace:
-    """A workspace in `directory` on the given engine, with the fixed clock."""
-    if engine == "postgres":
-        engine_settings = EngineSettings(type="postgres", url=POSTGRES_URL, schema=schema)
-    else:
-        engine_settings = EngineSettings(type="duckdb", path="customer360.duckdb")
-    settings = Settings(engine=engine_settings, store=StoreSettings())
-    return Workspace(directory, settings, clock=fixed_clock)
 
 
 @pytest.fixture(scope="session")

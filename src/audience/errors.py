@@ -12,6 +12,7 @@ AudienceError
 │   │   └── ValueTypeMismatch        a number, boolean or date given for a text column
 │   ├── NestingTooDeep               a condition tree deeper than the limit
 │   ├── UnknownReference             a segment, destination or table that does not exist
+│   │   └── DraftReference           a segment used elsewhere that exists only as a draft
 │   ├── CycleError                   segments that refer to each other in a loop
 │   ├── PercentagesError             treatment and control percentages that do not total 100
 │   ├── ScheduleError                a schedule that is malformed, or could never run from now
@@ -127,6 +128,10 @@ class UnknownReference(DefinitionError):
     """A definition names a segment, destination or table that does not exist."""
 
 
+class DraftReference(UnknownReference):
+    """A definition uses a segment that exists only as a draft: others see active versions."""
+
+
 class CycleError(DefinitionError):
     """Segments refer to each other in a loop."""
 
@@ -165,7 +170,12 @@ class DeliveryError(AudienceError):
 
 
 class TransientDeliveryError(DeliveryError):
-    """A delivery failure worth retrying (time-outs, throttling, server errors)."""
+    """A delivery failure worth retrying (time-outs, throttling, server errors); `retry_after`
+    is the destination's hint, in seconds, when it gave one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class TerminalDeliveryError(DeliveryError):

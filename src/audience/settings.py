@@ -70,12 +70,28 @@ class StoreSettings(_Section):
     url: str = "sqlite:///.audience/state.db"
 
 
+class WorkerSettings(_Section):
+    """How runs are claimed, kept alive and retried (commands that send use the lease too)."""
+
+    lease_seconds: float = Field(default=300.0, gt=0)
+    """How long a claimed run is its worker's without a heartbeat; after that, another worker
+    takes it over. Heartbeats come every third of it."""
+    poll_seconds: float = Field(default=10.0, gt=0)
+    """How often an idle worker looks for due runs."""
+    max_attempts: int = Field(default=5, ge=1)
+    """Attempts a run gets when its deliveries fail transiently (time-outs, 429, 5xx)."""
+    retry_base_seconds: float = Field(default=30.0, gt=0)
+    """The first back-off; it doubles each attempt (with jitter), up to `retry_cap_seconds`."""
+    retry_cap_seconds: float = Field(default=3600.0, gt=0)
+
+
 class Settings(_Section):
     """Everything `audience.toml` holds."""
 
     engine: EngineSettings = EngineSettings()
     tables: TableSettings = TableSettings()
     store: StoreSettings = StoreSettings()
+    worker: WorkerSettings = WorkerSettings()
 
 
 DEFAULT_SCHEMA = "audience"

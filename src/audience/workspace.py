@@ -16,12 +16,19 @@ from typing import Any, TypeVar
 import pyarrow as pa
 from sqlglot import exp
 
-from audience.activation.campaign import check_campaign, plan_campaign, run_campaign
+from audience.activation.campaign import check_campaign, plan_campaign
 from audience.activation.insights import Insights, compute_insights
+from audience.activation.lifecycle import Activations
 from audience.activation.plan import CampaignPlan
+from audience.activation.runner import execute, lease_of, this_process
 from audience.activation.setting import CampaignSetting, Progress
 from audience.compile.catalog import Catalog
-from audience.compile.conditions import CompileContext, segment_ids, segment_predicate
+from audience.compile.conditions import (
+    CompileContext,
+    segment_ids,
+    segment_predicate,
+    unknown_segment,
+)
 from audience.definitions.campaign import Campaign, rejoin_names
 from audience.definitions.destination import Destination
 from audience.definitions.kinds import KINDS, Definition
@@ -43,7 +50,13 @@ from audience.settings import (
     load_settings,
     render_settings,
 )
-from audience.store.metadata import AppliedChange, MetadataStore, resolve_url
+from audience.store.metadata import (
+    AppliedChange,
+    MetadataStore,
+    SegmentSummary,
+    StoredDefinition,
+    resolve_url,
+)
 from audience.store.runs import Run
 
 Clock = Callable[[], datetime]
@@ -133,24 +146,16 @@ class Workspace:
         return self.apply_documents(load_paths(paths))
 
     def apply_documents(self, documents: Sequence[LoadedDocument]) -> list[AppliedChange]:
-        """Validate the documents against each other, the store and the engine; then save."""
-        seen: dict[tuple[str, str], LoadedDocument] = {}
-        for document in documents:
-            key = (document.definition.kind, document.definition.name)
-            if key in seen:
-                raise DefinitionError(
-                    f"{key[0]} {key[1]!r} is defined twice (first at {seen[key].locate('name')})",
-                    where=document.locate("name"),
-                    field="name",
-                )
-            seen[key] = document
-        batch = _of_kind(documents, Segment)
-        segments = {
-            **self.segments(),
-            **{name: s for name, s in batch.items() if s.status == "active"},
-        }
+        """Validate the documents against each other, the store and the engine; then save.
+
+        A name is given once, except that a segment may come as its active version followed by
+        a draft edit of it (as `export` writes it): both are saved, in that order."""
+        _refuse_repeats(documents)
+        batch = [d.definition for d in documents if isinstance(d.definition, Segment)]
+        segments = {**self.segments(), **{s.name: s for s in batch if s.status == "active"}}
+        drafts = (self.draft_segments() | {s.name for s in batch}) - set(segments)
         destinations = {**self.destinations(), **_of_kind(documents, Destination)}
-        ctx = self.compile_context(segments=segments)
+        ctx = self.compile_context(segments=segments, drafts=drafts)
         checked: list[Definition] = []
         for document in documents:
             definition = document.definition
@@ -160,7 +165,8 @@ class Workspace:
                 elif isinstance(definition, Destination):
                     _check_default_attributes(definition, ctx)
                 elif isinstance(definition, Campaign):
-                    definition = _with_segment_names(definition, set(segments) | set(batch))
+                    definition = _with_segment_names(definition, set(segments) | drafts)
+                    _refuse_draft_segments(definition, ctx)
                     setting = self.campaign_setting(ctx=ctx, destinations=destinations)
                     check_campaign(definition, setting, self.engine.dialect)
             except DefinitionError as exc:
@@ -216,8 +222,17 @@ class Workspace:
                 raise InvalidValue(f"the engine rejected the query: {exc}", field="sql") from None
 
     def export(self) -> str:
-        """Every current definition as YAML that `apply` accepts unchanged."""
-        return dump_documents(self.definitions())
+        """Every definition as YAML that `apply` takes back unchanged, even into an empty
+        workspace: each segment's active version and, where a draft edit of it is newer, that
+        draft after it (`status: draft`); each definition after those it uses."""
+        active = {stored.name: stored for stored in self.store.active_segments()}
+        exported: list[StoredDefinition] = []
+        for stored in self.store.definitions():
+            under = active.get(stored.name) if stored.kind == "segment" else None
+            if under is not None and under.version != stored.version:
+                exported.append(under)  # what others use, then the draft edit over it
+            exported.append(stored)
+        return dump_documents(KINDS[s.kind].model_validate(s.body) for s in exported)
 
     def definitions(self) -> list[Definition]:
         """The current version of every definition."""
@@ -233,6 +248,15 @@ class Workspace:
             for stored in self.store.active_segments()
         }
 
+    def segment_summaries(self) -> list[SegmentSummary]:
+        """Every segment with its newest version, that version's status and the active one."""
+        return self.store.segment_summaries()
+
+    def draft_segments(self) -> frozenset[str]:
+        """Names of the segments that exist only as drafts (no version was ever active)."""
+        active = {stored.name for stored in self.store.active_segments()}
+        return frozenset(s.name for s in self.store.definitions("segment")) - active
+
     def segment(self, name: str) -> tuple[Segment, int]:
         """The current version of a segment and its version number."""
         stored = self.store.definition("segment", name)
@@ -241,14 +265,20 @@ class Workspace:
         return Segment.model_validate(stored.body), stored.version
 
     def compile_context(
-        self, *, now: datetime | None = None, segments: dict[str, Segment] | None = None
+        self,
+        *,
+        now: datetime | None = None,
+        segments: dict[str, Segment] | None = None,
+        drafts: frozenset[str] | None = None,
     ) -> CompileContext:
-        """What the compiler needs: the catalog, table names, the time, the segments."""
+        """What the compiler needs: the catalog, table names, the time, the segments (and the
+        names of draft-only ones, so that using one says so)."""
         return CompileContext(
             catalog=self.catalog,
             tables=self.settings.tables,
             now=now or self.clock(),
             segments=self.segments() if segments is None else segments,
+            drafts=self.draft_segments() if drafts is None else drafts,
         )
 
     def destinations(self) -> dict[str, Destination]:
@@ -297,13 +327,41 @@ class Workspace:
         progress: Progress | None = None,
         test_records: int | None = None,
     ) -> Run:
-        """Send a campaign (or a test sample of it) and record the run."""
-        campaign, version = self.campaign(name)
-        moment = now or self.clock()
-        setting = self.campaign_setting(now=moment)
-        return run_campaign(
-            campaign, version, setting, now=moment, progress=progress, test_records=test_records
+        """Send a campaign (or a test sample of it) now, as the run due at `now` (default: this
+        second, so that `--now` can name it again), and record the run."""
+        _, version = self.campaign(name)
+        moment = now or self.clock().replace(microsecond=0)
+        run = self.store.runs.begin(
+            kind="campaign",
+            name=name,
+            version=version,
+            scheduled_for=moment,
+            now=self.clock(),
+            worker=this_process(),
+            lease=lease_of(self),
+            is_test=test_records is not None,
         )
+        return execute(
+            self, run, worker=this_process(), progress=progress, test_records=test_records
+        )
+
+    @cached_property
+    def activations(self) -> Activations:
+        """Scheduling, statuses and runs by hand, for every kind of activation."""
+        return Activations(self)
+
+    def check_activation(self, definition: Campaign) -> None:
+        """Check an activation against what it uses now (segments active, destinations and
+        columns there), as applying it would."""
+        check_campaign(definition, self.campaign_setting(), self.engine.dialect)
+
+    def release_engine(self) -> None:
+        """Close the customer database until it is needed again: DuckDB lets one process
+        write at a time, so a worker holds it only while it works."""
+        engine = self.__dict__.pop("engine", None)
+        self.__dict__.pop("catalog", None)
+        if engine is not None:
+            engine.close()
 
     def runs(self, name: str | None = None) -> list[Run]:
         """Recorded runs, newest first (of one activation when named)."""
@@ -373,6 +431,49 @@ class Workspace:
 
 def _of_kind(documents: Iterable[LoadedDocument], kind: type[D]) -> dict[str, D]:
     return {d.definition.name: d.definition for d in documents if isinstance(d.definition, kind)}
+
+
+def _refuse_repeats(documents: Sequence[LoadedDocument]) -> None:
+    """Each kind and name once; a segment may come twice as its active version, then a draft."""
+    seen: dict[tuple[str, str], list[LoadedDocument]] = {}
+    for document in documents:
+        definition = document.definition
+        earlier = seen.setdefault((definition.kind, definition.name), [])
+        if earlier and not (
+            len(earlier) == 1 and _is_draft_edit(earlier[0].definition, definition)
+        ):
+            pairing = (
+                "; a segment may come twice only as its active version, then a draft edit of it"
+                if isinstance(definition, Segment)
+                else ""
+            )
+            raise DefinitionError(
+                f"{definition.kind} {definition.name!r} is defined twice "
+                f"(first at {earlier[0].locate('name')}){pairing}",
+                where=document.locate("name"),
+                field="name",
+            )
+        earlier.append(document)
+
+
+def _is_draft_edit(first: Definition, second: Definition) -> bool:
+    return (
+        isinstance(first, Segment)
+        and isinstance(second, Segment)
+        and first.status == "active"
+        and second.status == "draft"
+    )
+
+
+def _refuse_draft_segments(campaign: Campaign, ctx: CompileContext) -> None:
+    """A campaign's audience uses active segments: naming a draft-only one says so."""
+    for key, names in (
+        ("include", campaign.audience.include),
+        ("exclude", campaign.audience.exclude),
+    ):
+        for index, name in enumerate(names):
+            if name not in ctx.segments and name in ctx.drafts:
+                raise unknown_segment(name, ctx, f"audience.{key}.{index}")
 
 
 def _check_default_attributes(destination: Destination, ctx: CompileContext) -> None:

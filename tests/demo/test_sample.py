@@ -12,7 +12,7 @@ from sqlglot import exp
 
 from audience.errors import DemoTablesExist
 from audience.workspace import Workspace
-from conftest import ENGINES, NOW, make_workspace
+from realservices import ENGINES, NOW, make_workspace
 
 THEIRS = pa.table({"amperity_id": ["a real customer"], "lifetime_revenue": [1234.5]})
 

@@ -14,7 +14,7 @@ import pytest
 from audience.compile.conditions import BLANK
 from audience.definitions.loader import validate_data
 from audience.workspace import Workspace
-from conftest import ENGINES, make_workspace, new_postgres_schema
+from realservices import ENGINES, make_workspace, new_postgres_schema
 
 # Each customer's email (in customer_360 and merged_customers alike); "x" customers opted out.
 EMAILS: dict[str, str | None] = {

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from sqlglot import exp
@@ -23,6 +22,7 @@ from audience.activation.plan import (
     test_counts,
     with_expansion,
 )
+from audience.activation.recording import RunRecording
 from audience.activation.setting import CampaignSetting, Progress, Silent
 from audience.compile.audience import PreviousRuns, assignment_query, destination_columns
 from audience.compile.conditions import table
@@ -30,7 +30,7 @@ from audience.definitions.campaign import Campaign, SentAttribute
 from audience.definitions.destination import Destination
 from audience.engines.base import Engine
 from audience.errors import AudienceError, DefinitionError, UnknownReference
-from audience.store.runs import Run, RunLog
+from audience.store.runs import RunLog
 
 
 def sent_attributes(
@@ -111,29 +111,20 @@ def plan_campaign(campaign: Campaign, setting: CampaignSetting) -> CampaignPlan:
 
 def run_campaign(
     campaign: Campaign,
-    version: int,
     setting: CampaignSetting,
+    recording: RunRecording,
     *,
-    now: datetime,
     progress: Progress | None = None,
     test_records: int | None = None,
-) -> Run:
-    """Send the campaign (or, with `test_records`, a sample of it) and record the run."""
+) -> dict[str, Any]:
+    """Send the campaign (or, with `test_records`, a sample of it) for the run being recorded,
+    as of the run's due time; return its counts. An AudienceError means the run failed; the
+    recording keeps what was known by then."""
     engine, ctx, runs = setting.engine, setting.ctx, setting.runs
+    run = recording.run
     progress = progress or Silent()
-    is_test = test_records is not None
-    run = runs.begin(
-        kind="campaign",
-        name=campaign.name,
-        version=version,
-        scheduled_for=now,
-        now=setting.clock(),
-        is_test=is_test,
-    )
     run_table = f"audience_run_{run.id}"
-    counts: dict[str, Any] = {}  # what a failed run records: the plan, once known
     try:
-        runs.clear_deliveries(run.id)
         columns = destination_columns(
             campaign, sent_attributes(campaign, setting.destinations), ctx
         )
@@ -156,48 +147,45 @@ def run_campaign(
             columns,
             previous_exists=bool(previous.successes),
         )
-        counts = plan.to_json() if test_records is None else test_counts([], test_records)
-        sent = sent_counts(plan, campaign, engine, run_table, columns) if not is_test else {}
-        delivered = []
-        for file in send_files(
-            campaign, setting, columns, run_table, run.id, now, progress, test_records, plan
-        ):
-            runs.add_delivery(run.id, file, setting.clock())
-            delivered.append(file)
         if test_records is not None:
-            counts = test_counts(delivered, test_records)
-        else:
-            counts = with_expansion(sent, delivered)
-            ledger.record_recipients(
-                engine,
-                run_table=run_table,
-                campaign=campaign,
-                run_id=run.id,
-                delivered_at=setting.clock(),
-                destinations=columns,
+            recording.counts = test_counts([], test_records)
+            delivered = list(
+                send_files(
+                    campaign, setting, columns, run_table, recording, progress, test_records, plan
+                )
             )
-            if _remembers_members(campaign):
-                ledger.record_members(engine, run_table=run_table, campaign=campaign, run_id=run.id)
-        finished = runs.finish(run.id, status="succeeded", now=setting.clock(), counts=counts)
-    except AudienceError as exc:
-        return runs.finish(
-            run.id, status="failed", now=setting.clock(), counts=counts, error=str(exc)
+            return test_counts(delivered, test_records)
+        recording.counts = plan.to_json()
+        sent = sent_counts(plan, campaign, engine, run_table, columns)
+        delivered = list(
+            send_files(campaign, setting, columns, run_table, recording, progress, None, plan)
         )
-    except BaseException as exc:  # a bug or an interrupt: never leave the run "running"
-        runs.finish(run.id, status="failed", now=setting.clock(), counts=counts, error=repr(exc))
-        raise
+        ledger.record_recipients(
+            engine,
+            run_table=run_table,
+            campaign=campaign,
+            run_id=run.id,
+            delivered_at=setting.clock(),
+            destinations=columns,
+        )
+        if _remembers_members(campaign):
+            ledger.record_members(engine, run_table=run_table, campaign=campaign, run_id=run.id)
+            _forget_older_audiences(campaign, runs, engine, run.id)
+        return with_expansion(sent, delivered)
     finally:
         # The snapshot is temporary and goes with the connection anyway: a failure to drop it
         # must never hide how the run ended.
         with contextlib.suppress(AudienceError):
             ledger.drop(engine, run_table)
-    if not is_test and _remembers_members(campaign):
-        # Keep the audience of the newest run by schedule (a run may be sent for an earlier
-        # time); a failure here only leaves an old snapshot behind: the run stands.
-        with contextlib.suppress(AudienceError):
-            newest = runs.successes("campaign", campaign.name)[-1]
-            ledger.forget_older_members(engine, campaign=campaign, keep_run_id=newest)
-    return finished
+
+
+def _forget_older_audiences(campaign: Campaign, runs: RunLog, engine: Engine, run_id: str) -> None:
+    """Keep the audiences "newly qualified" may still need: this run's, and the newest other
+    success's (a run may be sent for an earlier time than one already sent). A failure here only
+    leaves an old snapshot behind: the run stands."""
+    keep = {run_id, *runs.successes("campaign", campaign.name)[-1:]}
+    with contextlib.suppress(AudienceError):
+        ledger.forget_older_members(engine, campaign=campaign, keep_run_ids=keep)
 
 
 def _remembers_members(campaign: Campaign) -> bool:

@@ -10,6 +10,7 @@ from datetime import datetime
 import pyarrow as pa
 
 from audience.activation.plan import CampaignPlan
+from audience.activation.recording import RunRecording
 from audience.activation.setting import CampaignSetting, Progress
 from audience.compile.audience import DestinationColumns, delivery_query
 from audience.definitions.campaign import REMAINING, Campaign
@@ -106,18 +107,19 @@ def send_files(
     setting: CampaignSetting,
     columns: Sequence[DestinationColumns],
     run_table: str,
-    run_id: str,
-    now: datetime,
+    recording: RunRecording,
     progress: Progress,
     test_records: int | None,
     plan: CampaignPlan,
 ) -> Iterator[DeliveredFile]:
-    """Stream each file's rows from the snapshot to its destination; yield each delivered file
-    (data, and any manifest or success file) as soon as it is published.
+    """Stream each file's rows from the snapshot to its destination; record and yield each
+    delivered file (data, and any manifest or success file) as soon as it is published.
 
     Every final name of the run is checked before the first byte is sent: two files never
     share one (the second would pass for the first, "already delivered", and be lost)."""
     activation = f"{TEST_PREFIX}_{campaign.name}" if test_records is not None else campaign.name
+    # Names carry the run's due time, not the wall clock: a retry names its files the same.
+    run_id, now = recording.run.id, recording.run.scheduled_for
     files = planned_files(campaign, columns, plan)
     clients: dict[str, DestinationClient] = {}
     for file in files:
@@ -159,7 +161,7 @@ def send_files(
                 claimed=claimed,
             )
         for delivery in delivered:
-            yield DeliveredFile(
+            file_record = DeliveredFile(
                 destination=destination.name,
                 uri=delivery.uri,
                 rows=delivery.rows,
@@ -169,6 +171,8 @@ def send_files(
                 group=file.group,
                 role=delivery.role,
             )
+            recording.delivered(file_record)
+            yield file_record
 
 
 def _reported(batches: Iterable[pa.RecordBatch], progress: Progress) -> Iterator[pa.RecordBatch]:

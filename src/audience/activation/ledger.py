@@ -188,14 +188,14 @@ def forget_run(engine: Engine, run_id: str) -> None:
         )
 
 
-def forget_older_members(engine: Engine, *, campaign: Campaign, keep_run_id: str) -> None:
-    """Once a run is recorded as succeeded, earlier audience snapshots are no longer needed."""
+def forget_older_members(engine: Engine, *, campaign: Campaign, keep_run_ids: set[str]) -> None:
+    """Forget the campaign's remembered audiences but those of `keep_run_ids`."""
     engine.execute(
         exp.delete(
             table(MEMBERS),
             where=exp.and_(
                 exp.EQ(this=column("campaign"), expression=string(campaign.name)),
-                exp.NEQ(this=column("run_id"), expression=string(keep_run_id)),
+                exp.not_(column("run_id").isin(*(string(i) for i in sorted(keep_run_ids)))),
             ),
         )
     )

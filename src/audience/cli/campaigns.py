@@ -1,4 +1,4 @@
-"""`audience campaign …`: plan, test, run; and `audience runs`."""
+"""`audience campaign …`: plan, test, run (schedule, pause, resume, cancel: `cli/runtime.py`)."""
 
 from __future__ import annotations
 
@@ -195,30 +195,3 @@ def test(
     with open_workspace(workspace) as ws, RunProgress() as progress:
         result = ws.campaign_run(name, now=as_utc(now), progress=progress, test_records=records)
     print_run(result, as_json)
-
-
-def runs(
-    name: Annotated[str | None, typer.Argument(help="Only this activation's runs.")] = None,
-    workspace: WorkspaceOption = HERE,
-    as_json: JsonOption = False,
-) -> None:
-    """List runs, newest first."""
-    with open_workspace(workspace) as ws:
-        found = ws.runs(name)
-    if as_json:
-        print_json([run_json(r) for r in found])
-        return
-    rows = [
-        {
-            "run": r.id[:12],
-            "activation": r.activation_name,
-            "scheduled for": r.scheduled_for.isoformat(timespec="minutes"),
-            "status": r.status + (" (test)" if r.is_test else ""),
-            "sent": r.counts.get("sent", 0),
-            "control": r.counts.get("control", 0),
-            "files": len(r.deliveries),
-        }
-        for r in found
-    ]
-    columns = ["run", "activation", "scheduled for", "status", "sent", "control", "files"]
-    out.print(summary_table("Runs", rows, columns))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,9 +104,16 @@ def _notice(message: str) -> None:
 
 
 @contextmanager
-def open_workspace(directory: Path) -> Iterator[Workspace]:
-    """The workspace in `directory`, closed afterwards."""
-    with Workspace.open(directory, notify=_notice) as workspace:
+def open_workspace(
+    directory: Path, clock: Callable[[], datetime] | None = None
+) -> Iterator[Workspace]:
+    """The workspace in `directory` (on `clock` when given: `--now`), closed afterwards."""
+    opened = (
+        Workspace.open(directory, notify=_notice)
+        if clock is None
+        else Workspace.open(directory, clock, notify=_notice)
+    )
+    with opened as workspace:
         yield workspace
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from audience.cli import campaigns, segments
+from audience.cli import campaigns, runtime, segments
 from audience.cli.campaigns import RunProgress, plan_table, print_run, run_json
 from audience.cli.common import (
     AudienceGroup,
@@ -60,7 +60,16 @@ def options(
 
 app.add_typer(segments.app, name="segment")
 app.add_typer(campaigns.app, name="campaign")
-app.command("runs")(campaigns.runs)
+app.add_typer(runtime.runs_app, name="runs")
+app.command("status")(runtime.status)
+app.command("worker")(runtime.worker)
+for verb, summary in (
+    ("schedule", "Put the campaign on its schedule, from now (a worker sends it when due)."),
+    ("pause", "Stop starting the campaign's runs; a run under way finishes."),
+    ("resume", "Start the campaign's runs again; times missed while paused are not caught up."),
+    ("cancel", "Take the campaign off its schedule; its queued runs are canceled."),
+):
+    campaigns.app.command(verb)(runtime.lifecycle_command(verb, summary))
 HERE = Path(".")
 
 

@@ -26,16 +26,15 @@ HERE = Path(".")
 
 @app.command("list")
 def list_segments(workspace: WorkspaceOption = HERE, as_json: JsonOption = False) -> None:
-    """List the segments of the workspace with their current version."""
+    """List the segments of the workspace: newest version, its status (active, or a draft
+    others do not see yet) and the version campaigns and other segments use."""
     with open_workspace(workspace) as ws:
-        rows = [
-            {"name": s.name, "version": s.version, "applied_at": s.applied_at.isoformat()}
-            for s in ws.store.definitions("segment")
-        ]
+        rows = [summary.model_dump(mode="json") for summary in ws.segment_summaries()]
     if as_json:
         print_json(rows)
     else:
-        out.print(summary_table("Segments", rows, ["name", "version", "applied_at"]))
+        columns = ["name", "version", "status", "active_version", "applied_at"]
+        out.print(summary_table("Segments", rows, columns))
 
 
 @app.command()

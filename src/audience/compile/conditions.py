@@ -36,6 +36,7 @@ from audience.definitions.conditions import (
 from audience.definitions.segment import Segment
 from audience.errors import (
     CycleError,
+    DraftReference,
     InvalidValue,
     NestingTooDeep,
     OperatorTypeMismatch,
@@ -105,6 +106,9 @@ class CompileContext:
     tables: TableSettings
     now: datetime
     segments: Mapping[str, Segment] = field(default_factory=dict)
+    """The segments others may use: each one's active version."""
+    drafts: frozenset[str] = frozenset()
+    """Segments that exist only as drafts: named so that using one says so."""
 
     @property
     def today(self) -> date:
@@ -176,6 +180,15 @@ def segment_ids(segment: Segment, ctx: CompileContext) -> exp.Select:
         .from_(table(ctx.tables.profile))
         .where(segment_predicate(segment, ctx))
     )
+
+
+def unknown_segment(name: str, ctx: CompileContext, field_path: str) -> UnknownReference:
+    """The error for a segment that is not there to use: a draft, or not there at all."""
+    if name in ctx.drafts:
+        return DraftReference(
+            f"segment {name!r} is a draft; activate it (status: active) first", field=field_path
+        )
+    return UnknownReference(f"segment {name!r} does not exist", field=field_path)
 
 
 def condition_predicate(
@@ -256,7 +269,7 @@ class _SegmentCompiler:
             )
         target = self.ctx.segments.get(name)
         if target is None:
-            raise UnknownReference(f"segment {name!r} does not exist", field=f"{path}.in_segment")
+            raise unknown_segment(name, self.ctx, f"{path}.in_segment")
         try:
             return exp.paren(self.predicate(target, stack), copy=False)
         except (UnknownAttribute, OperatorTypeMismatch, InvalidValue) as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -17,10 +18,11 @@ from typing import Any
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import YAMLError
+from ruamel.yaml.error import ReusedAnchorWarning, YAMLError
 
 from audience.definitions.conditions import TAGS
 from audience.definitions.kinds import KINDS, Definition
+from audience.definitions.ordering import applicable_order
 from audience.errors import (
     DefinitionError,
     InvalidYAML,
@@ -99,16 +101,23 @@ def load_text(text: str, origin: str = "<input>") -> list[LoadedDocument]:
     yaml = YAML(typ="rt")
     source = text.splitlines()
     try:
-        positioned = [
-            (_start_line(raw), *_plain_with_lines(raw, source))
-            for raw in yaml.load_all(text)
-            if raw is not None
-        ]
+        with warnings.catch_warnings():
+            # redefining an anchor is valid YAML; ruamel's multi-line warning would reach users
+            warnings.simplefilter("ignore", ReusedAnchorWarning)
+            raws = [raw for raw in yaml.load_all(text) if raw is not None]
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{origin}:{mark.line + 1}" if mark is not None else origin
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise InvalidYAML(f"not valid YAML: {problem}", where=where) from None
+    except RecursionError:
+        raise NestingTooDeep("document nested too deeply to read", where=origin) from None
+    except Exception as exc:
+        # ruamel builds tagged or dated scalars without a position, and fails on odd ones with
+        # whatever Python raises: `!!int 0x`, `!!set` on a scalar, `2001-02-30`
+        raise InvalidYAML(f"not valid YAML: a value cannot be read ({exc})", where=origin) from None
+    try:
+        positioned = [(_start_line(raw), *_plain_with_lines(raw, source)) for raw in raws]
     except RecursionError:
         raise NestingTooDeep("document nested too deeply to read", where=origin) from None
     return [
@@ -275,12 +284,13 @@ class _Reader:
 
 
 def dump_documents(definitions: Iterable[Definition]) -> str:
-    """YAML text of the definitions, in a form `load_text` accepts unchanged."""
+    """YAML text of the definitions, in a form `load_text` accepts unchanged, each after the
+    definitions it uses (so applying the documents one by one also works)."""
     yaml = YAML(typ="rt")
     buffer = io.StringIO()
     documents = [
         {"kind": d.kind, **d.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
-        for d in definitions
+        for d in applicable_order(definitions)
     ]
     yaml.dump_all(documents, buffer)
     return buffer.getvalue()

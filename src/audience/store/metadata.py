@@ -6,17 +6,20 @@ migrations, applied when the store is opened (see `migrate`). Every table is pre
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from audience.errors import WorkspaceError
+from audience.store.activations import ActivationLog
 from audience.store.migrate import upgrade
 from audience.store.models import DefinitionVersion, InsightSnapshot, aware
 from audience.store.runs import RunLog
@@ -30,6 +33,21 @@ class StoredDefinition:
     name: str
     version: int
     body: dict[str, Any]
+    applied_at: datetime
+
+
+class SegmentSummary(BaseModel):
+    """A segment as `segment list` shows it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    version: int
+    """The newest version."""
+    status: Literal["active", "draft"]
+    """The newest version's status: a draft is an edit others do not see yet."""
+    active_version: int | None
+    """The version campaigns and other segments use; none while it has only drafts."""
     applied_at: datetime
 
 
@@ -72,6 +90,7 @@ class MetadataStore:
             raise WorkspaceError(f"cannot open the metadata store: {exc.args[0]}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.runs = RunLog(self._sessions)
+        self.activations = ActivationLog(self._sessions)
 
     def session(self) -> Session:
         """A new session; use it as a context manager."""
@@ -80,11 +99,21 @@ class MetadataStore:
     def save_definitions(
         self, documents: Iterable[tuple[str, str, dict[str, Any]]], now: datetime
     ) -> list[AppliedChange]:
-        """Store each (kind, name, body) as a new version if it changed, all in one transaction."""
+        """Store each (kind, name, body) as a new version if it changed, all in one transaction.
+
+        A segment given twice (its active version, then a draft edit of it, as `export` writes
+        it) is compared as a pair: the first with the newest active version, the draft with the
+        newest version, so applying an export again changes nothing."""
+        items = list(documents)
+        paired = {key for key, count in Counter((k, n) for k, n, _ in items).items() if count > 1}
         changes: list[AppliedChange] = []
         with self.session() as session, session.begin():
-            for kind, name, body in documents:
+            for kind, name, body in items:
                 current = _latest(session, kind, name)
+                if (kind, name) in paired:
+                    paired.discard((kind, name))  # the first of the pair: the active version
+                    active = _latest_active(session, name)
+                    current = active if active is not None and active.body == body else current
                 if current is not None and current.body == body:
                     changes.append(AppliedChange(kind, name, current.version, changed=False))
                     continue
@@ -140,8 +169,32 @@ class MetadataStore:
         found: dict[str, StoredDefinition] = {}
         with self.session() as session:
             for row in session.scalars(query):
-                if row.name not in found and row.body.get("status", "active") == "active":
+                if row.name not in found and _is_active(row.body):
                     found[row.name] = _stored(row)
+        return list(found.values())
+
+    def segment_summaries(self) -> list[SegmentSummary]:
+        """Every segment, by name: its newest version, that version's status, and the version
+        others use (its newest active one, if any)."""
+        query = (
+            select(DefinitionVersion)
+            .where(DefinitionVersion.kind == "segment")
+            .order_by(DefinitionVersion.name, DefinitionVersion.version.desc())
+        )
+        found: dict[str, SegmentSummary] = {}
+        with self.session() as session:
+            for row in session.scalars(query):
+                summary = found.get(row.name)
+                if summary is None:
+                    found[row.name] = SegmentSummary(
+                        name=row.name,
+                        version=row.version,
+                        status="active" if _is_active(row.body) else "draft",
+                        active_version=row.version if _is_active(row.body) else None,
+                        applied_at=aware(row.applied_at),
+                    )
+                elif summary.active_version is None and _is_active(row.body):
+                    found[row.name] = summary.model_copy(update={"active_version": row.version})
         return list(found.values())
 
     def record_insights(
@@ -177,6 +230,19 @@ def _latest(session: Session, kind: str, name: str) -> DefinitionVersion | None:
         .order_by(DefinitionVersion.version.desc())
         .limit(1)
     ).first()
+
+
+def _latest_active(session: Session, name: str) -> DefinitionVersion | None:
+    versions = session.scalars(
+        select(DefinitionVersion)
+        .where(DefinitionVersion.kind == "segment", DefinitionVersion.name == name)
+        .order_by(DefinitionVersion.version.desc())
+    )
+    return next((row for row in versions if _is_active(row.body)), None)
+
+
+def _is_active(body: dict[str, Any]) -> bool:
+    return bool(body.get("status", "active") == "active")
 
 
 def _stored(row: DefinitionVersion) -> StoredDefinition:

@@ -11,10 +11,12 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -63,20 +65,45 @@ class RunRecord(Base):
     """One send of an activation: what, when, how it went, how many in each group."""
 
     __tablename__ = "audience_runs"
+    __table_args__ = (
+        # A real run due at a given time exists once, whoever makes it (SPEC §7: at most once).
+        Index(
+            "audience_runs_due",
+            "activation_kind",
+            "activation_name",
+            "scheduled_for",
+            unique=True,
+            sqlite_where=text("NOT is_test"),
+            postgresql_where=text("NOT is_test"),
+        ),
+        Index("audience_runs_status", "status"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    run_key: Mapped[str] = mapped_column(String(600), unique=True)
     activation_kind: Mapped[str] = mapped_column(String(32))
     activation_name: Mapped[str] = mapped_column(String(200), index=True)
     version: Mapped[int] = mapped_column(Integer)
     scheduled_for: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     status: Mapped[str] = mapped_column(String(16))
+    """queued, running, succeeded, failed or canceled."""
     is_test: Mapped[bool] = mapped_column(Boolean, default=False)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """What the error was: transient or terminal (a delivery), engine, definition, state…"""
+    trigger: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """schedule (made by a worker) or manual (a command)."""
+    claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """A queued retry waits until then (back-off)."""
+    retries: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    """Each failed attempt that was retried: when, its error and its kind."""
 
 
 class DeliveryRecord(Base):
@@ -97,3 +124,19 @@ class DeliveryRecord(Base):
     bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     delivered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ActivationRecord(Base):
+    """An activation put on its schedule (one that is not here is a draft)."""
+
+    __tablename__ = "audience_activations"
+
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    """scheduled, paused or canceled: what the user asked for."""
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    """When the schedule took effect: nothing before it is owed; `once: asap` is due then."""
+    last_due: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """The newest due time a run was made for (or that resuming passed over)."""
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

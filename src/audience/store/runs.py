@@ -1,17 +1,45 @@
-"""The run log: every send of an activation, and each file it delivered (SPEC §7)."""
+"""The run log: every send of an activation, and each file it delivered (SPEC §7).
+
+A run is keyed by (kind, name, scheduled_for): a real run due at a given time exists once,
+whoever makes it (a unique index). Its life:
+
+```
+queued ──claim──► running ──► succeeded
+   ▲                 │  └───► failed ──retry──► queued
+   └──postpone───────┘        (canceled, from queued, running or failed)
+```
+
+A running run holds a lease (`claimed_by`, `lease_expires_at`) that its worker renews with a
+heartbeat; a run whose lease has expired is taken over by the next claim (its attempt counts up).
+Claims lock the row they take (`FOR UPDATE SKIP LOCKED` on PostgreSQL; on SQLite the whole write
+is one `BEGIN IMMEDIATE` transaction), so two workers never take the same run.
+"""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from audience.errors import NotFound, StateError
+from audience.errors import (
+    AudienceError,
+    DefinitionError,
+    EngineError,
+    NotFound,
+    StateError,
+    TerminalDeliveryError,
+    TransientDeliveryError,
+)
+from audience.store.locking import locked_session
 from audience.store.models import DeliveryRecord, RunRecord, aware
+
+ACTIVE = ("queued", "running")
+"""Statuses of a run that has not ended."""
 
 
 @dataclass(frozen=True)
@@ -38,13 +66,19 @@ class Run:
     activation_name: str
     version: int
     scheduled_for: datetime
-    started_at: datetime
+    started_at: datetime | None
     ended_at: datetime | None
     status: str
     is_test: bool
     attempt: int
     counts: dict[str, Any]
     error: str | None
+    error_kind: str | None = None
+    trigger: str | None = None
+    claimed_by: str | None = None
+    lease_expires_at: datetime | None = None
+    not_before: datetime | None = None
+    retries: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[DeliveredFile] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -55,13 +89,17 @@ class Run:
             "kind": self.activation_kind,
             "version": self.version,
             "scheduled_for": self.scheduled_for.isoformat(),
-            "started_at": self.started_at.isoformat(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
             "ended_at": self.ended_at.isoformat() if self.ended_at else None,
             "status": self.status,
             "test": self.is_test,
             "attempt": self.attempt,
+            "trigger": self.trigger,
             "counts": self.counts,
             "error": self.error,
+            "error_kind": self.error_kind,
+            "retries": self.retries,
+            "next_attempt_at": self.not_before.isoformat() if self.not_before else None,
             "deliveries": [
                 {
                     "destination": d.destination,
@@ -78,6 +116,20 @@ class Run:
         }
 
 
+def error_kind(error: BaseException) -> str:
+    """The kind of an error as the run log keeps it; retries are decided by it."""
+    kinds: tuple[tuple[type[BaseException], str], ...] = (
+        (TransientDeliveryError, "transient"),
+        (TerminalDeliveryError, "terminal"),
+        (EngineError, "engine"),
+        (DefinitionError, "definition"),
+        (StateError, "state"),
+        (NotFound, "not_found"),
+        (AudienceError, "error"),
+    )
+    return next((name for kind, name in kinds if isinstance(error, kind)), "internal")
+
+
 class RunLog:
     """Runs and deliveries in the metadata store."""
 
@@ -92,43 +144,97 @@ class RunLog:
         version: int,
         scheduled_for: datetime,
         now: datetime,
+        worker: str,
+        lease: timedelta,
         is_test: bool = False,
     ) -> Run:
-        """Start a run, or retry the failed one due at the same time (keeping its id)."""
-        key = f"test:{uuid.uuid4().hex}" if is_test else f"{kind}:{name}:{_utc(scheduled_for)}"
-        with self._sessions() as session, session.begin():
-            row = session.scalars(select(RunRecord).where(RunRecord.run_key == key)).first()
+        """Start a run now (a command, not a worker), or the attempt after a failed one, or take
+        over one whose worker's lease has expired; the run stays keyed by its due time."""
+        scheduled_for, now = utc(scheduled_for), utc(now)
+        with locked_session(self._sessions) as session:
+            row = None
+            if not is_test:
+                row = session.scalars(_due(kind, name, scheduled_for).with_for_update()).first()
             if row is None:
-                row = RunRecord(
-                    id=uuid.uuid4().hex,
-                    run_key=key,
-                    activation_kind=kind,
-                    activation_name=name,
-                    version=version,
-                    scheduled_for=scheduled_for,
-                    started_at=now,
-                    status="running",
-                    is_test=is_test,
-                    attempt=1,
-                    counts={},
-                )
+                row = _new_row(kind, name, version, scheduled_for, is_test, "manual")
                 session.add(row)
             elif row.status == "succeeded":
                 raise StateError(
                     f"{kind} {name!r} already ran successfully for {_utc(scheduled_for)} "
                     f"(run {row.id}); pass another --now to send again"
                 )
-            elif row.status == "running":
+            elif row.status == "running" and not _expired(row, now):
                 raise StateError(f"{kind} {name!r} is already running (run {row.id})")
-            else:
-                row.attempt += 1
-                row.status = "running"
-                row.version = version
-                row.started_at = now
-                row.ended_at = None
-                row.error = None
+            _start(row, version=version, now=now, worker=worker, lease=lease)
+            try:
+                session.flush()
+            except IntegrityError:
+                raise StateError(f"{kind} {name!r} is already running for that time") from None
+            return _run(row, [])
+
+    def enqueue(
+        self, session: Session, *, kind: str, name: str, version: int, scheduled_for: datetime
+    ) -> bool:
+        """Queue the run due at `scheduled_for` in the caller's transaction, unless it exists;
+        whether it was queued now."""
+        scheduled_for = utc(scheduled_for)
+        if session.scalars(_due(kind, name, scheduled_for)).first() is not None:
+            return False
+        session.add(_new_row(kind, name, version, scheduled_for, False, "schedule"))
+        session.flush()
+        return True
+
+    def claim(self, *, worker: str, now: datetime, lease: timedelta) -> Run | None:
+        """Take the oldest run that is due: queued (and past its back-off), or running under a
+        lease that has expired (its worker died). None when there is nothing to do."""
+        now = utc(now)
+        ready = or_(
+            and_(
+                RunRecord.status == "queued",
+                or_(RunRecord.not_before.is_(None), RunRecord.not_before <= now),
+            ),
+            and_(RunRecord.status == "running", RunRecord.lease_expires_at < now),
+        )
+        query = (
+            select(RunRecord)
+            .where(ready)
+            .order_by(RunRecord.scheduled_for, RunRecord.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        with locked_session(self._sessions) as session:
+            row = session.scalars(query).first()
+            if row is None:
+                return None
+            _start(row, version=row.version, now=now, worker=worker, lease=lease)
             session.flush()
             return _run(row, [])
+
+    def heartbeat(self, run_id: str, *, worker: str, now: datetime, lease: timedelta) -> bool:
+        """Renew a running run's lease; False when the run is no longer this worker's."""
+        now = utc(now)
+        try:
+            return self._renew(run_id, worker=worker, until=now + lease)
+        except SQLAlchemyError:
+            return False  # the store is unreachable for now; the next beat tries again
+
+    def _renew(self, run_id: str, *, worker: str, until: datetime) -> bool:
+        with self._sessions() as session, session.begin():
+            renewed = session.execute(
+                update(RunRecord)
+                .where(
+                    RunRecord.id == run_id,
+                    RunRecord.claimed_by == worker,
+                    RunRecord.status == "running",
+                )
+                .values(lease_expires_at=until)
+            )
+            return bool(getattr(renewed, "rowcount", 0))
+
+    def set_version(self, run_id: str, version: int) -> None:
+        """Record the definition version a run actually used (the newest when it ran)."""
+        with self._sessions() as session, session.begin():
+            _row(session, run_id).version = version
 
     def add_delivery(self, run_id: str, delivered: DeliveredFile, now: datetime) -> None:
         """Record one file as delivered (kept even if the run fails later)."""
@@ -164,27 +270,140 @@ class RunLog:
         now: datetime,
         counts: dict[str, Any] | None = None,
         error: str | None = None,
+        kind_of_error: str | None = None,
     ) -> Run:
-        """Close a run as succeeded or failed."""
+        """Close a run as succeeded, failed or canceled."""
+        now = utc(now)
         with self._sessions() as session, session.begin():
-            row = session.get(RunRecord, run_id)
-            if row is None:
-                raise NotFound(f"run {run_id} does not exist")
+            row = _row(session, run_id)
             row.status = status
             row.ended_at = now
             row.error = error
+            row.error_kind = kind_of_error if error is not None else None
+            row.lease_expires_at = None
             if counts is not None:
                 row.counts = counts
             session.flush()
             return _run(row, _deliveries(session, run_id))
 
+    def fail(
+        self, run_id: str, error: BaseException, *, now: datetime, counts: dict[str, Any]
+    ) -> Run:
+        """Close a run as failed, keeping the error's kind and message."""
+        message = str(error) if isinstance(error, AudienceError) else repr(error)
+        return self.finish(
+            run_id,
+            status="failed",
+            now=now,
+            counts=counts,
+            error=message,
+            kind_of_error=error_kind(error),
+        )
+
+    def postpone(
+        self,
+        run_id: str,
+        error: BaseException,
+        *,
+        now: datetime,
+        until: datetime,
+        counts: dict[str, Any],
+    ) -> Run:
+        """Queue a run again after a transient failure, to be retried from `until`; the failed
+        attempt is kept in `retries`."""
+        now, until = utc(now), utc(until)
+        with self._sessions() as session, session.begin():
+            row = _row(session, run_id)
+            row.retries = [
+                *(row.retries or []),
+                {
+                    "attempt": row.attempt,
+                    "at": _utc(now),
+                    "error": str(error),
+                    "error_kind": error_kind(error),
+                },
+            ]
+            row.status = "queued"
+            row.not_before = until
+            row.claimed_by = None
+            row.lease_expires_at = None
+            row.counts = counts
+            row.error = str(error)
+            row.error_kind = error_kind(error)
+            session.flush()
+            return _run(row, _deliveries(session, run_id))
+
+    def retry(self, run_id: str) -> Run:
+        """Queue a failed (or canceled) run again, to run as its next attempt."""
+        with locked_session(self._sessions) as session:
+            row = _row(session, run_id)
+            if row.status == "succeeded":
+                raise StateError(f"run {row.id} succeeded; there is nothing to retry")
+            if row.status in ACTIVE:
+                raise StateError(f"run {row.id} is {row.status} already")
+            if row.is_test:
+                raise StateError(f"run {row.id} was a test send; send a new test instead")
+            row.status = "queued"
+            row.not_before = None
+            row.ended_at = None
+            session.flush()
+            return _run(row, _deliveries(session, run_id))
+
+    def cancel(self, run_id: str, *, now: datetime) -> Run:
+        """Mark a queued or failed run, or a running one whose lease has expired, canceled."""
+        now = utc(now)
+        with locked_session(self._sessions) as session:
+            row = _row(session, run_id)
+            if row.status == "succeeded" or row.status == "canceled":
+                raise StateError(f"run {row.id} is {row.status}; there is nothing to cancel")
+            if row.status == "running" and not _expired(row, now):
+                raise StateError(
+                    f"run {row.id} is running on {row.claimed_by} (its lease runs until "
+                    f"{_utc(row.lease_expires_at or now)}); cancel it once the lease has expired"
+                )
+            row.status = "canceled"
+            row.ended_at = now
+            row.claimed_by = None
+            row.lease_expires_at = None
+            session.flush()
+            return _run(row, _deliveries(session, run_id))
+
+    def cancel_queued(self, kind: str, name: str, *, now: datetime) -> int:
+        """Cancel every queued run of an activation; how many there were."""
+        now = utc(now)
+        with self._sessions() as session, session.begin():
+            canceled = session.execute(
+                update(RunRecord)
+                .where(
+                    RunRecord.activation_kind == kind,
+                    RunRecord.activation_name == name,
+                    RunRecord.status == "queued",
+                )
+                .values(status="canceled", ended_at=now)
+            )
+            return int(getattr(canceled, "rowcount", 0))
+
     def get(self, run_id: str) -> Run:
         """One run with its deliveries."""
         with self._sessions() as session:
-            row = session.get(RunRecord, run_id)
-            if row is None:
-                raise NotFound(f"run {run_id} does not exist")
+            row = _row(session, run_id)
             return _run(row, _deliveries(session, run_id))
+
+    def find(self, prefix: str) -> Run:
+        """The run whose id is or starts with `prefix` (lists show the first 12 characters)."""
+        if len(prefix) < 6:
+            raise NotFound(f"run {prefix!r} does not exist; give at least 6 characters of its id")
+        with self._sessions() as session:
+            rows = list(
+                session.scalars(select(RunRecord).where(RunRecord.id.startswith(prefix)).limit(2))
+            )
+            if len(rows) != 1:
+                raise NotFound(
+                    f"run {prefix!r} does not exist"
+                    if not rows
+                    else f"{prefix!r} starts more than one run id; give more of it"
+                )
+            return _run(rows[0], _deliveries(session, rows[0].id))
 
     def history(self, name: str | None = None, kind: str | None = None) -> list[Run]:
         """Runs, newest first (of one activation when named)."""
@@ -198,8 +417,25 @@ class RunLog:
         with self._sessions() as session:
             return [_run(row, _deliveries(session, row.id)) for row in session.scalars(query)]
 
-    def successes(self, kind: str, name: str) -> list[str]:
-        """Ids of the activation's successful real runs, oldest first."""
+    def latest(self, kind: str, name: str) -> Run | None:
+        """The activation's newest real run by due time, if any."""
+        query = (
+            select(RunRecord)
+            .where(
+                RunRecord.activation_kind == kind,
+                RunRecord.activation_name == name,
+                RunRecord.is_test.is_(False),
+            )
+            .order_by(RunRecord.scheduled_for.desc())
+            .limit(1)
+        )
+        with self._sessions() as session:
+            row = session.scalars(query).first()
+            return _run(row, []) if row is not None else None
+
+    def successes(self, kind: str, name: str, *, since: datetime | None = None) -> list[str]:
+        """Ids of the activation's successful real runs, oldest first (due at or after `since`
+        when given)."""
         query = (
             select(RunRecord.id)
             .where(
@@ -210,8 +446,72 @@ class RunLog:
             )
             .order_by(RunRecord.scheduled_for, RunRecord.started_at)
         )
+        if since is not None:
+            query = query.where(RunRecord.scheduled_for >= utc(since))
         with self._sessions() as session:
             return list(session.scalars(query))
+
+    def active(self, kind: str, name: str) -> list[Run]:
+        """The activation's queued and running runs, oldest first."""
+        query = (
+            select(RunRecord)
+            .where(
+                RunRecord.activation_kind == kind,
+                RunRecord.activation_name == name,
+                RunRecord.status.in_(ACTIVE),
+            )
+            .order_by(RunRecord.scheduled_for)
+        )
+        with self._sessions() as session:
+            return [_run(row, []) for row in session.scalars(query)]
+
+
+def _due(kind: str, name: str, scheduled_for: datetime) -> Any:
+    return select(RunRecord).where(
+        RunRecord.activation_kind == kind,
+        RunRecord.activation_name == name,
+        RunRecord.scheduled_for == utc(scheduled_for),
+        RunRecord.is_test.is_(False),
+    )
+
+
+def _new_row(
+    kind: str, name: str, version: int, scheduled_for: datetime, is_test: bool, trigger: str
+) -> RunRecord:
+    return RunRecord(
+        id=uuid.uuid4().hex,
+        activation_kind=kind,
+        activation_name=name,
+        version=version,
+        scheduled_for=scheduled_for,
+        status="queued",
+        is_test=is_test,
+        attempt=0,
+        counts={},
+        trigger=trigger,
+    )
+
+
+def _start(row: RunRecord, *, version: int, now: datetime, worker: str, lease: timedelta) -> None:
+    row.attempt = (row.attempt or 0) + 1
+    row.status = "running"
+    row.version = version
+    row.started_at = now
+    row.ended_at = None
+    row.claimed_by = worker
+    row.lease_expires_at = now + lease
+    row.not_before = None
+
+
+def _expired(row: RunRecord, now: datetime) -> bool:
+    return row.lease_expires_at is None or aware(row.lease_expires_at) < now
+
+
+def _row(session: Session, run_id: str) -> RunRecord:
+    row = session.get(RunRecord, run_id)
+    if row is None:
+        raise NotFound(f"run {run_id} does not exist")
+    return row
 
 
 def _deliveries(session: Session, run_id: str) -> list[DeliveredFile]:
@@ -233,16 +533,27 @@ def _run(row: RunRecord, deliveries: list[DeliveredFile]) -> Run:
         activation_name=row.activation_name,
         version=row.version,
         scheduled_for=aware(row.scheduled_for),
-        started_at=aware(row.started_at),
+        started_at=aware(row.started_at) if row.started_at is not None else None,
         ended_at=aware(row.ended_at) if row.ended_at is not None else None,
         status=row.status,
         is_test=row.is_test,
         attempt=row.attempt,
         counts=dict(row.counts or {}),
         error=row.error,
+        error_kind=row.error_kind,
+        trigger=row.trigger,
+        claimed_by=row.claimed_by,
+        lease_expires_at=aware(row.lease_expires_at) if row.lease_expires_at else None,
+        not_before=aware(row.not_before) if row.not_before else None,
+        retries=list(row.retries or []),
         deliveries=deliveries,
     )
 
 
+def utc(moment: datetime) -> datetime:
+    """A time as the store keeps it: in UTC (SQLite keeps no zone, so values compare as text)."""
+    return aware(moment).astimezone(UTC)
+
+
 def _utc(moment: datetime) -> str:
-    return aware(moment).astimezone(UTC).isoformat()
+    return utc(moment).isoformat()

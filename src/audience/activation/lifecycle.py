@@ -1,0 +1,230 @@
+"""An activation's life (SPEC §7): scheduled, paused, resumed, canceled; its status as the
+Activations page shows it; and its runs retried or canceled by hand.
+
+What the user asked for is recorded (`audience_activations`); what the status page says is
+derived from that, the schedule and the run log:
+
+| status    | when |
+|-----------|------|
+| draft     | never scheduled and never sent |
+| scheduled | on its schedule, waiting for the next due time |
+| running   | a run is running now |
+| delivered | a one-time (or ended) schedule whose last run succeeded |
+| error     | its last run failed, and no retry is queued |
+| paused    | paused by the user; resumes where it left off, without catching up |
+| canceled  | canceled by the user; queued runs are canceled with it |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from audience.activation.runner import KINDS, execute, lease_of, this_process
+from audience.activation.setting import Progress
+from audience.definitions.schedule import Schedule, check_schedule
+from audience.errors import DefinitionError, NotFound, StateError
+from audience.scheduling.describe import describe
+from audience.scheduling.schedule import ScheduleHistory, next_run
+from audience.store.activations import ScheduledActivation
+from audience.store.runs import Run
+
+if TYPE_CHECKING:
+    from audience.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class ActivationStatus:
+    """One row of the Activations page."""
+
+    kind: str
+    name: str
+    status: str
+    schedule: str
+    next_due: datetime | None
+    last_run: Run | None
+    launch_date: date | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The public JSON shape of `audience status --json`."""
+        last = self.last_run
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "status": self.status,
+            "schedule": self.schedule,
+            "next_due": self.next_due.isoformat() if self.next_due else None,
+            "launch_date": self.launch_date.isoformat() if self.launch_date else None,
+            "last_run": None
+            if last is None
+            else {
+                "run_id": last.id,
+                "scheduled_for": last.scheduled_for.isoformat(),
+                "status": last.status,
+                "error": last.error,
+            },
+        }
+
+
+class Activations:
+    """Scheduling, pausing, resuming and canceling activations; their status; runs by hand."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self._ws = ws
+
+    def schedule(self, kind: str, name: str) -> ActivationStatus:
+        """Put an activation on its schedule, from now (to the second, as `--now` writes it)."""
+        ws, now = self._ws, self._ws.clock().replace(microsecond=0)
+        schedule = self._checked_schedule(kind, name)
+        current = ws.store.activations.get(kind, name)
+        if current is not None and current.state == "scheduled":
+            raise StateError(f"{kind} {name!r} is scheduled already")
+        if current is not None and current.state == "paused":
+            raise StateError(f"{kind} {name!r} is paused; resume it instead")
+        check_schedule(schedule, now)
+        ws.store.activations.set_state(
+            kind, name, state="scheduled", now=now, since=now, keep_last_due=False
+        )
+        return self.status_of(kind, name)
+
+    def pause(self, kind: str, name: str) -> ActivationStatus:
+        """Stop starting new runs (a run under way finishes)."""
+        self._expect(kind, name, "scheduled", "pause")
+        self._ws.store.activations.set_state(kind, name, state="paused", now=self._ws.clock())
+        return self.status_of(kind, name)
+
+    def resume(self, kind: str, name: str) -> ActivationStatus:
+        """Start runs again from now; due times missed while paused are not caught up."""
+        ws = self._ws
+        self._checked_schedule(kind, name)
+        paused = self._expect(kind, name, "paused", "resume")
+        now = ws.clock()
+        last_due = max(paused.last_due or now, now) if self._repeats(kind, name) else None
+        ws.store.activations.set_state(kind, name, state="scheduled", now=now, last_due=last_due)
+        return self.status_of(kind, name)
+
+    def cancel(self, kind: str, name: str) -> ActivationStatus:
+        """Take the activation off its schedule for good (it can be scheduled again later);
+        its queued runs are canceled."""
+        ws, now = self._ws, self._ws.clock()
+        current = ws.store.activations.get(kind, name)
+        if current is None or current.state == "canceled":
+            raise StateError(f"{kind} {name!r} is not scheduled; there is nothing to cancel")
+        ws.store.activations.set_state(kind, name, state="canceled", now=now)
+        ws.store.runs.cancel_queued(kind, name, now=now)
+        return self.status_of(kind, name)
+
+    def retry(self, run_id: str, *, progress: Progress | None = None) -> Run:
+        """Run a failed or canceled run again now, as its next attempt."""
+        ws = self._ws
+        run = ws.store.runs.find(run_id)
+        ws.store.runs.retry(run.id)
+        claimed = ws.store.runs.begin(
+            kind=run.activation_kind,
+            name=run.activation_name,
+            version=run.version,
+            scheduled_for=run.scheduled_for,
+            now=ws.clock(),
+            worker=this_process(),
+            lease=lease_of(ws),
+        )
+        return execute(ws, claimed, worker=this_process(), progress=progress)
+
+    def cancel_run(self, run_id: str) -> Run:
+        """Mark a queued or failed run — or a running one whose worker's lease has expired —
+        canceled."""
+        ws = self._ws
+        return ws.store.runs.cancel(ws.store.runs.find(run_id).id, now=ws.clock())
+
+    def status(self, kind: str | None = None) -> list[ActivationStatus]:
+        """Every activation (of one kind), by kind and name."""
+        if kind is not None and kind not in KINDS:
+            raise NotFound(f"no activations of kind {kind!r}; kinds: {', '.join(KINDS)}")
+        names = [
+            (stored.kind, stored.name)
+            for stored in self._ws.store.definitions()
+            if stored.kind in KINDS and (kind is None or stored.kind == kind)
+        ]
+        return [self.status_of(k, n) for k, n in names]
+
+    def status_of(self, kind: str, name: str) -> ActivationStatus:
+        """One activation's row of the Activations page."""
+        ws = self._ws
+        definition = self._definition(kind, name)
+        recorded = ws.store.activations.get(kind, name)
+        last = ws.store.runs.latest(kind, name)
+        schedule: Schedule = definition.schedule
+        history = self._history(kind, name, recorded)
+        upcoming = (
+            next_run(schedule, history=history, now=ws.clock())
+            if recorded is not None and recorded.state == "scheduled"
+            else None
+        )
+        return ActivationStatus(
+            kind=kind,
+            name=name,
+            status=_status(recorded, last, upcoming, ws.store.runs.active(kind, name)),
+            schedule=describe(schedule, history),
+            next_due=upcoming,
+            last_run=last,
+            launch_date=getattr(definition, "launch_date", None),
+        )
+
+    def history(self, kind: str, name: str) -> ScheduleHistory | None:
+        """What the run log says about a scheduled activation's schedule (None: not scheduled)."""
+        recorded = self._ws.store.activations.get(kind, name)
+        return None if recorded is None else self._history(kind, name, recorded)
+
+    def _history(
+        self, kind: str, name: str, recorded: ScheduledActivation | None
+    ) -> ScheduleHistory:
+        if recorded is None:
+            return ScheduleHistory(since=self._ws.clock())
+        runs = self._ws.store.runs.successes(kind, name, since=recorded.since)
+        return ScheduleHistory(since=recorded.since, runs=len(runs), last_due=recorded.last_due)
+
+    def _definition(self, kind: str, name: str) -> Any:
+        if kind != "campaign":
+            raise NotFound(f"no activations of kind {kind!r}; kinds: {', '.join(KINDS)}")
+        return self._ws.campaign(name)[0]
+
+    def _repeats(self, kind: str, name: str) -> bool:
+        return self._definition(kind, name).schedule.repeating is not None
+
+    def _checked_schedule(self, kind: str, name: str) -> Schedule:
+        """The activation's schedule, once its definition checks out against what it uses
+        (segments active, destinations there, columns real)."""
+        definition = self._definition(kind, name)
+        try:
+            self._ws.check_activation(definition)
+        except DefinitionError as exc:
+            raise StateError(f"cannot schedule {kind} {name!r}: {exc}") from None
+        schedule: Schedule = definition.schedule
+        return schedule
+
+    def _expect(self, kind: str, name: str, state: str, verb: str) -> ScheduledActivation:
+        current = self._ws.store.activations.get(kind, name)
+        if current is None or current.state != state:
+            now = "a draft" if current is None else current.state
+            raise StateError(f"cannot {verb} {kind} {name!r}: it is {now}, not {state}")
+        return current
+
+
+def _status(
+    recorded: ScheduledActivation | None,
+    last: Run | None,
+    upcoming: datetime | None,
+    active: list[Run],
+) -> str:
+    if recorded is not None and recorded.state in {"paused", "canceled"}:
+        return recorded.state
+    if any(run.status == "running" for run in active):
+        return "running"
+    if last is not None and last.status == "failed" and not active:
+        return "error"
+    if recorded is None or recorded.state != "scheduled":
+        return "draft" if last is None else {"succeeded": "delivered"}.get(last.status, "draft")
+    if upcoming is None and last is not None and last.status == "succeeded" and not active:
+        return "delivered"
+    return "scheduled"

@@ -1,0 +1,127 @@
+"""Recording one attempt of a run, the same for every kind of activation.
+
+Whoever starts the attempt (a command, or a worker that claimed the run) hands the activation a
+`RunRecording`: the activation reports each file as it is delivered and its counts as they become
+known; `record` renews the run's lease while the work goes on, then closes the run as succeeded,
+failed (with the error's kind), or — for a transient failure the retry policy allows — queued
+again after a back-off.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from audience.errors import AudienceError, TransientDeliveryError
+from audience.store.runs import DeliveredFile, Run, RunLog
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How transient failures are retried: up to `max_attempts` attempts in all, waiting
+    `base × 2^(attempt-1)` (at most `cap`) with full jitter, and never less than a destination's
+    retry-after hint."""
+
+    max_attempts: int = 5
+    base: timedelta = timedelta(seconds=30)
+    cap: timedelta = timedelta(hours=1)
+    jitter: Callable[[], float] = field(default=random.random)
+
+    def delay(self, attempt: int, hint: float | None = None) -> timedelta:
+        """The wait before attempt `attempt + 1`."""
+        ceiling = min(self.base * (1 << min(max(attempt - 1, 0), 30)), self.cap)
+        wait = ceiling * (0.5 + 0.5 * self.jitter())  # jitter spreads retries of many runs
+        return max(wait, timedelta(seconds=hint or 0))
+
+
+@dataclass
+class RunRecording:
+    """One attempt of a run as it goes."""
+
+    runs: RunLog
+    run: Run
+    clock: Clock
+    worker: str
+    lease: timedelta
+    counts: dict[str, Any] = field(default_factory=dict)
+    """What the run knows so far (a failed run keeps it: the plan, once known)."""
+
+    def delivered(self, file: DeliveredFile) -> None:
+        """A file is published: record it at once, so it is known even if the run fails."""
+        self.runs.add_delivery(self.run.id, file, self.clock())
+
+    def record(
+        self,
+        work: Callable[[RunRecording], dict[str, Any]],
+        *,
+        retry: RetryPolicy | None = None,
+        heartbeat_every: float | None = None,
+    ) -> Run:
+        """Do `work` (which returns the final counts) under a heartbeat, then close the run.
+
+        An `AudienceError` fails the run (or postpones it, when transient and `retry` allows
+        another attempt); any other exception is a bug: the run is failed and it is re-raised.
+        """
+        self.runs.clear_deliveries(self.run.id)
+        beat = _Heartbeat(self, heartbeat_every or self.lease.total_seconds() / 3)
+        beat.start()
+        try:
+            counts = work(self)
+        except AudienceError as error:
+            beat.stop()
+            return self._failed(error, retry)
+        except BaseException as error:
+            beat.stop()
+            self.runs.fail(self.run.id, error, now=self.clock(), counts=self.counts)
+            raise
+        beat.stop()
+        return self.runs.finish(self.run.id, status="succeeded", now=self.clock(), counts=counts)
+
+    def _failed(self, error: AudienceError, retry: RetryPolicy | None) -> Run:
+        now = self.clock()
+        if (
+            isinstance(error, TransientDeliveryError)
+            and retry is not None
+            and self.run.attempt < retry.max_attempts
+        ):
+            wait = retry.delay(self.run.attempt, error.retry_after)
+            return self.runs.postpone(
+                self.run.id, error, now=now, until=now + wait, counts=self.counts
+            )
+        return self.runs.fail(self.run.id, error, now=now, counts=self.counts)
+
+
+class _Heartbeat:
+    """Renews a run's lease on a thread while the run works (real time between beats; the
+    lease's expiry is on the recording's clock)."""
+
+    def __init__(self, recording: RunRecording, every: float) -> None:
+        self._recording = recording
+        self._every = every
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="audience-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        recording = self._recording
+        while not self._stopped.wait(self._every):
+            # A lost lease (another worker took the run over) is not ours to fix here: the
+            # other attempt publishes under the same run id, so nothing is sent twice.
+            recording.runs.heartbeat(
+                recording.run.id,
+                worker=recording.worker,
+                now=recording.clock(),
+                lease=recording.lease,
+            )

@@ -1,0 +1,68 @@
+"""From a begun or claimed run to its outcome: the one path every kind of activation takes,
+whether a command sends it now or a worker claimed it."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from audience.activation.campaign import run_campaign
+from audience.activation.recording import RetryPolicy, RunRecording
+from audience.activation.setting import Progress
+from audience.errors import StateError
+from audience.store.runs import Run
+
+if TYPE_CHECKING:
+    from audience.workspace import Workspace
+
+KINDS = ("campaign",)
+"""The kinds of activation a run can be of (journeys and orchestrations join here)."""
+
+
+def this_process() -> str:
+    """Who holds a run's lease when this process runs it: host and process id."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def lease_of(ws: Workspace) -> timedelta:
+    """How long a run is its runner's without a heartbeat."""
+    return timedelta(seconds=ws.settings.worker.lease_seconds)
+
+
+def retry_policy(ws: Workspace) -> RetryPolicy:
+    """The workspace's policy for transient failures."""
+    worker = ws.settings.worker
+    return RetryPolicy(
+        max_attempts=worker.max_attempts,
+        base=timedelta(seconds=worker.retry_base_seconds),
+        cap=timedelta(seconds=worker.retry_cap_seconds),
+    )
+
+
+def execute(
+    ws: Workspace,
+    run: Run,
+    *,
+    worker: str,
+    progress: Progress | None = None,
+    test_records: int | None = None,
+    retry: RetryPolicy | None = None,
+) -> Run:
+    """Do the run's work as of its due time, with the activation's current definition, and
+    record how it ended (see `RunRecording.record`)."""
+    recording = RunRecording(ws.store.runs, run, ws.clock, worker, lease_of(ws))
+
+    def work(recording: RunRecording) -> dict[str, Any]:
+        if run.activation_kind != "campaign":
+            raise StateError(f"runs of kind {run.activation_kind!r} cannot be executed here")
+        campaign, version = ws.campaign(run.activation_name)
+        if version != run.version:
+            ws.store.runs.set_version(run.id, version)
+        setting = ws.campaign_setting(now=run.scheduled_for)
+        return run_campaign(
+            campaign, setting, recording, progress=progress, test_records=test_records
+        )
+
+    return recording.record(work, retry=retry)

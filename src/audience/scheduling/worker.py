@@ -1,0 +1,108 @@
+"""The worker: queues the runs that schedules make due, claims them, runs them (SPEC §7).
+
+Each `tick`:
+
+1. **Queue** — for every scheduled activation (each row locked, so several workers share the
+   work), the due times its schedule owes by now under its catch-up policy become queued runs.
+   A run is unique by (kind, name, due time), so a due time is queued once, whoever sees it.
+2. **Claim and run** — the oldest ready run (queued and past its back-off, or running under a
+   lease that expired because its worker died) is claimed under a lease, run with a heartbeat,
+   and closed: succeeded, failed, or queued again after a transient failure (`RetryPolicy`).
+   Repeated until nothing is ready.
+
+The customer database is opened for each run and closed after it (`release_engine`): DuckDB
+lets one process write at a time, so commands in another terminal get their turn between runs.
+Time comes from the workspace's clock; `--now` makes a worker run as of another moment.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from audience.activation.recording import RetryPolicy
+from audience.activation.runner import execute, lease_of, retry_policy, this_process
+from audience.errors import AudienceError
+from audience.scheduling.schedule import ScheduleHistory, due_times
+from audience.store.runs import Run, utc
+
+if TYPE_CHECKING:
+    from audience.workspace import Workspace
+
+
+class Worker:
+    """Runs what is due in one workspace, one run at a time."""
+
+    def __init__(
+        self,
+        ws: Workspace,
+        *,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        on_run: Callable[[Run], None] | None = None,
+    ) -> None:
+        self.ws = ws
+        self.name = name or this_process()
+        self.retry = retry or retry_policy(ws)
+        self.on_run = on_run
+        """Hears of each run as it ends (the CLI prints a line)."""
+
+    def tick(self) -> list[Run]:
+        """Queue what schedules owe, then run everything ready; the runs that ended."""
+        self.queue_due(self.ws.clock())
+        ended: list[Run] = []
+        while (run := self.run_next()) is not None:
+            ended.append(run)
+        return ended
+
+    def queue_due(self, now: datetime) -> int:
+        """Queue the runs every scheduled activation owes at `now`; how many were queued."""
+        ws = self.ws
+        queued = 0
+        with ws.store.activations.locked() as session:
+            for record in ws.store.activations.due(session):
+                try:
+                    definition, version = ws.campaign(record.name)
+                except AudienceError:
+                    continue  # a definition that vanished has nothing to owe
+                history = ScheduleHistory(
+                    since=utc(record.since),
+                    runs=len(ws.store.runs.successes(record.kind, record.name, since=record.since)),
+                    last_due=utc(record.last_due) if record.last_due is not None else None,
+                )
+                times = due_times(definition.schedule, history=history, now=now)
+                for due in times:
+                    queued += ws.store.runs.enqueue(
+                        session,
+                        kind=record.kind,
+                        name=record.name,
+                        version=version,
+                        scheduled_for=due,
+                    )
+                if times:
+                    record.last_due = max(times)
+        return queued
+
+    def run_next(self) -> Run | None:
+        """Claim the oldest ready run and run it; None when nothing is ready."""
+        ws = self.ws
+        run = ws.store.runs.claim(worker=self.name, now=ws.clock(), lease=lease_of(ws))
+        if run is None:
+            return None
+        try:
+            ended = execute(ws, run, worker=self.name, retry=self.retry)
+        except Exception:  # a bug: the run is recorded as failed with it; keep serving others
+            ended = ws.store.runs.get(run.id)
+        finally:
+            ws.release_engine()
+        if self.on_run is not None:
+            self.on_run(ended)
+        return ended
+
+    def serve(self, stop: threading.Event) -> None:
+        """Tick until `stop` is set, waiting `worker.poll_seconds` whenever nothing was ready."""
+        while not stop.is_set():
+            if not self.tick():
+                stop.wait(self.ws.settings.worker.poll_seconds)
