@@ -4,6 +4,7 @@ folder that cannot be made."""
 
 from __future__ import annotations
 
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,13 @@ from audience.compile.catalog import Catalog
 from audience.compile.conditions import CompileContext, segment_ids
 from audience.definitions.loader import load_paths, load_text, validate_data
 from audience.definitions.segment import Segment
-from audience.errors import DefinitionError, InvalidValue, UnreadableFile, WorkspaceError
+from audience.errors import (
+    DefinitionError,
+    InvalidValue,
+    InvalidYAML,
+    UnreadableFile,
+    WorkspaceError,
+)
 from audience.settings import TableSettings
 from audience.workspace import init_workspace
 
@@ -145,3 +152,44 @@ def test_init_where_no_folder_can_be_made(tmp_path: Path, under: str) -> None:
     (tmp_path / "a-file").write_text("")
     with pytest.raises(WorkspaceError, match="cannot create the workspace in"):
         init_workspace(tmp_path / under)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "!!int 0x",
+        "!!float abc",
+        "!!bool maybe",
+        "!!set x",
+        "2001-02-30",
+        "2026-01-31 25:00:00",
+        "9" * 5000,
+    ],
+)
+def test_values_yaml_cannot_build_are_invalid_yaml(value: str) -> None:
+    text = f"kind: segment\nname: s\nwhere: {{attribute: postal, op: '=', value: {value}}}\n"
+    with pytest.raises(InvalidYAML, match="a value cannot be read") as raised:
+        load_text(text, "s.yaml")
+    assert raised.value.where == "s.yaml"
+
+
+def test_a_redefined_anchor_loads_without_a_warning() -> None:
+    text = "kind: segment\nname: &a s\nsql: &a select amperity_id from customer_360\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (document,) = load_text(text)
+    assert document.definition.name == "s"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [([None], "null"), ({"a": 1}, "a mapping"), ([[1]], "a list in a list")]
+)
+def test_values_that_are_not_scalars_are_named(value: Any, shown: str) -> None:
+    document = {
+        "kind": "segment",
+        "name": "s",
+        "where": {"attribute": "postal", "op": "in", "value": value},
+    }
+    with pytest.raises(DefinitionError, match=f"a value is text, a number.*not {shown}$") as raised:
+        validate_data(document)
+    assert raised.value.field == "where.value"

@@ -113,3 +113,18 @@ def test_apply_refuses_an_unquoted_postal_code(fresh_workspace: Workspace) -> No
     )
     assert isinstance(raised.value, InvalidValue | ValueError)
     assert fresh_workspace.store.definition("segment", "Boston") is None
+
+
+def test_under_yaml_1_1_the_advice_still_quotes_what_was_written() -> None:
+    """A `%YAML 1.1` file reads `02130` as octal 1112: the advice still says "02130"."""
+    text = (
+        "%YAML 1.1\n---\nkind: segment\nname: s\n"
+        "where: {attribute: postal, op: '=', value: 02130}\n"
+    )
+    (document,) = load_text(text, "f.yaml")
+    with pytest.raises(ValueTypeMismatch) as raised:
+        segment_ids(document.definition, CTX)  # type: ignore[arg-type]
+    assert str(document.relocate(raised.value)) == (
+        "f.yaml:5: where.value: value 1112 is a number but postal is text; write it quoted: "
+        'value: "02130"'
+    )

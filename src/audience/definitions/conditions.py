@@ -94,6 +94,21 @@ class AttributeCondition(_Node):
     value: Scalar | list[Scalar] | None = None
     unit: Unit | None = None
 
+    @field_validator("value", mode="before")
+    @classmethod
+    def _scalars(cls, value: Any) -> Any:
+        # pydantic would report the first member of the union it tried ("a valid boolean")
+        for item in value if isinstance(value, list) else [value] if value is not None else []:
+            if not isinstance(item, bool | int | float | str | date):
+                shown = {type(None): "null", dict: "a mapping", list: "a list in a list"}.get(
+                    type(item), type(item).__name__
+                )
+                raise ValueError(
+                    "a value is text, a number, true or false, or a date "
+                    f"(a list of them for in, not_in, between), not {shown}"
+                )
+        return value
+
     @model_validator(mode="after")
     def _value_fits_operator(self) -> AttributeCondition:
         op, value = self.op, self.value
