@@ -234,12 +234,6 @@ class Workspace:
             exported.append(stored)
         return dump_documents(KINDS[s.kind].model_validate(s.body) for s in exported)
 
-    def definitions(self) -> list[Definition]:
-        """The current version of every definition."""
-        return [
-            KINDS[stored.kind].model_validate(stored.body) for stored in self.store.definitions()
-        ]
-
     def segments(self) -> dict[str, Segment]:
         """The segments others may use, by name: each one's newest active version (a draft
         edit is seen only by that segment's own insights and previews until it is activated)."""
