@@ -26,6 +26,7 @@ from audience.compile.conditions import (
     segment_predicate,
     string,
     table,
+    unknown_segment,
 )
 from audience.definitions.campaign import CONTROL_GROUP, Campaign, SentAttribute
 from audience.errors import UnknownAttribute, UnknownReference
@@ -96,7 +97,7 @@ def destination_columns(
 def _segment(name: str, ctx: CompileContext, field_path: str) -> exp.Expr:
     segment = ctx.segments.get(name)
     if segment is None:
-        raise UnknownReference(f"segment {name!r} does not exist", field=field_path)
+        raise unknown_segment(name, ctx, field_path)
     if segment.status != "active":
         raise UnknownReference(
             f"segment {name!r} is a draft; campaigns use active segments", field=field_path

@@ -1,0 +1,261 @@
+"""Activations on their schedule, in one process with a clock the test moves: schedule, pause,
+resume, cancel; the worker runs what is due exactly once; statuses; runs retried and canceled;
+bad requests refused with the state named."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from audience.cli.main import app
+from audience.definitions.loader import validate_data
+from audience.errors import ScheduleError, StateError
+from audience.scheduling.worker import Worker
+from audience.settings import SETTINGS_FILE, render_settings
+from audience.workspace import Workspace
+from realservices import NOW
+
+GOLD = {
+    "kind": "segment",
+    "name": "Gold",
+    "where": {"attribute": "loyalty_tier", "op": "=", "value": "gold"},
+}
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def destination(folder: Path) -> dict[str, Any]:
+    return {
+        "kind": "destination",
+        "name": "out",
+        "type": "filesystem",
+        "settings": {"path": str(folder)},
+        "file": {
+            "format": "csv",
+            "filename": "{{ campaign_name }}_{{ group_name }}_{{ now | format('%Y%m%d_%H%M') }}",
+        },
+        "default_attributes": ["amperity_id", "email"],
+    }
+
+
+def campaign(name: str, schedule: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": "campaign",
+        "name": name,
+        "audience": {"include": ["Gold"]},
+        "treatments": [{"name": "Offer", "percent": 90, "destinations": ["out"]}],
+        "control": 10,
+        "schedule": schedule,
+    }
+
+
+DAILY = {"recurring": {"every": "day", "at": "06:00", "timezone": "UTC"}}
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(NOW)
+
+
+@pytest.fixture
+def ws(fresh_workspace: Workspace, clock: Clock) -> Workspace:
+    fresh_workspace.clock = clock
+    out = fresh_workspace.directory / "out"
+    apply(fresh_workspace, GOLD, destination(out))
+    return fresh_workspace
+
+
+def apply(ws: Workspace, *documents: dict[str, Any]) -> None:
+    ws.apply_documents([validate_data(d) for d in documents])
+
+
+def files(ws: Workspace) -> list[str]:
+    folder = ws.directory / "out"
+    return sorted(p.name for p in folder.glob("*.csv")) if folder.exists() else []
+
+
+def test_a_one_time_campaign_runs_once_when_scheduled(ws: Workspace, clock: Clock) -> None:
+    apply(ws, campaign("Once", {"once": "asap"}))
+    assert ws.activations.status_of("campaign", "Once").status == "draft"
+    scheduled = ws.activations.schedule("campaign", "Once")
+    assert scheduled.status == "scheduled" and scheduled.next_due == clock.now
+    worker = Worker(ws, name="w1")
+    (run,) = worker.tick()
+    assert run.status == "succeeded" and run.trigger == "schedule"
+    assert run.scheduled_for == clock.now
+    clock.now += timedelta(days=2)
+    assert worker.tick() == []  # once means once
+    status = ws.activations.status_of("campaign", "Once")
+    assert status.status == "delivered" and status.next_due is None
+    assert status.last_run is not None and status.last_run.id == run.id
+    assert len(files(ws)) == 1
+
+
+def test_a_one_time_campaign_at_a_set_time_waits_for_it(ws: Workspace, clock: Clock) -> None:
+    at = (NOW + timedelta(hours=3)).isoformat()
+    apply(ws, campaign("Later", {"once": at}))
+    ws.activations.schedule("campaign", "Later")
+    worker = Worker(ws, name="w1")
+    clock.now = NOW + timedelta(hours=2, minutes=59)
+    assert worker.tick() == []
+    clock.now = NOW + timedelta(hours=5)
+    (run,) = worker.tick()
+    assert run.scheduled_for == NOW + timedelta(hours=3) and run.status == "succeeded"
+
+
+@pytest.mark.parametrize(("catch_up", "expected"), [("latest", 1), ("all", 3), ("skip", 0)])
+def test_missed_days_are_caught_up_as_the_policy_says(
+    ws: Workspace, clock: Clock, catch_up: str, expected: int
+) -> None:
+    schedule = {"recurring": {**DAILY["recurring"], "catch_up": catch_up}}
+    apply(ws, campaign("Daily", schedule))
+    ws.activations.schedule("campaign", "Daily")  # NOW is 15:30: the first run is tomorrow 06:00
+    worker = Worker(ws, name="w1")
+    assert worker.tick() == []
+    clock.now = NOW + timedelta(days=3, hours=2)  # three 06:00s passed while nothing ran
+    ran = worker.tick()
+    assert len(ran) == expected
+    assert all(r.status == "succeeded" for r in ran)
+    assert [r.scheduled_for.hour for r in ran] == [6] * expected
+    assert len(files(ws)) == expected
+    clock.now = (NOW + timedelta(days=4)).replace(hour=6, minute=10)  # and it goes on
+    assert len(worker.tick()) == 1
+
+
+def test_pause_resume_and_cancel(ws: Workspace, clock: Clock) -> None:
+    apply(ws, campaign("Daily", DAILY))
+    ws.activations.schedule("campaign", "Daily")
+    worker = Worker(ws, name="w1")
+    assert ws.activations.pause("campaign", "Daily").status == "paused"
+    clock.now = NOW + timedelta(days=2)
+    assert worker.tick() == []  # paused: nothing runs
+    resumed = ws.activations.resume("campaign", "Daily")
+    assert resumed.status == "scheduled"
+    assert worker.tick() == []  # the days missed while paused are not caught up
+    assert resumed.next_due is not None and resumed.next_due > clock.now
+    clock.now = resumed.next_due
+    assert len(worker.tick()) == 1
+    assert ws.activations.cancel("campaign", "Daily").status == "canceled"
+    clock.now += timedelta(days=3)
+    assert worker.tick() == []
+
+
+def test_bad_requests_are_refused_with_the_state_and_change_nothing(
+    ws: Workspace, clock: Clock
+) -> None:
+    apply(ws, campaign("Daily", DAILY))
+    with pytest.raises(StateError, match="it is a draft, not paused"):
+        ws.activations.resume("campaign", "Daily")
+    with pytest.raises(StateError, match="not scheduled"):
+        ws.activations.cancel("campaign", "Daily")
+    ws.activations.schedule("campaign", "Daily")
+    with pytest.raises(StateError, match="scheduled already"):
+        ws.activations.schedule("campaign", "Daily")
+    past = (NOW - timedelta(days=1)).isoformat()
+    apply(ws, campaign("Past", {"once": past}))
+    with pytest.raises(ScheduleError, match=r"schedule\.once"):
+        ws.activations.schedule("campaign", "Past")
+    assert ws.activations.status_of("campaign", "Past").status == "draft"
+    # A stored campaign whose segment exists only as a draft (or not at all) is not scheduled.
+    draft_only = {**GOLD, "name": "Silver", "status": "draft"}
+    apply(ws, draft_only)
+    drafty = {**campaign("Drafty", {"once": "asap"}), "audience": {"include": ["Silver"]}}
+    missing = {**campaign("Missing", {"once": "asap"}), "audience": {"include": ["Bronze"]}}
+    ws.store.save_definitions(((d["kind"], d["name"], d) for d in (drafty, missing)), NOW)
+    with pytest.raises(StateError, match="'Silver' is a draft"):
+        ws.activations.schedule("campaign", "Drafty")
+    with pytest.raises(StateError, match="'Bronze' does not exist"):
+        ws.activations.schedule("campaign", "Missing")
+    assert ws.activations.status_of("campaign", "Drafty").status == "draft"
+
+
+def test_a_run_whose_worker_died_is_taken_over_when_its_lease_expires(
+    ws: Workspace, clock: Clock
+) -> None:
+    apply(ws, campaign("Once", {"once": "asap"}))
+    ws.activations.schedule("campaign", "Once")
+    dead = Worker(ws, name="dead")
+    dead.queue_due(clock.now)
+    lease = timedelta(seconds=ws.settings.worker.lease_seconds)
+    claimed = ws.store.runs.claim(worker="dead", now=clock.now, lease=lease)
+    assert claimed is not None and claimed.status == "running"  # ... and then it died
+    alive = Worker(ws, name="alive")
+    assert alive.tick() == []  # the lease still holds
+    assert ws.activations.status_of("campaign", "Once").status == "running"
+    with pytest.raises(StateError, match="lease"):
+        ws.activations.cancel_run(claimed.id)
+    clock.now += lease + timedelta(seconds=1)
+    (run,) = alive.tick()
+    assert run.id == claimed.id and run.attempt == 2 and run.status == "succeeded"
+    assert len(files(ws)) == 1
+
+
+def test_a_failed_run_is_retried_by_id_and_a_success_is_not(ws: Workspace, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the folder should be")
+    apply(ws, {**destination(blocker), "name": "out"}, campaign("Once", {"once": "asap"}))
+    failed = ws.campaign_run("Once")
+    assert failed.status == "failed" and failed.error_kind == "terminal"
+    assert ws.activations.status_of("campaign", "Once").status == "error"
+    apply(ws, destination(ws.directory / "out"))
+    retried = ws.activations.retry(failed.id[:12])
+    assert retried.id == failed.id and retried.attempt == 2 and retried.status == "succeeded"
+    with pytest.raises(StateError, match="nothing to retry"):
+        ws.activations.retry(failed.id)
+
+
+def test_a_manual_run_without_now_can_be_named_again(ws: Workspace, clock: Clock) -> None:
+    clock.now = NOW.replace(microsecond=123456)
+    apply(ws, campaign("Once", {"once": "asap"}))
+    run = ws.campaign_run("Once")
+    assert run.scheduled_for == NOW  # to the second: `--now` can say it
+    with pytest.raises(StateError, match="already ran successfully"):
+        ws.campaign_run("Once", now=NOW)
+
+
+def cli(*args: str | Path) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_the_runtime_through_the_cli(fresh_workspace: Workspace) -> None:
+    ws = fresh_workspace
+    (ws.directory / SETTINGS_FILE).write_text(render_settings("duckdb", None))
+    apply(ws, GOLD, destination(ws.directory / "out"), campaign("Daily", DAILY))
+    ws.close()
+    w, now = ws.directory, NOW.isoformat()
+    code, out, _ = cli("campaign", "schedule", "Daily", "-w", w, "--now", now)
+    assert code == 0 and "every day at 06:00" in out.replace("\n", " ").replace(
+        "daily", "every day"
+    )
+    code, out, err = cli("campaign", "resume", "Daily", "-w", w, "--now", now)
+    assert code == 1 and err.count("\n") == 1 and "not paused" in err
+    tomorrow = (NOW + timedelta(days=1, hours=-9)).isoformat()  # 06:30 the next day
+    code, _, err = cli("worker", "--once", "-w", w, "--now", tomorrow)
+    assert code == 0 and "succeeded" in err
+    code, out, _ = cli("status", "-w", w, "--json", "--now", tomorrow)
+    (row,) = json.loads(out)
+    assert row["status"] == "scheduled" and row["last_run"]["status"] == "succeeded"
+    assert row["next_due"].startswith((NOW + timedelta(days=2)).date().isoformat())
+    code, out, _ = cli("runs", "Daily", "-w", w, "--json")
+    (run,) = json.loads(out)
+    assert run["trigger"] == "schedule" and run["attempt"] == 1
+    code, _, err = cli("runs", "retry", run["run_id"], "-w", w)
+    assert code == 1 and "nothing to retry" in err
+    code, _, err = cli("runs", "cancel", "nosuchrun", "-w", w)
+    assert code == 1 and "does not exist" in err
+    code, out, _ = cli("campaign", "cancel", "Daily", "-w", w, "--now", tomorrow)
+    assert code == 0 and "canceled" in out
