@@ -460,7 +460,7 @@ def test_a_customer_without_an_id_is_never_sent_nor_blocks_the_next_run(
     assert (
         rows_of(
             campaign_ws,
-            "select count(*) as n from audience_campaign_members where customer_id is null",
+            "select count(*) as n from audience_members where customer_id is null",
         )[0]["n"]
         == 0
     )

@@ -1,12 +1,14 @@
-"""Per-customer state of campaigns, kept in the engine beside the customer data (SPEC §10).
+"""Per-customer state of activations, kept in the engine beside the customer data (SPEC §10).
 
 - `audience_recipients` — the recipients ledger: every customer sent or held in control, per run
   and destination (control rows have no destination);
-- `audience_campaign_members` — who was in a recurring campaign's audience at its last successful
-  run, so the next run can tell who newly qualifies (one who left and came back is new again).
+- `audience_members` — who was in a recurring activation's audience at its last successful run,
+  so the next run can tell who newly qualifies (one who left and came back is new again);
+- `audience_state` — the version of these tables' layout, so they can be migrated.
 
-Rows carry the run id, and readers only trust runs the metadata store marks succeeded, so a run
-that fails half-way changes nothing that matters.
+Rows name the activation by kind and name (campaigns today; journeys and orchestrations use the
+same tables) and carry the run id; readers only trust runs the metadata store marks succeeded,
+so a run that fails half-way changes nothing that matters.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Literal
 from sqlglot import exp
 
 from audience.compile.audience import (
+    ACTIVATION_KIND,
+    ACTIVATION_NAME,
     CUSTOMER,
     GROUP,
     IS_CONTROL,
@@ -32,11 +36,17 @@ from audience.definitions.campaign import Campaign
 from audience.engines.base import Engine
 
 RECIPIENTS = "audience_recipients"
-MEMBERS = "audience_campaign_members"
+MEMBERS = "audience_members"
+STATE = "audience_state"
+LAYOUT_VERSION = 2
+"""1: the first layout (a `campaign` column, `audience_campaign_members`); 2: activation kind
+and name."""
+_FIRST_MEMBERS = "audience_campaign_members"
 _TEXT = "TEXT"
 _RECIPIENT_COLUMNS: tuple[tuple[str, str], ...] = (
     (CUSTOMER, _TEXT),
-    ("campaign", _TEXT),
+    (ACTIVATION_KIND, _TEXT),
+    (ACTIVATION_NAME, _TEXT),
     (SUB_AUDIENCE, _TEXT),
     ("treatment", _TEXT),
     (IS_CONTROL, "BOOLEAN"),
@@ -45,10 +55,12 @@ _RECIPIENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("delivered_at", "TIMESTAMP"),
 )
 _MEMBER_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("campaign", _TEXT),
+    (ACTIVATION_KIND, _TEXT),
+    (ACTIVATION_NAME, _TEXT),
     (CUSTOMER, _TEXT),
     ("run_id", _TEXT),
 )
+_STATE_COLUMNS: tuple[tuple[str, str], ...] = (("component", _TEXT), ("version", "INTEGER"))
 
 
 def previous_runs(
@@ -71,34 +83,79 @@ def remembers(engine: Engine, campaign: Campaign, run_id: str) -> bool:
     found = (
         exp.select(exp.alias_(exp.Count(this=exp.Star()), "n"))
         .from_(table(MEMBERS))
-        .where(
-            exp.and_(
-                exp.EQ(this=column("campaign"), expression=string(campaign.name)),
-                exp.EQ(this=column("run_id"), expression=string(run_id)),
-            )
-        )
+        .where(exp.and_(of_campaign(campaign), column("run_id").eq(string(run_id))))
     )
     return bool(engine.rows(found)[0]["n"])
 
 
 def ensure_tables(engine: Engine) -> None:
-    """Create the ledger tables if they are missing."""
-    for name, columns in ((RECIPIENTS, _RECIPIENT_COLUMNS), (MEMBERS, _MEMBER_COLUMNS)):
+    """Create the ledger tables if they are missing, and bring a first-layout ledger to the
+    current layout."""
+    tables = engine.catalog().tables
+    if STATE in tables and RECIPIENTS in tables and MEMBERS in tables:
+        return  # current: one look at the catalog, no statement
+    _create(engine, STATE, _STATE_COLUMNS)
+    if RECIPIENTS in tables and "campaign" in tables[RECIPIENTS]:
+        _migrate_first_layout(engine, has_members=_FIRST_MEMBERS in tables)
+    _create(engine, RECIPIENTS, _RECIPIENT_COLUMNS)
+    _create(engine, MEMBERS, _MEMBER_COLUMNS)
+    engine.execute(exp.delete(table(STATE), where=column("component").eq(string("ledger"))))
+    engine.execute(
+        exp.insert(
+            exp.select(string("ledger"), exp.Literal.number(LAYOUT_VERSION)),
+            table(STATE),
+            columns=[c for c, _ in _STATE_COLUMNS],
+        )
+    )
+
+
+def _create(engine: Engine, name: str, columns: Sequence[tuple[str, str]]) -> None:
+    engine.execute(
+        exp.Create(
+            this=exp.Schema(
+                this=table(name),
+                expressions=[
+                    exp.ColumnDef(
+                        this=exp.to_identifier(col, quoted=True), kind=exp.DataType.build(kind)
+                    )
+                    for col, kind in columns
+                ],
+            ),
+            kind="TABLE",
+            exists=True,
+        )
+    )
+
+
+def _migrate_first_layout(engine: Engine, *, has_members: bool) -> None:
+    """Layout 1 → 2: the `campaign` column becomes activation kind and name; the remembered
+    audiences move to `audience_members`. The statements are fixed text, valid in every
+    engine's dialect."""
+    for statement in (
+        "ALTER TABLE audience_recipients RENAME COLUMN campaign TO activation_name",
+        "ALTER TABLE audience_recipients ADD COLUMN activation_kind TEXT DEFAULT 'campaign'",
+    ):
+        engine.execute(exp.maybe_parse(statement, dialect=engine.dialect))
+    if has_members:
+        _create(engine, MEMBERS, _MEMBER_COLUMNS)
         engine.execute(
-            exp.Create(
-                this=exp.Schema(
-                    this=table(name),
-                    expressions=[
-                        exp.ColumnDef(
-                            this=exp.to_identifier(col, quoted=True), kind=exp.DataType.build(kind)
-                        )
-                        for col, kind in columns
-                    ],
-                ),
-                kind="TABLE",
-                exists=True,
+            exp.insert(
+                exp.select(
+                    string("campaign"), column("campaign"), column(CUSTOMER), column("run_id")
+                ).from_(table(_FIRST_MEMBERS)),
+                table(MEMBERS),
+                columns=[c for c, _ in _MEMBER_COLUMNS],
             )
         )
+        engine.execute(exp.Drop(tables=[table(_FIRST_MEMBERS)], kind="TABLE", exists=True))
+
+
+def of_campaign(campaign: Campaign) -> exp.Expr:
+    """Rows of `campaign` in the ledger tables."""
+    return exp.and_(
+        column(ACTIVATION_KIND).eq(string("campaign")),
+        column(ACTIVATION_NAME).eq(string(campaign.name)),
+    )
 
 
 def materialise(engine: Engine, run_table: str, query: exp.Query) -> None:
@@ -157,6 +214,7 @@ def _ledger_rows(
     return (
         exp.select(
             exp.column(CUSTOMER),
+            string("campaign"),
             string(campaign.name),
             exp.column(SUB_AUDIENCE),
             exp.column(GROUP),
@@ -172,9 +230,9 @@ def _ledger_rows(
 
 def record_members(engine: Engine, *, run_table: str, campaign: Campaign, run_id: str) -> None:
     """Remember this run's whole audience, for the next run's "newly qualified"."""
-    rows = exp.select(string(campaign.name), exp.column(CUSTOMER), string(run_id)).from_(
-        table(run_table)
-    )
+    rows = exp.select(
+        string("campaign"), string(campaign.name), exp.column(CUSTOMER), string(run_id)
+    ).from_(table(run_table))
     if campaign.match == "every":  # only then can a customer stand in several sub-audiences
         rows = rows.distinct()
     engine.execute(exp.insert(rows, table(MEMBERS), columns=[c for c, _ in _MEMBER_COLUMNS]))
@@ -194,7 +252,7 @@ def forget_older_members(engine: Engine, *, campaign: Campaign, keep_run_ids: se
         exp.delete(
             table(MEMBERS),
             where=exp.and_(
-                exp.EQ(this=column("campaign"), expression=string(campaign.name)),
+                of_campaign(campaign),
                 exp.not_(column("run_id").isin(*(string(i) for i in sorted(keep_run_ids)))),
             ),
         )

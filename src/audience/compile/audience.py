@@ -32,6 +32,8 @@ from audience.definitions.campaign import CONTROL_GROUP, Campaign, SentAttribute
 from audience.errors import UnknownAttribute, UnknownReference
 
 CUSTOMER = "customer_id"
+ACTIVATION_KIND = "activation_kind"
+ACTIVATION_NAME = "activation_name"
 SUB_AUDIENCE = "sub_audience"
 GROUP = "group_name"
 IS_CONTROL = "is_control"
@@ -42,7 +44,7 @@ IS_NEW = "is_new"
 class PreviousRuns:
     """What "newly qualified" is measured against (empty: everyone is new)."""
 
-    members_table: str = "audience_campaign_members"
+    members_table: str = "audience_members"
     recipients_table: str = "audience_recipients"
     last_success: str | None = None
     successes: tuple[str, ...] = ()
@@ -225,7 +227,8 @@ def _is_new(previous: PreviousRuns, campaign: Campaign) -> exp.Expr:
         .from_(table(earlier_table))
         .where(
             exp.and_(
-                exp.EQ(this=column("campaign"), expression=string(campaign.name)),
+                column(ACTIVATION_KIND).eq(string("campaign")),
+                column(ACTIVATION_NAME).eq(string(campaign.name)),
                 exp.In(this=column("run_id"), expressions=[string(r) for r in runs]),
             )
         )
