@@ -27,7 +27,6 @@ from audience.compile.conditions import (
     CompileContext,
     segment_ids,
     segment_predicate,
-    unknown_segment,
 )
 from audience.definitions.campaign import Campaign, rejoin_names
 from audience.definitions.destination import Destination
@@ -166,7 +165,6 @@ class Workspace:
                     _check_default_attributes(definition, ctx)
                 elif isinstance(definition, Campaign):
                     definition = _with_segment_names(definition, set(segments) | drafts)
-                    _refuse_draft_segments(definition, ctx)
                     setting = self.campaign_setting(ctx=ctx, destinations=destinations)
                     check_campaign(definition, setting, self.engine.dialect)
             except DefinitionError as exc:
@@ -457,17 +455,6 @@ def _is_draft_edit(first: Definition, second: Definition) -> bool:
         and first.status == "active"
         and second.status == "draft"
     )
-
-
-def _refuse_draft_segments(campaign: Campaign, ctx: CompileContext) -> None:
-    """A campaign's audience uses active segments: naming a draft-only one says so."""
-    for key, names in (
-        ("include", campaign.audience.include),
-        ("exclude", campaign.audience.exclude),
-    ):
-        for index, name in enumerate(names):
-            if name not in ctx.segments and name in ctx.drafts:
-                raise unknown_segment(name, ctx, f"audience.{key}.{index}")
 
 
 def _check_default_attributes(destination: Destination, ctx: CompileContext) -> None:
