@@ -3,7 +3,9 @@ version; a ledger of the first layout (a `campaign` column) is migrated in place
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlglot import exp
@@ -81,3 +83,38 @@ def test_a_first_layout_ledger_is_migrated_with_its_rows(engine: Engine) -> None
         }
     ]
     assert "audience_campaign_members" not in engine.catalog().tables
+
+
+def test_threads_laying_out_the_ledger_at_once_do_not_conflict(tmp_path: Path) -> None:
+    """`worker --concurrency` threads open one DuckDB file each with a connection of their own;
+    all of them may find the ledger missing at the same moment."""
+    path = tmp_path / "customers.duckdb"
+    engines = [DuckDBEngine(path) for _ in range(4)]
+    try:
+        for _ in range(10):
+            for table in ("audience_state", "audience_recipients", "audience_members"):
+                engines[0].execute(
+                    exp.Drop(tables=[exp.to_table(table)], kind="TABLE", exists=True)
+                )
+            start = threading.Barrier(len(engines))
+            errors: list[BaseException] = []
+
+            def lay_out(
+                engine: Engine, start: threading.Barrier, errors: list[BaseException]
+            ) -> None:
+                start.wait()
+                try:
+                    ledger.ensure_tables(engine)
+                except BaseException as error:
+                    errors.append(error)
+
+            threads = [threading.Thread(target=lay_out, args=(e, start, errors)) for e in engines]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert errors == []
+            assert len(rows(engines[0], "select * from audience_state")) == 1
+    finally:
+        for engine in engines:
+            engine.close()

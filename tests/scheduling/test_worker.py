@@ -259,3 +259,21 @@ def test_the_runtime_through_the_cli(fresh_workspace: Workspace) -> None:
     assert code == 1 and "does not exist" in err
     code, out, _ = cli("campaign", "cancel", "Daily", "-w", w, "--now", tomorrow)
     assert code == 0 and "canceled" in out
+
+
+def test_concurrent_runs_in_one_process_share_the_database(fresh_workspace: Workspace) -> None:
+    """`worker --concurrency`: threads of one process run campaigns side by side on one DuckDB
+    file, the first of them laying out the ledger tables while the others wait."""
+    ws = fresh_workspace
+    (ws.directory / SETTINGS_FILE).write_text(render_settings("duckdb", None))
+    names = [f"Side {n}" for n in range(4)]
+    apply(
+        ws, GOLD, destination(ws.directory / "out"), *(campaign(n, {"once": "asap"}) for n in names)
+    )
+    for name in names:
+        ws.activations.schedule("campaign", name)
+    ws.close()
+    code, _, err = cli("worker", "--once", "--concurrency", "3", "-w", ws.directory)
+    assert code == 0, err
+    assert err.count("succeeded") == 4 and "failed" not in err
+    assert len(files(ws)) == 4

@@ -13,6 +13,7 @@ so a run that fails half-way changes nothing that matters.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
@@ -34,6 +35,7 @@ from audience.compile.audience import (
 from audience.compile.conditions import column, string, table
 from audience.definitions.campaign import Campaign
 from audience.engines.base import Engine
+from audience.errors import EngineError
 
 RECIPIENTS = "audience_recipients"
 MEMBERS = "audience_members"
@@ -88,12 +90,30 @@ def remembers(engine: Engine, campaign: Campaign, run_id: str) -> bool:
     return bool(engine.rows(found)[0]["n"])
 
 
+_LAYOUT = threading.Lock()
+"""Runs in threads of one process share a database: one of them lays the tables out."""
+
+
 def ensure_tables(engine: Engine) -> None:
     """Create the ledger tables if they are missing, and bring a first-layout ledger to the
     current layout."""
+    with _LAYOUT:
+        if _current(engine):
+            return  # one look at the catalog, no statement
+        try:
+            _lay_out(engine)
+        except EngineError:
+            if not _current(engine):  # else another process laid them out at the same moment
+                raise
+
+
+def _current(engine: Engine) -> bool:
     tables = engine.catalog().tables
-    if STATE in tables and RECIPIENTS in tables and MEMBERS in tables:
-        return  # current: one look at the catalog, no statement
+    return STATE in tables and RECIPIENTS in tables and MEMBERS in tables
+
+
+def _lay_out(engine: Engine) -> None:
+    tables = engine.catalog().tables
     _create(engine, STATE, _STATE_COLUMNS)
     if RECIPIENTS in tables and "campaign" in tables[RECIPIENTS]:
         _migrate_first_layout(engine, has_members=_FIRST_MEMBERS in tables)
