@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import TracebackType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from audience.activation.plan import CampaignPlan
 from audience.cli.common import (
     AudienceGroup,
     JsonOption,
@@ -24,7 +23,10 @@ from audience.cli.common import (
     print_json,
 )
 from audience.cli.render import number_column, summary_table, text_column
-from audience.store.runs import Run
+
+if TYPE_CHECKING:
+    from audience.activation.plan import CampaignPlan
+    from audience.store.runs import Run
 
 app = typer.Typer(cls=AudienceGroup, help="Campaigns: plan, test, run.")
 NameArgument = Annotated[str, typer.Argument(help="The campaign's name.", show_default=False)]

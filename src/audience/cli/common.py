@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,7 +20,9 @@ from typer._click.formatting import HelpFormatter
 from typer.core import TyperGroup, TyperOption
 
 from audience.errors import AudienceError
-from audience.workspace import Workspace
+
+if TYPE_CHECKING:
+    from audience.workspace import Workspace
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -108,6 +110,9 @@ def open_workspace(
     directory: Path, clock: Callable[[], datetime] | None = None
 ) -> Iterator[Workspace]:
     """The workspace in `directory` (on `clock` when given: `--now`), closed afterwards."""
+    # Imported here: `audience --help` must not pay for the engines, the store and Arrow.
+    from audience.workspace import Workspace
+
     opened = (
         Workspace.open(directory, notify=_notice)
         if clock is None

@@ -21,7 +21,6 @@ from audience.cli.common import (
     print_json,
 )
 from audience.cli.render import changes_table, segments_table
-from audience.definitions.loader import load_each_path
 from audience.demo.samples import (
     SAMPLE_CAMPAIGN,
     SAMPLE_CAMPAIGN_DEFINITIONS,
@@ -29,7 +28,6 @@ from audience.demo.samples import (
     SAMPLE_SEGMENTS,
 )
 from audience.settings import DEFAULT_SCHEMA
-from audience.workspace import init_workspace
 
 app = typer.Typer(
     cls=AudienceGroup,
@@ -94,6 +92,8 @@ def init(
     """Create a workspace: a folder with audience.toml."""
     if engine not in {"duckdb", "postgres"}:
         raise typer.BadParameter("must be duckdb or postgres", param_hint="--engine")
+    from audience.workspace import init_workspace
+
     path = init_workspace(directory, engine, database_url, schema)
     out.print(f"Created {path}")
 
@@ -152,6 +152,8 @@ def apply(
     as_json: JsonOption = False,
 ) -> None:
     """Validate every document, then save them all as new versions — or nothing at all."""
+    from audience.definitions.loader import load_each_path
+
     found = load_each_path(files)
     for path, documents in found:
         if not documents:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 from rich.table import Table
 from rich.text import Text
 
-from audience.activation.insights import Insights
-from audience.store.metadata import AppliedChange
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from audience.activation.insights import Insights
+    from audience.store.metadata import AppliedChange
 
 
 def number_column(table: Table, header: str, cells: Sequence[str]) -> None:

@@ -8,13 +8,12 @@ import threading
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from typer._click.core import Context
 
-from audience.activation.lifecycle import ActivationStatus
 from audience.cli.campaigns import RunProgress, print_run, run_json
 from audience.cli.common import (
     AudienceGroup,
@@ -28,7 +27,10 @@ from audience.cli.common import (
     print_json,
 )
 from audience.cli.render import summary_table
-from audience.store.runs import Run
+
+if TYPE_CHECKING:
+    from audience.activation.lifecycle import ActivationStatus
+    from audience.store.runs import Run
 
 HERE = Path(".")
 RunIdArgument = Annotated[
