@@ -281,3 +281,30 @@ def test_an_empty_audience_is_a_warning_not_an_error(fresh_workspace: Workspace)
         result = CliRunner().invoke(app, [*command, "-w", str(ws.directory)])
         assert result.exit_code == 0, result.stderr
         assert "warning: nobody is in the audience of campaign 'Empty'" in result.stderr
+
+
+def test_every_destination_is_checked_before_anything_is_sent(
+    fresh_workspace: Workspace, moto_endpoint: str, aws_environment: None
+) -> None:
+    """A missing bucket fails the run before the folder destination gets its file."""
+    out = fresh_workspace.directory / "out"
+    missing = {
+        "kind": "destination",
+        "name": "missing",
+        "type": "s3",
+        "settings": {"bucket": f"missing-{uuid.uuid4().hex[:8]}", "endpoint_url": moto_endpoint},
+        "file": {"format": "csv", "filename": "{{ campaign_name }}_{{ group_name }}"},
+        "default_attributes": ["amperity_id"],
+    }
+    template = "{{ campaign_name }}_{{ group_name }}"
+    apply(
+        fresh_workspace,
+        GOLD,
+        folder("out", out, filename=template),
+        missing,
+        campaign("Both", [("A", 50, ["out"]), ("B", 50, ["missing"])]),
+    )
+    run = fresh_workspace.campaign_run("Both")
+    assert run.status == "failed" and run.error_kind == "terminal"
+    assert run.error is not None and "does not exist" in run.error, run.error
+    assert run.deliveries == [] and files_in(out) == []

@@ -126,6 +126,10 @@ def send_files(
         name = file.destination.name
         if name not in clients:
             clients[name] = setting.open_client(setting.destinations[name])
+    # Every destination is checked before the first byte goes anywhere: a missing bucket must
+    # not leave the other destinations sent and the run half-done.
+    for client in clients.values():
+        client.check()
     expected = RunNames()
     for file in files:
         rows = min(file.rows, test_records) if test_records is not None else file.rows

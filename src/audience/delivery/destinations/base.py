@@ -60,6 +60,11 @@ class DestinationClient(Protocol):
         """Whether a file called `name` is there."""
         ...
 
+    def check(self) -> None:
+        """Raise a DeliveryError if files cannot be written here (a missing bucket, a folder
+        that cannot be made or written, an endpoint that does not answer); write nothing."""
+        ...
+
     def address(self, name: str) -> str:
         """Where the file `name` would be: equal for two clients exactly when they would
         write to the same place (same folder, same store, bucket and key)."""

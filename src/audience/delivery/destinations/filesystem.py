@@ -69,6 +69,15 @@ class FilesystemClient:
             )
         return PublishedObject(target.resolve().as_uri(), int(record["bytes"]), record["sha256"])
 
+    def check(self) -> None:
+        """The folder exists (or can be made) and this process may write into it."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.folder):
+                pass
+        except OSError as error:
+            raise _delivery_error(error, f"cannot write into {self.folder}") from error
+
     def exists(self, name: str) -> bool:
         """Whether the folder holds a file called `name`."""
         return (self.folder / check_name(name)).exists()

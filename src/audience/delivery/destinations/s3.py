@@ -9,17 +9,22 @@ retried run finds its object and writes nothing, and every write is conditional
 
 Errors are mapped by what retrying can do: time-outs, lost connections, throttling (429) and
 server errors (5xx) are transient; access denied, a missing bucket and other 4xx are terminal.
+botocore retries a request a few times at once itself; a longer wait (and the server's
+`Retry-After`, carried by the transient error) is the run's retry policy's to decide.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import email.utils
 import functools
 import hashlib
 import itertools
+import math
 import posixpath
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -96,14 +101,37 @@ def _code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
+def _retry_after(error: ClientError) -> float | None:
+    """The server's hint of when to try again, in seconds: `Retry-After` (seconds or an HTTP
+    date) or S3's `x-amz-retry-after` (milliseconds); None when it gave none that makes sense."""
+    headers = error.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    seconds: float | None = None
+    with contextlib.suppress(TypeError, ValueError):
+        if "x-amz-retry-after" in headers:
+            seconds = float(headers["x-amz-retry-after"]) / 1000
+        elif "retry-after" in headers:
+            value = str(headers["retry-after"]).strip()
+            try:
+                seconds = float(value)
+            except ValueError:
+                moment = email.utils.parsedate_to_datetime(value)
+                moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+                seconds = (moment - datetime.now(UTC)).total_seconds()
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)
+
+
 def delivery_error(error: Exception, what: str) -> DeliveryError:
-    """Translate a botocore error into a transient or terminal delivery error."""
+    """Translate a botocore error into a transient or terminal delivery error; a transient one
+    carries the server's `Retry-After`, which the run's retry policy honours."""
     if isinstance(error, ClientError):
         status, code = _status(error), _code(error)
         message = error.response.get("Error", {}).get("Message") or code
-        transient = code in _TRANSIENT_CODES or status == 429 or status >= 500
-        kind = TransientDeliveryError if transient else TerminalDeliveryError
-        return kind(f"{what}: {code or status} {message}".rstrip())
+        text = f"{what}: {code or status} {message}".rstrip()
+        if code in _TRANSIENT_CODES or status == 429 or status >= 500:
+            return TransientDeliveryError(text, retry_after=_retry_after(error))
+        return TerminalDeliveryError(text)
     if isinstance(error, _TRANSIENT_BOTOCORE):
         return TransientDeliveryError(f"{what}: {error}")
     return TerminalDeliveryError(f"{what}: {error}")
@@ -165,6 +193,19 @@ class S3Client:
     def address(self, name: str) -> str:
         """The object's key in its bucket on its endpoint (two stores may share bucket names)."""
         return f"{self.client.meta.endpoint_url}|{self.uri(self.key(name))}"
+
+    def check(self) -> None:
+        """The endpoint answers and the bucket exists. A bucket that forbids reading its
+        metadata (write-only delivery buckets) passes: only writing can tell."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as error:
+            if _status(error) == 404:  # HEAD has no body: say what a 404 means here
+                raise TerminalDeliveryError(f"bucket {self.bucket} does not exist") from error
+            if _status(error) != 403:
+                raise delivery_error(error, f"cannot use bucket {self.bucket}") from error
+        except BotoCoreError as error:
+            raise delivery_error(error, f"cannot reach bucket {self.bucket}") from error
 
     def exists(self, name: str) -> bool:
         """Whether an object called `name` is under the prefix."""
@@ -347,8 +388,10 @@ def connect(settings: S3Settings) -> S3Client:
     config = Config(
         connect_timeout=10,
         read_timeout=120,
-        # botocore retries a little itself; longer back-off is the run's retry policy.
-        retries={"mode": "standard", "max_attempts": 3},
+        # botocore tries a request three times in all (`max_attempts` would count retries, so
+        # four), with its own short back-off; a longer wait, and the server's Retry-After, is
+        # the run's retry policy's.
+        retries={"mode": "standard", "total_max_attempts": 3},
         # S3-compatible stores on an endpoint URL are reached by path, which all of them serve.
         s3={"addressing_style": "path"} if settings.endpoint_url else None,
     )
