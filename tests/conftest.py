@@ -17,6 +17,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from audience.workspace import Workspace
+from faultproxy import FaultProxy
 from realservices import (
     ENGINES,
     POSTGRES_URL,
@@ -138,3 +139,13 @@ def moto_server(aws_environment: None) -> Callable[[int], tuple[ThreadedMotoServ
 def s3(moto_endpoint: str) -> Any:
     """A boto3 S3 client on the moto server, for tests to look at what was delivered."""
     return boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+
+
+@pytest.fixture
+def fault_proxy(moto_endpoint: str) -> Iterator[FaultProxy]:
+    """A real HTTP proxy on a loopback port in front of the moto server, which delays, stalls or
+    refuses the requests a test names (`proxy.add(Fault(...))`) and passes the rest on; point a
+    destination's `endpoint_url` at `proxy.url`."""
+    proxy = FaultProxy(moto_endpoint)
+    yield proxy
+    proxy.close()

@@ -26,7 +26,7 @@ Clock = Callable[[], datetime]
 class RetryPolicy:
     """How transient failures are retried: up to `max_attempts` attempts in all, waiting
     `base × 2^(attempt-1)` (at most `cap`) with full jitter, and never less than a destination's
-    retry-after hint."""
+    retry-after hint (itself at most `cap`: a server cannot park a run for a year)."""
 
     max_attempts: int = 5
     base: timedelta = timedelta(seconds=30)
@@ -37,7 +37,7 @@ class RetryPolicy:
         """The wait before attempt `attempt + 1`."""
         ceiling = min(self.base * (1 << min(max(attempt - 1, 0), 30)), self.cap)
         wait = ceiling * (0.5 + 0.5 * self.jitter())  # jitter spreads retries of many runs
-        return max(wait, timedelta(seconds=hint or 0))
+        return max(wait, min(timedelta(seconds=hint or 0), self.cap))
 
 
 @dataclass

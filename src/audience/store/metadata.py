@@ -80,7 +80,10 @@ class MetadataStore:
 
     def __init__(self, url: str) -> None:
         try:
-            self.engine: Engine = create_engine(url)
+            # A pooled connection the server dropped (a restart, a fail-over, an idle time-out)
+            # is found when it is taken from the pool and replaced, instead of failing the run
+            # that happened to take it.
+            self.engine: Engine = create_engine(url, pool_pre_ping=True)
             try:
                 upgrade(self.engine)
             except BaseException:

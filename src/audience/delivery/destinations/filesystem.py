@@ -5,6 +5,11 @@ to disk, then renamed over its final name with `os.replace` — atomic within on
 reader sees either no file or all of it. Which run wrote each file is recorded in a small JSON
 record in the folder's `.audience/` subfolder (no extended attributes needed, which many file
 systems and shares lack), written before the rename: a retried run finds its own file there.
+
+A writer killed half-way (SIGKILL, a power cut) leaves its temporary files behind; the next
+attempt to publish the same name removes them before it writes. Only the run that owns a name
+writes it, so whatever temporary file of that name is there belongs to an attempt that died (or
+lost its lease: its rename then fails, and it ends).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -95,6 +101,7 @@ class FilesystemClient:
             if published is not None:
                 return published
             self._record_path(name).parent.mkdir(parents=True, exist_ok=True)
+            self._remove_stale_temporaries(name)
             descriptor, temporary = tempfile.mkstemp(
                 prefix=f".{name}.", suffix=".tmp", dir=self.folder
             )
@@ -123,9 +130,22 @@ class FilesystemClient:
             raise
         return PublishedObject(target.resolve().as_uri(), meter.bytes, meter.sha256)
 
+    def _remove_stale_temporaries(self, name: str) -> None:
+        """Remove the temporary files (data and record) an earlier attempt at `name` left."""
+        for folder, base in ((self.folder, name), (self._record_path(name).parent, f"{name}.json")):
+            # mkstemp's names: the prefix, eight random characters, the suffix.
+            stale = re.compile(rf"\.{re.escape(base)}\.[a-z0-9_]{{8}}\.tmp")
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if stale.fullmatch(entry.name):
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(entry.path)
+
     def _write_record(self, name: str, record: dict[str, object]) -> None:
         path = self._record_path(name)
-        descriptor, temporary = tempfile.mkstemp(prefix=".record.", dir=path.parent)
+        descriptor, temporary = tempfile.mkstemp(
+            prefix=f".{name}.json.", suffix=".tmp", dir=path.parent
+        )
         try:
             with os.fdopen(descriptor, "w", encoding="utf-8") as file:
                 json.dump(record, file)

@@ -1,0 +1,569 @@
+"""The runtime under faults (issue 7), with real processes where a crash is the point: workers
+started together on the same due runs, a worker killed with SIGKILL mid-upload and after
+publishing, a clock that jumps three days, a destination answering 503, the metadata database
+dropping its connections, temporary files left by a killed writer.
+
+Worker processes are `audience worker --once` run as `python -c "…main()"`, sometimes with a few
+lines before `main()` that make the moment of the kill certain (a gate all workers wait at, an
+fsync that hangs); uploads are slowed or stalled by a fault-injecting HTTP proxy in front of
+moto's S3 server (`fault_proxy`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg
+import pytest
+from psycopg import sql
+from typer.testing import CliRunner
+
+from audience.cli.main import app
+from audience.compile.audience import CUSTOMER
+from audience.definitions.loader import validate_data
+from audience.scheduling.worker import Worker
+from audience.settings import (
+    SETTINGS_FILE,
+    EngineSettings,
+    Settings,
+    StoreSettings,
+    WorkerSettings,
+    render_settings,
+)
+from audience.store.runs import Run
+from audience.workspace import Workspace
+from faultproxy import Fault, FaultProxy
+from realservices import NOW, POSTGRES_URL, SAMPLE_PROFILES, SAMPLE_SEED
+
+GOLD = {
+    "kind": "segment",
+    "name": "Gold",
+    "where": {"attribute": "loyalty_tier", "op": "=", "value": "gold"},
+}
+EVERYONE = {
+    "kind": "segment",
+    "name": "Everyone",
+    "where": {"attribute": "lifetime_order_count", "op": ">=", "value": 0},
+}
+TEN_ATTRIBUTES = [
+    *("amperity_id", "email", "given_name", "surname", "address", "address2"),
+    *("city", "state", "postal", "country"),
+]
+NAMED_BY_DUE_TIME = "{{ campaign_name }}_{{ group_name }}_{{ now | format('%Y%m%d_%H%M') }}"
+SHORT_LEASE = {"AUDIENCE__WORKER__LEASE_SECONDS": "2"}
+CLI = "from audience.cli.main import main; main()"
+GATE = (
+    # Import first, then wait at a gate: the test opens it once every worker is ready, so they
+    # really start together.
+    "import os, pathlib, time\n"
+    "import audience.cli.main, audience.scheduling.worker, audience.workspace\n"
+    "_gate = pathlib.Path(os.environ['AUDIENCE_TEST_GATE'])\n"
+    "(_gate.parent / f'ready-{os.getpid()}').touch()\n"
+    "while not _gate.exists(): time.sleep(0.005)\n"
+)
+STALLED_FSYNC = (
+    # The data reaches the temporary file, then its fsync hangs: the kill lands between writing
+    # and renaming, as a crash or a power cut would.
+    "import os, pathlib, time\n"
+    "_mark, _fsync = pathlib.Path(os.environ['AUDIENCE_TEST_MARK']), os.fsync\n"
+    "def _stalled(fd):\n"
+    "    if os.readlink(f'/proc/self/fd/{fd}').endswith('.tmp'):\n"
+    "        _mark.touch()\n"
+    "        time.sleep(600)\n"
+    "    _fsync(fd)\n"
+    "os.fsync = _stalled\n"
+)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def folder_destination(path: Path, **file: Any) -> dict[str, Any]:
+    return {
+        "kind": "destination",
+        "name": "out",
+        "type": "filesystem",
+        "settings": {"path": str(path)},
+        "file": {"format": "csv", "filename": NAMED_BY_DUE_TIME, **file},
+        "default_attributes": ["amperity_id", "email"],
+    }
+
+
+def s3_destination(bucket: str, endpoint: str, **file: Any) -> dict[str, Any]:
+    return {
+        "kind": "destination",
+        "name": "out",
+        "type": "s3",
+        "settings": {
+            "bucket": bucket,
+            "prefix": "drop/",
+            "region": "us-east-1",
+            "endpoint_url": endpoint,
+        },
+        "file": {"format": "csv", "filename": NAMED_BY_DUE_TIME, **file},
+        "default_attributes": ["amperity_id", "email"],
+    }
+
+
+def campaign(name: str, schedule: dict[str, Any], segment: str = "Gold") -> dict[str, Any]:
+    return {
+        "kind": "campaign",
+        "name": name,
+        "audience": {"include": [segment]},
+        "treatments": [{"name": "Offer", "percent": 90, "destinations": ["out"]}],
+        "control": 10,
+        "schedule": schedule,
+    }
+
+
+def apply(ws: Workspace, *documents: dict[str, Any]) -> None:
+    ws.apply_documents([validate_data(d) for d in documents])
+
+
+def duckdb_workspace(directory: Path, sample_database: Path) -> Path:
+    """A workspace folder as `audience init` makes it (DuckDB, SQLite store), with the sample."""
+    directory.mkdir()
+    shutil.copy(sample_database, directory / "customer360.duckdb")
+    (directory / SETTINGS_FILE).write_text(render_settings("duckdb", None))
+    return directory
+
+
+def postgres_workspace(directory: Path, schema: str) -> Path:
+    """A workspace folder on PostgreSQL: the customer data and the metadata store both in the
+    test's own schema, with the sample loaded."""
+    directory.mkdir()
+    (directory / SETTINGS_FILE).write_text(
+        f'[engine]\ntype = "postgres"\nurl = "{POSTGRES_URL}"\nschema = "{schema}"\n\n'
+        f'[store]\nurl = "{POSTGRES_URL}?options=-csearch_path%3D{schema}"\n'
+    )
+    with Workspace.open(directory, clock=lambda: NOW) as ws:
+        ws.load_sample(profiles=SAMPLE_PROFILES, seed=SAMPLE_SEED)
+    return directory
+
+
+_started: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_workers() -> Iterator[None]:
+    """A worker process still running when its test ends (the test failed) is killed."""
+    yield
+    while _started:
+        process = _started.pop()
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def worker_process(
+    directory: Path,
+    now: datetime,
+    *,
+    prelude: str = "",
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[str]:
+    """`audience worker --once --now NOW -w DIRECTORY` in a process of its own."""
+    arguments = ["worker", "--once", "--now", now.isoformat(), "-w", str(directory)]
+    process = subprocess.Popen(
+        [sys.executable, "-c", prelude + CLI, *arguments],
+        env={**os.environ, **SHORT_LEASE, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _started.append(process)
+    return process
+
+
+def finished(process: subprocess.Popen[str], timeout: float = 60) -> str:
+    """Wait for a worker process; its stderr (where it reports runs), once it exited 0."""
+    _, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err
+    return err
+
+
+def kill(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+
+
+def wait_until(happened: Callable[[], bool], process: subprocess.Popen[str]) -> None:
+    """Wait (up to a minute) for something the process does; fail if it exits first."""
+    deadline = time.monotonic() + 60
+    while not happened():
+        if process.poll() is not None:
+            pytest.fail(f"the worker exited ({process.returncode}): {process.communicate()[1]}")
+        assert time.monotonic() < deadline, "the worker never got there"
+        time.sleep(0.02)
+
+
+def only_run(ws: Workspace, name: str) -> Run:
+    (run,) = ws.store.runs.history(name)
+    return run
+
+
+def duckdb_ledger(directory: Path) -> dict[str, tuple[int, int, int]]:
+    """Per run id: ledger rows, distinct customers, rows with a destination (sent)."""
+    with duckdb.connect(str(directory / "customer360.duckdb"), read_only=True) as connection:
+        rows = connection.execute(
+            f"select run_id, count(*), count(distinct {CUSTOMER}), count(destination) "
+            "from audience_recipients group by run_id"
+        ).fetchall()
+    return {run_id: (n, distinct, sent) for run_id, n, distinct, sent in rows}
+
+
+def postgres_ledger(schema: str) -> dict[str, tuple[int, int, int]]:
+    with psycopg.connect(POSTGRES_URL) as connection:
+        rows = connection.execute(
+            sql.SQL(
+                "select run_id, count(*), count(distinct {}), count(destination) "
+                "from {}.audience_recipients group by run_id"
+            ).format(sql.Identifier(CUSTOMER), sql.Identifier(schema))
+        ).fetchall()
+    return {run_id: (n, distinct, sent) for run_id, n, distinct, sent in rows}
+
+
+def assert_recorded_once(ledger: dict[str, tuple[int, int, int]], run: Run) -> None:
+    """Each customer of the run is in the ledger once: sent or held in control."""
+    rows, customers, sent = ledger[run.id]
+    assert rows == customers == run.counts["sent"] + run.counts["control"] > 0
+    assert sent == run.counts["sent"]
+
+
+def objects(s3: Any, bucket: str) -> dict[str, dict[str, Any]]:
+    listing = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+    return {o["Key"]: {"ETag": o["ETag"], "LastModified": o["LastModified"]} for o in listing}
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    name = f"faults-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+# 1. Workers started together on the same due runs ------------------------------------------
+
+
+@pytest.mark.slow
+def test_workers_started_together_run_each_due_time_once(
+    tmp_path: Path, own_postgres_schema: str
+) -> None:
+    directory = postgres_workspace(tmp_path / "workspace", own_postgres_schema)
+    out = tmp_path / "out"
+    # Round by round: (workers, campaigns' schedule, when they are scheduled, when workers run).
+    next_morning = (NOW + timedelta(days=1)).replace(hour=6, minute=5)
+    daily = {"recurring": {"every": "day", "at": "06:00", "timezone": "UTC"}}
+    rounds = [
+        (2, "Once", {"once": "asap"}, NOW, NOW + timedelta(minutes=1)),
+        (4, "Daily", daily, NOW, next_morning),
+        (4, "Daily", daily, None, next_morning + timedelta(days=1)),
+    ]
+    contested = 0
+    for number, (workers, family, schedule, scheduled_at, run_at) in enumerate(rounds, 1):
+        names = [f"{family} {n:02d}" for n in range(10)]
+        if scheduled_at is not None:
+            with Workspace.open(directory, clock=lambda at=scheduled_at: at) as ws:
+                apply(ws, GOLD, folder_destination(out))
+                apply(ws, *(campaign(name, schedule) for name in names))
+                for name in names:
+                    ws.activations.schedule("campaign", name)
+        gate = tmp_path / f"gate-{number}" / "open"
+        gate.parent.mkdir()
+        processes = [
+            worker_process(directory, run_at, prelude=GATE, env={"AUDIENCE_TEST_GATE": str(gate)})
+            for _ in range(workers)
+        ]
+        ready = gate.parent.glob
+        wait_until(lambda n=workers, r=ready: len(list(r("ready-*"))) == n, processes[0])
+        gate.touch()
+        reports = [finished(p) for p in processes]
+        assert sum(r.count(": succeeded") for r in reports) == len(names), reports
+        contested += len(names)
+
+        with Workspace.open(directory, clock=lambda at=run_at: at) as ws:
+            ledger = postgres_ledger(own_postgres_schema)
+            for name in names:
+                due = [r for r in ws.store.runs.history(name) if r.scheduled_for <= run_at]
+                latest = max(due, key=lambda r: r.scheduled_for)
+                assert len({r.scheduled_for for r in due}) == len(due)  # one row per due time
+                assert latest.status == "succeeded" and latest.attempt == 1, latest
+                assert [d.role for d in latest.deliveries] == ["data"]
+                if number < 3:
+                    assert_recorded_once(ledger, latest)
+                else:  # the day after: nobody newly qualifies, and nobody is sent twice
+                    assert latest.counts["sent"] == 0 and latest.id not in ledger
+        files = sorted(p.name for p in out.iterdir() if p.is_file())
+        assert not [f for f in files if f.endswith(".tmp")], files
+        assert len(files) == contested == len(set(files))
+    assert contested >= 20
+
+
+# 2. Killed in the middle of an upload -------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_upload_is_taken_over_once_its_lease_expires(
+    tmp_path: Path, fault_proxy: FaultProxy, s3: Any, bucket: str
+) -> None:
+    # A file of two upload parts (the first 8 MiB): 80 000 customers with ten attributes.
+    directory = tmp_path / "workspace"
+    directory.mkdir()
+    (directory / SETTINGS_FILE).write_text(render_settings("duckdb", None))
+    with Workspace.open(directory, clock=lambda: NOW) as ws:
+        ws.load_sample(profiles=80_000, seed=SAMPLE_SEED)
+        wide = s3_destination(bucket, fault_proxy.url, quote="all")
+        apply(ws, EVERYONE, {**wide, "default_attributes": TEN_ATTRIBUTES})
+        apply(ws, campaign("Killed", {"once": "asap"}, segment="Everyone"))
+        ws.activations.schedule("campaign", "Killed")
+    stall = fault_proxy.add(Fault("PUT", "partNumber=2", action="stall"))
+    started = NOW + timedelta(minutes=1)
+
+    doomed = worker_process(directory, started)
+    wait_until(fault_proxy.stalled.is_set, doomed)  # part 1 is up, part 2 hangs
+    assert len(s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == 1
+    kill(doomed)
+
+    with Workspace.open(directory, clock=lambda: started) as ws:
+        run = only_run(ws, "Killed")
+        assert run.status == "running" and run.attempt == 1
+        assert run.claimed_by == f"{os.uname().nodename}:{doomed.pid}"
+        assert run.lease_expires_at == started + timedelta(seconds=2)
+    # Within the lease, another worker leaves the run alone; after it, takes it over.
+    assert ": succeeded" not in finished(worker_process(directory, started + timedelta(seconds=1)))
+    finished(worker_process(directory, started + timedelta(seconds=3)))
+
+    with Workspace.open(directory, clock=lambda: started) as ws:
+        run = only_run(ws, "Killed")
+    assert run.status == "succeeded" and run.attempt == 2, run.error
+    assert stall.hits == 1 and run.counts["sent"] > 70_000
+    (data,) = run.deliveries
+    key = data.uri.removeprefix(f"s3://{bucket}/")
+    assert list(objects(s3, bucket)) == [key]
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []  # stale one aborted
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert body.count(b"\n") == run.counts["sent"] + 1  # and a header
+    assert [s.outcome for s in fault_proxy.requests("PUT", "partNumber=")] == [
+        "passed",  # the killed worker's part 1
+        "stalled",  # … and its part 2
+        "passed",  # the takeover's two parts
+        "passed",
+    ]
+    assert_recorded_once(duckdb_ledger(directory), run)
+
+
+# 3. Killed after publishing, before recording success ---------------------------------------
+
+
+@pytest.mark.slow
+def test_a_takeover_finds_the_published_files_and_sends_nothing_again(
+    tmp_path: Path, sample_database: Path, fault_proxy: FaultProxy, s3: Any, bucket: str
+) -> None:
+    directory = duckdb_workspace(tmp_path / "workspace", sample_database)
+    with Workspace.open(directory, clock=lambda: NOW) as ws:
+        apply(ws, GOLD, s3_destination(bucket, fault_proxy.url, manifest=True, success_file=True))
+        apply(ws, campaign("Published", {"once": "asap"}))
+        ws.activations.schedule("campaign", "Published")
+    fault_proxy.add(Fault("PUT", ".DONE", action="stall"))  # the last file of the run
+    started = NOW + timedelta(minutes=1)
+
+    doomed = worker_process(directory, started)
+    wait_until(fault_proxy.stalled.is_set, doomed)
+    published = objects(s3, bucket)
+    assert sorted(k.rsplit(".", 2)[-2:][-1] for k in published) == ["csv", "json"]
+    kill(doomed)
+
+    finished(worker_process(directory, started + timedelta(seconds=3)))
+    with Workspace.open(directory, clock=lambda: started) as ws:
+        run = only_run(ws, "Published")
+    assert run.status == "succeeded" and run.attempt == 2, run.error
+    assert [d.role for d in run.deliveries] == ["data", "manifest", "success"]
+    after = objects(s3, bucket)
+    assert len(after) == 3 and {k: after[k] for k in published} == published  # not rewritten
+    for key in published:  # each published file was sent once, by the killed worker
+        assert len(fault_proxy.requests("PUT", key)) == 1
+    assert_recorded_once(duckdb_ledger(directory), run)
+
+
+# 4. The clock jumps three days on a daily schedule -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("catch_up", "late", "expected"),
+    [
+        ("latest", timedelta(hours=2), 1),
+        ("all", timedelta(hours=2), 3),
+        ("skip", timedelta(hours=2), 0),
+        ("skip", timedelta(minutes=30), 1),  # the newest due time is still within the grace
+    ],
+)
+def test_a_clock_jumping_three_days_is_caught_up_by_the_policy(
+    fresh_workspace: Workspace, catch_up: str, late: timedelta, expected: int
+) -> None:
+    ws, clock = fresh_workspace, Clock(NOW)
+    ws.clock = clock
+    apply(ws, GOLD, folder_destination(ws.directory / "out"))
+    schedule = {
+        "recurring": {"every": "day", "at": "06:00", "timezone": "UTC", "catch_up": catch_up}
+    }
+    apply(ws, campaign("Daily", schedule))
+    ws.activations.schedule("campaign", "Daily")
+    worker = Worker(ws, name="w")
+    first_due = (NOW + timedelta(days=1)).replace(hour=6, minute=0)
+    clock.now = first_due + timedelta(minutes=1)
+    (on_time,) = worker.tick()
+    clock.now = first_due + timedelta(days=3) + late  # three more 06:00s passed unseen
+    caught_up = worker.tick()
+    assert len(caught_up) == expected
+    assert all(r.status == "succeeded" for r in caught_up)
+    dues = [r.scheduled_for for r in (on_time, *caught_up)]
+    assert dues[1:] == [first_due + timedelta(days=d) for d in range(4 - expected, 4)]
+    files = sorted(p.name for p in (ws.directory / "out").glob("*.csv"))
+    assert files == sorted(f"Daily_Offer_{d:%Y%m%d_%H%M}.csv" for d in dues)  # none collide
+    assert worker.tick() == []
+
+
+# 5. The destination answers 503 twice ------------------------------------------------------
+
+
+def test_a_destination_answering_503_is_retried_after_its_retry_after(
+    tmp_path: Path, sample_database: Path, fault_proxy: FaultProxy, s3: Any, bucket: str
+) -> None:
+    directory = duckdb_workspace(tmp_path / "workspace", sample_database)
+    clock = Clock(NOW)
+    settings = Settings(
+        engine=EngineSettings(type="duckdb", path="customer360.duckdb"),
+        store=StoreSettings(),
+        worker=WorkerSettings(retry_base_seconds=1, retry_cap_seconds=60),
+    )
+    ws = Workspace(directory, settings, clock=clock)
+    apply(ws, GOLD, s3_destination(bucket, fault_proxy.url))
+    apply(ws, campaign("Throttled", {"once": "asap"}))
+    ws.activations.schedule("campaign", "Throttled")
+    # botocore tries each request 3 times itself: six refusals fail two attempts of the run.
+    refusals = fault_proxy.add(
+        Fault("PUT", "Throttled_Offer", action="status", times=6, headers={"Retry-After": "30"})
+    )
+    worker = Worker(ws, name="w")
+    for attempt in (1, 2):
+        (run,) = worker.tick()
+        assert run.status == "queued", run.error
+        assert run.attempt == attempt and len(run.retries) == attempt
+        assert (
+            run.retries[-1]["error_kind"] == "transient" and "SlowDown" in run.retries[-1]["error"]
+        )
+        assert run.not_before is not None and run.not_before >= clock.now + timedelta(seconds=30)
+        assert worker.tick() == []  # not before its time
+        clock.now = run.not_before
+    (run,) = worker.tick()
+    ws.close()
+    assert run.status == "succeeded" and run.attempt == 3 and len(run.retries) == 2
+    assert refusals.hits == 6
+    assert [s.outcome for s in fault_proxy.requests("PUT")] == ["503"] * 6 + ["passed"]
+    assert len(objects(s3, bucket)) == 1
+    result = CliRunner().invoke(app, ["runs", "Throttled", "-w", str(directory), "--json"])
+    (shown,) = json.loads(result.stdout)
+    assert shown["status"] == "succeeded" and [r["attempt"] for r in shown["retries"]] == [1, 2]
+
+
+# 6. The metadata database drops its connections ---------------------------------------------
+
+
+def test_a_run_survives_the_metadata_database_dropping_its_connections(
+    tmp_path: Path,
+    sample_database: Path,
+    own_postgres_schema: str,
+    fault_proxy: FaultProxy,
+    s3: Any,
+    bucket: str,
+) -> None:
+    directory = duckdb_workspace(tmp_path / "workspace", sample_database)
+    application = f"audience-faults-{uuid.uuid4().hex[:8]}"
+    store = (
+        f"{POSTGRES_URL}?application_name={application}"
+        f"&options=-csearch_path%3D{own_postgres_schema}"
+    )
+    settings = Settings(
+        engine=EngineSettings(type="duckdb", path="customer360.duckdb"),
+        store=StoreSettings(url=store),
+    )
+    terminated: list[int] = []
+
+    def drop_store_connections() -> None:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            rows = admin.execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity "
+                "where application_name = %s and pid <> pg_backend_pid()",
+                (application,),
+            ).fetchall()
+        terminated.append(len(rows))
+
+    two_files = {
+        **campaign("Cutoff", {"once": "asap"}),
+        "treatments": [
+            {"name": name, "percent": 45, "destinations": ["out"]} for name in ("A", "B")
+        ],
+    }
+    with Workspace(directory, settings, clock=Clock(NOW)) as ws:
+        apply(ws, GOLD, s3_destination(bucket, fault_proxy.url), two_files)
+        ws.activations.schedule("campaign", "Cutoff")
+        # While each file is sent, the store's connections (idle in its pool) are cut: the
+        # next thing the run records meets a dead connection.
+        for key in ("Cutoff_A", "Cutoff_B"):
+            fault_proxy.add(Fault("PUT", key, "delay", before=drop_store_connections))
+        (run,) = Worker(ws, name="w").tick()
+        assert run.status == "succeeded" and run.attempt == 1, run.error
+        assert [d.group for d in ws.store.runs.get(run.id).deliveries] == ["A", "B"]
+    assert len(terminated) == 2 and min(terminated) >= 1, terminated
+    assert len(objects(s3, bucket)) == 2
+
+
+# 7. Temporary files are cleaned up on takeover ----------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_killed_writers_temporary_file_is_removed_when_the_run_is_taken_over(
+    tmp_path: Path, sample_database: Path
+) -> None:
+    directory = duckdb_workspace(tmp_path / "workspace", sample_database)
+    out = tmp_path / "out"
+    with Workspace.open(directory, clock=lambda: NOW) as ws:
+        apply(ws, GOLD, folder_destination(out))
+        apply(ws, campaign("Torn", {"once": "asap"}))
+        ws.activations.schedule("campaign", "Torn")
+    mark = tmp_path / "in-fsync"
+    started = NOW + timedelta(minutes=1)
+    doomed = worker_process(
+        directory, started, prelude=STALLED_FSYNC, env={"AUDIENCE_TEST_MARK": str(mark)}
+    )
+    wait_until(mark.exists, doomed)
+    kill(doomed)
+    (left,) = out.glob(".*.tmp")
+    assert re.fullmatch(r"\.Torn_Offer_20261123_1530\.csv\.\w{8}\.tmp", left.name)
+
+    finished(worker_process(directory, started + timedelta(seconds=3)))
+    with Workspace.open(directory, clock=lambda: started) as ws:
+        run = only_run(ws, "Torn")
+    assert run.status == "succeeded" and run.attempt == 2, run.error
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["Torn_Offer_20261123_1530.csv"]
+    assert_recorded_once(duckdb_ledger(directory), run)
