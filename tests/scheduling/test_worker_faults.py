@@ -271,23 +271,21 @@ def test_workers_started_together_run_each_due_time_once(
 ) -> None:
     directory = postgres_workspace(tmp_path / "workspace", own_postgres_schema)
     out = tmp_path / "out"
-    # Round by round: (workers, campaigns' schedule, when they are scheduled, when workers run).
-    next_morning = (NOW + timedelta(days=1)).replace(hour=6, minute=5)
+    # Round by round: workers, the campaigns' schedule, and when the workers run. Every round
+    # brings ten campaigns of its own, scheduled at NOW: ten due times contested by all.
     daily = {"recurring": {"every": "day", "at": "06:00", "timezone": "UTC"}}
     rounds = [
-        (2, "Once", {"once": "asap"}, NOW, NOW + timedelta(minutes=1)),
-        (4, "Daily", daily, NOW, next_morning),
-        (4, "Daily", daily, None, next_morning + timedelta(days=1)),
+        (2, "Once", {"once": "asap"}, NOW + timedelta(minutes=1)),
+        (4, "Daily", daily, (NOW + timedelta(days=1)).replace(hour=6, minute=5)),
     ]
     contested = 0
-    for number, (workers, family, schedule, scheduled_at, run_at) in enumerate(rounds, 1):
+    for number, (workers, family, schedule, run_at) in enumerate(rounds, 1):
         names = [f"{family} {n:02d}" for n in range(10)]
-        if scheduled_at is not None:
-            with Workspace.open(directory, clock=lambda at=scheduled_at: at) as ws:
-                apply(ws, GOLD, folder_destination(out))
-                apply(ws, *(campaign(name, schedule) for name in names))
-                for name in names:
-                    ws.activations.schedule("campaign", name)
+        with Workspace.open(directory, clock=lambda: NOW) as ws:
+            apply(ws, GOLD, folder_destination(out))
+            apply(ws, *(campaign(name, schedule) for name in names))
+            for name in names:
+                ws.activations.schedule("campaign", name)
         gate = tmp_path / f"gate-{number}" / "open"
         gate.parent.mkdir()
         processes = [
@@ -297,24 +295,20 @@ def test_workers_started_together_run_each_due_time_once(
         ready = gate.parent.glob
         wait_until(lambda n=workers, r=ready: len(list(r("ready-*"))) == n, processes[0])
         gate.touch()
-        reports = [finished(p) for p in processes]
-        assert sum(r.count(": succeeded") for r in reports) == len(names), reports
+        shares = [finished(p).count(": succeeded") for p in processes]
+        assert sum(shares) == len(names), shares  # each run reported once, by one worker
+        assert sum(1 for share in shares if share) >= 2, shares  # and the work was shared
         contested += len(names)
 
         with Workspace.open(directory, clock=lambda at=run_at: at) as ws:
             ledger = postgres_ledger(own_postgres_schema)
             for name in names:
-                due = [r for r in ws.store.runs.history(name) if r.scheduled_for <= run_at]
-                latest = max(due, key=lambda r: r.scheduled_for)
-                assert len({r.scheduled_for for r in due}) == len(due)  # one row per due time
-                assert latest.status == "succeeded" and latest.attempt == 1, latest
-                assert [d.role for d in latest.deliveries] == ["data"]
-                if number < 3:
-                    assert_recorded_once(ledger, latest)
-                else:  # the day after: nobody newly qualifies, and nobody is sent twice
-                    assert latest.counts["sent"] == 0 and latest.id not in ledger
+                (run,) = ws.store.runs.history(name)  # one row for the due time
+                assert run.status == "succeeded" and run.attempt == 1, run
+                assert [d.role for d in run.deliveries] == ["data"]
+                assert_recorded_once(ledger, run)
+        assert not list(out.rglob("*.tmp"))
         files = sorted(p.name for p in out.iterdir() if p.is_file())
-        assert not [f for f in files if f.endswith(".tmp")], files
         assert len(files) == contested == len(set(files))
     assert contested >= 20
 
@@ -349,9 +343,7 @@ def test_a_worker_killed_mid_upload_is_taken_over_once_its_lease_expires(
         assert run.status == "running" and run.attempt == 1
         assert run.claimed_by == f"{os.uname().nodename}:{doomed.pid}"
         assert run.lease_expires_at == started + timedelta(seconds=2)
-    # Within the lease, another worker leaves the run alone; after it, takes it over.
-    assert ": succeeded" not in finished(worker_process(directory, started + timedelta(seconds=1)))
-    finished(worker_process(directory, started + timedelta(seconds=3)))
+    finished(worker_process(directory, started + timedelta(seconds=3)))  # the lease has expired
 
     with Workspace.open(directory, clock=lambda: started) as ws:
         run = only_run(ws, "Killed")

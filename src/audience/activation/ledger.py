@@ -14,6 +14,7 @@ so a run that fails half-way changes nothing that matters.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
@@ -92,19 +93,29 @@ def remembers(engine: Engine, campaign: Campaign, run_id: str) -> bool:
 
 _LAYOUT = threading.Lock()
 """Runs in threads of one process share a database: one of them lays the tables out."""
+_LAYOUT_ATTEMPTS = 5
+"""Tries at laying the tables out while other processes do the same."""
 
 
 def ensure_tables(engine: Engine) -> None:
     """Create the ledger tables if they are missing, and bring a first-layout ledger to the
     current layout."""
     with _LAYOUT:
-        if _current(engine):
-            return  # one look at the catalog, no statement
-        try:
-            _lay_out(engine)
-        except EngineError:
-            if not _current(engine):  # else another process laid them out at the same moment
-                raise
+        for attempt in range(_LAYOUT_ATTEMPTS):
+            if _current(engine):
+                return  # one look at the catalog, no statement
+            try:
+                _lay_out(engine)
+                return
+            except EngineError:
+                # Another process laying the tables out at the same moment: PostgreSQL's
+                # `CREATE TABLE IF NOT EXISTS` fails on the type its twin is creating. Its
+                # statements commit one by one, so a moment later they are there to see.
+                if attempt == _LAYOUT_ATTEMPTS - 1:
+                    if _current(engine):
+                        return
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
 
 def _current(engine: Engine) -> bool:

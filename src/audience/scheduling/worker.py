@@ -2,9 +2,10 @@
 
 Each `tick`:
 
-1. **Queue** — for every scheduled activation (each row locked, so several workers share the
-   work), the due times its schedule owes by now under its catch-up policy become queued runs.
-   A run is unique by (kind, name, due time), so a due time is queued once, whoever sees it.
+1. **Queue** — for every scheduled activation that owes runs (its row locked in a short
+   transaction of its own, so several workers share the work and claim at once), the due times
+   its schedule owes by now under its catch-up policy become queued runs. A run is unique by
+   (kind, name, due time), so a due time is queued once, whoever sees it.
 2. **Claim and run** — the oldest ready run (queued and past its back-off, or running under a
    lease that expired because its worker died) is claimed under a lease, run with a heartbeat,
    and closed: succeeded, failed, or queued again after a transient failure (`RetryPolicy`).
@@ -24,8 +25,10 @@ from typing import TYPE_CHECKING
 
 from audience.activation.recording import RetryPolicy
 from audience.activation.runner import execute, lease_of, retry_policy, this_process
+from audience.definitions.schedule import Schedule
 from audience.errors import AudienceError
 from audience.scheduling.schedule import ScheduleHistory, due_times
+from audience.store.activations import ScheduledActivation, scheduled_state
 from audience.store.runs import Run, utc
 
 if TYPE_CHECKING:
@@ -58,32 +61,47 @@ class Worker:
         return ended
 
     def queue_due(self, now: datetime) -> int:
-        """Queue the runs every scheduled activation owes at `now`; how many were queued."""
+        """Queue the runs every scheduled activation owes at `now`; how many were queued.
+
+        Each activation is queued in a short transaction of its own, holding its row, so the
+        runs are there to claim at once — by this worker or any other — and workers starting
+        together queue different activations side by side (a row another holds is skipped: it
+        is looking after it). Only activations that owe something are locked at all."""
         ws = self.ws
         queued = 0
-        with ws.store.activations.locked() as session:
-            for record in ws.store.activations.due(session):
-                try:
-                    definition, version = ws.campaign(record.name)
-                except AudienceError:
-                    continue  # a definition that vanished has nothing to owe
-                history = ScheduleHistory(
-                    since=utc(record.since),
-                    runs=len(ws.store.runs.successes(record.kind, record.name, since=record.since)),
-                    last_due=utc(record.last_due) if record.last_due is not None else None,
-                )
-                times = due_times(definition.schedule, history=history, now=now)
+        for scheduled in ws.store.activations.all():
+            if scheduled.state != "scheduled":
+                continue
+            try:
+                definition, version = ws.campaign(scheduled.name)
+            except AudienceError:
+                continue  # a definition that vanished has nothing to owe
+            if not self._owed(definition.schedule, scheduled, now):
+                continue
+            with ws.store.activations.locked(scheduled.kind, scheduled.name) as (session, row):
+                if row is None:
+                    continue
+                times = self._owed(definition.schedule, scheduled_state(row), now)
                 for due in times:
                     queued += ws.store.runs.enqueue(
-                        session,
-                        kind=record.kind,
-                        name=record.name,
-                        version=version,
-                        scheduled_for=due,
+                        session, kind=row.kind, name=row.name, version=version, scheduled_for=due
                     )
                 if times:
-                    record.last_due = max(times)
+                    row.last_due = max(times)
         return queued
+
+    def _owed(
+        self, schedule: Schedule, scheduled: ScheduledActivation, now: datetime
+    ) -> list[datetime]:
+        """The due times the activation's schedule owes at `now`."""
+        history = ScheduleHistory(
+            since=utc(scheduled.since),
+            runs=len(
+                self.ws.store.runs.successes(scheduled.kind, scheduled.name, since=scheduled.since)
+            ),
+            last_due=utc(scheduled.last_due) if scheduled.last_due is not None else None,
+        )
+        return due_times(schedule, history=history, now=now)
 
     def run_next(self) -> Run | None:
         """Claim the oldest ready run and run it; None when nothing is ready."""

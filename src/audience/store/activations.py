@@ -3,7 +3,8 @@ since when, and the newest due time a run was made for. An activation with no ro
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,15 +33,28 @@ class ActivationLog:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
 
-    def locked(self) -> AbstractContextManager[Session]:
-        """A write transaction for reading and changing schedules together with their runs."""
-        return locked_session(self._sessions)
+    @contextmanager
+    def locked(self, kind: str, name: str) -> Iterator[tuple[Session, ActivationRecord | None]]:
+        """A write transaction holding one scheduled activation's row, for changing its
+        schedule together with its runs; the row is None when the activation is no longer
+        scheduled, or another worker holds it (it is looking after it: skip it)."""
+        query = (
+            select(ActivationRecord)
+            .where(
+                ActivationRecord.kind == kind,
+                ActivationRecord.name == name,
+                ActivationRecord.state == "scheduled",
+            )
+            .with_for_update(skip_locked=True)
+        )
+        with locked_session(self._sessions) as session:
+            yield session, session.scalars(query).first()
 
     def get(self, kind: str, name: str) -> ScheduledActivation | None:
         """One activation's schedule state (None: a draft)."""
         with self._sessions() as session:
             row = session.get(ActivationRecord, (kind, name))
-            return _scheduled(row) if row is not None else None
+            return scheduled_state(row) if row is not None else None
 
     def all(self, kind: str | None = None) -> list[ScheduledActivation]:
         """Every activation with a schedule state, by kind and name."""
@@ -48,7 +62,7 @@ class ActivationLog:
         if kind is not None:
             query = query.where(ActivationRecord.kind == kind)
         with self._sessions() as session:
-            return [_scheduled(row) for row in session.scalars(query)]
+            return [scheduled_state(row) for row in session.scalars(query)]
 
     def set_state(
         self,
@@ -74,21 +88,11 @@ class ActivationLog:
             if not keep_last_due or last_due is not None:
                 row.last_due = utc(last_due) if last_due is not None else None
             session.flush()
-            return _scheduled(row)
-
-    def due(self, session: Session) -> list[ActivationRecord]:
-        """The scheduled activations, each locked for this transaction (skipped when another
-        worker holds it: it is looking after them)."""
-        query = (
-            select(ActivationRecord)
-            .where(ActivationRecord.state == "scheduled")
-            .order_by(ActivationRecord.kind, ActivationRecord.name)
-            .with_for_update(skip_locked=True)
-        )
-        return list(session.scalars(query))
+            return scheduled_state(row)
 
 
-def _scheduled(row: ActivationRecord) -> ScheduledActivation:
+def scheduled_state(row: ActivationRecord) -> ScheduledActivation:
+    """A row as the plain record the rest of the code reads."""
     return ScheduledActivation(
         kind=row.kind,
         name=row.name,
