@@ -4,6 +4,7 @@ server (moto's S3), that delays, stalls or refuses chosen requests and passes th
 ```python
 proxy = FaultProxy("http://127.0.0.1:5000")       # the `fault_proxy` fixture makes one
 proxy.add(Fault("PUT", "Daily_Offer", action="stall"))   # the first PUT of that key hangs
+held = proxy.add(Fault("PUT", ".DONE", action="hold"))   # waits until `held.release()`
 proxy.add(Fault("PUT", "Daily_Offer", action="status", status=503, times=6,
                 headers={"Retry-After": "1"}))
 destination endpoint_url = proxy.url
@@ -11,7 +12,8 @@ proxy.stalled.wait(30)                            # a request is hanging now
 ```
 
 A stalled request is never passed on: it hangs until the proxy closes, then its connection is
-dropped, as a crashed client's request would be. Stdlib only (http.server, http.client).
+dropped, as a crashed client's request would be. A held one is passed on once released, as a
+slow network would. Stdlib only (http.server, http.client).
 """
 
 from __future__ import annotations
@@ -43,13 +45,14 @@ _HOP_BY_HOP = frozenset(
 @dataclass
 class Fault:
     """What to do with requests of `method` whose path (with its query) contains `contains`:
-    `stall` (hang, never passed on), `delay` by `seconds` then pass on, or answer `status` with
+    `stall` (hang, never passed on), `hold` until `release()` then pass on, `delay` by
+    `seconds` then pass on, or answer `status` with
     `headers` (an S3-style XML error body); for the first `times` matching requests (all when
     None). `before`, if given, is called (on the proxy's thread) whenever the fault applies."""
 
     method: str
     contains: str
-    action: Literal["stall", "delay", "status"] = "stall"
+    action: Literal["stall", "hold", "delay", "status"] = "stall"
     times: int | None = 1
     seconds: float = 0.0
     status: int = 503
@@ -57,6 +60,11 @@ class Fault:
     before: Callable[[], None] | None = None
     hits: int = 0
     """How many requests it has applied to."""
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        """Pass held requests on."""
+        self.released.set()
 
 
 @dataclass(frozen=True)
@@ -66,7 +74,7 @@ class Seen:
     method: str
     path: str
     outcome: str
-    """"passed", "delayed", "stalled" or the status answered."""
+    """"passed", "delayed", "held", "stalled" or the status answered."""
 
 
 class FaultProxy:
@@ -159,21 +167,24 @@ class _Handler(BaseHTTPRequestHandler):
         proxy = self.proxy
         body = self._body()
         fault = proxy._fault_for(self.command, self.path)
-        if fault is not None and fault.before is not None:
-            fault.before()
-        if fault is not None and fault.action == "stall":
-            proxy._saw(self.command, self.path, "stalled")
-            proxy.stalled.set()
-            proxy._released.wait()
-            self.close_connection = True
+        if fault is None:
+            proxy._saw(self.command, self.path, "passed")
+            self._forward(body)
             return
-        if fault is not None and fault.action == "status":
-            proxy._saw(self.command, self.path, str(fault.status))
+        if fault.before is not None:
+            fault.before()
+        outcomes = {"stall": "stalled", "hold": "held", "delay": "delayed"}
+        proxy._saw(self.command, self.path, outcomes.get(fault.action, str(fault.status)))
+        if fault.action == "status":
             self._refuse(fault)
             return
-        if fault is not None and fault.action == "delay":
-            time.sleep(fault.seconds)
-        proxy._saw(self.command, self.path, "delayed" if fault is not None else "passed")
+        if fault.action in {"stall", "hold"}:
+            proxy.stalled.set()
+            while not (fault.action == "hold" and fault.released.wait(0.05)):
+                if proxy._released.wait(0.05 if fault.action == "hold" else None):
+                    self.close_connection = True  # dropped, never passed on
+                    return
+        time.sleep(fault.seconds)
         self._forward(body)
 
     def _refuse(self, fault: Fault) -> None:

@@ -26,6 +26,7 @@ AudienceError
 │   └── TerminalDeliveryError        fails the run at once (403, bucket missing, bad key)
 │       └── DuplicateFileName        two files of one run would share one final name
 └── StateError                       conflicts: already running, retrying a success
+    ├── LeaseLost                    an attempt whose run another worker has taken over
     └── DemoTablesExist              sample data would replace tables the demo did not make
 ```
 
@@ -188,6 +189,11 @@ class DuplicateFileName(TerminalDeliveryError):
 
 class StateError(AudienceError):
     """The request conflicts with the current state (already running, retrying a success)."""
+
+
+class LeaseLost(StateError):
+    """This attempt no longer holds its run: its lease expired (the worker was paused, cut off)
+    and another worker took the run over. Nothing it would still record is recorded."""
 
 
 class DemoTablesExist(StateError):

@@ -61,6 +61,7 @@ TEN_ATTRIBUTES = [
     *("amperity_id", "email", "given_name", "surname", "address", "address2"),
     *("city", "state", "postal", "country"),
 ]
+ASAP = {"once": "asap"}
 NAMED_BY_DUE_TIME = "{{ campaign_name }}_{{ group_name }}_{{ now | format('%Y%m%d_%H%M') }}"
 SHORT_LEASE = {"AUDIENCE__WORKER__LEASE_SECONDS": "2"}
 CLI = "from audience.cli.main import main; main()"
@@ -395,6 +396,41 @@ def test_a_takeover_finds_the_published_files_and_sends_nothing_again(
     for key in published:  # each published file was sent once, by the killed worker
         assert len(fault_proxy.requests("PUT", key)) == 1
     assert_recorded_once(duckdb_ledger(directory), run)
+
+
+@pytest.mark.slow
+def test_a_worker_paused_past_its_lease_changes_nothing_when_it_wakes(
+    tmp_path: Path, own_postgres_schema: str, fault_proxy: FaultProxy, s3: Any, bucket: str
+) -> None:
+    """A worker stopped (SIGSTOP: a long pause, a frozen VM) while its upload hangs loses its
+    lease; another takes the run over and finishes it. Woken up, its upload goes through; it
+    must not record the run again: no second ledger entry, delivery or outcome."""
+    directory = postgres_workspace(tmp_path / "workspace", own_postgres_schema)
+    with Workspace.open(directory, clock=lambda: NOW) as ws:
+        apply(ws, GOLD, s3_destination(bucket, fault_proxy.url), campaign("Zombie", ASAP))
+        ws.activations.schedule("campaign", "Zombie")
+    held = fault_proxy.add(Fault("PUT", "Zombie_Offer", action="hold"))
+    started = NOW + timedelta(minutes=1)
+
+    sleeper = worker_process(directory, started)
+    wait_until(fault_proxy.stalled.is_set, sleeper)
+    sleeper.send_signal(signal.SIGSTOP)
+    try:
+        finished(worker_process(directory, started + timedelta(seconds=3)))
+        with Workspace.open(directory, clock=lambda: started) as ws:
+            taken_over = only_run(ws, "Zombie")
+        assert taken_over.status == "succeeded" and taken_over.attempt == 2
+    finally:
+        held.release()
+        sleeper.send_signal(signal.SIGCONT)
+    finished(sleeper)
+
+    with Workspace.open(directory, clock=lambda: started) as ws:
+        run = only_run(ws, "Zombie")
+    assert run == taken_over  # the woken worker recorded nothing
+    assert [d.role for d in run.deliveries] == ["data"]
+    assert len(objects(s3, bucket)) == 1
+    assert_recorded_once(postgres_ledger(own_postgres_schema), run)
 
 
 # 4. The clock jumps three days on a daily schedule -------------------------------------------

@@ -160,6 +160,7 @@ def run_campaign(
         delivered = list(
             send_files(campaign, setting, columns, run_table, recording, progress, None, plan)
         )
+        recording.confirm()  # a run taken over meanwhile is recorded by the attempt that took it
         ledger.record_recipients(
             engine,
             run_table=run_table,

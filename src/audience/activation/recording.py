@@ -9,6 +9,8 @@ again after a back-off.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import random
 import threading
 from collections.abc import Callable
@@ -16,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from audience.errors import AudienceError, TransientDeliveryError
-from audience.store.runs import DeliveredFile, Run, RunLog
+from audience.errors import AudienceError, LeaseLost, TransientDeliveryError
+from audience.store.runs import DeliveredFile, Holder, Run, RunLog
 
 Clock = Callable[[], datetime]
 
@@ -52,9 +54,21 @@ class RunRecording:
     counts: dict[str, Any] = field(default_factory=dict)
     """What the run knows so far (a failed run keeps it: the plan, once known)."""
 
+    @property
+    def holder(self) -> Holder:
+        """This attempt, as the run log fences what it records."""
+        return Holder(self.worker, self.run.attempt)
+
     def delivered(self, file: DeliveredFile) -> None:
-        """A file is published: record it at once, so it is known even if the run fails."""
-        self.runs.add_delivery(self.run.id, file, self.clock())
+        """A file is published: record it at once, so it is known even if the run fails.
+        LeaseLost (which stops the attempt) if another worker has taken the run over."""
+        self.runs.add_delivery(self.run.id, file, self.clock(), holder=self.holder)
+
+    def confirm(self) -> None:
+        """Raise LeaseLost if another worker has taken the run over: an activation calls this
+        before writing state outside the run log (the recipients ledger), which the attempt
+        that took over writes for itself."""
+        self.runs.confirm(self.run.id, self.holder)
 
     def record(
         self,
@@ -67,6 +81,8 @@ class RunRecording:
 
         An `AudienceError` fails the run (or postpones it, when transient and `retry` allows
         another attempt); any other exception is a bug: the run is failed and it is re-raised.
+        An attempt whose run another worker has taken over (LeaseLost) records nothing more:
+        the run as the other attempt leaves it is returned.
         """
         self.runs.clear_deliveries(self.run.id)
         beat = _Heartbeat(self, heartbeat_every or self.lease.total_seconds() / 3)
@@ -75,13 +91,30 @@ class RunRecording:
             counts = work(self)
         except AudienceError as error:
             beat.stop()
-            return self._failed(error, retry)
+            return self._closed(functools.partial(self._failed, error, retry))
         except BaseException as error:
             beat.stop()
-            self.runs.fail(self.run.id, error, now=self.clock(), counts=self.counts)
+            with contextlib.suppress(LeaseLost):
+                self.runs.fail(
+                    self.run.id, error, now=self.clock(), counts=self.counts, holder=self.holder
+                )
             raise
         beat.stop()
-        return self.runs.finish(self.run.id, status="succeeded", now=self.clock(), counts=counts)
+        return self._closed(
+            lambda: self.runs.finish(
+                self.run.id,
+                status="succeeded",
+                now=self.clock(),
+                counts=counts,
+                holder=self.holder,
+            )
+        )
+
+    def _closed(self, close: Callable[[], Run]) -> Run:
+        try:
+            return close()
+        except LeaseLost:
+            return self.runs.get(self.run.id)
 
     def _failed(self, error: AudienceError, retry: RetryPolicy | None) -> Run:
         now = self.clock()
@@ -92,9 +125,14 @@ class RunRecording:
         ):
             wait = retry.delay(self.run.attempt, error.retry_after)
             return self.runs.postpone(
-                self.run.id, error, now=now, until=now + wait, counts=self.counts
+                self.run.id,
+                error,
+                now=now,
+                until=now + wait,
+                counts=self.counts,
+                holder=self.holder,
             )
-        return self.runs.fail(self.run.id, error, now=now, counts=self.counts)
+        return self.runs.fail(self.run.id, error, now=now, counts=self.counts, holder=self.holder)
 
 
 class _Heartbeat:
@@ -121,7 +159,7 @@ class _Heartbeat:
             # other attempt publishes under the same run id, so nothing is sent twice.
             recording.runs.heartbeat(
                 recording.run.id,
-                worker=recording.worker,
+                holder=recording.holder,
                 now=recording.clock(),
                 lease=recording.lease,
             )

@@ -13,6 +13,10 @@ A running run holds a lease (`claimed_by`, `lease_expires_at`) that its worker r
 heartbeat; a run whose lease has expired is taken over by the next claim (its attempt counts up).
 Claims lock the row they take (`FOR UPDATE SKIP LOCKED` on PostgreSQL; on SQLite the whole write
 is one `BEGIN IMMEDIATE` transaction), so two workers never take the same run.
+
+What an attempt records (deliveries, its outcome) is fenced by its `Holder` — the worker and the
+attempt number: an attempt whose run was taken over (its worker paused past the lease, then woke
+up) gets `LeaseLost` instead of overwriting what the attempt that took over records.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from audience.errors import (
     AudienceError,
     DefinitionError,
     EngineError,
+    LeaseLost,
     NotFound,
     StateError,
     TerminalDeliveryError,
@@ -55,6 +60,14 @@ class DeliveredFile:
     group: str | None = None
     role: str = "data"
     """"data", or the "manifest" or "success" file that accompanies a data file."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who is running an attempt: the worker holding the run's lease, and the attempt's number."""
+
+    worker: str
+    attempt: int
 
 
 @dataclass(frozen=True)
@@ -210,35 +223,45 @@ class RunLog:
             session.flush()
             return _run(row, [])
 
-    def heartbeat(self, run_id: str, *, worker: str, now: datetime, lease: timedelta) -> bool:
-        """Renew a running run's lease; False when the run is no longer this worker's."""
+    def heartbeat(self, run_id: str, *, holder: Holder, now: datetime, lease: timedelta) -> bool:
+        """Renew a running run's lease; False when the run is no longer this attempt's."""
         now = utc(now)
         try:
-            return self._renew(run_id, worker=worker, until=now + lease)
+            return self._renew(run_id, holder=holder, until=now + lease)
         except SQLAlchemyError:
             return False  # the store is unreachable for now; the next beat tries again
 
-    def _renew(self, run_id: str, *, worker: str, until: datetime) -> bool:
+    def _renew(self, run_id: str, *, holder: Holder, until: datetime) -> bool:
         with self._sessions() as session, session.begin():
             renewed = session.execute(
                 update(RunRecord)
                 .where(
                     RunRecord.id == run_id,
-                    RunRecord.claimed_by == worker,
+                    RunRecord.claimed_by == holder.worker,
+                    RunRecord.attempt == holder.attempt,
                     RunRecord.status == "running",
                 )
                 .values(lease_expires_at=until)
             )
             return bool(getattr(renewed, "rowcount", 0))
 
+    def confirm(self, run_id: str, holder: Holder) -> None:
+        """Raise LeaseLost unless the run is still running as `holder`'s attempt."""
+        with self._sessions() as session:
+            _held(_row(session, run_id), holder)
+
     def set_version(self, run_id: str, version: int) -> None:
         """Record the definition version a run actually used (the newest when it ran)."""
         with self._sessions() as session, session.begin():
             _row(session, run_id).version = version
 
-    def add_delivery(self, run_id: str, delivered: DeliveredFile, now: datetime) -> None:
-        """Record one file as delivered (kept even if the run fails later)."""
-        with self._sessions() as session, session.begin():
+    def add_delivery(
+        self, run_id: str, delivered: DeliveredFile, now: datetime, *, holder: Holder | None = None
+    ) -> None:
+        """Record one file as delivered (kept even if the run fails later); LeaseLost when
+        `holder`'s attempt no longer holds the run."""
+        with locked_session(self._sessions) as session:
+            _held(_locked_row(session, run_id), holder)
             session.add(
                 DeliveryRecord(
                     run_id=run_id,
@@ -271,11 +294,13 @@ class RunLog:
         counts: dict[str, Any] | None = None,
         error: str | None = None,
         kind_of_error: str | None = None,
+        holder: Holder | None = None,
     ) -> Run:
-        """Close a run as succeeded, failed or canceled."""
+        """Close a run as succeeded, failed or canceled (as `holder`'s attempt, when given:
+        LeaseLost if the run is no longer its)."""
         now = utc(now)
-        with self._sessions() as session, session.begin():
-            row = _row(session, run_id)
+        with locked_session(self._sessions) as session:
+            row = _held(_locked_row(session, run_id), holder)
             row.status = status
             row.ended_at = now
             row.error = error
@@ -287,7 +312,13 @@ class RunLog:
             return _run(row, _deliveries(session, run_id))
 
     def fail(
-        self, run_id: str, error: BaseException, *, now: datetime, counts: dict[str, Any]
+        self,
+        run_id: str,
+        error: BaseException,
+        *,
+        now: datetime,
+        counts: dict[str, Any],
+        holder: Holder | None = None,
     ) -> Run:
         """Close a run as failed, keeping the error's kind and message."""
         message = str(error) if isinstance(error, AudienceError) else repr(error)
@@ -298,6 +329,7 @@ class RunLog:
             counts=counts,
             error=message,
             kind_of_error=error_kind(error),
+            holder=holder,
         )
 
     def postpone(
@@ -308,12 +340,13 @@ class RunLog:
         now: datetime,
         until: datetime,
         counts: dict[str, Any],
+        holder: Holder | None = None,
     ) -> Run:
         """Queue a run again after a transient failure, to be retried from `until`; the failed
         attempt is kept in `retries`."""
         now, until = utc(now), utc(until)
-        with self._sessions() as session, session.begin():
-            row = _row(session, run_id)
+        with locked_session(self._sessions) as session:
+            row = _held(_locked_row(session, run_id), holder)
             row.retries = [
                 *(row.retries or []),
                 {
@@ -505,6 +538,25 @@ def _start(row: RunRecord, *, version: int, now: datetime, worker: str, lease: t
 
 def _expired(row: RunRecord, now: datetime) -> bool:
     return row.lease_expires_at is None or aware(row.lease_expires_at) < now
+
+
+def _locked_row(session: Session, run_id: str) -> RunRecord:
+    row = session.get(RunRecord, run_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"run {run_id} does not exist")
+    return row
+
+
+def _held(row: RunRecord, holder: Holder | None) -> RunRecord:
+    """The row, if `holder` (when given) still runs it; LeaseLost otherwise."""
+    if holder is not None and (
+        row.status != "running" or row.claimed_by != holder.worker or row.attempt != holder.attempt
+    ):
+        raise LeaseLost(
+            f"run {row.id} is no longer attempt {holder.attempt} on {holder.worker}: it is "
+            f"{row.status} (attempt {row.attempt}, on {row.claimed_by or 'no worker'})"
+        )
+    return row
 
 
 def _row(session: Session, run_id: str) -> RunRecord:
