@@ -28,10 +28,18 @@ from audience.delivery.packaging import Meter
 from audience.errors import DeliveryError, TerminalDeliveryError, TransientDeliveryError
 
 RECORDS_FOLDER = ".audience"
-# Failures that retrying cannot mend; anything else (a full disk, an I/O error, a share that
-# went away) may pass.
+# Failures that retrying cannot mend (EEXIST: a file where the folder should be); anything else
+# (a full disk, an I/O error, a share that went away) may pass.
 _TERMINAL_ERRNOS = frozenset(
-    {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
+    {
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.ENAMETOOLONG,
+        errno.EEXIST,
+    }
 )
 
 
@@ -77,6 +85,8 @@ class FilesystemClient:
 
     def check(self) -> None:
         """The folder exists (or can be made) and this process may write into it."""
+        if self.folder.exists() and not self.folder.is_dir():
+            raise TerminalDeliveryError(f"cannot write into {self.folder}: it is not a folder")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=self.folder):
