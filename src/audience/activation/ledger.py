@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from sqlglot import exp
@@ -219,7 +219,8 @@ def record_recipients(
 ) -> None:
     """Write everyone sent (per destination that took them) or held in control."""
     stamp = exp.cast(
-        string(delivered_at.strftime("%Y-%m-%d %H:%M:%S")), exp.DataType.Type.TIMESTAMP
+        string(delivered_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")),
+        exp.DataType.Type.TIMESTAMP,
     )
     selects: list[exp.Select] = [
         _ledger_rows(run_table, campaign, run_id, stamp, None, exp.column(IS_CONTROL))

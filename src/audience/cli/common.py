@@ -123,10 +123,10 @@ def open_workspace(
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
-    """`--now` without an offset is UTC."""
+    """`--now` in UTC (without an offset it is UTC already): stored times are all UTC."""
     if moment is None:
         return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def print_json(data: Any) -> None:
