@@ -190,7 +190,7 @@ def test_a_run_whose_worker_died_is_taken_over_when_its_lease_expires(
     dead = Worker(ws, name="dead")
     dead.queue_due(clock.now)
     lease = timedelta(seconds=ws.settings.worker.lease_seconds)
-    claimed = ws.store.runs.claim(worker="dead", now=clock.now, lease=lease)
+    claimed = ws.store.runs.claim(worker="dead", now=clock.now, lease=lease, max_attempts=5)
     assert claimed is not None and claimed.status == "running"  # ... and then it died
     alive = Worker(ws, name="alive")
     assert alive.tick() == []  # the lease still holds
@@ -277,3 +277,69 @@ def test_concurrent_runs_in_one_process_share_the_database(fresh_workspace: Work
     assert code == 0, err
     assert err.count("succeeded") == 4 and "failed" not in err
     assert len(files(ws)) == 4
+
+
+def test_a_test_send_whose_process_died_is_failed_not_taken_over(
+    ws: Workspace, clock: Clock
+) -> None:
+    """Taking it over would send the whole audience under the campaign's real names."""
+    apply(ws, campaign("Once", {"once": "asap"}))
+    lease = timedelta(seconds=ws.settings.worker.lease_seconds)
+    test = ws.store.runs.begin(
+        kind="campaign",
+        name="Once",
+        version=1,
+        scheduled_for=clock.now,
+        now=clock.now,
+        worker="dead",
+        lease=lease,
+        is_test=True,
+    )
+    clock.now += lease + timedelta(seconds=1)
+    assert Worker(ws, name="alive").tick() == []
+    ended = ws.store.runs.get(test.id)
+    assert ended.status == "failed" and ended.error_kind == "abandoned"
+    assert files(ws) == []
+
+
+def test_a_run_whose_workers_keep_dying_is_given_up(ws: Workspace, clock: Clock) -> None:
+    apply(ws, campaign("Once", {"once": "asap"}))
+    ws.activations.schedule("campaign", "Once")
+    Worker(ws, name="w").queue_due(clock.now)
+    lease = timedelta(seconds=ws.settings.worker.lease_seconds)
+    for attempt in range(1, 4):
+        claimed = ws.store.runs.claim(worker="dies", now=clock.now, lease=lease, max_attempts=3)
+        assert claimed is not None and claimed.attempt == attempt
+        clock.now += lease + timedelta(seconds=1)
+    assert ws.store.runs.claim(worker="dies", now=clock.now, lease=lease, max_attempts=3) is None
+    (run,) = ws.runs("Once")
+    assert run.status == "failed" and "stopped 3 times" in (run.error or "")
+
+
+def test_one_activation_runs_one_run_at_a_time_in_order(ws: Workspace, clock: Clock) -> None:
+    """Two due times of one campaign (caught up) are not run side by side: each measures
+    "newly qualified" against the run before it."""
+    schedule = {"recurring": {**DAILY["recurring"], "catch_up": "all"}}
+    apply(ws, campaign("Daily", schedule))
+    ws.activations.schedule("campaign", "Daily")
+    clock.now = NOW + timedelta(days=2, hours=2)
+    Worker(ws, name="w").queue_due(clock.now)
+    lease = timedelta(seconds=ws.settings.worker.lease_seconds)
+    first = ws.store.runs.claim(worker="a", now=clock.now, lease=lease, max_attempts=5)
+    assert first is not None and first.scheduled_for.day == 24
+    assert ws.store.runs.claim(worker="b", now=clock.now, lease=lease, max_attempts=5) is None
+    with pytest.raises(StateError, match="running already"):
+        ws.campaign_run("Daily", now=NOW + timedelta(days=5))
+
+
+def test_a_paused_campaign_s_queued_runs_wait(ws: Workspace, clock: Clock) -> None:
+    apply(ws, campaign("Once", {"once": "asap"}))
+    ws.activations.schedule("campaign", "Once")
+    worker = Worker(ws, name="w")
+    assert worker.queue_due(clock.now) == 1
+    ws.activations.pause("campaign", "Once")
+    assert worker.run_next() is None  # queued before the pause, and still not sent
+    assert files(ws) == []
+    ws.activations.resume("campaign", "Once")
+    ran = worker.run_next()
+    assert ran is not None and ran.status == "succeeded"

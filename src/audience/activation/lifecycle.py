@@ -118,18 +118,10 @@ class Activations:
     def retry(self, run_id: str, *, progress: Progress | None = None) -> Run:
         """Run a failed or canceled run again now, as its next attempt."""
         ws = self._ws
-        run = ws.store.runs.find(run_id)
-        ws.store.runs.retry(run.id)
-        claimed = ws.store.runs.begin(
-            kind=run.activation_kind,
-            name=run.activation_name,
-            version=run.version,
-            scheduled_for=run.scheduled_for,
-            now=ws.clock(),
-            worker=this_process(),
-            lease=lease_of(ws),
+        run = ws.store.runs.restart(
+            ws.store.runs.find(run_id).id, worker=this_process(), now=ws.clock(), lease=lease_of(ws)
         )
-        return execute(ws, claimed, worker=this_process(), progress=progress)
+        return execute(ws, run, worker=this_process(), progress=progress)
 
     def cancel_run(self, run_id: str) -> Run:
         """Mark a queued or failed run — or a running one whose worker's lease has expired —
@@ -155,7 +147,9 @@ class Activations:
         recorded = ws.store.activations.get(kind, name)
         last = ws.store.runs.latest(kind, name)
         schedule: Schedule = definition.schedule
-        history = self._history(kind, name, recorded)
+        history = (
+            self.history(recorded) if recorded is not None else ScheduleHistory(since=ws.clock())
+        )
         upcoming = (
             next_run(schedule, history=history, now=ws.clock())
             if recorded is not None and recorded.state == "scheduled"
@@ -171,17 +165,9 @@ class Activations:
             launch_date=getattr(definition, "launch_date", None),
         )
 
-    def history(self, kind: str, name: str) -> ScheduleHistory | None:
-        """What the run log says about a scheduled activation's schedule (None: not scheduled)."""
-        recorded = self._ws.store.activations.get(kind, name)
-        return None if recorded is None else self._history(kind, name, recorded)
-
-    def _history(
-        self, kind: str, name: str, recorded: ScheduledActivation | None
-    ) -> ScheduleHistory:
-        if recorded is None:
-            return ScheduleHistory(since=self._ws.clock())
-        runs = self._ws.store.runs.successes(kind, name, since=recorded.since)
+    def history(self, recorded: ScheduledActivation) -> ScheduleHistory:
+        """What the run log says about an activation's schedule since it took effect."""
+        runs = self._ws.store.runs.successes(recorded.kind, recorded.name, since=recorded.since)
         return ScheduleHistory(since=recorded.since, runs=len(runs), last_due=recorded.last_due)
 
     def _definition(self, kind: str, name: str) -> Any:

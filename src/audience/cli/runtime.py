@@ -125,9 +125,9 @@ def worker(
     def serve() -> None:
         try:
             with _workspace(workspace, now) as ws:
-                each = Worker(ws, on_run=_report)
+                each = Worker(ws, on_run=_report, on_error=_report_error)
                 if once:
-                    each.tick()
+                    each.tick(stop)
                 else:
                     each.serve(stop)
         except BaseException as error:  # the first failure is reported once all have stopped
@@ -151,6 +151,13 @@ def worker(
         thread.join()
     if failures:
         raise failures[0]
+
+
+def _report_error(error: BaseException) -> None:
+    err.print(
+        f"[red]worker:[/red] {escape(str(error) or type(error).__name__)}; going on",
+        soft_wrap=True,
+    )
 
 
 def _report(run: Run) -> None:

@@ -27,9 +27,9 @@ from audience.activation.recording import RetryPolicy
 from audience.activation.runner import execute, lease_of, retry_policy, this_process
 from audience.definitions.schedule import Schedule
 from audience.errors import AudienceError
-from audience.scheduling.schedule import ScheduleHistory, due_times
+from audience.scheduling.schedule import due_times
 from audience.store.activations import ScheduledActivation, scheduled_state
-from audience.store.runs import Run, utc
+from audience.store.runs import Run
 
 if TYPE_CHECKING:
     from audience.workspace import Workspace
@@ -45,18 +45,23 @@ class Worker:
         name: str | None = None,
         retry: RetryPolicy | None = None,
         on_run: Callable[[Run], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.ws = ws
         self.name = name or this_process()
         self.retry = retry or retry_policy(ws)
         self.on_run = on_run
+        self.on_error = on_error
+        """Hears of what went wrong outside a run (the store unreachable, a bug), which the
+        worker survives."""
         """Hears of each run as it ends (the CLI prints a line)."""
 
-    def tick(self) -> list[Run]:
-        """Queue what schedules owe, then run everything ready; the runs that ended."""
+    def tick(self, stop: threading.Event | None = None) -> list[Run]:
+        """Queue what schedules owe, then run everything ready (until `stop` is set: a run
+        under way ends first); the runs that ended."""
         self.queue_due(self.ws.clock())
         ended: list[Run] = []
-        while (run := self.run_next()) is not None:
+        while not (stop is not None and stop.is_set()) and (run := self.run_next()) is not None:
             ended.append(run)
         return ended
 
@@ -94,24 +99,23 @@ class Worker:
         self, schedule: Schedule, scheduled: ScheduledActivation, now: datetime
     ) -> list[datetime]:
         """The due times the activation's schedule owes at `now`."""
-        history = ScheduleHistory(
-            since=utc(scheduled.since),
-            runs=len(
-                self.ws.store.runs.successes(scheduled.kind, scheduled.name, since=scheduled.since)
-            ),
-            last_due=utc(scheduled.last_due) if scheduled.last_due is not None else None,
-        )
-        return due_times(schedule, history=history, now=now)
+        return due_times(schedule, history=self.ws.activations.history(scheduled), now=now)
 
     def run_next(self) -> Run | None:
         """Claim the oldest ready run and run it; None when nothing is ready."""
         ws = self.ws
-        run = ws.store.runs.claim(worker=self.name, now=ws.clock(), lease=lease_of(ws))
+        run = ws.store.runs.claim(
+            worker=self.name,
+            now=ws.clock(),
+            lease=lease_of(ws),
+            max_attempts=ws.settings.worker.max_attempts,
+        )
         if run is None:
             return None
         try:
             ended = execute(ws, run, worker=self.name, retry=self.retry)
-        except Exception:  # a bug: the run is recorded as failed with it; keep serving others
+        except Exception as error:  # a bug: the run is recorded as failed; serve the others
+            self._heard(error)
             ended = ws.store.runs.get(run.id)
         finally:
             ws.release_engine()
@@ -120,7 +124,17 @@ class Worker:
         return ended
 
     def serve(self, stop: threading.Event) -> None:
-        """Tick until `stop` is set, waiting `worker.poll_seconds` whenever nothing was ready."""
+        """Tick until `stop` is set, waiting `worker.poll_seconds` whenever nothing was ready
+        — or something went wrong outside a run (the store restarting): then it tries again."""
         while not stop.is_set():
-            if not self.tick():
+            try:
+                ran = self.tick(stop)
+            except Exception as error:
+                self._heard(error)
+                ran = []
+            if not ran:
                 stop.wait(self.ws.settings.worker.poll_seconds)
+
+    def _heard(self, error: BaseException) -> None:
+        if self.on_error is not None:
+            self.on_error(error)

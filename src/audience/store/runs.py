@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from audience.errors import (
     AudienceError,
@@ -41,7 +41,7 @@ from audience.errors import (
     TransientDeliveryError,
 )
 from audience.store.locking import locked_session
-from audience.store.models import DeliveryRecord, RunRecord, aware
+from audience.store.models import ActivationRecord, DeliveryRecord, RunRecord, aware
 
 ACTIVE = ("queued", "running")
 """Statuses of a run that has not ended."""
@@ -178,6 +178,8 @@ class RunLog:
                 )
             elif row.status == "running" and not _expired(row, now):
                 raise StateError(f"{kind} {name!r} is already running (run {row.id})")
+            if not is_test:
+                _refuse_if_busy(session, kind, name, row.id, now)
             _start(row, version=version, now=now, worker=worker, lease=lease)
             try:
                 session.flush()
@@ -193,35 +195,70 @@ class RunLog:
         scheduled_for = utc(scheduled_for)
         if session.scalars(_due(kind, name, scheduled_for)).first() is not None:
             return False
-        session.add(_new_row(kind, name, version, scheduled_for, False, "schedule"))
-        session.flush()
+        try:
+            with session.begin_nested():  # a command may have started that very run meanwhile
+                session.add(_new_row(kind, name, version, scheduled_for, False, "schedule"))
+        except IntegrityError:
+            return False
         return True
 
-    def claim(self, *, worker: str, now: datetime, lease: timedelta) -> Run | None:
-        """Take the oldest run that is due: queued (and past its back-off), or running under a
-        lease that has expired (its worker died). None when there is nothing to do."""
+    def claim(
+        self, *, worker: str, now: datetime, lease: timedelta, max_attempts: int
+    ) -> Run | None:
+        """Take the oldest run that is ready: queued (past its back-off), or running under a
+        lease that has expired (its worker died). None when there is nothing to do.
+
+        A run waits while another run of its activation is running, or an earlier one of it is
+        queued ("newly qualified" is measured run after run), and a scheduled run waits while
+        its activation is paused or canceled. A test send whose process died is failed, never
+        taken over (its sample size died with it); so is a run whose workers died
+        `max_attempts` times."""
         now = utc(now)
-        ready = or_(
-            and_(
-                RunRecord.status == "queued",
-                or_(RunRecord.not_before.is_(None), RunRecord.not_before <= now),
+        other = aliased(RunRecord)
+        same = and_(
+            other.activation_kind == RunRecord.activation_kind,
+            other.activation_name == RunRecord.activation_name,
+            other.id != RunRecord.id,
+            other.is_test.is_(False),
+        )
+        busy = exists().where(same, other.status == "running", other.lease_expires_at >= now)
+        behind = exists().where(
+            same, other.status == "queued", other.scheduled_for < RunRecord.scheduled_for
+        )
+        held = exists().where(
+            ActivationRecord.kind == RunRecord.activation_kind,
+            ActivationRecord.name == RunRecord.activation_name,
+            ActivationRecord.state.in_(("paused", "canceled")),
+        )
+        ready = and_(
+            or_(
+                and_(
+                    RunRecord.status == "queued",
+                    or_(RunRecord.not_before.is_(None), RunRecord.not_before <= now),
+                ),
+                and_(RunRecord.status == "running", RunRecord.lease_expires_at < now),
             ),
-            and_(RunRecord.status == "running", RunRecord.lease_expires_at < now),
+            ~busy,
+            ~behind,
+            or_(RunRecord.trigger != "schedule", RunRecord.trigger.is_(None), ~held),
         )
         query = (
             select(RunRecord)
             .where(ready)
             .order_by(RunRecord.scheduled_for, RunRecord.id)
             .limit(1)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, of=RunRecord)
         )
         with locked_session(self._sessions) as session:
-            row = session.scalars(query).first()
-            if row is None:
-                return None
-            _start(row, version=row.version, now=now, worker=worker, lease=lease)
-            session.flush()
-            return _run(row, [])
+            while (row := session.scalars(query).first()) is not None:
+                if row.status == "running" and (row.is_test or row.attempt >= max_attempts):
+                    _abandon(row, now)  # and look for the next one
+                    session.flush()
+                    continue
+                _start(row, version=row.version, now=now, worker=worker, lease=lease)
+                session.flush()
+                return _run(row, [])
+            return None
 
     def heartbeat(self, run_id: str, *, holder: Holder, now: datetime, lease: timedelta) -> bool:
         """Renew a running run's lease; False when the run is no longer this attempt's."""
@@ -356,7 +393,14 @@ class RunLog:
                     "error_kind": error_kind(error),
                 },
             ]
-            row.status = "queued"
+            canceled = session.get(ActivationRecord, (row.activation_kind, row.activation_name))
+            row.status = (
+                "canceled"
+                if row.trigger == "schedule"
+                and canceled is not None
+                and canceled.state == "canceled"
+                else "queued"
+            )
             row.not_before = until
             row.claimed_by = None
             row.lease_expires_at = None
@@ -366,21 +410,22 @@ class RunLog:
             session.flush()
             return _run(row, _deliveries(session, run_id))
 
-    def retry(self, run_id: str) -> Run:
-        """Queue a failed (or canceled) run again, to run as its next attempt."""
+    def restart(self, run_id: str, *, worker: str, now: datetime, lease: timedelta) -> Run:
+        """Start a failed (or canceled) run again now, as its next attempt for the same due
+        time, in one transaction (no worker can take it in between)."""
+        now = utc(now)
         with locked_session(self._sessions) as session:
-            row = _row(session, run_id)
+            row = _locked_row(session, run_id)
             if row.status == "succeeded":
                 raise StateError(f"run {row.id} succeeded; there is nothing to retry")
             if row.status in ACTIVE:
                 raise StateError(f"run {row.id} is {row.status} already")
             if row.is_test:
                 raise StateError(f"run {row.id} was a test send; send a new test instead")
-            row.status = "queued"
-            row.not_before = None
-            row.ended_at = None
+            _refuse_if_busy(session, row.activation_kind, row.activation_name, row.id, now)
+            _start(row, version=row.version, now=now, worker=worker, lease=lease)
             session.flush()
-            return _run(row, _deliveries(session, run_id))
+            return _run(row, [])
 
     def cancel(self, run_id: str, *, now: datetime) -> Run:
         """Mark a queued or failed run, or a running one whose lease has expired, canceled."""
@@ -534,6 +579,40 @@ def _start(row: RunRecord, *, version: int, now: datetime, worker: str, lease: t
     row.claimed_by = worker
     row.lease_expires_at = now + lease
     row.not_before = None
+
+
+def _refuse_if_busy(session: Session, kind: str, name: str, run_id: str, now: datetime) -> None:
+    """Refuse to start a run while another run of the activation is running (its "newly
+    qualified" would be measured against the same last success, and both would send)."""
+    running = session.scalars(
+        select(RunRecord).where(
+            RunRecord.activation_kind == kind,
+            RunRecord.activation_name == name,
+            RunRecord.id != run_id,
+            RunRecord.status == "running",
+            RunRecord.lease_expires_at >= now,
+            RunRecord.is_test.is_(False),
+        )
+    ).first()
+    if running is not None:
+        raise StateError(
+            f"{kind} {name!r} is running already (run {running.id}, due "
+            f"{_utc(running.scheduled_for)}); try again when it has ended"
+        )
+
+
+def _abandon(row: RunRecord, now: datetime) -> None:
+    """Fail a running run whose process died and that must not be taken over."""
+    row.status = "failed"
+    row.ended_at = now
+    row.error_kind = "abandoned"
+    row.error = (
+        "the test send's process stopped before it ended"
+        if row.is_test
+        else f"its worker stopped {row.attempt} times before it ended; not taken over again"
+    )
+    row.claimed_by = None
+    row.lease_expires_at = None
 
 
 def _expired(row: RunRecord, now: datetime) -> bool:
