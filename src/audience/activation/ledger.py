@@ -119,8 +119,16 @@ def ensure_tables(engine: Engine) -> None:
 
 
 def _current(engine: Engine) -> bool:
+    """Whether the tables are there in the current layout."""
     tables = engine.catalog().tables
-    return STATE in tables and RECIPIENTS in tables and MEMBERS in tables
+    if not (STATE in tables and RECIPIENTS in tables and MEMBERS in tables):
+        return False
+    found = engine.rows(
+        exp.select(column("version"))
+        .from_(table(STATE))
+        .where(column("component").eq(string("ledger")))
+    )
+    return [row["version"] for row in found] == [LAYOUT_VERSION]
 
 
 def _lay_out(engine: Engine) -> None:

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from audience.activation.runner import KINDS, execute, lease_of, this_process
+from audience.activation.runner import ACTIVATION_KINDS, execute, lease_of, this_process
 from audience.activation.setting import Progress
+from audience.definitions.campaign import Campaign
 from audience.definitions.schedule import Schedule, check_schedule
 from audience.errors import DefinitionError, NotFound, StateError
 from audience.scheduling.describe import describe
@@ -131,19 +132,19 @@ class Activations:
 
     def status(self, kind: str | None = None) -> list[ActivationStatus]:
         """Every activation (of one kind), by kind and name."""
-        if kind is not None and kind not in KINDS:
-            raise NotFound(f"no activations of kind {kind!r}; kinds: {', '.join(KINDS)}")
+        if kind is not None and kind not in ACTIVATION_KINDS:
+            raise NotFound(f"no activations of kind {kind!r}; kinds: {', '.join(ACTIVATION_KINDS)}")
         names = [
             (stored.kind, stored.name)
             for stored in self._ws.store.definitions()
-            if stored.kind in KINDS and (kind is None or stored.kind == kind)
+            if stored.kind in ACTIVATION_KINDS and (kind is None or stored.kind == kind)
         ]
         return [self.status_of(k, n) for k, n in names]
 
     def status_of(self, kind: str, name: str) -> ActivationStatus:
         """One activation's row of the Activations page."""
         ws = self._ws
-        definition = self._definition(kind, name)
+        definition = self.definition(kind, name)[0]
         recorded = ws.store.activations.get(kind, name)
         last = ws.store.runs.latest(kind, name)
         schedule: Schedule = definition.schedule
@@ -162,7 +163,7 @@ class Activations:
             schedule=describe(schedule, history),
             next_due=upcoming,
             last_run=last,
-            launch_date=getattr(definition, "launch_date", None),
+            launch_date=definition.launch_date,
         )
 
     def history(self, recorded: ScheduledActivation) -> ScheduleHistory:
@@ -170,18 +171,20 @@ class Activations:
         runs = self._ws.store.runs.successes(recorded.kind, recorded.name, since=recorded.since)
         return ScheduleHistory(since=recorded.since, runs=len(runs), last_due=recorded.last_due)
 
-    def _definition(self, kind: str, name: str) -> Any:
+    def definition(self, kind: str, name: str) -> tuple[Campaign, int]:
+        """An activation's current definition and version, by kind (campaigns; journeys and
+        orchestrations join here)."""
         if kind != "campaign":
-            raise NotFound(f"no activations of kind {kind!r}; kinds: {', '.join(KINDS)}")
-        return self._ws.campaign(name)[0]
+            raise NotFound(f"no activations of kind {kind!r}; kinds: {', '.join(ACTIVATION_KINDS)}")
+        return self._ws.campaign(name)
 
     def _repeats(self, kind: str, name: str) -> bool:
-        return self._definition(kind, name).schedule.repeating is not None
+        return self.definition(kind, name)[0].schedule.repeating is not None
 
     def _checked_schedule(self, kind: str, name: str) -> Schedule:
         """The activation's schedule, once its definition checks out against what it uses
         (segments active, destinations there, columns real)."""
-        definition = self._definition(kind, name)
+        definition = self.definition(kind, name)[0]
         try:
             self._ws.check_activation(definition)
         except DefinitionError as exc:

@@ -27,8 +27,9 @@ Clock = Callable[[], datetime]
 @dataclass(frozen=True)
 class RetryPolicy:
     """How transient failures are retried: up to `max_attempts` attempts in all, waiting
-    `base × 2^(attempt-1)` (at most `cap`) with full jitter, and never less than a destination's
-    retry-after hint (itself at most `cap`: a server cannot park a run for a year)."""
+    between half and all of `base × 2^(attempt-1)` (at most `cap`; "equal jitter"), and never
+    less than a destination's retry-after hint (itself at most `cap`: a server cannot park a
+    run for a year)."""
 
     max_attempts: int = 5
     base: timedelta = timedelta(seconds=30)

@@ -17,7 +17,7 @@ from audience.store.runs import Run
 if TYPE_CHECKING:
     from audience.workspace import Workspace
 
-KINDS = ("campaign",)
+ACTIVATION_KINDS = ("campaign",)
 """The kinds of activation a run can be of (journeys and orchestrations join here)."""
 
 

@@ -29,7 +29,7 @@ from audience.compile.conditions import (
     unknown_segment,
 )
 from audience.definitions.campaign import CONTROL_GROUP, Campaign, SentAttribute
-from audience.errors import UnknownAttribute, UnknownReference
+from audience.errors import UnknownAttribute
 
 CUSTOMER = "customer_id"
 ACTIVATION_KIND = "activation_kind"
@@ -99,11 +99,7 @@ def destination_columns(
 def _segment(name: str, ctx: CompileContext, field_path: str) -> exp.Expr:
     segment = ctx.segments.get(name)
     if segment is None:
-        raise unknown_segment(name, ctx, field_path)
-    if segment.status != "active":
-        raise UnknownReference(
-            f"segment {name!r} is a draft; campaigns use active segments", field=field_path
-        )
+        raise unknown_segment(name, ctx, field_path)  # a draft is not among ctx.segments
     return exp.paren(segment_predicate(segment, ctx), copy=False)
 
 

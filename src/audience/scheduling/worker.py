@@ -78,7 +78,7 @@ class Worker:
             if scheduled.state != "scheduled":
                 continue
             try:
-                definition, version = ws.campaign(scheduled.name)
+                definition, version = ws.activations.definition(scheduled.kind, scheduled.name)
             except AudienceError:
                 continue  # a definition that vanished has nothing to owe
             if not self._owed(definition.schedule, scheduled, now):
