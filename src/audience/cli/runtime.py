@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -117,22 +119,14 @@ def worker(
     """Run activations when they are due: queue what schedules owe, claim it, send it.
 
     Several workers (processes or --concurrency) share the work safely; stop with Ctrl-C."""
-    from audience.scheduling.worker import Worker
+    from audience.scheduling.worker import Worker, serve_together
 
     stop = threading.Event()
-    failures: list[BaseException] = []
 
-    def serve() -> None:
-        try:
-            with _workspace(workspace, now) as ws:
-                each = Worker(ws, on_run=_report, on_error=_report_error)
-                if once:
-                    each.tick(stop)
-                else:
-                    each.serve(stop)
-        except BaseException as error:  # the first failure is reported once all have stopped
-            failures.append(error)
-            stop.set()
+    @contextmanager
+    def one_worker() -> Iterator[Worker]:
+        with _workspace(workspace, now) as ws:
+            yield Worker(ws, on_run=_report, on_error=_report_error)
 
     def interrupted(signum: int, frame: FrameType | None) -> None:
         del signum, frame
@@ -142,15 +136,7 @@ def worker(
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, interrupted)
         signal.signal(signal.SIGINT, interrupted)
-    threads = [
-        threading.Thread(target=serve, name=f"audience-worker-{n}") for n in range(concurrency)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise failures[0]
+    serve_together(one_worker, concurrency=concurrency, once=once, stop=stop)
 
 
 def _report_error(error: BaseException) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -138,3 +139,37 @@ class Worker:
     def _heard(self, error: BaseException) -> None:
         if self.on_error is not None:
             self.on_error(error)
+
+
+def serve_together(
+    worker: Callable[[], AbstractContextManager[Worker]],
+    *,
+    concurrency: int,
+    once: bool,
+    stop: threading.Event,
+) -> None:
+    """Run `concurrency` workers side by side, each on a thread with a workspace of its own
+    (`worker()` opens one), until `stop` is set — or, with `once`, until each has run what is
+    due. The first error that stops a worker stops them all, and is raised once all ended."""
+    failures: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            with worker() as each:
+                if once:
+                    each.tick(stop)
+                else:
+                    each.serve(stop)
+        except BaseException as error:
+            failures.append(error)
+            stop.set()
+
+    threads = [
+        threading.Thread(target=serve, name=f"audience-worker-{n}") for n in range(concurrency)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
