@@ -1,4 +1,6 @@
-"""`make bench`: generate the sample once, then run every benchmark and print its table.
+"""`make bench`: generate the sample once, then run every benchmark and print its table; then
+the runtime under load (`bench/runtime.py`, on PostgreSQL). `python -m bench runtime` runs that
+one alone.
 
 BENCH_PROFILES (default 1,000,000) sets the size; BENCH_REPEAT (default 5) how many timed runs
 each insights query gets; BENCH_MEMORY_LIMIT (e.g. 1GB; default: DuckDB's own, 80 % of RAM) caps
@@ -9,6 +11,7 @@ hand-written SQL.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -18,15 +21,23 @@ from rich.console import Console
 
 from audience.settings import EngineSettings, Settings
 from audience.workspace import Workspace
-from bench import campaign, insights
+from bench import campaign, insights, runtime
 
 
 def main() -> None:
-    """Run the insights and campaign benchmarks on one generated sample."""
+    """Run the insights and campaign benchmarks on one generated sample, then the runtime's
+    (only the runtime's with the argument `runtime`)."""
+    console = Console()
+    if sys.argv[1:] != ["runtime"]:
+        sample(console)
+    console.print(runtime.run(console))
+
+
+def sample(console: Console) -> None:
+    """The insights and campaign benchmarks on one generated sample."""
     profiles = int(os.environ.get("BENCH_PROFILES", "1000000"))
     repeat = int(os.environ.get("BENCH_REPEAT", "5"))
     now = datetime.now(UTC)
-    console = Console()
     limit = os.environ.get("BENCH_MEMORY_LIMIT") or None
     with tempfile.TemporaryDirectory(prefix="audience-bench-") as folder:
         settings = Settings(engine=EngineSettings(type="duckdb", path="bench.duckdb"))

@@ -1,7 +1,8 @@
 """The runtime under faults (issue 7), with real processes where a crash is the point: workers
 started together on the same due runs, a worker killed with SIGKILL mid-upload and after
-publishing, a clock that jumps three days, a destination answering 503, the metadata database
-dropping its connections, temporary files left by a killed writer.
+publishing, a worker paused past its lease that wakes up after the takeover, a clock that jumps
+three days, a destination answering 503, the metadata database dropping its connections,
+temporary files left by a killed writer.
 
 Worker processes are `audience worker --once` run as `python -c "…main()"`, sometimes with a few
 lines before `main()` that make the moment of the kill certain (a gate all workers wait at, an

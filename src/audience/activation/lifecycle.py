@@ -17,6 +17,7 @@ derived from that, the schedule and the run log:
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -166,10 +167,14 @@ class Activations:
             launch_date=definition.launch_date,
         )
 
-    def history(self, recorded: ScheduledActivation) -> ScheduleHistory:
-        """What the run log says about an activation's schedule since it took effect."""
-        runs = self._ws.store.runs.successes(recorded.kind, recorded.name, since=recorded.since)
-        return ScheduleHistory(since=recorded.since, runs=len(runs), last_due=recorded.last_due)
+    def history(self, recorded: ScheduledActivation, runs: int | None = None) -> ScheduleHistory:
+        """What the run log says about an activation's schedule since it took effect (`runs`:
+        its successes since then, when the caller counted them already)."""
+        if runs is None:
+            runs = len(
+                self._ws.store.runs.successes(recorded.kind, recorded.name, since=recorded.since)
+            )
+        return ScheduleHistory(since=recorded.since, runs=runs, last_due=recorded.last_due)
 
     def definition(self, kind: str, name: str) -> tuple[Campaign, int]:
         """An activation's current definition and version, by kind (campaigns; journeys and
@@ -177,6 +182,17 @@ class Activations:
         if kind != "campaign":
             raise NotFound(f"no activations of kind {kind!r}; kinds: {', '.join(ACTIVATION_KINDS)}")
         return self._ws.campaign(name)
+
+    def definitions(
+        self, among: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[Campaign, int]]:
+        """The current definition and version of each activation `among` those (kind, name)
+        that exist, in one read (what `definition` gives of one)."""
+        return {
+            (stored.kind, stored.name): (Campaign.model_validate(stored.body), stored.version)
+            for stored in self._ws.store.definitions("campaign")
+            if (stored.kind, stored.name) in among
+        }
 
     def _repeats(self, kind: str, name: str) -> bool:
         return self.definition(kind, name)[0].schedule.repeating is not None

@@ -26,14 +26,15 @@ from typing import TYPE_CHECKING
 
 from audience.activation.recording import RetryPolicy
 from audience.activation.runner import execute, lease_of, retry_policy, this_process
-from audience.definitions.schedule import Schedule
-from audience.errors import AudienceError
 from audience.scheduling.schedule import due_times
-from audience.store.activations import ScheduledActivation, scheduled_state
+from audience.store.activations import scheduled_state
 from audience.store.runs import Run
 
 if TYPE_CHECKING:
     from audience.workspace import Workspace
+
+REFRESH_STATISTICS_AFTER = 50
+"""Runs queued in one go after which the run log's statistics are refreshed."""
 
 
 class Worker:
@@ -69,38 +70,42 @@ class Worker:
     def queue_due(self, now: datetime) -> int:
         """Queue the runs every scheduled activation owes at `now`; how many were queued.
 
-        Each activation is queued in a short transaction of its own, holding its row, so the
-        runs are there to claim at once — by this worker or any other — and workers starting
-        together queue different activations side by side (a row another holds is skipped: it
-        is looking after it). Only activations that owe something are locked at all."""
+        What is owed is first worked out from three reads (schedules, definitions, success
+        counts), without locks. Then each activation that owes runs is queued in a short
+        transaction of its own, holding its row and looking again, so the runs are there to
+        claim at once — by this worker or any other — and workers starting together queue
+        different activations side by side (a row another holds is skipped: it is looking
+        after it). After a burst, the database's statistics are refreshed for the claims."""
         ws = self.ws
+        scheduled = [a for a in ws.store.activations.all() if a.state == "scheduled"]
+        if not scheduled:
+            return 0
+        definitions = ws.activations.definitions({(a.kind, a.name) for a in scheduled})
+        successes = ws.store.runs.success_counts()
         queued = 0
-        for scheduled in ws.store.activations.all():
-            if scheduled.state != "scheduled":
-                continue
-            try:
-                definition, version = ws.activations.definition(scheduled.kind, scheduled.name)
-            except AudienceError:
+        for activation in scheduled:
+            key = (activation.kind, activation.name)
+            if key not in definitions:
                 continue  # a definition that vanished has nothing to owe
-            if not self._owed(definition.schedule, scheduled, now):
+            schedule, version = definitions[key][0].schedule, definitions[key][1]
+            history = ws.activations.history(activation, runs=successes.get(key, 0))
+            if not due_times(schedule, history=history, now=now):
                 continue
-            with ws.store.activations.locked(scheduled.kind, scheduled.name) as (session, row):
+            with ws.store.activations.locked(activation.kind, activation.name) as (session, row):
                 if row is None:
                     continue
-                times = self._owed(definition.schedule, scheduled_state(row), now)
+                times = due_times(
+                    schedule, history=ws.activations.history(scheduled_state(row)), now=now
+                )
                 for due in times:
                     queued += ws.store.runs.enqueue(
                         session, kind=row.kind, name=row.name, version=version, scheduled_for=due
                     )
                 if times:
                     row.last_due = max(times)
+        if queued >= REFRESH_STATISTICS_AFTER:
+            ws.store.runs.refresh_statistics()
         return queued
-
-    def _owed(
-        self, schedule: Schedule, scheduled: ScheduledActivation, now: datetime
-    ) -> list[datetime]:
-        """The due times the activation's schedule owes at `now`."""
-        return due_times(schedule, history=self.ws.activations.history(scheduled), now=now)
 
     def run_next(self) -> Run | None:
         """Claim the oldest ready run and run it; None when nothing is ready."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -528,6 +528,33 @@ class RunLog:
             query = query.where(RunRecord.scheduled_for >= utc(since))
         with self._sessions() as session:
             return list(session.scalars(query))
+
+    def success_counts(self) -> dict[tuple[str, str], int]:
+        """For every activation on a schedule: its successful real runs since the schedule took
+        effect, by (kind, name) — one query for what `successes` tells of one."""
+        query = (
+            select(RunRecord.activation_kind, RunRecord.activation_name, func.count())
+            .join(
+                ActivationRecord,
+                and_(
+                    ActivationRecord.kind == RunRecord.activation_kind,
+                    ActivationRecord.name == RunRecord.activation_name,
+                    RunRecord.scheduled_for >= ActivationRecord.since,
+                ),
+            )
+            .where(RunRecord.status == "succeeded", RunRecord.is_test.is_(False))
+            .group_by(RunRecord.activation_kind, RunRecord.activation_name)
+        )
+        with self._sessions() as session:
+            return {(kind, name): int(n) for kind, name, n in session.execute(query)}
+
+    def refresh_statistics(self) -> None:
+        """Let the database's planner see the runs as they are now (after a burst of queued
+        runs: PostgreSQL plans claims from statistics that, until its autovacuum comes by,
+        still describe the table before the burst, and the claim of each run then reads every
+        queued run once per queued run)."""
+        with self._sessions() as session, session.begin():
+            session.execute(text(f"ANALYZE {RunRecord.__tablename__}"))
 
     def active(self, kind: str, name: str) -> list[Run]:
         """The activation's queued and running runs, oldest first."""

@@ -1,0 +1,302 @@
+"""The runtime under load: many campaigns due in the same minute, several worker processes, on
+PostgreSQL (metadata store and customer data, in a schema of the benchmark's own, dropped at the
+end).
+
+Every run must happen exactly once: one run row per campaign, succeeded at its first attempt,
+one file each, each customer once in the ledger (checked; the benchmark stops otherwise).
+Printed: the time to drain the queue, and per run the worker's own work — queueing, claiming,
+the run log's writes, opening and closing the customer database — beside the run itself,
+measured inside each worker process by timing those calls. Issue 7's target is bookkeeping
+under 5 % of a run and under 50 ms a run; times are printed, never asserted.
+
+`python -m bench runtime` prints this table alone. BENCH_POSTGRES_URL (default
+postgresql://127.0.0.1:5432/test), BENCH_RUNTIME_CAMPAIGNS (500), BENCH_RUNTIME_WORKERS (4) and
+BENCH_RUNTIME_PROFILES (3000) set it up. Each worker process is `python -m bench.runtime DIR
+OUT GATE`: `audience worker --once` with its calls timed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from rich.console import Console
+from rich.table import Table
+
+from audience.compile.audience import CUSTOMER
+from audience.definitions.loader import validate_data
+from audience.workspace import Workspace
+
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
+CAMPAIGNS = int(os.environ.get("BENCH_RUNTIME_CAMPAIGNS", "500"))
+WORKERS = int(os.environ.get("BENCH_RUNTIME_WORKERS", "4"))
+PROFILES = int(os.environ.get("BENCH_RUNTIME_PROFILES", "3000"))
+TARGET_MS, TARGET_SHARE = 50.0, 0.05
+
+# What a worker does besides the run itself, by the calls that do it.
+BOOKKEEPING: dict[str, list[tuple[str, str, str]]] = {
+    "queue due runs": [("audience.scheduling.worker", "Worker", "queue_due")],
+    "claim": [("audience.store.runs", "RunLog", "claim")],
+    "run log writes": [
+        ("audience.store.runs", "RunLog", name)
+        for name in (
+            "clear_deliveries",
+            "set_version",
+            "add_delivery",
+            "confirm",
+            "finish",
+            "fail",
+            "postpone",
+        )
+    ],
+    "open customer database": [("audience.workspace", "", "open_engine")],
+    "close customer database": [("audience.workspace", "Workspace", "release_engine")],
+}
+INSIDE_A_RUN = ("run log writes", "open customer database")
+"""Bookkeeping that happens inside `execute`, subtracted from it to give the run itself."""
+
+
+def documents(folder: Path) -> list[dict[str, Any]]:
+    """A segment, a folder destination and the campaigns, each sending its own file."""
+    campaigns = [
+        {
+            "kind": "campaign",
+            "name": f"Load {n:03d}",
+            "audience": {"include": ["Gold"]},
+            "treatments": [{"name": "Offer", "percent": 90, "destinations": ["out"]}],
+            "control": 10,
+            "schedule": {"once": "asap"},
+        }
+        for n in range(CAMPAIGNS)
+    ]
+    return [
+        {
+            "kind": "segment",
+            "name": "Gold",
+            "where": {"attribute": "loyalty_tier", "op": "=", "value": "gold"},
+        },
+        {
+            "kind": "destination",
+            "name": "out",
+            "type": "filesystem",
+            "settings": {"path": str(folder)},
+            "file": {"format": "csv", "filename": "{{ campaign_name }}_{{ group_name }}"},
+            "default_attributes": ["amperity_id", "email"],
+        },
+        *campaigns,
+    ]
+
+
+@contextmanager
+def own_schema() -> Iterator[str]:
+    """A schema of the benchmark's own, dropped afterwards."""
+    schema = f"audience_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+        connection.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+            connection.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))
+
+
+def prepare(directory: Path, schema: str, console: Console) -> datetime:
+    """The workspace: settings, sample, definitions, every campaign scheduled at one moment
+    (so all are due in the same second); that moment."""
+    directory.mkdir()
+    (directory / "audience.toml").write_text(
+        f'[engine]\ntype = "postgres"\nurl = "{POSTGRES_URL}"\nschema = "{schema}"\n\n'
+        f'[store]\nurl = "{POSTGRES_URL}?options=-csearch_path%3D{schema}"\n'
+    )
+    due = datetime.now(UTC).replace(microsecond=0)
+    start = time.perf_counter()
+    with Workspace.open(directory, clock=lambda: due) as ws:
+        ws.load_sample(profiles=PROFILES, seed=1)
+        ws.apply_documents([validate_data(d) for d in documents(directory / "out")])
+        for n in range(CAMPAIGNS):
+            ws.activations.schedule("campaign", f"Load {n:03d}")
+    console.print(
+        f"Runtime: {PROFILES:,} profiles, {CAMPAIGNS} campaigns applied and scheduled in "
+        f"{time.perf_counter() - start:.1f} s"
+    )
+    return due
+
+
+def drain(directory: Path, scratch: Path) -> tuple[float, list[dict[str, Any]]]:
+    """Start the workers together and wait for them; wall time and each worker's report."""
+    gate = scratch / "gate"
+    outputs = [scratch / f"worker-{n}.json" for n in range(WORKERS)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.runtime", str(directory), str(out), str(gate)],
+            stdout=subprocess.DEVNULL,
+        )
+        for out in outputs
+    ]
+    try:
+        while len(list(scratch.glob("ready-*"))) < WORKERS:
+            if any(p.poll() is not None for p in processes):
+                raise SystemExit("a worker process exited before it was ready")
+            time.sleep(0.01)
+        start = time.perf_counter()
+        gate.touch()
+        for process in processes:
+            if process.wait() != 0:
+                raise SystemExit(f"a worker process exited with {process.returncode}")
+        wall = time.perf_counter() - start
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return wall, [json.loads(out.read_text()) for out in outputs]
+
+
+def check_exactly_once(directory: Path, schema: str, reports: list[dict[str, Any]]) -> list[Any]:
+    """Every campaign ran once, at its first attempt, with one file and a clean ledger; the
+    runs."""
+    ran = [run_id for report in reports for run_id in report["runs"]]
+    with Workspace.open(directory) as ws:
+        runs = ws.store.runs.history()
+    problems = []
+    if len(ran) != CAMPAIGNS or len(set(ran)) != CAMPAIGNS:
+        problems.append(f"workers ran {len(ran)} runs, {len(set(ran))} distinct")
+    if len(runs) != CAMPAIGNS or len({r.activation_name for r in runs}) != CAMPAIGNS:
+        problems.append(f"{len(runs)} run rows for {CAMPAIGNS} campaigns")
+    bad = [r for r in runs if r.status != "succeeded" or r.attempt != 1]
+    if bad:
+        problems.append(f"{len(bad)} runs not succeeded at once, e.g. {bad[0].error}")
+    files = [p for p in (directory / "out").iterdir() if p.is_file()]
+    if len(files) != CAMPAIGNS:
+        problems.append(f"{len(files)} files for {CAMPAIGNS} runs")
+    with psycopg.connect(POSTGRES_URL) as connection:
+        rows, distinct = connection.execute(
+            sql.SQL(
+                "select count(*), count(distinct (run_id, {})) from {}.audience_recipients"
+            ).format(sql.Identifier(CUSTOMER), sql.Identifier(schema))
+        ).fetchone() or (0, 0)
+    if rows != distinct or rows != sum(r.counts["sent"] + r.counts["control"] for r in runs):
+        problems.append(f"the ledger holds {rows} rows, {distinct} distinct")
+    if problems:
+        raise SystemExit("runtime benchmark: " + "; ".join(problems))
+    return runs
+
+
+def table(wall: float, reports: list[dict[str, Any]], runs: list[Any]) -> Table:
+    """Per run: the run itself and each kind of bookkeeping, with their share of the run."""
+    seconds: dict[str, float] = defaultdict(float)
+    for report in reports:
+        for what, spent in report["timings"].items():
+            seconds[what] += spent
+    count = len(runs)
+    itself = (seconds["run"] - sum(seconds[k] for k in INSIDE_A_RUN)) / count
+    result = Table(
+        title=f"Runtime: {count} campaigns due at once, {WORKERS} worker processes, PostgreSQL"
+    )
+    for column in ("", "ms per run", "share of the run itself", "target"):
+        result.add_column(column, justify="left" if not column else "right")
+    result.add_row("runs, each exactly once", f"{count}", "", "")
+    result.add_row(
+        "time to drain", f"{wall:.1f} s ({count / wall:.1f} runs/s)", "", "", end_section=True
+    )
+    durations = [(r.ended_at - r.started_at).total_seconds() * 1000 for r in runs]
+    result.add_row("run itself (timed inside the worker)", f"{itself * 1000:.1f}", "100 %", "")
+    result.add_row(
+        "  started → ended in the run log (median)",
+        f"{statistics.median(durations):.1f}",
+        "",
+        "",
+        end_section=True,
+    )
+    total = 0.0
+    for what in BOOKKEEPING:
+        per_run = seconds[what] / count
+        total += per_run
+        result.add_row(what, f"{per_run * 1000:.1f}", f"{per_run / itself:.1%}", "")
+    result.add_row(
+        "bookkeeping in all",
+        f"{total * 1000:.1f}",
+        f"{total / itself:.1%}",
+        f"< {TARGET_MS:.0f} ms, < {TARGET_SHARE:.0%}",
+        end_section=True,
+    )
+    elsewhere = sum(r["wall"] for r in reports) / count - itself - total
+    result.add_row("worker time not accounted for", f"{elsewhere * 1000:.1f}", "", "")
+    return result
+
+
+def run(console: Console) -> Table:
+    """Set up, drain, check, and tabulate."""
+    with own_schema() as schema, tempfile.TemporaryDirectory(prefix="audience-bench-") as folder:
+        directory, scratch = Path(folder) / "workspace", Path(folder) / "scratch"
+        scratch.mkdir()
+        prepare(directory, schema, console)
+        wall, reports = drain(directory, scratch)
+        runs = check_exactly_once(directory, schema, reports)
+        console.print(f"Runtime: all {len(runs)} runs ran exactly once")
+        return table(wall, reports, runs)
+
+
+# The worker process ------------------------------------------------------------------------
+
+
+def _timed(spent: dict[str, float], what: str, call: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(call)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            spent[what] += time.perf_counter() - start
+
+    return timed
+
+
+def _instrument(spent: dict[str, float]) -> None:
+    """Time the worker's bookkeeping calls, and the runs themselves."""
+    import importlib
+
+    import audience.scheduling.worker
+
+    for what, calls in BOOKKEEPING.items():
+        for module_name, class_name, name in calls:
+            module = importlib.import_module(module_name)
+            owner = getattr(module, class_name) if class_name else module
+            setattr(owner, name, _timed(spent, what, getattr(owner, name)))
+    worker = audience.scheduling.worker
+    setattr(worker, "execute", _timed(spent, "run", getattr(worker, "execute")))  # noqa: B009, B010
+
+
+def _worker(directory: Path, out: Path, gate: Path) -> None:
+    """One worker process: `audience worker --once`, timed, reporting to `out` as JSON."""
+    from audience.scheduling.worker import Worker
+
+    spent: dict[str, float] = defaultdict(float)
+    _instrument(spent)
+    (gate.parent / f"ready-{os.getpid()}").touch()
+    while not gate.exists():
+        time.sleep(0.002)
+    start = time.perf_counter()
+    with Workspace.open(directory) as ws:
+        ran = Worker(ws).tick()
+    wall = time.perf_counter() - start
+    out.write_text(json.dumps({"wall": wall, "runs": [r.id for r in ran], "timings": dict(spent)}))
+
+
+if __name__ == "__main__":
+    _worker(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
