@@ -18,6 +18,7 @@ Time comes from the workspace's clock; `--now` makes a worker run as of another 
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from audience.activation.recording import RetryPolicy
 from audience.activation.runner import execute, lease_of, retry_policy, this_process
+from audience.definitions.campaign import Campaign
 from audience.scheduling.schedule import due_times
 from audience.store.activations import scheduled_state
 from audience.store.runs import Run
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
 
 REFRESH_STATISTICS_AFTER = 50
 """Runs queued in one go after which the run log's statistics are refreshed."""
+QUEUE_ROUND = 20
+"""Activations a worker queues before it looks again at what other workers queued meanwhile."""
 
 
 class Worker:
@@ -53,10 +57,13 @@ class Worker:
         self.name = name or this_process()
         self.retry = retry or retry_policy(ws)
         self.on_run = on_run
+        """Hears of each run as it ends (the CLI prints a line)."""
         self.on_error = on_error
         """Hears of what went wrong outside a run (the store unreachable, a bug), which the
         worker survives."""
-        """Hears of each run as it ends (the CLI prints a line)."""
+        self._order = random.Random()
+        """The order this worker queues owed activations in: its own, so that workers
+        starting together spread out."""
 
     def tick(self, stop: threading.Event | None = None) -> list[Run]:
         """Queue what schedules owe, then run everything ready (until `stop` is set: a run
@@ -70,42 +77,64 @@ class Worker:
     def queue_due(self, now: datetime) -> int:
         """Queue the runs every scheduled activation owes at `now`; how many were queued.
 
-        What is owed is first worked out from three reads (schedules, definitions, success
-        counts), without locks. Then each activation that owes runs is queued in a short
-        transaction of its own, holding its row and looking again, so the runs are there to
-        claim at once — by this worker or any other — and workers starting together queue
-        different activations side by side (a row another holds is skipped: it is looking
-        after it). After a burst, the database's statistics are refreshed for the claims."""
+        What is owed is worked out from a few reads (schedules, definitions, success counts),
+        without locks. Then each activation that owes runs is queued in a short transaction of
+        its own, holding its row and looking again, so the runs are there to claim at once —
+        by this worker or any other. Workers starting together share the queueing: each takes
+        the owed activations in an order of its own, a round of `QUEUE_ROUND` at a time, skips a
+        row another holds and, between rounds, drops what others queued meanwhile. After a
+        burst, the database's statistics are refreshed for the claims."""
         ws = self.ws
-        scheduled = [a for a in ws.store.activations.all() if a.state == "scheduled"]
-        if not scheduled:
-            return 0
-        definitions = ws.activations.definitions({(a.kind, a.name) for a in scheduled})
         successes = ws.store.runs.success_counts()
+        definitions: dict[tuple[str, str], tuple[Campaign, int]] | None = None
+        visited: set[tuple[str, str]] = set()
         queued = 0
-        for activation in scheduled:
-            key = (activation.kind, activation.name)
-            if key not in definitions:
-                continue  # a definition that vanished has nothing to owe
-            schedule, version = definitions[key][0].schedule, definitions[key][1]
-            history = ws.activations.history(activation, runs=successes.get(key, 0))
-            if not due_times(schedule, history=history, now=now):
-                continue
-            with ws.store.activations.locked(activation.kind, activation.name) as (session, row):
-                if row is None:
-                    continue
-                times = due_times(
-                    schedule, history=ws.activations.history(scheduled_state(row)), now=now
+        while True:
+            scheduled = {
+                (a.kind, a.name): a
+                for a in ws.store.activations.all()
+                if a.state == "scheduled" and (a.kind, a.name) not in visited
+            }
+            if definitions is None:  # read once a tick; what is applied meanwhile, next tick
+                definitions = ws.activations.definitions(scheduled)
+            owed = [
+                key
+                for key, activation in scheduled.items()
+                if key in definitions
+                and due_times(
+                    definitions[key][0].schedule,
+                    history=ws.activations.history(activation, runs=successes.get(key, 0)),
+                    now=now,
                 )
-                for due in times:
-                    queued += ws.store.runs.enqueue(
-                        session, kind=row.kind, name=row.name, version=version, scheduled_for=due
-                    )
-                if times:
-                    row.last_due = max(times)
+            ]
+            if not owed:
+                break
+            self._order.shuffle(owed)
+            for key in owed[:QUEUE_ROUND]:
+                visited.add(key)
+                queued += self._queue(key, *definitions[key], now)
         if queued >= REFRESH_STATISTICS_AFTER:
             ws.store.runs.refresh_statistics()
         return queued
+
+    def _queue(
+        self, key: tuple[str, str], definition: Campaign, version: int, now: datetime
+    ) -> int:
+        """Queue what one activation owes, holding its row; how many runs were queued."""
+        ws = self.ws
+        with ws.store.activations.locked(*key) as (session, row):
+            if row is None:
+                return 0  # another worker holds it: it is queueing it
+            history = ws.activations.history(scheduled_state(row))
+            times = due_times(definition.schedule, history=history, now=now)
+            queued = 0
+            for due in times:
+                queued += ws.store.runs.enqueue(
+                    session, kind=row.kind, name=row.name, version=version, scheduled_for=due
+                )
+            if times:
+                row.last_due = max(times)
+            return queued
 
     def run_next(self) -> Run | None:
         """Claim the oldest ready run and run it; None when nothing is ready."""
