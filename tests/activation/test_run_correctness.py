@@ -19,6 +19,7 @@ from audience.definitions.loader import validate_data
 from audience.errors import FileNameCollision
 from audience.settings import SETTINGS_FILE, render_settings
 from audience.workspace import Workspace
+from faultproxy import Fault, FaultProxy
 
 GOLD = {
     "kind": "segment",
@@ -308,3 +309,51 @@ def test_every_destination_is_checked_before_anything_is_sent(
     assert run.status == "failed" and run.error_kind == "terminal"
     assert run.error is not None and "does not exist" in run.error, run.error
     assert run.deliveries == [] and files_in(out) == []
+
+
+def test_a_retried_split_file_keeps_its_published_parts_and_cuts_the_rest_alike(
+    fresh_workspace: Workspace, s3: Any, fault_proxy: FaultProxy, aws_environment: None
+) -> None:
+    """Parts an attempt published stay (same run id); the retry must cut the remaining parts
+    at the same places, or customers go missing from the files and others come twice."""
+    ws = fresh_workspace
+    bucket = f"split-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    destination = {
+        "kind": "destination",
+        "name": "drop",
+        "type": "s3",
+        "settings": {"bucket": bucket, "endpoint_url": fault_proxy.url},
+        "file": {"format": "csv", "filename": "{{ campaign_name }}", "split_rows": 40},
+        "default_attributes": ["amperity_id", "email"],
+    }
+    apply(ws, GOLD, destination, campaign("Parts", [("A", 100, ["drop"])]))
+    fault_proxy.add(Fault("PUT", "Parts_3.csv", action="status", status=500, times=3))
+    failed = ws.campaign_run("Parts")
+    assert failed.status == "failed", failed.error
+    published = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+    assert sorted(o["Key"] for o in published) == ["Parts_1.csv", "Parts_2.csv"]
+    # The source rows come back in another physical order before the retry.
+    ws.engine.execute(
+        exp.maybe_parse(
+            "create or replace table merged_customers as "
+            "select * from merged_customers order by amperity_id desc"
+        )
+    )
+    retried = ws.activations.retry(failed.id)
+    assert retried.status == "succeeded", retried.error
+    sent: list[str] = []
+    for delivery in retried.deliveries:
+        key = delivery.uri.removeprefix(f"s3://{bucket}/")
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+        sent += [line.split(",")[0] for line in body.splitlines()[1:]]
+    ledger = {
+        r["customer_id"]
+        for r in ws.engine.rows(
+            exp.maybe_parse(
+                f"select customer_id from audience_recipients where run_id = '{retried.id}'"
+            )
+        )
+    }
+    assert len(sent) == len(set(sent)) == retried.counts["sent"] > 80
+    assert set(sent) == ledger

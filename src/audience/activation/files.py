@@ -149,6 +149,9 @@ def send_files(
             group=file.group,
             with_group_columns=campaign.files == "single",
             limit=test_records,
+            # A file split into parts is cut from one order on every attempt: a retry keeps the
+            # parts an earlier attempt published, and must cut the rest at the same places.
+            ordered=destination.file.split_rows is not None,
         )
         total = min(file.rows, test_records) if test_records is not None else file.rows
         progress.step(f"{file.group or 'all treatments'} → {destination.name}", total)

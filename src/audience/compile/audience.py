@@ -404,9 +404,11 @@ def delivery_query(
     group: str | None,
     with_group_columns: bool,
     limit: int | None = None,
+    ordered: bool = False,
 ) -> exp.Select:
     """The rows one file of one destination holds: what the destination receives (`sends_to`),
-    of one group or of every group that sends there."""
+    of one group or of every group that sends there; `ordered` gives them one order every time
+    (by customer, then every column)."""
     aliases: dict[str, str] = {}
     projections: list[exp.Expr] = []
     if with_group_columns:
@@ -440,5 +442,10 @@ def delivery_query(
             ),
             join_type="inner",
         )
-    # No ORDER BY: sorting a broad audience costs more than it is worth to anyone reading it.
+    if ordered:
+        query = query.order_by(
+            exp.column(CUSTOMER, table="r"),
+            *(exp.Literal.number(position) for position in range(1, len(projections) + 1)),
+        )
+    # Otherwise no ORDER BY: sorting a broad audience costs more than it is worth to a reader.
     return query.limit(limit) if limit is not None else query
