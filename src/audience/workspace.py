@@ -25,6 +25,7 @@ from audience.activation.setting import CampaignSetting, Progress
 from audience.compile.catalog import Catalog
 from audience.compile.conditions import (
     CompileContext,
+    parse_id_query,
     segment_ids,
     segment_predicate,
 )
@@ -209,10 +210,13 @@ class Workspace:
 
     def _check_segment(self, segment: Segment, ctx: CompileContext) -> None:
         """Compile the segment (columns, operators, references); let the engine try its SQL."""
-        members = segment_ids(segment, ctx)
+        segment_ids(segment, ctx)
         if segment.sql is not None:
+            # The query alone, not inside the segment's IN (…): there, a column its own tables
+            # lack would silently mean the profile's column, and the segment everyone.
+            alone = parse_id_query(segment.sql).limit(0)
             probe = exp.select(exp.Count(this=exp.Star())).from_(
-                exp.alias_(exp.Subquery(this=members.limit(0)), "probe", copy=False)
+                exp.alias_(exp.Subquery(this=alone), "probe", copy=False)
             )
             try:
                 self.engine.rows(probe)

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from audience.cli.main import app
 from audience.definitions.loader import validate_data
-from audience.errors import FileNameCollision
+from audience.errors import FileNameCollision, InvalidValue
 from audience.settings import SETTINGS_FILE, render_settings
 from audience.workspace import Workspace
 from faultproxy import Fault, FaultProxy
@@ -357,3 +357,20 @@ def test_a_retried_split_file_keeps_its_published_parts_and_cuts_the_rest_alike(
     }
     assert len(sent) == len(set(sent)) == retried.counts["sent"] > 80
     assert set(sent) == ledger
+
+
+def test_a_sql_segment_naming_a_column_its_tables_lack_is_refused(
+    fresh_workspace: Workspace,
+) -> None:
+    """Inside `amperity_id IN (…)` the missing column would be the profile's own: everyone."""
+    fresh_workspace.engine.execute(
+        exp.maybe_parse("create table loyalty_events as select 'c1' as member_id, 500 as points")
+    )
+    sneaky = {
+        "kind": "segment",
+        "name": "Loyal",
+        "sql": "select amperity_id from loyalty_events where points > 100",
+    }
+    with pytest.raises(InvalidValue, match="engine rejected the query"):
+        apply(fresh_workspace, sneaky)
+    apply(fresh_workspace, {**sneaky, "sql": "select member_id from loyalty_events"})
