@@ -116,3 +116,13 @@ def test_load_paths_reads_folders_in_order(tmp_path: Path) -> None:
     assert [d.definition.name for d in load_paths([tmp_path])] == ["A", "B"]
     with pytest.raises(DefinitionError, match="no such file"):
         load_paths([tmp_path / "missing.yaml"])
+
+
+def test_aliases_of_aliases_are_refused_before_they_expand() -> None:
+    """ "Billion laughs": a few lines that would expand to gigabytes."""
+    levels = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"] + [
+        f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefg", "bcdefgh", strict=True)
+    ]
+    text = "kind: segment\nname: lol\n" + "\n".join(levels) + "\n"
+    with pytest.raises(InvalidYAML, match="expands to more than"):
+        load_text(text, "laughs.yaml")

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from audience.definitions.campaign import Campaign
 from audience.definitions.loader import dump_documents, load_text
@@ -313,3 +314,8 @@ def test_an_end_date_is_today_in_the_schedules_own_zone() -> None:
     check_schedule(schedule, datetime(2026, 11, 23, 3, tzinfo=UTC))
     with pytest.raises(ScheduleError):
         check_schedule(schedule, datetime(2026, 11, 23, 9, tzinfo=UTC))
+
+
+def test_an_interval_beyond_the_calendar_is_refused() -> None:
+    with pytest.raises(ValidationError, match="more than ten years"):
+        Schedule.model_validate({"every": {"value": 100_000_000, "unit": "weeks"}})

@@ -120,6 +120,11 @@ def load_text(text: str, origin: str = "<input>") -> list[LoadedDocument]:
         positioned = [(_start_line(raw), *_plain_with_lines(raw, source)) for raw in raws]
     except RecursionError:
         raise NestingTooDeep("document nested too deeply to read", where=origin) from None
+    except _TooManyValues:
+        raise InvalidYAML(
+            f"a document expands to more than {MAX_VALUES:,} values (aliases of aliases?)",
+            where=origin,
+        ) from None
     return [
         _validate(data, lines, origin, line, spellings)
         for line, data, lines, spellings in positioned
@@ -236,6 +241,15 @@ _SCALAR_TEXT = re.compile(
 )
 
 
+MAX_VALUES = 100_000
+"""The most values one document may hold once its aliases are expanded: a few lines of nested
+aliases ("billion laughs") would otherwise expand to gigabytes."""
+
+
+class _TooManyValues(Exception):
+    """A document expands past MAX_VALUES."""
+
+
 @dataclass
 class _Reader:
     """Turns ruamel's nodes into plain data, noting each key's line and each non-text scalar's
@@ -244,8 +258,12 @@ class _Reader:
     source: Sequence[str]
     lines: dict[Path_, int] = field(default_factory=dict)
     spellings: dict[Path_, str] = field(default_factory=dict)
+    values: int = 0
 
     def plain(self, node: Any, path: Path_) -> Any:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise _TooManyValues
         if isinstance(node, CommentedMap):
             result: dict[Any, Any] = {}
             positions = node.lc.data or {}  # no positions at all when every key is merged

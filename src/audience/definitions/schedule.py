@@ -191,6 +191,11 @@ class Recurring(_Repeating):
         return self.on if isinstance(self.on, int) else 1
 
 
+_HOURS = {"hours": 1, "days": 24, "weeks": 24 * 7}
+MAX_INTERVAL_HOURS = 10 * 366 * 24
+"""The longest interval: past it, due times leave the calendar within a few runs."""
+
+
 class Interval(_Repeating):
     """Every `value` hours, days or weeks, counted from `start` (or from when the schedule took
     effect). Hours are elapsed time; days and weeks keep the local time of day in `timezone`."""
@@ -203,6 +208,12 @@ class Interval(_Repeating):
         if self.value < 1:
             raise ScheduleError(
                 f"every {self.value} {self.unit} never comes round; give 1 or more", field="value"
+            )
+        if self.value * _HOURS[self.unit] > MAX_INTERVAL_HOURS:
+            raise ScheduleError(
+                f"every {self.value} {self.unit} is more than ten years; give at most "
+                f"{MAX_INTERVAL_HOURS // _HOURS[self.unit]:,} {self.unit}",
+                field="value",
             )
         return self
 
