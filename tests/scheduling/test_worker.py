@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from audience.cli.main import app
 from audience.definitions.loader import validate_data
-from audience.errors import ScheduleError, StateError
+from audience.errors import NotFound, ScheduleError, StateError
 from audience.scheduling.worker import Worker
 from audience.settings import SETTINGS_FILE, render_settings
 from audience.workspace import Workspace
@@ -343,3 +343,27 @@ def test_a_paused_campaign_s_queued_runs_wait(ws: Workspace, clock: Clock) -> No
     ws.activations.resume("campaign", "Once")
     ran = worker.run_next()
     assert ran is not None and ran.status == "succeeded"
+
+
+def test_every_attempt_that_did_not_succeed_stays_on_the_record(
+    ws: Workspace, clock: Clock, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the folder should be")
+    apply(ws, {**destination(blocker), "name": "out"}, campaign("Once", {"once": "asap"}))
+    failed = ws.campaign_run("Once")
+    apply(ws, destination(ws.directory / "out"))
+    retried = ws.activations.retry(failed.id)
+    assert retried.status == "succeeded" and retried.attempt == 2
+    (first,) = retried.retries
+    assert first["attempt"] == 1 and first["error_kind"] == "terminal"
+    assert "not a folder" in first["error"]
+
+
+def test_lifecycle_messages_say_what_the_campaign_is(ws: Workspace) -> None:
+    apply(ws, campaign("Once", {"once": "asap"}))
+    assert ws.campaign_run("Once").status == "succeeded"
+    with pytest.raises(StateError, match="it is delivered, not scheduled"):
+        ws.activations.pause("campaign", "Once")
+    with pytest.raises(NotFound, match="'Nope' does not exist"):
+        ws.activations.cancel("campaign", "Nope")

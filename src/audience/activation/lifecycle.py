@@ -110,6 +110,7 @@ class Activations:
         """Take the activation off its schedule for good (it can be scheduled again later);
         its queued runs are canceled."""
         ws, now = self._ws, self._ws.clock()
+        self.definition(kind, name)  # NotFound for one that does not exist
         current = ws.store.activations.get(kind, name)
         if current is None or current.state == "canceled":
             raise StateError(f"{kind} {name!r} is not scheduled; there is nothing to cancel")
@@ -209,9 +210,11 @@ class Activations:
         return schedule
 
     def _expect(self, kind: str, name: str, state: str, verb: str) -> ScheduledActivation:
+        self.definition(kind, name)  # NotFound for one that does not exist
         current = self._ws.store.activations.get(kind, name)
         if current is None or current.state != state:
-            now = "a draft" if current is None else current.state
+            shown = current.state if current is not None else self.status_of(kind, name).status
+            now = "a draft" if shown == "draft" else shown
             raise StateError(f"cannot {verb} {kind} {name!r}: it is {now}, not {state}")
         return current
 

@@ -180,6 +180,8 @@ class RunLog:
                 raise StateError(f"{kind} {name!r} is already running (run {row.id})")
             if not is_test:
                 _refuse_if_busy(session, kind, name, row.id, now)
+            if row.attempt and row.status != "queued":
+                _remember_attempt(row, now, row.error or row.status, row.error_kind or row.status)
             _start(row, version=version, now=now, worker=worker, lease=lease)
             try:
                 session.flush()
@@ -255,6 +257,13 @@ class RunLog:
                     _abandon(row, now)  # and look for the next one
                     session.flush()
                     continue
+                if row.status == "running":
+                    _remember_attempt(
+                        row,
+                        now,
+                        f"its worker ({row.claimed_by}) stopped before it ended",
+                        "abandoned",
+                    )
                 _start(row, version=row.version, now=now, worker=worker, lease=lease)
                 session.flush()
                 return _run(row, [])
@@ -384,15 +393,7 @@ class RunLog:
         now, until = utc(now), utc(until)
         with locked_session(self._sessions) as session:
             row = _held(_locked_row(session, run_id), holder)
-            row.retries = [
-                *(row.retries or []),
-                {
-                    "attempt": row.attempt,
-                    "at": _utc(now),
-                    "error": str(error),
-                    "error_kind": error_kind(error),
-                },
-            ]
+            _remember_attempt(row, now, str(error), error_kind(error))
             canceled = session.get(ActivationRecord, (row.activation_kind, row.activation_name))
             row.status = (
                 "canceled"
@@ -423,6 +424,7 @@ class RunLog:
             if row.is_test:
                 raise StateError(f"run {row.id} was a test send; send a new test instead")
             _refuse_if_busy(session, row.activation_kind, row.activation_name, row.id, now)
+            _remember_attempt(row, now, row.error or row.status, row.error_kind or row.status)
             _start(row, version=row.version, now=now, worker=worker, lease=lease)
             session.flush()
             return _run(row, [])
@@ -626,6 +628,14 @@ def _refuse_if_busy(session: Session, kind: str, name: str, run_id: str, now: da
             f"{kind} {name!r} is running already (run {running.id}, due "
             f"{_utc(running.scheduled_for)}); try again when it has ended"
         )
+
+
+def _remember_attempt(row: RunRecord, now: datetime, error: str, kind: str) -> None:
+    """Keep an attempt that did not succeed in the run's `retries`, before the next one."""
+    row.retries = [
+        *(row.retries or []),
+        {"attempt": row.attempt, "at": _utc(now), "error": error, "error_kind": kind},
+    ]
 
 
 def _abandon(row: RunRecord, now: datetime) -> None:
