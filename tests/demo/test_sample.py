@@ -65,3 +65,16 @@ def test_the_demo_replaces_its_own_tables(empty_workspace: Workspace) -> None:
     assert set(recorded) == {"customer_360", "merged_customers", "unified_transactions"}
     made = {(row["seed"], row["profiles"], row["created_at"]) for row in recorded.values()}
     assert made == {(2, 70, NOW.replace(tzinfo=None))}
+
+
+def test_a_table_made_in_place_of_the_demo_s_is_not_taken_for_it(
+    empty_workspace: Workspace,
+) -> None:
+    """The demo's table dropped, and one of the user's made under its name: refused."""
+    ws = empty_workspace
+    ws.load_sample(profiles=50, seed=1)
+    ws.engine.execute(exp.Drop(tables=[exp.to_table("customer_360")], kind="TABLE"))
+    ws.engine.replace_table("customer_360", THEIRS.schema, THEIRS.to_batches())
+    with pytest.raises(DemoTablesExist, match="customer_360"):
+        ws.load_sample(profiles=50, seed=1)
+    assert rows(ws, "customer_360") == THEIRS.to_pylist()

@@ -1,9 +1,11 @@
 """Which engine tables the demo made, so it replaces only its own.
 
 The record is a small table beside them in the engine (`audience_demo`: one row per table, with
-the seed, the number of profiles and when it was made). It lives with the tables it describes:
-a database copied, restored or shared by several workspaces keeps its record, which a metadata
-store elsewhere would not.
+the seed, the number of profiles, when it was made and how many rows it had). A table of a
+recorded name whose row count differs is not taken for the demo's: it may be one a user made
+after dropping the demo's, and refusing is the safe side (`--replace` says otherwise). The
+record lives with the tables it describes: a database copied, restored or shared by several
+workspaces keeps its record, which a metadata store elsewhere would not.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ _SCHEMA = pa.schema(
         pa.field("seed", pa.int64()),
         pa.field("profiles", pa.int64()),
         pa.field("created_at", pa.timestamp("us")),
+        pa.field("row_count", pa.int64()),
     ]
 )
 """`created_at` is in UTC, without a zone: the one timestamp type every engine reads back alike."""
@@ -58,14 +61,32 @@ def record_tables(
         row for row in _rows(engine, set(engine.catalog().tables)) if row["table_name"] not in made
     ]
     rows += [
-        {"table_name": name, "seed": seed, "profiles": profiles, "created_at": created_at}
+        {
+            "table_name": name,
+            "seed": seed,
+            "profiles": profiles,
+            "created_at": created_at,
+            "row_count": _count(engine, name),
+        }
         for name in made
     ]
     engine.replace_table(MARKER_TABLE, _SCHEMA, [pa.RecordBatch.from_pylist(rows, _SCHEMA)])
 
 
 def _recorded(engine: Engine, existing: set[str]) -> set[str]:
-    return {row["table_name"] for row in _rows(engine, existing)}
+    """The recorded tables that still hold as many rows as the demo wrote."""
+    return {
+        row["table_name"]
+        for row in _rows(engine, existing)
+        if row["table_name"] in existing and row["row_count"] == _count(engine, row["table_name"])
+    }
+
+
+def _count(engine: Engine, name: str) -> int:
+    query = exp.select(exp.alias_(exp.Count(this=exp.Star()), "n")).from_(
+        exp.table_(name, quoted=True)
+    )
+    return int(engine.rows(query)[0]["n"])
 
 
 def _rows(engine: Engine, existing: set[str]) -> list[dict[str, Any]]:
