@@ -72,15 +72,18 @@ def init_workspace(
     directory: Path,
     engine: str = "duckdb",
     database_url: str | None = None,
-    schema: str = DEFAULT_SCHEMA,
+    schema: str | None = None,
 ) -> Path:
-    """Create `directory/audience.toml`; refuse to overwrite an existing workspace."""
+    """Create `directory/audience.toml` (PostgreSQL tables in `schema`, default DEFAULT_SCHEMA);
+    refuse to overwrite an existing workspace."""
     path = directory / SETTINGS_FILE
     if path.exists():
         raise WorkspaceError(f"{path} already exists")
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        path.write_text(render_settings(engine, database_url, schema), encoding="utf-8")
+        path.write_text(
+            render_settings(engine, database_url, schema or DEFAULT_SCHEMA), encoding="utf-8"
+        )
     except OSError as exc:  # under a file, no permission, a read-only disk
         raise WorkspaceError(
             f"cannot create the workspace in {directory}: {exc.strerror or exc}"

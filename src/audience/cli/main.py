@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated
 
@@ -27,7 +26,6 @@ from audience.demo.samples import (
     SAMPLE_DEFINITIONS,
     SAMPLE_SEGMENTS,
 )
-from audience.settings import DEFAULT_SCHEMA
 
 app = typer.Typer(
     cls=AudienceGroup,
@@ -40,6 +38,8 @@ app = typer.Typer(
 
 def _print_version(asked: bool) -> None:
     if asked:
+        from importlib.metadata import version  # here: reading metadata costs every start
+
         typer.echo(f"audience {version('audience')}")
         raise typer.Exit()
 
@@ -82,12 +82,14 @@ def init(
         typer.Option("--database-url", help="PostgreSQL URL (engine and metadata store)."),
     ] = None,
     schema: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--schema",
-            help="PostgreSQL schema of the customer tables (default: a schema of Audience's own).",
+            help="PostgreSQL schema of the customer tables (default: audience, a schema of its "
+            "own).",
+            show_default=False,
         ),
-    ] = DEFAULT_SCHEMA,
+    ] = None,
 ) -> None:
     """Create a workspace: a folder with audience.toml."""
     if engine not in {"duckdb", "postgres"}:
