@@ -11,6 +11,7 @@ moto's S3 server (`fault_proxy`)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -513,6 +514,55 @@ def test_a_destination_answering_503_is_retried_after_its_retry_after(
     result = CliRunner().invoke(app, ["runs", "Throttled", "-w", str(directory), "--json"])
     (shown,) = json.loads(result.stdout)
     assert shown["status"] == "succeeded" and [r["attempt"] for r in shown["retries"]] == [1, 2]
+
+
+def test_a_retry_does_not_send_again_what_the_receiver_already_took_away(
+    tmp_path: Path, sample_database: Path, fault_proxy: FaultProxy, s3: Any, bucket: str
+) -> None:
+    """A run sends to a drop folder, then S3 refuses; before the retry, the receiver picks the
+    folder's file up (removes it). The retry knows the file from the run log (run id and
+    checksum) and sends only what is missing: one file each, each recorded once."""
+    directory = duckdb_workspace(tmp_path / "workspace", sample_database)
+    clock = Clock(NOW)
+    settings = Settings(
+        engine=EngineSettings(type="duckdb", path="customer360.duckdb"),
+        store=StoreSettings(),
+        worker=WorkerSettings(retry_base_seconds=1, retry_cap_seconds=60),
+    )
+    ws = Workspace(directory, settings, clock=clock)
+    drop = tmp_path / "drop"
+    apply(
+        ws,
+        GOLD,
+        {**folder_destination(drop), "name": "folder"},
+        {**s3_destination(bucket, fault_proxy.url), "name": "cloud"},
+    )
+    both = campaign("Both", ASAP)
+    both["treatments"][0]["destinations"] = ["folder", "cloud"]
+    apply(ws, both)
+    ws.activations.schedule("campaign", "Both")
+    fault_proxy.add(Fault("PUT", "Both_Offer", action="status", times=3))  # botocore tries 3×
+    worker = Worker(ws, name="w")
+    (first,) = worker.tick()
+    assert first.status == "queued" and first.error_kind == "transient", first.error
+    (taken,) = drop.glob("*.csv")
+    sent = taken.read_bytes()
+    taken.unlink()  # the receiver has picked it up
+    assert first.not_before is not None
+    clock.now = first.not_before
+    (run,) = worker.tick()
+    ws.close()
+    assert run.status == "succeeded" and run.attempt == 2, run.error
+    assert list(drop.glob("*.csv")) == []  # not sent again
+    by_destination = {d.destination: d for d in run.deliveries}
+    assert sorted(by_destination) == ["cloud", "folder"] and len(run.deliveries) == 2
+    assert by_destination["folder"].uri == taken.resolve().as_uri()
+    assert by_destination["folder"].sha256 == hashlib.sha256(sent).hexdigest()
+    assert by_destination["folder"].rows == by_destination["cloud"].rows == run.counts["sent"]
+    assert len(objects(s3, bucket)) == 1
+    rows, customers, sent = duckdb_ledger(directory)[run.id]  # a row per customer and place
+    assert customers == run.counts["sent"] + run.counts["control"]
+    assert sent == 2 * run.counts["sent"] and rows == sent + run.counts["control"]
 
 
 # 6. The metadata database drops its connections ---------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 import pyarrow as pa
 
@@ -15,7 +16,7 @@ from audience.activation.setting import CampaignSetting, Progress
 from audience.compile.audience import DestinationColumns, delivery_query
 from audience.definitions.campaign import REMAINING, Campaign
 from audience.definitions.destination import Destination
-from audience.delivery.destinations.base import DestinationClient
+from audience.delivery.destinations.base import Delivery, DestinationClient, Role
 from audience.delivery.naming import NameValues
 from audience.delivery.shipment import RunNames, deliver, final_names
 from audience.errors import FileNameCollision
@@ -140,6 +141,21 @@ def send_files(
     claimed = RunNames()
     for file in files:
         destination = setting.destinations[file.destination.name]
+        values = _name_values(activation, now, file)
+        rows = min(file.rows, test_records) if test_records is not None else file.rows
+        client = clients[destination.name]
+        names = final_names(destination, values, run_id=run_id, rows=rows)
+        earlier = {
+            location: _as_delivery(recording.earlier[location], name)
+            for name in names
+            if (location := client.location(name)) in recording.earlier
+        }
+        if names and len(earlier) == len(names):
+            # Published whole by an earlier attempt: nothing to read, nothing to send.
+            for name in names:
+                claimed.claim(client, name, _described(file))
+            yield from (recording.earlier[location] for location in earlier)
+            continue
         query = delivery_query(
             run_table,
             campaign,
@@ -153,21 +169,24 @@ def send_files(
             # parts an earlier attempt published, and must cut the rest at the same places.
             ordered=destination.file.split_rows is not None,
         )
-        total = min(file.rows, test_records) if test_records is not None else file.rows
-        progress.step(f"{file.group or 'all treatments'} → {destination.name}", total)
+        progress.step(f"{file.group or 'all treatments'} → {destination.name}", rows)
         # Closed however delivery ends: an open result would block the engine's clean-up, whose
         # error would then hide the real cause of the failure.
         with setting.engine.stream(query) as reader:
             delivered = deliver(
                 destination,
                 _reported(reader, progress),
-                names=_name_values(activation, now, file),
+                names=values,
                 run_id=run_id,
-                client=clients[destination.name],
+                client=client,
                 schema=reader.schema,
                 claimed=claimed,
+                earlier=earlier,
             )
         for delivery in delivered:
+            if delivery.earlier:
+                yield recording.earlier[delivery.uri]
+                continue
             file_record = DeliveredFile(
                 destination=destination.name,
                 uri=delivery.uri,
@@ -180,6 +199,20 @@ def send_files(
             )
             recording.delivered(file_record)
             yield file_record
+
+
+def _as_delivery(file: DeliveredFile, name: str) -> Delivery:
+    """A file an earlier attempt of the run recorded as published, as `deliver` takes it."""
+    return Delivery(
+        destination=file.destination,
+        uri=file.uri,
+        rows=file.rows,
+        bytes=file.bytes,
+        sha256=file.sha256,
+        name=name,
+        role=cast(Role, file.role),
+        earlier=True,
+    )
 
 
 def _reported(batches: Iterable[pa.RecordBatch], progress: Progress) -> Iterator[pa.RecordBatch]:

@@ -54,6 +54,9 @@ class RunRecording:
     lease: timedelta
     counts: dict[str, Any] = field(default_factory=dict)
     """What the run knows so far (a failed run keeps it: the plan, once known)."""
+    earlier: dict[str, DeliveredFile] = field(default_factory=dict)
+    """Files earlier attempts of this run published, by URI: the run log remembers them, so a
+    retry never sends them again (even once the receiver has taken them away)."""
 
     @property
     def holder(self) -> Holder:
@@ -85,7 +88,8 @@ class RunRecording:
         An attempt whose run another worker has taken over (LeaseLost) records nothing more:
         the run as the other attempt leaves it is returned.
         """
-        self.runs.clear_deliveries(self.run.id)
+        if self.run.attempt > 1:
+            self.earlier = {d.uri: d for d in self.runs.get(self.run.id).deliveries}
         beat = _Heartbeat(self, heartbeat_every or self.lease.total_seconds() / 3)
         beat.start()
         try:

@@ -253,6 +253,7 @@ def _publish_manifest(
     client: DestinationClient,
     claimed: RunNames,
     what: str,
+    earlier: Mapping[str, Delivery],
 ) -> Delivery:
     entries = [packaging.ManifestEntry(d.name, d.rows, d.bytes, d.sha256) for d in data_files]
     document = packaging.manifest(
@@ -266,6 +267,9 @@ def _publish_manifest(
     )
     name = _set_name(destination, names, run_id, packaging.MANIFEST_SUFFIX)
     claimed.claim(client, name, f"the manifest of {what}")
+    known = earlier.get(client.location(name)) if earlier else None
+    if known is not None:
+        return known
     published = client.publish(name, [document], run_id=run_id)
     return _delivery(destination, name, published, 0, "manifest")
 
@@ -279,12 +283,15 @@ def deliver(
     client: DestinationClient | None = None,
     schema: pa.Schema | None = None,
     claimed: RunNames | None = None,
+    earlier: Mapping[str, Delivery] | None = None,
 ) -> list[Delivery]:
     """Send one audience file (or its numbered parts) to `destination`.
 
     `batches` are the rows to send; an audience without rows still needs its columns, taken
     from `schema`, from a `pyarrow.RecordBatchReader`'s schema, or from an empty batch.
-    `claimed` holds the names the run's other files took (see `RunNames`).
+    `claimed` holds the names the run's other files took (see `RunNames`). `earlier` holds,
+    by URI, the files earlier attempts of the run recorded as published: they are not sent
+    again, even if the receiver has taken them away since (a drop folder that is emptied).
     Returns one `Delivery` per file written: the data files, then the manifest and the success
     file when the destination asks for them. An empty audience sends a file with just the
     header (`file.empty: header`) or nothing at all (`file.empty: none`).
@@ -300,6 +307,7 @@ def deliver(
         raise TerminalDeliveryError("there are rows to send but no attributes (columns)")
     client = client or open_destination(destination)
     claimed = claimed or RunNames()
+    earlier = earlier or {}
     what = f"{names.group_name or 'the file'} for {destination.name!r}"
     file_schema = formats.output_schema(schema, options)
     deliveries: list[Delivery] = []
@@ -307,6 +315,11 @@ def deliver(
     for part in packaging.split(prepared, options.split_rows):
         name = _data_name(destination, names, run_id, part.number)
         claimed.claim(client, name, f"part {part.number} of {what}")
+        known = earlier.get(client.location(name)) if earlier else None
+        if known is not None:
+            part.drain()
+            deliveries.append(known)
+            continue
         member = naming.member_name(name, options.format, options.compression)
         encoded = formats.encode(part.batches(), file_schema, options)
         packaged = packaging.package(encoded, options.compression, member=member, mtime=names.now)
@@ -321,12 +334,17 @@ def deliver(
         deliveries.append(_delivery(destination, name, published, part.rows, "data"))
     if options.manifest:
         deliveries.append(
-            _publish_manifest(destination, deliveries, names, run_id, client, claimed, what)
+            _publish_manifest(
+                destination, deliveries, names, run_id, client, claimed, what, earlier
+            )
         )
     if options.success_file:
         # Last of all: its presence tells the receiver that every other file is complete.
         name = _set_name(destination, names, run_id, packaging.SUCCESS_SUFFIX)
         claimed.claim(client, name, f"the success file of {what}")
-        published = client.publish(name, [], run_id=run_id)
-        deliveries.append(_delivery(destination, name, published, 0, "success"))
+        known = earlier.get(client.location(name)) if earlier else None
+        if known is None:
+            published = client.publish(name, [], run_id=run_id)
+            known = _delivery(destination, name, published, 0, "success")
+        deliveries.append(known)
     return deliveries

@@ -44,6 +44,8 @@ class Delivery:
     sha256: str
     name: str
     role: Role = "data"
+    earlier: bool = False
+    """Published by an earlier attempt of the run, known from its record: not sent again."""
 
 
 class DestinationClient(Protocol):
@@ -68,6 +70,10 @@ class DestinationClient(Protocol):
     def address(self, name: str) -> str:
         """Where the file `name` would be: equal for two clients exactly when they would
         write to the same place (same folder, same store, bucket and key)."""
+        ...
+
+    def location(self, name: str) -> str:
+        """The URI the file `name` is published at (`PublishedObject.uri`)."""
         ...
 
 

@@ -103,6 +103,10 @@ class FilesystemClient:
         give one address)."""
         return (self.folder / check_name(name)).resolve().as_uri()
 
+    def location(self, name: str) -> str:
+        """The file's absolute `file://` URI."""
+        return self.address(name)
+
     def publish(self, name: str, chunks: Iterable[bytes], *, run_id: str) -> PublishedObject:
         """Write the file under a temporary name, then rename it to `name` (see the module)."""
         target = self.folder / check_name(name)

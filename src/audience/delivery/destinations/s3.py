@@ -194,6 +194,10 @@ class S3Client:
         """The object's key in its bucket on its endpoint (two stores may share bucket names)."""
         return f"{self.client.meta.endpoint_url}|{self.uri(self.key(name))}"
 
+    def location(self, name: str) -> str:
+        """The object's s3:// URI."""
+        return self.uri(self.key(name))
+
     def check(self) -> None:
         """The endpoint answers and the bucket exists. A bucket that forbids reading its
         metadata (write-only delivery buckets) passes: only writing can tell."""
