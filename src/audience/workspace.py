@@ -6,7 +6,6 @@ operations: apply definitions, export them, compute and record segment insights,
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import cached_property
@@ -34,6 +33,7 @@ from audience.definitions.destination import Destination
 from audience.definitions.kinds import KINDS, Definition
 from audience.definitions.loader import LoadedDocument, dump_documents, load_paths
 from audience.definitions.segment import Segment
+from audience.delivery.destinations.base import DestinationClient
 from audience.delivery.shipment import open_destination
 from audience.engines import Engine, open_engine
 from audience.errors import (
@@ -294,6 +294,10 @@ class Workspace:
             raise NotFound(f"campaign {name!r} does not exist; apply it first")
         return Campaign.model_validate(stored.body), stored.version
 
+    def open_client(self, destination: Destination) -> DestinationClient:
+        """Open a destination for delivery (a relative folder is in the workspace)."""
+        return open_destination(destination, root=self.directory)
+
     def campaign_setting(
         self,
         *,
@@ -307,7 +311,7 @@ class Workspace:
             runs=self.store.runs,
             ctx=ctx or self.compile_context(now=now),
             destinations=self.destinations() if destinations is None else destinations,
-            open_client=functools.partial(open_destination, root=self.directory),
+            open_client=self.open_client,
             clock=self.clock,
         )
 

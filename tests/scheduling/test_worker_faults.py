@@ -646,3 +646,39 @@ def test_a_killed_writers_temporary_file_is_removed_when_the_run_is_taken_over(
     assert run.status == "succeeded" and run.attempt == 2, run.error
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["Torn_Offer_20261123_1530.csv"]
     assert_recorded_once(duckdb_ledger(directory), run)
+
+
+def test_a_killed_writers_temporary_file_is_removed_when_its_run_is_canceled(
+    tmp_path: Path, sample_database: Path
+) -> None:
+    directory = duckdb_workspace(tmp_path / "workspace", sample_database)
+    out = tmp_path / "out"
+    with Workspace.open(directory, clock=lambda: NOW) as ws:
+        apply(ws, GOLD, folder_destination(out, split_rows=100, manifest=True))
+        apply(ws, campaign("Given up", {"once": "asap"}))
+        ws.activations.schedule("campaign", "Given up")
+    mark = tmp_path / "in-fsync"
+    started = NOW + timedelta(minutes=1)
+    doomed = worker_process(
+        directory, started, prelude=STALLED_FSYNC, env={"AUDIENCE_TEST_MARK": str(mark)}
+    )
+    wait_until(mark.exists, doomed)
+    kill(doomed)
+    (left,) = out.glob(".*.tmp")  # the first part, never renamed
+    with Workspace.open(directory, clock=lambda: started) as ws:
+        run = only_run(ws, "Given up")
+
+    def cancel(now: datetime) -> Any:
+        return CliRunner().invoke(
+            app, ["runs", "cancel", run.id[:8], "--now", now.isoformat(), "-w", str(directory)]
+        )
+
+    refused = cancel(started + timedelta(seconds=1))  # its lease still runs
+    assert refused.exit_code == 1 and "lease" in refused.stderr and left.exists()
+    canceled = cancel(started + timedelta(seconds=3))
+    assert canceled.exit_code == 0, canceled.stderr
+    assert canceled.stdout.strip() == f"Run {run.id} canceled; removed 1 half-written file"
+    assert list(out.glob(".*.tmp")) == [] and list(out.glob("*.csv")) == []
+    assert list((out / ".audience").iterdir()) == []
+    with Workspace.open(directory, clock=lambda: started) as ws:
+        assert only_run(ws, "Given up").status == "canceled"

@@ -3,7 +3,7 @@ named, streamed from the run's snapshot and delivered."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
@@ -18,9 +18,9 @@ from audience.definitions.campaign import REMAINING, Campaign
 from audience.definitions.destination import Destination
 from audience.delivery.destinations.base import Delivery, DestinationClient, Role
 from audience.delivery.naming import NameValues
-from audience.delivery.shipment import RunNames, deliver, final_names
+from audience.delivery.shipment import RunNames, deliver, discard_unfinished, final_names
 from audience.errors import FileNameCollision
-from audience.store.runs import DeliveredFile
+from audience.store.runs import DeliveredFile, Run
 
 TEST_PREFIX = "TEST"
 """Test sends are named `TEST_<campaign>…` so nobody mistakes them for the real thing."""
@@ -61,12 +61,14 @@ def planned_files(
     return files
 
 
-def _name_values(activation: str, now: datetime, file: CampaignFile) -> NameValues:
+def _name_values(
+    activation: str, now: datetime, sub_audience: str | None, group: str | None
+) -> NameValues:
     return NameValues(
         activation_name=activation,
         now=now,
-        group_name=file.group or "all",
-        sub_audience_name=file.sub_audience or "",
+        group_name=group or "all",
+        sub_audience_name=sub_audience or "",
     )
 
 
@@ -90,7 +92,7 @@ def check_file_names(
         split = destination.file.split_rows
         # Two parts show whether part numbers keep a split file's parts apart.
         rows = 2 * split if split is not None else 1
-        values = _name_values(campaign.name, now, file)
+        values = _name_values(campaign.name, now, file.sub_audience, file.group)
         for name in final_names(destination, values, run_id=SAMPLE_RUN_ID, rows=rows):
             earlier = seen.setdefault((destination.settings.place(), name), file)
             if earlier is not file:
@@ -135,13 +137,13 @@ def send_files(
     for file in files:
         rows = min(file.rows, test_records) if test_records is not None else file.rows
         destination = setting.destinations[file.destination.name]
-        values = _name_values(activation, now, file)
+        values = _name_values(activation, now, file.sub_audience, file.group)
         for name in final_names(destination, values, run_id=run_id, rows=rows):
             expected.claim(clients[destination.name], name, _described(file))
     claimed = RunNames()
     for file in files:
         destination = setting.destinations[file.destination.name]
-        values = _name_values(activation, now, file)
+        values = _name_values(activation, now, file.sub_audience, file.group)
         rows = min(file.rows, test_records) if test_records is not None else file.rows
         client = clients[destination.name]
         names = final_names(destination, values, run_id=run_id, rows=rows)
@@ -213,6 +215,35 @@ def _as_delivery(file: DeliveredFile, name: str) -> Delivery:
         role=cast(Role, file.role),
         earlier=True,
     )
+
+
+def discard_leftovers(
+    campaign: Campaign,
+    destinations: Mapping[str, Destination],
+    open_client: Callable[[Destination], DestinationClient],
+    run: Run,
+) -> int:
+    """Remove what the run's dead attempt left half-written at its destinations (temporary
+    files, unfinished uploads) once the run is canceled; how many leftovers there were."""
+    activation = f"{TEST_PREFIX}_{campaign.name}" if run.is_test else campaign.name
+    removed = 0
+    for name in campaign.destinations:
+        destination = destinations[name]
+        client = open_client(destination)
+        groups: list[tuple[str | None, str | None]] = (
+            [(None, None)]
+            if campaign.files == "single"
+            else [
+                (sub.name, treatment.name)
+                for sub in campaign.groups
+                for treatment in sub.treatments
+                if name in treatment.destinations
+            ]
+        )
+        for sub_audience, group in groups:
+            values = _name_values(activation, run.scheduled_for, sub_audience, group)
+            removed += discard_unfinished(destination, values, run_id=run.id, client=client)
+    return removed
 
 
 def _reported(batches: Iterable[pa.RecordBatch], progress: Progress) -> Iterator[pa.RecordBatch]:

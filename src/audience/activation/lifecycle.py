@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from audience.activation.files import discard_leftovers
 from audience.activation.runner import ACTIVATION_KINDS, execute, lease_of, this_process
 from audience.activation.setting import Progress
 from audience.definitions.campaign import Campaign
@@ -34,6 +35,14 @@ from audience.store.runs import Run
 
 if TYPE_CHECKING:
     from audience.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class CanceledRun:
+    """A run canceled by hand, and how many half-written leftovers of it were removed."""
+
+    run: Run
+    leftovers_removed: int
 
 
 @dataclass(frozen=True)
@@ -126,11 +135,17 @@ class Activations:
         )
         return execute(ws, run, worker=this_process(), progress=progress)
 
-    def cancel_run(self, run_id: str) -> Run:
+    def cancel_run(self, run_id: str) -> CanceledRun:
         """Mark a queued or failed run — or a running one whose worker's lease has expired —
-        canceled."""
+        canceled; what a dead worker left half-written at the destinations is removed."""
         ws = self._ws
-        return ws.store.runs.cancel(ws.store.runs.find(run_id).id, now=ws.clock())
+        found = ws.store.runs.find(run_id)
+        run = ws.store.runs.cancel(found.id, now=ws.clock())
+        if found.status != "running":
+            return CanceledRun(run, 0)  # an attempt that ended cleaned up after itself
+        campaign = self.definition(run.activation_kind, run.activation_name)[0]
+        leftovers = discard_leftovers(campaign, ws.destinations(), ws.open_client, run)
+        return CanceledRun(run, leftovers)
 
     def status(self, kind: str | None = None) -> list[ActivationStatus]:
         """Every activation (of one kind), by kind and name."""

@@ -240,8 +240,10 @@ def cancel(
 ) -> None:
     """Mark a queued or failed run — or one whose worker died (lease expired) — canceled."""
     with _workspace(workspace, now) as ws:
-        result = ws.activations.cancel_run(run_id)
+        canceled = ws.activations.cancel_run(run_id)
     if as_json:
-        print_json(run_json(result))
+        print_json({**run_json(canceled.run), "leftovers_removed": canceled.leftovers_removed})
     else:
-        out.print(f"Run {result.id} canceled")
+        removed = canceled.leftovers_removed
+        cleaned = f"; removed {removed} half-written file{'s' * (removed != 1)}" if removed else ""
+        out.print(f"Run {canceled.run.id} canceled{cleaned}")

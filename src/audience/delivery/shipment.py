@@ -348,3 +348,20 @@ def deliver(
             known = _delivery(destination, name, published, 0, "success")
         deliveries.append(known)
     return deliveries
+
+
+def discard_unfinished(
+    destination: Destination, names: NameValues, *, run_id: str, client: DestinationClient
+) -> int:
+    """Remove what a dead attempt of run `run_id` left half-written of one file; how many
+    leftovers there were. Parts are published in order, so only the first part not published
+    (and the manifest and success file, written last) can have been under way."""
+    number = 1
+    while client.exists(name := _data_name(destination, names, run_id, number)):
+        if destination.file.split_rows is None:
+            break
+        number += 1
+    removed = client.discard(name)
+    for suffix in (packaging.MANIFEST_SUFFIX, packaging.SUCCESS_SUFFIX):
+        removed += client.discard(_set_name(destination, names, run_id, suffix))
+    return removed

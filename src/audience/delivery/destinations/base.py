@@ -72,6 +72,11 @@ class DestinationClient(Protocol):
         write to the same place (same folder, same store, bucket and key)."""
         ...
 
+    def discard(self, name: str) -> int:
+        """Remove what an unfinished write of `name` left behind (a temporary file, an
+        unfinished upload); how many there were. A published file stays."""
+        ...
+
     def location(self, name: str) -> str:
         """The URI the file `name` is published at (`PublishedObject.uri`)."""
         ...

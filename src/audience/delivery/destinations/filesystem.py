@@ -115,7 +115,7 @@ class FilesystemClient:
             if published is not None:
                 return published
             self._record_path(name).parent.mkdir(parents=True, exist_ok=True)
-            self._remove_stale_temporaries(name)
+            self.discard(name)
             descriptor, temporary = tempfile.mkstemp(
                 prefix=f".{name}.", suffix=".tmp", dir=self.folder
             )
@@ -144,16 +144,25 @@ class FilesystemClient:
             raise
         return PublishedObject(target.resolve().as_uri(), meter.bytes, meter.sha256)
 
-    def _remove_stale_temporaries(self, name: str) -> None:
-        """Remove the temporary files (data and record) an earlier attempt at `name` left."""
+    def discard(self, name: str) -> int:
+        """Remove the temporary files (data and record) an unfinished attempt at `name` left;
+        how many there were. A published file stays."""
+        removed = 0
         for folder, base in ((self.folder, name), (self._record_path(name).parent, f"{name}.json")):
             # mkstemp's names: the prefix, eight random characters, the suffix.
             stale = re.compile(rf"\.{re.escape(base)}\.[a-z0-9_]{{8}}\.tmp")
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    if stale.fullmatch(entry.name):
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(entry.path)
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        if stale.fullmatch(entry.name):
+                            with contextlib.suppress(FileNotFoundError):
+                                os.unlink(entry.path)
+                                removed += 1
+            except FileNotFoundError:
+                continue  # nothing was ever written here
+            except OSError as error:
+                raise _delivery_error(error, f"cannot clean up {self.folder}") from error
+        return removed
 
     def _write_record(self, name: str, record: dict[str, object]) -> None:
         path = self._record_path(name)

@@ -291,8 +291,13 @@ class S3Client:
             raise delivery_error(error, f"cannot write {self.uri(key)}") from error
         return PublishedObject(self.uri(key), len(body), digest.hexdigest())
 
-    def _abort_stale_uploads(self, key: str) -> None:
+    def discard(self, name: str) -> int:
+        """Abort the uploads to `name` an unfinished attempt left; how many there were."""
+        return self._abort_unfinished(self.key(name))
+
+    def _abort_unfinished(self, key: str) -> int:
         """Abort uploads to `key` left by an attempt that crashed before it could abort them."""
+        aborted = 0
         try:
             listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
             for upload in listing.get("Uploads", []):
@@ -300,10 +305,14 @@ class S3Client:
                     self.client.abort_multipart_upload(
                         Bucket=self.bucket, Key=key, UploadId=upload["UploadId"]
                     )
+                    aborted += 1
         except ClientError as error:
             # Listing uploads needs its own permission, which write-only deliveries lack.
             if _status(error) != 403:
                 raise delivery_error(error, f"cannot clean up {self.uri(key)}") from error
+        except BotoCoreError as error:
+            raise delivery_error(error, f"cannot reach {self.uri(key)}") from error
+        return aborted
 
     def _multipart(
         self,
@@ -314,7 +323,7 @@ class S3Client:
     ) -> PublishedObject:
         where = self.uri(key)
         try:
-            self._abort_stale_uploads(key)
+            self._abort_unfinished(key)
             upload_id = self.client.create_multipart_upload(
                 Bucket=self.bucket, Key=key, Metadata={RUN_ID_METADATA: run_id}, **self._encryption
             )["UploadId"]
