@@ -17,6 +17,8 @@ AudienceError
 │   ├── PercentagesError             treatment and control percentages that do not total 100
 │   ├── ScheduleError                a schedule that is malformed, or could never run from now
 │   ├── FileNameCollision            two files a campaign sends would have the same name
+│   ├── UnsafeQuery                  an orchestration's SQL that does not parse, or writes or
+│   │                                reads files (anything but one read-only query)
 │   └── TemplateError                a filename template that is unsafe or names unknown values
 ├── WorkspaceError                   no workspace, or a broken audience.toml
 ├── NotFound                         a named definition or run that does not exist
@@ -148,6 +150,10 @@ class ScheduleError(DefinitionError):
 
 class FileNameCollision(DefinitionError):
     """Two files one run of a campaign sends would have the same name in the same place."""
+
+
+class UnsafeQuery(DefinitionError):
+    """A query that does not parse, or does more than read the customer database."""
 
 
 class TemplateError(DefinitionError):

@@ -18,6 +18,11 @@ from sqlglot import exp
 from audience.activation.campaign import check_campaign, plan_campaign
 from audience.activation.insights import Insights, compute_insights
 from audience.activation.lifecycle import Activations
+from audience.activation.orchestration import (
+    OrchestrationPreview,
+    check_orchestration,
+    preview_orchestration,
+)
 from audience.activation.plan import CampaignPlan
 from audience.activation.runner import execute, lease_of, this_process
 from audience.activation.setting import CampaignSetting, Progress
@@ -28,10 +33,12 @@ from audience.compile.conditions import (
     segment_ids,
     segment_predicate,
 )
+from audience.compile.readonly import read_only_query
 from audience.definitions.campaign import Campaign, rejoin_names
 from audience.definitions.destination import Destination
-from audience.definitions.kinds import KINDS, Definition
+from audience.definitions.kinds import KINDS, Activation, Definition
 from audience.definitions.loader import LoadedDocument, dump_documents, load_paths
+from audience.definitions.orchestration import Orchestration
 from audience.definitions.segment import Segment
 from audience.delivery.destinations.base import DestinationClient
 from audience.delivery.shipment import open_destination
@@ -171,6 +178,9 @@ class Workspace:
                     definition = _with_segment_names(definition, set(segments) | drafts)
                     setting = self.campaign_setting(ctx=ctx, destinations=destinations)
                     check_campaign(definition, setting, self.engine.dialect)
+                elif isinstance(definition, Orchestration):
+                    setting = self.campaign_setting(ctx=ctx, destinations=destinations)
+                    check_orchestration(definition, setting, self.clock())
             except DefinitionError as exc:
                 raise document.relocate(exc) from None
             checked.append(definition)
@@ -215,6 +225,10 @@ class Workspace:
         """Compile the segment (columns, operators, references); let the engine try its SQL."""
         segment_ids(segment, ctx)
         if segment.sql is not None:
+            # Read-only and reading only the customer database, as orchestrations' queries.
+            read_only_query(
+                segment.sql, dialect=self.engine.dialect, catalog=ctx.catalog, field="sql"
+            )
             # The query alone, not inside the segment's IN (…): there, a column its own tables
             # lack would silently mean the profile's column, and the segment everyone.
             alone = parse_id_query(segment.sql).limit(0)
@@ -332,10 +346,23 @@ class Workspace:
     ) -> Run:
         """Send a campaign (or a test sample of it) now, as the run due at `now` (default: this
         second, so that `--now` can name it again), and record the run."""
-        _, version = self.campaign(name)
+        return self.run_now("campaign", name, now=now, progress=progress, test_records=test_records)
+
+    def run_now(
+        self,
+        kind: str,
+        name: str,
+        *,
+        now: datetime | None = None,
+        progress: Progress | None = None,
+        test_records: int | None = None,
+    ) -> Run:
+        """Run an activation by hand now, as the run due at `now` (default: this second), and
+        record the run."""
+        _, version = self.activations.definition(kind, name)
         moment = now or self.clock().replace(microsecond=0)
         run = self.store.runs.begin(
-            kind="campaign",
+            kind=kind,
             name=name,
             version=version,
             scheduled_for=moment,
@@ -348,15 +375,24 @@ class Workspace:
             self, run, worker=this_process(), progress=progress, test_records=test_records
         )
 
+    def orchestration_preview(self, name: str, rows: int = 10) -> OrchestrationPreview:
+        """The first rows an orchestration's next run would send."""
+        definition, _ = self.activations.definition("orchestration", name)
+        assert isinstance(definition, Orchestration)
+        return preview_orchestration(definition, self.campaign_setting(), rows)
+
     @cached_property
     def activations(self) -> Activations:
         """Scheduling, statuses and runs by hand, for every kind of activation."""
         return Activations(self)
 
-    def check_activation(self, definition: Campaign) -> None:
+    def check_activation(self, definition: Activation) -> None:
         """Check an activation against what it uses now (segments active, destinations and
-        columns there), as applying it would."""
-        check_campaign(definition, self.campaign_setting(), self.engine.dialect)
+        columns there, its query read-only), as applying it would."""
+        if isinstance(definition, Orchestration):
+            check_orchestration(definition, self.campaign_setting(), self.clock())
+        else:
+            check_campaign(definition, self.campaign_setting(), self.engine.dialect)
 
     def release_engine(self) -> None:
         """Close the customer database until it is needed again: DuckDB lets one process

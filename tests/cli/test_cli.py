@@ -136,9 +136,17 @@ BAD_DOCUMENTS = {
     ),
     "invalid yaml": ("kind: segment\nname: [\n", "bad.yaml:3: not valid YAML"),
     "no kind": ("name: Bad\nsql: select 1\n", "bad.yaml:1: document has no `kind`"),
-    "sql the engine rejects": (
+    "sql naming a missing table": (
         "kind: segment\nname: Bad\nsql: select amperity_id from no_such_table\n",
+        "bad.yaml:3: sql: refused 'no_such_table': it is not a table of the customer database",
+    ),
+    "sql the engine rejects": (
+        "kind: segment\nname: Bad\nsql: select no_such_column from customer_360\n",
         "bad.yaml:3: sql: the engine rejected the query",
+    ),
+    "sql reading a file": (
+        "kind: segment\nname: Bad\nsql: select amperity_id from read_csv('/etc/passwd')\n",
+        "bad.yaml:3: sql: refused the table function read_csv()",
     ),
     "defined twice": (
         "kind: segment\nname: Twice\nsql: select 1\n---\n"

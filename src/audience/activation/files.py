@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
 
 import pyarrow as pa
 
@@ -16,7 +15,7 @@ from audience.activation.setting import CampaignSetting, Progress
 from audience.compile.audience import DestinationColumns, delivery_query
 from audience.definitions.campaign import REMAINING, Campaign
 from audience.definitions.destination import Destination
-from audience.delivery.destinations.base import Delivery, DestinationClient, Role
+from audience.delivery.destinations.base import DestinationClient
 from audience.delivery.naming import NameValues
 from audience.delivery.shipment import RunNames, deliver, discard_unfinished, final_names
 from audience.errors import FileNameCollision
@@ -141,22 +140,19 @@ def send_files(
         for name in final_names(destination, values, run_id=run_id, rows=rows):
             expected.claim(clients[destination.name], name, _described(file))
     claimed = RunNames()
+    earlier = recording.earlier_files()
     for file in files:
         destination = setting.destinations[file.destination.name]
         values = _name_values(activation, now, file.sub_audience, file.group)
         rows = min(file.rows, test_records) if test_records is not None else file.rows
         client = clients[destination.name]
         names = final_names(destination, values, run_id=run_id, rows=rows)
-        earlier = {
-            location: _as_delivery(recording.earlier[location], name)
-            for name in names
-            if (location := client.location(name)) in recording.earlier
-        }
-        if names and len(earlier) == len(names):
+        locations = [client.location(name) for name in names] if earlier else []
+        if locations and all(location in earlier for location in locations):
             # Published whole by an earlier attempt: nothing to read, nothing to send.
             for name in names:
                 claimed.claim(client, name, _described(file))
-            yield from (recording.earlier[location] for location in earlier)
+            yield from (recording.earlier[location] for location in locations)
             continue
         query = delivery_query(
             run_table,
@@ -186,35 +182,7 @@ def send_files(
                 earlier=earlier,
             )
         for delivery in delivered:
-            if delivery.earlier:
-                yield recording.earlier[delivery.uri]
-                continue
-            file_record = DeliveredFile(
-                destination=destination.name,
-                uri=delivery.uri,
-                rows=delivery.rows,
-                bytes=delivery.bytes,
-                sha256=delivery.sha256,
-                sub_audience=file.sub_audience,
-                group=file.group,
-                role=delivery.role,
-            )
-            recording.delivered(file_record)
-            yield file_record
-
-
-def _as_delivery(file: DeliveredFile, name: str) -> Delivery:
-    """A file an earlier attempt of the run recorded as published, as `deliver` takes it."""
-    return Delivery(
-        destination=file.destination,
-        uri=file.uri,
-        rows=file.rows,
-        bytes=file.bytes,
-        sha256=file.sha256,
-        name=name,
-        role=cast(Role, file.role),
-        earlier=True,
-    )
+            yield recording.published(delivery, sub_audience=file.sub_audience, group=file.group)
 
 
 def discard_leftovers(

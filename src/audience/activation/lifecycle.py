@@ -9,7 +9,7 @@ derived from that, the schedule and the run log:
 | draft     | never scheduled and never sent |
 | scheduled | on its schedule, waiting for the next due time |
 | running   | a run is running now |
-| delivered | a one-time (or ended) schedule whose last run succeeded |
+| delivered | a one-time (or ended) schedule's last run succeeded ("completed": orchestrations) |
 | error     | its last run failed, and no retry is queued |
 | paused    | paused by the user; resumes where it left off, without catching up |
 | canceled  | canceled by the user; queued runs are canceled with it |
@@ -23,9 +23,12 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from audience.activation.files import discard_leftovers
+from audience.activation.orchestration import discard_orchestration_leftovers
 from audience.activation.runner import ACTIVATION_KINDS, execute, lease_of, this_process
 from audience.activation.setting import Progress
 from audience.definitions.campaign import Campaign
+from audience.definitions.kinds import Activation
+from audience.definitions.orchestration import Orchestration
 from audience.definitions.schedule import Schedule, check_schedule
 from audience.errors import DefinitionError, NotFound, StateError
 from audience.scheduling.describe import describe
@@ -143,8 +146,13 @@ class Activations:
         run = ws.store.runs.cancel(found.id, now=ws.clock())
         if found.status != "running":
             return CanceledRun(run, 0)  # an attempt that ended cleaned up after itself
-        campaign = self.definition(run.activation_kind, run.activation_name)[0]
-        leftovers = discard_leftovers(campaign, ws.destinations(), ws.open_client, run)
+        definition = self.definition(run.activation_kind, run.activation_name)[0]
+        if isinstance(definition, Orchestration):
+            leftovers = discard_orchestration_leftovers(
+                definition, ws.destinations(), ws.open_client, run
+            )
+        else:
+            leftovers = discard_leftovers(definition, ws.destinations(), ws.open_client, run)
         return CanceledRun(run, leftovers)
 
     def status(self, kind: str | None = None) -> list[ActivationStatus]:
@@ -164,7 +172,7 @@ class Activations:
         definition = self.definition(kind, name)[0]
         recorded = ws.store.activations.get(kind, name)
         last = ws.store.runs.latest(kind, name)
-        schedule: Schedule = definition.schedule
+        schedule = definition.schedule
         history = (
             self.history(recorded) if recorded is not None else ScheduleHistory(since=ws.clock())
         )
@@ -176,7 +184,7 @@ class Activations:
         return ActivationStatus(
             kind=kind,
             name=name,
-            status=_status(recorded, last, upcoming, ws.store.runs.active(kind, name)),
+            status=_status(kind, recorded, last, upcoming, ws.store.runs.active(kind, name)),
             schedule=describe(schedule, history),
             next_due=upcoming,
             last_run=last,
@@ -192,37 +200,44 @@ class Activations:
             )
         return ScheduleHistory(since=recorded.since, runs=runs, last_due=recorded.last_due)
 
-    def definition(self, kind: str, name: str) -> tuple[Campaign, int]:
-        """An activation's current definition and version, by kind (campaigns; journeys and
-        orchestrations join here)."""
-        if kind != "campaign":
+    def definition(self, kind: str, name: str) -> tuple[Activation, int]:
+        """An activation's current definition and version, by kind."""
+        if kind not in ACTIVATION_KINDS:
             raise NotFound(f"no activations of kind {kind!r}; kinds: {', '.join(ACTIVATION_KINDS)}")
-        return self._ws.campaign(name)
+        stored = self._ws.store.definition(kind, name)
+        if stored is None:
+            raise NotFound(f"{kind} {name!r} does not exist; apply it first")
+        return _activation(kind, stored.body), stored.version
 
     def definitions(
         self, among: Collection[tuple[str, str]]
-    ) -> dict[tuple[str, str], tuple[Campaign, int]]:
+    ) -> dict[tuple[str, str], tuple[Activation, int]]:
         """The current definition and version of each activation `among` those (kind, name)
         that exist, in one read (what `definition` gives of one)."""
         return {
-            (stored.kind, stored.name): (Campaign.model_validate(stored.body), stored.version)
-            for stored in self._ws.store.definitions("campaign")
+            (stored.kind, stored.name): (_activation(stored.kind, stored.body), stored.version)
+            for stored in self._ws.store.definitions()
             if (stored.kind, stored.name) in among
         }
 
     def _repeats(self, kind: str, name: str) -> bool:
-        return self.definition(kind, name)[0].schedule.repeating is not None
+        schedule = self.definition(kind, name)[0].schedule
+        return schedule is not None and schedule.repeating is not None
 
     def _checked_schedule(self, kind: str, name: str) -> Schedule:
         """The activation's schedule, once its definition checks out against what it uses
         (segments active, destinations there, columns real)."""
         definition = self.definition(kind, name)[0]
+        if definition.schedule is None:
+            raise StateError(
+                f"{kind} {name!r} has no schedule; run it with `audience {kind} run`, or "
+                "give it a schedule and apply it"
+            )
         try:
             self._ws.check_activation(definition)
         except DefinitionError as exc:
             raise StateError(f"cannot schedule {kind} {name!r}: {exc}") from None
-        schedule: Schedule = definition.schedule
-        return schedule
+        return definition.schedule
 
     def _expect(self, kind: str, name: str, state: str, verb: str) -> ScheduledActivation:
         self.definition(kind, name)  # NotFound for one that does not exist
@@ -235,11 +250,14 @@ class Activations:
 
 
 def _status(
+    kind: str,
     recorded: ScheduledActivation | None,
     last: Run | None,
     upcoming: datetime | None,
     active: list[Run],
 ) -> str:
+    # SPEC §7: a campaign ends "delivered", an orchestration "completed".
+    done = "completed" if kind == "orchestration" else "delivered"
     if recorded is not None and recorded.state in {"paused", "canceled"}:
         return recorded.state
     if any(run.status == "running" for run in active):
@@ -247,7 +265,13 @@ def _status(
     if last is not None and last.status == "failed" and not active:
         return "error"
     if recorded is None or recorded.state != "scheduled":
-        return "draft" if last is None else {"succeeded": "delivered"}.get(last.status, "draft")
+        return "draft" if last is None else {"succeeded": done}.get(last.status, "draft")
     if upcoming is None and last is not None and last.status == "succeeded" and not active:
-        return "delivered"
+        return done
     return "scheduled"
+
+
+def _activation(kind: str, body: dict[str, Any]) -> Activation:
+    if kind == "orchestration":
+        return Orchestration.model_validate(body)
+    return Campaign.model_validate(body)

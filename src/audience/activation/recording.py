@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from audience.delivery.destinations.base import Delivery, EarlierFile
 from audience.errors import AudienceError, LeaseLost, TransientDeliveryError
 from audience.store.runs import DeliveredFile, Holder, Run, RunLog
 
@@ -67,6 +68,33 @@ class RunRecording:
         """A file is published: record it at once, so it is known even if the run fails.
         LeaseLost (which stops the attempt) if another worker has taken the run over."""
         self.runs.add_delivery(self.run.id, file, self.clock(), holder=self.holder)
+
+    def published(
+        self, delivery: Delivery, *, sub_audience: str | None = None, group: str | None = None
+    ) -> DeliveredFile:
+        """A file `deliver` published (or found published by an earlier attempt): recorded at
+        once, unless the run log has it already."""
+        if delivery.earlier:
+            return self.earlier[delivery.uri]
+        file = DeliveredFile(
+            destination=delivery.destination,
+            uri=delivery.uri,
+            rows=delivery.rows,
+            bytes=delivery.bytes,
+            sha256=delivery.sha256,
+            sub_audience=sub_audience,
+            group=group,
+            role=delivery.role,
+        )
+        self.delivered(file)
+        return file
+
+    def earlier_files(self) -> dict[str, EarlierFile]:
+        """What earlier attempts published, by URI, as `deliver` takes it."""
+        return {
+            uri: EarlierFile(uri=file.uri, rows=file.rows, bytes=file.bytes, sha256=file.sha256)
+            for uri, file in self.earlier.items()
+        }
 
     def confirm(self) -> None:
         """Raise LeaseLost if another worker has taken the run over: an activation calls this

@@ -9,16 +9,17 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from audience.activation.campaign import run_campaign
+from audience.activation.orchestration import run_orchestration
 from audience.activation.recording import RetryPolicy, RunRecording
 from audience.activation.setting import Progress
-from audience.errors import StateError
+from audience.definitions.orchestration import Orchestration
 from audience.store.runs import Run
 
 if TYPE_CHECKING:
     from audience.workspace import Workspace
 
-ACTIVATION_KINDS = ("campaign",)
-"""The kinds of activation a run can be of (journeys and orchestrations join here)."""
+ACTIVATION_KINDS = ("campaign", "orchestration")
+"""The kinds of activation a run can be of (journeys join here)."""
 
 
 def this_process() -> str:
@@ -55,14 +56,14 @@ def execute(
     recording = RunRecording(ws.store.runs, run, ws.clock, worker, lease_of(ws))
 
     def work(recording: RunRecording) -> dict[str, Any]:
-        if run.activation_kind != "campaign":
-            raise StateError(f"runs of kind {run.activation_kind!r} cannot be executed here")
-        campaign, version = ws.campaign(run.activation_name)
+        definition, version = ws.activations.definition(run.activation_kind, run.activation_name)
         if version != run.version:
             ws.store.runs.set_version(run.id, version)
         setting = ws.campaign_setting(now=run.scheduled_for)
+        if isinstance(definition, Orchestration):
+            return run_orchestration(definition, setting, recording, progress=progress)
         return run_campaign(
-            campaign, setting, recording, progress=progress, test_records=test_records
+            definition, setting, recording, progress=progress, test_records=test_records
         )
 
     return recording.record(work, retry=retry)

@@ -72,13 +72,18 @@ class RunProgress:
 
 
 def run_json(run: Run) -> dict[str, Any]:
-    """The public JSON shape of a campaign run."""
+    """The public JSON shape of a run (a campaign's, or an orchestration's: `sent` rows)."""
     return {
         **run.to_json(),
-        "campaign": run.activation_name,
-        "sent": int(run.counts.get("sent", 0)),
+        run.activation_kind: run.activation_name,
+        "sent": sent_of(run),
         "control": int(run.counts.get("control", 0)),
     }
+
+
+def sent_of(run: Run) -> int:
+    """Customers a campaign run sent; rows an orchestration run sent."""
+    return int(run.counts.get("sent", run.counts.get("rows", 0)))
 
 
 @app.command()
@@ -165,6 +170,13 @@ def _run_line(run: Run) -> str:
             f"Test run {run.id} {run.status}: {counts.get('sent', 0):,} records in "
             f"{counts.get('files', 0):,} files (at most {counts.get('records_per_file', 0):,} "
             "each); nothing recorded in the ledger"
+        )
+    if run.activation_kind == "orchestration":
+        mark = counts.get("high_water_mark")
+        above = f", up to {counts.get('incremental_by', '')} {mark}" if mark is not None else ""
+        return (
+            f"Run {run.id} {run.status}: sent {counts.get('rows', 0):,} rows in "
+            f"{counts.get('files', 0):,} files{above}"
         )
     return (
         f"Run {run.id} {run.status}: sent {counts.get('sent', 0):,}, "

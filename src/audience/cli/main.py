@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from audience.cli import campaigns, runtime, segments
+from audience.cli import campaigns, orchestrations, runtime, segments
 from audience.cli.campaigns import RunProgress, plan_table, print_run, run_json
 from audience.cli.common import (
     AudienceGroup,
@@ -61,13 +61,15 @@ app.add_typer(campaigns.app, name="campaign")
 app.add_typer(runtime.runs_app, name="runs")
 app.command("status")(runtime.status)
 app.command("worker")(runtime.worker)
-for verb, summary in (
-    ("schedule", "Put the campaign on its schedule, from now (a worker sends it when due)."),
-    ("pause", "Stop starting the campaign's runs; a run under way finishes."),
-    ("resume", "Start the campaign's runs again; times missed while paused are not caught up."),
-    ("cancel", "Take the campaign off its schedule; its queued runs are canceled."),
-):
-    campaigns.app.command(verb)(runtime.lifecycle_command(verb, summary))
+app.add_typer(orchestrations.app, name="orchestration")
+for kind, group in (("campaign", campaigns.app), ("orchestration", orchestrations.app)):
+    for verb, summary in (
+        ("schedule", f"Put the {kind} on its schedule, from now (a worker sends it when due)."),
+        ("pause", f"Stop starting the {kind}'s runs; a run under way finishes."),
+        ("resume", f"Start the {kind}'s runs again; times missed while paused are not caught up."),
+        ("cancel", f"Take the {kind} off its schedule; its queued runs are canceled."),
+    ):
+        group.command(verb)(runtime.lifecycle_command(kind, verb, summary))
 HERE = Path(".")
 
 

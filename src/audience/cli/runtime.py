@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 from typer._click.core import Context
 
-from audience.cli.campaigns import RunProgress, print_run, run_json
+from audience.cli.campaigns import RunProgress, print_run, run_json, sent_of
 from audience.cli.common import (
     AudienceGroup,
     JsonOption,
@@ -39,7 +39,8 @@ RunIdArgument = Annotated[
     str, typer.Argument(help="The run's id (or its first 12 characters, as `runs` shows).")
 ]
 KindOption = Annotated[
-    str | None, typer.Option("--kind", help="Only activations of this kind (campaign).")
+    str | None,
+    typer.Option("--kind", help="Only activations of this kind (campaign, orchestration)."),
 ]
 
 
@@ -87,24 +88,30 @@ def _workspace(directory: Path, now: datetime | None) -> Any:
     return open_workspace(directory, clock=None if moment is None else lambda: moment)
 
 
-def lifecycle_command(verb: str, summary: str) -> Any:
-    """A `campaign <verb> NAME` command that changes the campaign's schedule state."""
+def lifecycle_command(kind: str, verb: str, summary: str) -> Any:
+    """A `<kind> <verb> NAME` command that changes an activation's schedule state."""
 
     def command(
-        name: Annotated[str, typer.Argument(help="The campaign's name.", show_default=False)],
+        name: str,
         workspace: WorkspaceOption = HERE,
         as_json: JsonOption = False,
         now: NowOption = None,
     ) -> None:
         with _workspace(workspace, now) as ws:
-            changed = getattr(ws.activations, verb)("campaign", name)
+            changed = getattr(ws.activations, verb)(kind, name)
         if as_json:
             print_json(changed.to_json())
         else:
             due = f", next due {_when(changed.next_due)}" if changed.next_due else ""
-            out.print(f"Campaign {escape(name)!r} is {changed.status}: {changed.schedule}{due}")
+            out.print(
+                f"{kind.capitalize()} {escape(name)!r} is {changed.status}: {changed.schedule}{due}"
+            )
 
     command.__doc__ = summary
+    # Annotations are strings here (postponed evaluation): this one names the kind itself.
+    command.__annotations__["name"] = Annotated[
+        str, typer.Argument(help=f"The {kind}'s name.", show_default=False)
+    ]
     return command
 
 
@@ -200,7 +207,7 @@ def runs(
             "activation": r.activation_name,
             "scheduled for": r.scheduled_for.isoformat(timespec="minutes"),
             "status": r.status + (" (test)" if r.is_test else ""),
-            "sent": r.counts.get("sent", 0),
+            "sent": sent_of(r),
             "control": r.counts.get("control", 0),
             "files": len(r.deliveries),
         }

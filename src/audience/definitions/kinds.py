@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from audience.definitions.campaign import Campaign
 from audience.definitions.destination import Destination
+from audience.definitions.orchestration import Orchestration
 from audience.definitions.segment import Segment
 
-Definition = Segment | Destination | Campaign
+Definition = Segment | Destination | Campaign | Orchestration
 """Any definition a user can apply."""
+
+Activation = Campaign | Orchestration
+"""A definition that runs: sends to destinations, on a schedule or by hand."""
 
 KINDS: dict[str, type[Definition]] = {
     "segment": Segment,
     "destination": Destination,
     "campaign": Campaign,
+    "orchestration": Orchestration,
 }

@@ -1,8 +1,8 @@
 """The order in which definitions can be applied one after another: what is used before its users.
 
 Destinations first, then segments (a segment after every segment its `in_segment` conditions
-name), then campaigns. The versions of one segment stay together in the order given (its active
-version, then a draft edit of it).
+name), then campaigns and orchestrations. The versions of one segment stay together in the order
+given (its active version, then a draft edit of it).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from audience.definitions.conditions import AllOf, AnyOf, Condition, InSegmentCo
 from audience.definitions.kinds import Definition
 from audience.definitions.segment import Segment
 
-_RANK = {"destination": 0, "segment": 1, "campaign": 2}
+_RANK = {"destination": 0, "segment": 1, "campaign": 2, "orchestration": 3}
 """Kinds in the order they can be used; a kind not listed (one to come) goes last."""
 
 

@@ -37,6 +37,7 @@ from audience.delivery import formats, naming, packaging
 from audience.delivery.destinations.base import (
     Delivery,
     DestinationClient,
+    EarlierFile,
     PublishedObject,
     Role,
     expand,
@@ -184,6 +185,19 @@ def _delivery(
     )
 
 
+def _earlier(destination: Destination, name: str, known: EarlierFile, role: Role) -> Delivery:
+    return Delivery(
+        destination=destination.name,
+        uri=known.uri,
+        rows=known.rows,
+        bytes=known.bytes,
+        sha256=known.sha256,
+        name=name,
+        role=role,
+        earlier=True,
+    )
+
+
 def _set_name(destination: Destination, names: NameValues, run_id: str, suffix: str) -> str:
     return naming.set_file_name(
         destination.file.filename,
@@ -253,7 +267,7 @@ def _publish_manifest(
     client: DestinationClient,
     claimed: RunNames,
     what: str,
-    earlier: Mapping[str, Delivery],
+    earlier: Mapping[str, EarlierFile],
 ) -> Delivery:
     entries = [packaging.ManifestEntry(d.name, d.rows, d.bytes, d.sha256) for d in data_files]
     document = packaging.manifest(
@@ -269,7 +283,7 @@ def _publish_manifest(
     claimed.claim(client, name, f"the manifest of {what}")
     known = earlier.get(client.location(name)) if earlier else None
     if known is not None:
-        return known
+        return _earlier(destination, name, known, "manifest")
     published = client.publish(name, [document], run_id=run_id)
     return _delivery(destination, name, published, 0, "manifest")
 
@@ -283,7 +297,7 @@ def deliver(
     client: DestinationClient | None = None,
     schema: pa.Schema | None = None,
     claimed: RunNames | None = None,
-    earlier: Mapping[str, Delivery] | None = None,
+    earlier: Mapping[str, EarlierFile] | None = None,
 ) -> list[Delivery]:
     """Send one audience file (or its numbered parts) to `destination`.
 
@@ -318,7 +332,7 @@ def deliver(
         known = earlier.get(client.location(name)) if earlier else None
         if known is not None:
             part.drain()
-            deliveries.append(known)
+            deliveries.append(_earlier(destination, name, known, "data"))
             continue
         member = naming.member_name(name, options.format, options.compression)
         encoded = formats.encode(part.batches(), file_schema, options)
@@ -345,8 +359,9 @@ def deliver(
         known = earlier.get(client.location(name)) if earlier else None
         if known is None:
             published = client.publish(name, [], run_id=run_id)
-            known = _delivery(destination, name, published, 0, "success")
-        deliveries.append(known)
+            deliveries.append(_delivery(destination, name, published, 0, "success"))
+        else:
+            deliveries.append(_earlier(destination, name, known, "success"))
     return deliveries
 
 

@@ -14,10 +14,13 @@ _CATCH_UP = {"all": "catching up every missed run", "skip": "skipping missed run
 _SIMPLE_CRON = re.compile(r"(\d{1,2}) (\d{1,2}) (\*|\d{1,2}) \* (\*|[0-7])")
 
 
-def describe(schedule: Schedule, history: ScheduleHistory | None = None) -> str:
+def describe(schedule: Schedule | None, history: ScheduleHistory | None = None) -> str:
     """The schedule in words: "once, as soon as possible", "once at 2026-12-01 09:00 -08:00",
     "every Monday at 06:00 America/Los_Angeles", "daily at 02:30 Europe/London, 3 of 10 runs",
-    "every 1 day". With `history`, a schedule that ends after N runs says how many are done."""
+    "every 1 day". With `history`, a schedule that ends after N runs says how many are done.
+    No schedule (an activation run by hand) is "by hand"."""
+    if schedule is None:
+        return "by hand"
     if schedule.once == "asap":
         return "once, as soon as possible"
     if isinstance(schedule.once, datetime):

@@ -72,11 +72,16 @@ def next_due(schedule: Schedule, *, after: datetime, history: ScheduleHistory) -
     return due if span.end is None or due < span.end else None
 
 
-def due_times(schedule: Schedule, *, history: ScheduleHistory, now: datetime) -> list[datetime]:
+def due_times(
+    schedule: Schedule | None, *, history: ScheduleHistory, now: datetime
+) -> list[datetime]:
     """The due times a worker should run at `now`, oldest first: those after `history.last_due`
     and at or before `now`, as the catch-up policy keeps them (see the module's docstring), and
-    never more than the runs `end.after` leaves."""
+    never more than the runs `end.after` leaves. An activation without a schedule (run by
+    hand) is never due."""
     now = _utc(now, "now")
+    if schedule is None:
+        return []
     rule = schedule.repeating
     if rule is None:
         due = _once(schedule, history)
@@ -99,10 +104,14 @@ def due_times(schedule: Schedule, *, history: ScheduleHistory, now: datetime) ->
     return [latest]
 
 
-def next_run(schedule: Schedule, *, history: ScheduleHistory, now: datetime) -> datetime | None:
+def next_run(
+    schedule: Schedule | None, *, history: ScheduleHistory, now: datetime
+) -> datetime | None:
     """When a worker will next run the schedule, for status pages: the oldest due time it would
     run at `now` (so at or before `now`), else the next due time after `now`; None once the
-    schedule has ended."""
+    schedule has ended, or without a schedule."""
+    if schedule is None:
+        return None
     due = due_times(schedule, history=history, now=now)
     return due[0] if due else next_due(schedule, after=now, history=history)
 

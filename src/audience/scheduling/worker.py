@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from audience.activation.recording import RetryPolicy
 from audience.activation.runner import execute, lease_of, retry_policy, this_process
-from audience.definitions.campaign import Campaign
+from audience.definitions.kinds import Activation
 from audience.scheduling.schedule import due_times
 from audience.store.activations import scheduled_state
 from audience.store.runs import Run
@@ -86,7 +86,7 @@ class Worker:
         burst, the database's statistics are refreshed for the claims."""
         ws = self.ws
         successes = ws.store.runs.success_counts()
-        definitions: dict[tuple[str, str], tuple[Campaign, int]] | None = None
+        definitions: dict[tuple[str, str], tuple[Activation, int]] | None = None
         visited: set[tuple[str, str]] = set()
         queued = 0
         while True:
@@ -118,7 +118,7 @@ class Worker:
         return queued
 
     def _queue(
-        self, key: tuple[str, str], definition: Campaign, version: int, now: datetime
+        self, key: tuple[str, str], definition: Activation, version: int, now: datetime
     ) -> int:
         """Queue what one activation owes, holding its row; how many runs were queued."""
         ws = self.ws

@@ -34,6 +34,16 @@ class PublishedObject:
 
 
 @dataclass(frozen=True)
+class EarlierFile:
+    """A file an earlier attempt of the run published, as the run log recorded it."""
+
+    uri: str
+    rows: int
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class Delivery:
     """One file delivered by a run: data, or the manifest or success file that accompany it."""
 

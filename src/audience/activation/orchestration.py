@@ -1,0 +1,251 @@
+"""Orchestrations (SPEC §6): a read-only query's result, streamed to a destination.
+
+Applying one proves its query read-only by parsing it (`compile.readonly`) and lets the engine
+plan it (bad SQL: the engine's message, nothing sent). A run checks it all again, checks the
+destination, then streams the rows straight into `deliver` — one pass, no snapshot. With
+`incremental_by`, only rows above the last successful run's high-water mark are sent, and the
+run records its own mark: the greatest value it sent (or the previous mark, if it sent none).
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlglot import exp
+
+from audience.activation.recording import RunRecording
+from audience.activation.setting import CampaignSetting, Progress, Silent
+from audience.compile.catalog import Catalog
+from audience.compile.conditions import column
+from audience.definitions.destination import Destination
+from audience.definitions.orchestration import Orchestration
+from audience.delivery.destinations.base import DestinationClient
+from audience.delivery.naming import NameValues
+from audience.delivery.shipment import deliver, discard_unfinished, final_names
+from audience.engines.base import Engine
+from audience.errors import EngineError, InvalidValue, UnknownReference, UnsafeQuery
+from audience.store.runs import Run, RunLog
+
+SOURCE = "source"
+"""The alias the user's query gets when Audience wraps it."""
+HIGH_WATER_MARK = "high_water_mark"
+"""The run's counts key holding what the next incremental run starts above."""
+
+
+@dataclass(frozen=True)
+class OrchestrationPreview:
+    """The first rows an orchestration would send, and the mark they are above."""
+
+    table: pa.Table
+    high_water_mark: Any
+
+    def to_json(self) -> dict[str, Any]:
+        """The public JSON shape of `orchestration preview --json`."""
+        return {
+            "columns": self.table.column_names,
+            "rows": [{k: _json_value(v) for k, v in row.items()} for row in self.table.to_pylist()],
+            "high_water_mark": self.high_water_mark,
+        }
+
+
+def destination_of(
+    orchestration: Orchestration, destinations: Mapping[str, Destination]
+) -> Destination:
+    """The destination the orchestration sends to, with its file options over the
+    destination's."""
+    destination = destinations.get(orchestration.destination)
+    if destination is None:
+        raise UnknownReference(
+            f"destination {orchestration.destination!r} does not exist", field="destination"
+        )
+    try:
+        return orchestration.sent_to(destination)
+    except ValueError as error:  # pydantic's, naming the option
+        first = str(error).splitlines()
+        raise InvalidValue(" ".join(first[1:3]).strip() or first[0], field="file") from None
+
+
+def checked_query(orchestration: Orchestration, engine: Engine, catalog: Catalog) -> exp.Query:
+    """The orchestration's query, proven read-only and planned by the engine; its columns
+    must include `incremental_by`."""
+    from audience.compile.readonly import read_only_query
+
+    query = read_only_query(orchestration.query, dialect=engine.dialect, catalog=catalog)
+    probe = exp.select("*").from_(exp.alias_(query.subquery(), SOURCE)).limit(0)
+    try:
+        columns = list(engine.stream(probe).schema.names)
+    except EngineError as error:
+        raise UnsafeQuery(f"the engine rejected it: {error}", field="query") from None
+    if len(set(columns)) != len(columns):
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        raise UnsafeQuery(
+            f"returns the column {', '.join(map(repr, repeated))} more than once; "
+            "give each column its own name (AS …)",
+            field="query",
+        )
+    if orchestration.incremental_by is not None and orchestration.incremental_by not in columns:
+        raise UnknownReference(
+            f"the query returns no column {orchestration.incremental_by!r} "
+            f"(it returns {', '.join(columns)})",
+            field="incremental_by",
+        )
+    return query
+
+
+def check_orchestration(
+    orchestration: Orchestration, setting: CampaignSetting, now: datetime
+) -> None:
+    """Everything a run checks before sending, done when the orchestration is applied."""
+    destination = destination_of(orchestration, setting.destinations)
+    checked_query(orchestration, setting.engine, setting.ctx.catalog)
+    final_names(destination, _names(orchestration, now), run_id="0" * 32, rows=1)
+
+
+def preview_orchestration(
+    orchestration: Orchestration, setting: CampaignSetting, rows: int = 10
+) -> OrchestrationPreview:
+    """The first `rows` rows the next run would send (above the current high-water mark)."""
+    query = checked_query(orchestration, setting.engine, setting.ctx.catalog)
+    mark = last_high_water_mark(orchestration, setting.runs)
+    reader = setting.engine.stream(_sent(orchestration, query, mark, ordered=False).limit(rows))
+    with reader:
+        table = reader.read_all()
+    return OrchestrationPreview(table, mark)
+
+
+def run_orchestration(
+    orchestration: Orchestration,
+    setting: CampaignSetting,
+    recording: RunRecording,
+    *,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Send the query's result for the run being recorded; return its counts."""
+    progress = progress or Silent()
+    run = recording.run
+    destination = destination_of(orchestration, setting.destinations)
+    query = checked_query(orchestration, setting.engine, setting.ctx.catalog)
+    mark = last_high_water_mark(orchestration, setting.runs)
+    client = setting.open_client(destination)
+    client.check()
+    # Parts are cut from one order on every attempt, so a retry keeps what was published.
+    ordered = destination.file.split_rows is not None
+    statement = _sent(orchestration, query, mark, ordered=ordered)
+    progress.step(f"{orchestration.name} → {destination.name}")
+    watch = _Watch(orchestration.incremental_by)
+    with setting.engine.stream(statement) as reader:
+        delivered = deliver(
+            destination,
+            watch.batches(reader, progress),
+            names=_names(orchestration, run.scheduled_for),
+            run_id=run.id,
+            client=client,
+            schema=reader.schema,
+            earlier=recording.earlier_files(),
+        )
+    files = [recording.published(delivery) for delivery in delivered]
+    counts: dict[str, Any] = {
+        "rows": watch.rows,
+        "files": sum(1 for f in files if f.role == "data"),
+    }
+    if orchestration.incremental_by is not None:
+        counts["incremental_by"] = orchestration.incremental_by
+        counts[HIGH_WATER_MARK] = watch.mark if watch.mark is not None else mark
+    return counts
+
+
+def discard_orchestration_leftovers(
+    orchestration: Orchestration,
+    destinations: Mapping[str, Destination],
+    open_client: Callable[[Destination], DestinationClient],
+    run: Run,
+) -> int:
+    """Remove what the run's dead attempt left half-written once the run is canceled; how many
+    leftovers there were."""
+    destination = destination_of(orchestration, destinations)
+    names = _names(orchestration, run.scheduled_for)
+    return discard_unfinished(destination, names, run_id=run.id, client=open_client(destination))
+
+
+def last_high_water_mark(orchestration: Orchestration, runs: RunLog) -> Any:
+    """What the last successful run sent up to (None: send everything)."""
+    if orchestration.incremental_by is None:
+        return None
+    successes = runs.successes("orchestration", orchestration.name)
+    return runs.get(successes[-1]).counts.get(HIGH_WATER_MARK) if successes else None
+
+
+def _names(orchestration: Orchestration, now: datetime) -> NameValues:
+    return NameValues(activation_name=orchestration.name, now=now, group_name="all")
+
+
+def _sent(
+    orchestration: Orchestration, query: exp.Query, mark: Any, *, ordered: bool
+) -> exp.Select:
+    """The user's query, wrapped: above the high-water mark, in a stable order if asked."""
+    statement = exp.select("*").from_(exp.alias_(query.subquery(), SOURCE))
+    if orchestration.incremental_by is not None and mark is not None:
+        statement = statement.where(
+            exp.GT(this=column(orchestration.incremental_by), expression=_literal(mark))
+        )
+    if ordered:
+        # By position: the query's columns may have any names, even ones that need quoting.
+        width = len(query.named_selects) or 1
+        statement = statement.order_by(*(exp.Literal.number(i) for i in range(1, width + 1)))
+    return statement
+
+
+def _literal(mark: Any) -> exp.Expr:
+    if isinstance(mark, bool):
+        return exp.Boolean(this=mark)
+    if isinstance(mark, int | float):
+        return exp.Literal.number(mark)
+    return exp.Literal.string(str(mark))
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value) if value == value.to_integral_value() else str(value)
+    return value
+
+
+class _Watch:
+    """Counts the rows going by and keeps the greatest value of the incremental column."""
+
+    def __init__(self, incremental_by: str | None) -> None:
+        self.incremental_by = incremental_by
+        self.rows = 0
+        self.mark: Any = None
+
+    def batches(
+        self, reader: Iterable[pa.RecordBatch], progress: Progress
+    ) -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            self.rows += batch.num_rows
+            progress.advance(batch.num_rows)
+            if self.incremental_by is not None and batch.num_rows:
+                greatest = pc.max(batch.column(self.incremental_by)).as_py()
+                if greatest is not None:
+                    value = _json_value(greatest)
+                    if self.mark is None or greatest > self._compared(self.mark, greatest):
+                        self.mark = value
+            yield batch
+
+    @staticmethod
+    def _compared(mark: Any, like: Any) -> Any:
+        """The recorded mark in the type of `like`, to compare the two."""
+        if isinstance(like, datetime):
+            return datetime.fromisoformat(mark)
+        if isinstance(like, date):
+            return date.fromisoformat(mark)
+        if isinstance(like, decimal.Decimal):
+            return decimal.Decimal(str(mark))
+        return mark

@@ -1,0 +1,162 @@
+"""A user's SQL, proven read-only by parsing it (SPEC §6), never by searching its text.
+
+What passes is exactly one query (SELECT, or a set operation of SELECTs, with CTEs) that reads
+only tables of the customer database. Refused, each named in the error:
+
+- any other statement: DROP, INSERT, UPDATE, DELETE, CREATE, COPY, ATTACH, PRAGMA, SET, CALL, …;
+- several statements;
+- a statement hidden inside the query (a data-modifying CTE), `SELECT … INTO`, row locks;
+- functions that read files or the server's environment, or change state (`read_csv`,
+  `parquet_scan`, `glob`, `pg_read_file`, `nextval`, `set_config`, …);
+- a table the customer database does not have: DuckDB reads `FROM 'file.csv'` as a file.
+"""
+
+from __future__ import annotations
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+from audience.compile.catalog import Catalog
+from audience.errors import UnsafeQuery
+
+_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
+"""Table functions that make rows without reading anything."""
+_REFUSED_PREFIXES = (
+    "read_",
+    "parquet_",
+    "iceberg_",
+    "delta_",
+    "pg_read",
+    "pg_ls_",
+    "lo_",
+    "dblink",
+)
+_REFUSED_SUFFIXES = ("_scan", "_attach")
+_REFUSED_NAMES = frozenset(
+    {
+        "glob",
+        "sniff_csv",
+        "query",
+        "query_table",
+        "getenv",
+        "nextval",
+        "setval",
+        "set_config",
+        "pg_stat_file",
+        "pg_sleep",
+        "pg_advisory_lock",
+        "pg_advisory_xact_lock",
+        "pg_terminate_backend",
+        "pg_cancel_backend",
+        "pg_reload_conf",
+        "pg_rotate_logfile",
+        "pg_switch_wal",
+    }
+)
+_HIDDEN_STATEMENTS = (
+    exp.Insert,
+    exp.Update,
+    exp.Delete,
+    exp.Merge,
+    exp.Create,
+    exp.Drop,
+    exp.Copy,
+    exp.Alter,
+    exp.Command,
+)
+
+
+def read_only_query(sql: str, *, dialect: str, catalog: Catalog, field: str = "query") -> exp.Query:
+    """Parse `sql` in the engine's dialect and return it as a query, or raise UnsafeQuery (or,
+    for SQL that does not parse, InvalidValue) naming what was refused and the `field`."""
+    try:
+        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+    except ParseError as error:
+        raise UnsafeQuery(f"does not parse: {str(error).splitlines()[0]}", field=field) from None
+    if not statements:
+        raise UnsafeQuery("is empty", field=field)
+    if len(statements) > 1:
+        raise UnsafeQuery(
+            f"has {len(statements)} statements; send the result of exactly one query",
+            field=field,
+        )
+    (statement,) = statements
+    if not isinstance(statement, exp.Query):
+        raise UnsafeQuery(
+            f"refused {_statement_word(sql, statement)}: only a query may run", field=field
+        )
+    _refuse_inside(statement, catalog, field)
+    return statement
+
+
+def _refuse_inside(query: exp.Query, catalog: Catalog, field: str) -> None:
+    for node in query.walk():
+        if isinstance(node, _HIDDEN_STATEMENTS):
+            word = node.key.upper() if not isinstance(node, exp.Command) else str(node.this)
+            raise UnsafeQuery(f"refused {word} inside the query: only reading may run", field=field)
+        if isinstance(node, exp.Select):
+            if node.args.get("into") is not None:
+                raise UnsafeQuery("refused SELECT … INTO: it creates a table", field=field)
+            if node.args.get("locks"):
+                raise UnsafeQuery("refused FOR UPDATE/SHARE: it locks rows", field=field)
+        if isinstance(node, exp.Func):
+            name = _function_name(node)
+            if _refused_function(name):
+                raise UnsafeQuery(
+                    f"refused {name}(): it reads files, the server or changes state",
+                    field=field,
+                )
+        if isinstance(node, exp.Table):
+            _check_table(node, _names_in_scope(node), catalog, field)
+
+
+def _function_name(node: exp.Func) -> str:
+    if isinstance(node, exp.Anonymous):
+        return str(node.this).lower()
+    return node.sql_name().lower()
+
+
+def _refused_function(name: str) -> bool:
+    return (
+        name in _REFUSED_NAMES
+        or name.startswith(_REFUSED_PREFIXES)
+        or name.endswith(_REFUSED_SUFFIXES)
+    )
+
+
+def _check_table(table: exp.Table, ctes: set[str], catalog: Catalog, field: str) -> None:
+    source = table.this
+    if isinstance(source, exp.Func):
+        name = _function_name(source)
+        if name not in _TABLE_FUNCTIONS and not isinstance(source, exp.GenerateSeries):
+            raise UnsafeQuery(f"refused the table function {name}()", field=field)
+        return
+    name = table.name
+    if not name:
+        return  # a subquery or VALUES in FROM: its own nodes are checked
+    if name.lower() in ctes or name in catalog.tables or name.lower() in catalog.tables:
+        return
+    raise UnsafeQuery(
+        f"refused {name!r}: it is not a table of the customer database "
+        f"(tables: {', '.join(sorted(catalog.tables)) or 'none'})",
+        field=field,
+    )
+
+
+def _names_in_scope(node: exp.Expr) -> set[str]:
+    """The names of the CTEs visible from `node` (those of every enclosing WITH)."""
+    names: set[str] = set()
+    parent: exp.Expr | None = node
+    while parent is not None:
+        with_ = parent.args.get("with_") if isinstance(parent, exp.Query) else None
+        if isinstance(with_, exp.With):
+            names.update(cte.alias_or_name.lower() for cte in with_.expressions)
+        parent = parent.parent
+    return names
+
+
+def _statement_word(sql: str, statement: exp.Expr) -> str:
+    """What the statement is, as its user wrote it (`DROP`, `COPY`, `PRAGMA`)."""
+    words = sql.strip().split(None, 1)
+    return words[0].upper() if words else statement.key.upper()

@@ -1,0 +1,254 @@
+"""Orchestrations end to end (issue 8): a read-only query's result sent to a destination, by hand,
+on a schedule, incrementally; queries that write or read files refused by parsing."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlglot import exp
+from typer.testing import CliRunner
+
+from audience.cli.main import app
+from audience.definitions.loader import load_text, validate_data
+from audience.errors import StateError, UnknownReference, UnsafeQuery
+from audience.scheduling.worker import Worker
+from audience.settings import SETTINGS_FILE, render_settings
+from audience.workspace import Workspace
+from realservices import ENGINES, NOW, make_workspace
+
+EXTRACT = (
+    "select amperity_id, email, loyalty_tier, lifetime_revenue from customer_360 "
+    "where loyalty_tier in ('gold', 'platinum')"
+)
+
+
+def folder(path: Path, name: str = "drop", **file: Any) -> dict[str, Any]:
+    return {
+        "kind": "destination",
+        "name": name,
+        "type": "filesystem",
+        "settings": {"path": str(path)},
+        "file": {"format": "csv", "filename": "{{ activation_name }}_{{ run_id }}", **file},
+    }
+
+
+def orchestration(name: str, query: str = EXTRACT, **extra: Any) -> dict[str, Any]:
+    return {"kind": "orchestration", "name": name, "query": query, "destination": "drop", **extra}
+
+
+def apply(ws: Workspace, *documents: dict[str, Any]) -> None:
+    ws.apply_documents([validate_data(d) for d in documents])
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as file:
+        return list(csv.DictReader(file))
+
+
+def as_text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+@pytest.mark.parametrize("sample_workspace", ENGINES, indirect=True)
+def test_a_run_sends_exactly_the_querys_rows(sample_workspace: Workspace, tmp_path: Path) -> None:
+    ws, name = sample_workspace, f"Extract {uuid.uuid4().hex[:6]}"
+    apply(ws, folder(tmp_path / "out"), orchestration(name))
+    run = ws.run_now("orchestration", name)
+    assert run.status == "succeeded", run.error
+    (delivery,) = run.deliveries
+    (sent,) = (tmp_path / "out").glob("*.csv")
+    assert delivery.uri == sent.resolve().as_uri() and delivery.rows == run.counts["rows"]
+    expected = ws.engine.rows(exp.maybe_parse(EXTRACT, dialect=ws.engine.dialect))
+    rows = read_csv(sent)
+    assert len(rows) == len(expected) == run.counts["rows"] > 0
+    key = "amperity_id"
+    assert sorted(rows, key=lambda r: r[key]) == sorted(
+        ({k: as_text(v) for k, v in row.items()} for row in expected), key=lambda r: r[key]
+    )
+
+
+REFUSED = [
+    ("drop table customer_360", "refused DROP"),
+    ("insert into customer_360 (amperity_id) values ('x')", "refused INSERT"),
+    ("update customer_360 set email = null", "refused UPDATE"),
+    ("delete from customer_360", "refused DELETE"),
+    ("create table copy_of as select * from customer_360", "refused CREATE"),
+    ("copy customer_360 to 'stolen.csv'", "refused COPY"),
+    ("set search_path = public", "refused SET"),
+    ("pragma database_list", "refused PRAGMA"),
+    ("select 1 as a; select 2 as a", "2 statements"),
+    ("select * from read_csv('/etc/passwd')", "read_csv"),
+    ("select * from read_parquet('data.parquet')", "read_parquet"),
+    ("select * from 'customers.csv'", "'customers.csv': it is not a table"),
+    ("select pg_read_file('/etc/passwd') as secret", "pg_read_file"),
+    (
+        "with gone as (delete from customer_360 returning amperity_id) select * from gone",
+        "refused DELETE inside the query",
+    ),
+    ("select * into stolen from customer_360", "SELECT … INTO"),
+    ("select amperity_id from customer_360 for update", "FOR UPDATE"),
+    ("selec amperity_id from customer_360", "does not parse"),
+]
+
+
+@pytest.mark.parametrize("sample_workspace", ENGINES, indirect=True)
+@pytest.mark.parametrize(("query", "named"), REFUSED)
+def test_a_query_that_does_more_than_read_is_refused_when_applied(
+    sample_workspace: Workspace, tmp_path: Path, query: str, named: str
+) -> None:
+    ws, name = sample_workspace, f"Refused {uuid.uuid4().hex[:6]}"
+    if "ATTACH" in query.upper() and ws.engine.dialect != "duckdb":
+        pytest.skip("ATTACH is DuckDB's")
+    with pytest.raises(UnsafeQuery, match=named) as refused:
+        apply(ws, folder(tmp_path / "out"), orchestration(name, query))
+    assert refused.value.field == "query"
+    assert ws.store.definition("orchestration", name) is None  # nothing saved
+    assert not (tmp_path / "out").exists()
+
+
+def test_sql_the_engine_rejects_gives_the_engines_message_and_sends_nothing(
+    fresh_workspace: Workspace, tmp_path: Path
+) -> None:
+    ws = fresh_workspace
+    with pytest.raises(UnsafeQuery, match=r"engine rejected it: .*no_such_column"):
+        apply(
+            ws,
+            folder(tmp_path / "out"),
+            orchestration("Bad", "select no_such_column from customer_360"),
+        )
+    with pytest.raises(UnknownReference, match="no column 'updated_at'"):
+        apply(ws, folder(tmp_path / "out"), orchestration("Bad", incremental_by="updated_at"))
+    with pytest.raises(UnknownReference, match="destination 'nowhere' does not exist"):
+        apply(ws, {**orchestration("Bad"), "destination": "nowhere"})
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_incremental_run_sends_only_rows_above_the_last_high_water_mark(
+    fresh_workspace: Workspace, tmp_path: Path
+) -> None:
+    ws = fresh_workspace
+    connection = ws.engine.connection  # type: ignore[attr-defined]
+    connection.execute(
+        "create table events as select range as id, 'e' || range as label from range(1, 101)"
+    )
+    ws.release_engine()  # the catalog is read again
+    out = tmp_path / "out"
+    apply(
+        ws,
+        folder(out),
+        orchestration("Events", "select id, label from events", incremental_by="id"),
+    )
+    first = ws.run_now("orchestration", "Events", now=NOW)
+    assert first.counts["rows"] == 100 and first.counts["high_water_mark"] == 100
+    ws.engine.connection.execute(  # type: ignore[attr-defined]
+        "insert into events select range, 'late' from range(101, 121)"
+    )
+    preview = ws.orchestration_preview("Events", rows=5).to_json()
+    assert preview["high_water_mark"] == 100 and [r["id"] for r in preview["rows"]][:1] != [1]
+    second = ws.run_now("orchestration", "Events", now=NOW + timedelta(days=1))
+    assert second.counts["rows"] == 20 and second.counts["high_water_mark"] == 120
+    third = ws.run_now("orchestration", "Events", now=NOW + timedelta(days=2))
+    assert third.counts["rows"] == 0 and third.counts["high_water_mark"] == 120  # kept
+    sent = {int(row["id"]) for path in out.glob("*.csv") for row in read_csv(path)}
+    assert sent == set(range(1, 121))
+    (late,) = [p for p in out.glob("*.csv") if second.id in p.name]
+    assert {row["label"] for row in read_csv(late)} == {"late"}
+
+
+def test_a_scheduled_orchestration_runs_when_due_and_ends_completed(
+    fresh_workspace: Workspace, tmp_path: Path
+) -> None:
+    ws = fresh_workspace
+    schedule = {"recurring": {"cron": "30 8 * * *", "timezone": "UTC", "end": {"after": 1}}}
+    apply(ws, folder(tmp_path / "out"), orchestration("Nightly", schedule=schedule))
+    apply(ws, orchestration("By hand"))
+    with pytest.raises(StateError, match="has no schedule"):
+        ws.activations.schedule("orchestration", "By hand")
+    assert ws.activations.status_of("orchestration", "By hand").schedule == "by hand"
+    ws.activations.schedule("orchestration", "Nightly")
+    assert ws.activations.status_of("orchestration", "Nightly").status == "scheduled"
+    ws.clock = lambda: NOW.replace(hour=8, minute=31) + timedelta(days=1)
+    (run,) = Worker(ws, name="w").tick()
+    assert run.status == "succeeded" and run.activation_kind == "orchestration", run.error
+    assert run.scheduled_for == NOW.replace(hour=8, minute=30) + timedelta(days=1)
+    status = ws.activations.status_of("orchestration", "Nightly")
+    assert status.status == "completed" and status.last_run is not None
+    kinds = {(s.kind, s.name) for s in ws.activations.status()}
+    assert {("orchestration", "Nightly"), ("orchestration", "By hand")} <= kinds
+
+
+def test_the_cli_previews_runs_and_refuses_in_one_line(
+    fresh_workspace: Workspace, tmp_path: Path
+) -> None:
+    ws = fresh_workspace
+    apply(ws, folder(tmp_path / "out", format="json"), orchestration("Tiers", EXTRACT))
+    ws.close()
+    (ws.directory / SETTINGS_FILE).write_text(render_settings("duckdb", None))
+    where = ["-w", str(ws.directory)]
+    cli = CliRunner()
+    shown = cli.invoke(app, ["orchestration", "preview", "Tiers", "--rows", "3", "--json", *where])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["columns"] == [
+        "amperity_id",
+        "email",
+        "loyalty_tier",
+        "lifetime_revenue",
+    ]
+    ran = cli.invoke(app, ["orchestration", "run", "Tiers", "--json", *where])
+    assert ran.exit_code == 0, ran.output
+    result = json.loads(ran.stdout)
+    assert result["orchestration"] == "Tiers" and result["status"] == "succeeded"
+    (sent,) = (tmp_path / "out").glob("*.json")
+    assert len(json.loads(sent.read_text())) == result["sent"] == result["counts"]["rows"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "kind: orchestration\nname: Wipe\ndestination: drop\nquery: drop table customer_360\n"
+    )
+    refused = cli.invoke(app, ["apply", "-f", str(bad), *where])
+    assert refused.exit_code == 1
+    assert refused.stderr.strip().splitlines() == [
+        f"error: {bad}:4: query: refused DROP: only a query may run"
+    ]
+    status = cli.invoke(app, ["status", "--kind", "orchestration", "--json", *where])
+    assert [(s["name"], s["status"]) for s in json.loads(status.stdout)] == [("Tiers", "completed")]
+
+
+def test_a_sql_segment_may_not_read_files_either(fresh_workspace: Workspace) -> None:
+    segment = {
+        "kind": "segment",
+        "name": "From a file",
+        "sql": "select amperity_id from read_csv('/etc/passwd')",
+    }
+    with pytest.raises(UnsafeQuery, match="read_csv") as refused:
+        apply(fresh_workspace, segment)
+    assert refused.value.field == "sql"
+
+
+def test_orchestrations_are_exported_and_applied_back_unchanged(
+    fresh_workspace: Workspace, tmp_path: Path, sample_database: Path
+) -> None:
+    ws = fresh_workspace
+    schedule = {"recurring": {"every": "day", "at": "06:00", "timezone": "Europe/London"}}
+    apply(
+        ws,
+        folder(tmp_path / "out"),
+        orchestration(
+            "Nightly", schedule=schedule, file={"split_rows": 100}, incremental_by="email"
+        ),
+        orchestration("By hand"),
+    )
+    exported = ws.export()
+    assert "kind: orchestration" in exported and "split_rows: 100" in exported
+    again = tmp_path / "again"
+    again.mkdir()
+    shutil.copy(sample_database, again / "customer360.duckdb")
+    with make_workspace(again, "duckdb") as other:
+        other.apply_documents(load_text(exported, "exported.yaml"))
+        assert other.export() == exported
