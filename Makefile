@@ -5,7 +5,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := demo-workspace
 
-.PHONY: install demo test lint bench clean
+SSHD := /usr/sbin/sshd
+# Debian packages the tests use: a real SSH server for SFTP (started by the tests on a loopback
+# port with a configuration of their own; the machine's own sshd is never started).
+SYSTEM_PACKAGES := openssh-server
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install demo test lint bench clean system-packages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +30,13 @@ lint: install
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: lint
+$(SSHD):
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) \
+	  || ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES))
+
+system-packages: $(SSHD)
+
+test: lint system-packages
 	$(BIN)/pytest -n 2
 
 bench: install

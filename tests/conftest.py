@@ -3,6 +3,7 @@
 PostgreSQL runs on 127.0.0.1:5432 (database `test`); each test session works in a schema of its own
 and drops it at the end. S3 is moto's server on a free loopback port, reached over HTTP only:
 boto3 talks to it through `endpoint_url`, the code path real S3 and S3-compatible stores take.
+SFTP is Debian's OpenSSH server on a free loopback port, with keys of its own (`ssh_server`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from realservices import (
     make_workspace,
     new_postgres_schema,
 )
+from sshserver import SshServer, start_ssh_server
 
 
 @pytest.fixture(scope="session")
@@ -149,3 +151,11 @@ def fault_proxy(moto_endpoint: str) -> Iterator[FaultProxy]:
     proxy = FaultProxy(moto_endpoint)
     yield proxy
     proxy.close()
+
+
+@pytest.fixture(scope="session")
+def ssh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    """A real OpenSSH server on a free loopback port for the whole session (see sshserver.py)."""
+    server = start_ssh_server(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()

@@ -3,7 +3,7 @@
 ```yaml
 kind: destination
 name: marketing-s3
-type: s3                                  # s3 | filesystem
+type: s3                                  # s3 | filesystem | sftp
 settings: {bucket: acme-marketing, prefix: audiences/, region: us-west-2,
            endpoint_url: ${S3_ENDPOINT_URL}, credentials: default}
 file: {format: csv, compression: gzip, header: true, success_file: true,
@@ -310,13 +310,67 @@ class FileOptions(_Model):
         return "\r\n" if self.line_ending == "crlf" else "\n"
 
 
+class SftpSettings(_Model):
+    """A folder on an SFTP server. The server's host key is checked: `host_key` (its public
+    key line, `ssh-ed25519 AAAA…`), else the `known_hosts` file (default ~/.ssh/known_hosts).
+    Log in with `private_key_file` (a key file on this machine), `private_key` (the key's text,
+    a `${VAR}`) or `password` (a `${VAR}`)."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = Field(min_length=1)
+    folder: str = "."
+    password: str | None = None
+    private_key: str | None = None
+    private_key_file: str | None = None
+    host_key: str | None = None
+    known_hosts: str | None = None
+    timeout_seconds: float = Field(default=30, gt=0, le=600)
+
+    @field_validator("password", "private_key")
+    @classmethod
+    def _secret(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not _expanded(info) and not _ONLY_REFERENCE.match(value):
+            raise ValueError(
+                "a secret is given as a ${VARIABLE} that holds it, never as plain text"
+            )
+        return value
+
+    @field_validator("host", "user", "folder")
+    @classmethod
+    def _visible(cls, value: str) -> str:
+        if _CONTROL.search(value):
+            raise ValueError("cannot contain control characters")
+        return value
+
+    @model_validator(mode="after")
+    def _one_login(self) -> SftpSettings:
+        given = [f for f in ("password", "private_key", "private_key_file") if getattr(self, f)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of password, private_key or private_key_file")
+        return self
+
+    def place(self) -> str:
+        """Where files go, as written: destinations with the same place share a folder."""
+        return f"sftp|{self.host}|{self.port}|{posixpath.normpath(self.folder)}"
+
+
+DestinationSettings = S3Settings | FilesystemSettings | SftpSettings
+SETTINGS_BY_TYPE: dict[str, type[DestinationSettings]] = {
+    "s3": S3Settings,
+    "filesystem": FilesystemSettings,
+    "sftp": SftpSettings,
+}
+"""Each destination type's settings model; `delivery.destinations` opens each type."""
+
+
 class Destination(_Model):
     """A named, typed place to deliver files, with its file options and default attributes."""
 
     kind: Literal["destination"] = "destination"
     name: str = Field(min_length=1, max_length=200)
-    type: Literal["s3", "filesystem"]
-    settings: S3Settings | FilesystemSettings
+    type: Literal["s3", "filesystem", "sftp"]
+    settings: DestinationSettings
     file: FileOptions = Field(default_factory=FileOptions)
     default_attributes: list[str | Attribute] = Field(default_factory=list)
 
@@ -334,11 +388,7 @@ class Destination(_Model):
     ) -> Any:
         # The settings model follows `type`; validating against that one model keeps errors
         # about its fields instead of a list of every alternative's complaints.
-        models: dict[str, type[S3Settings] | type[FilesystemSettings]] = {
-            "s3": S3Settings,
-            "filesystem": FilesystemSettings,
-        }
-        model = models.get(info.data.get("type", ""))
+        model = SETTINGS_BY_TYPE.get(info.data.get("type", ""))
         if model is None:
             # `type` is itself invalid and already reported; its settings cannot be judged.
             return value

@@ -30,10 +30,9 @@ from pydantic import BaseModel, ValidationError
 from audience.definitions.destination import (
     EXPANDED,
     Destination,
-    FilesystemSettings,
-    S3Settings,
 )
 from audience.delivery import formats, naming, packaging
+from audience.delivery.destinations import opener
 from audience.delivery.destinations.base import (
     Delivery,
     DestinationClient,
@@ -42,7 +41,6 @@ from audience.delivery.destinations.base import (
     Role,
     expand,
 )
-from audience.delivery.destinations.filesystem import FilesystemClient
 from audience.delivery.naming import NameValues
 from audience.errors import DuplicateFileName, TerminalDeliveryError
 
@@ -90,16 +88,7 @@ def open_destination(
     default); a relative folder is taken from `root` (the workspace; the current directory if
     None)."""
     settings = _settings(destination, os.environ if environ is None else environ)
-    if isinstance(settings, FilesystemSettings):
-        folder = Path(settings.path).expanduser()
-        if not folder.is_absolute() and root is not None:
-            folder = root / folder
-        return FilesystemClient(folder)
-    assert isinstance(settings, S3Settings)
-    # boto3 takes a good part of a second to import: only deliveries to S3 pay for it.
-    from audience.delivery.destinations.s3 import connect
-
-    return connect(settings)
+    return opener(destination.type)(settings, root)
 
 
 def _prefetched(chunks: Iterable[bytes], depth: int = PREFETCH_CHUNKS) -> Generator[bytes]:

@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from audience.definitions.destination import FilesystemSettings
 from audience.delivery.destinations.base import PublishedObject, check_name
 from audience.delivery.packaging import Meter
 from audience.errors import DeliveryError, TerminalDeliveryError, TransientDeliveryError
@@ -177,3 +178,11 @@ class FilesystemClient:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
             raise
+
+
+def open_client(settings: FilesystemSettings, root: Path | None) -> FilesystemClient:
+    """A client for the settings' folder; a relative one is in `root` (the workspace)."""
+    folder = Path(settings.path).expanduser()
+    if not folder.is_absolute() and root is not None:
+        folder = root / folder
+    return FilesystemClient(folder)

@@ -25,6 +25,7 @@ import math
 import posixpath
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -416,3 +417,9 @@ def connect(settings: S3Settings) -> S3Client:
         server_side_encryption=settings.server_side_encryption,
         kms_key_id=settings.kms_key_id,
     )
+
+
+def open_client(settings: S3Settings, root: Path | None) -> S3Client:
+    """A client for the settings' bucket and prefix (`root` has no say in S3)."""
+    del root
+    return connect(settings)
