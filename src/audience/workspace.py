@@ -301,6 +301,16 @@ class Workspace:
             for stored in self.store.definitions("destination")
         }
 
+    def destination_test(self, name: str) -> str:
+        """Connect to a destination and check that files can be written there, sending no
+        customer data; where files go there (a URI ending in `/`)."""
+        destination = self.destinations().get(name)
+        if destination is None:
+            raise NotFound(f"destination {name!r} does not exist; apply it first")
+        client = self.open_client(destination)
+        client.check()
+        return client.location("_").removesuffix("_")
+
     def campaign(self, name: str) -> tuple[Campaign, int]:
         """The current version of a campaign and its version number."""
         stored = self.store.definition("campaign", name)

@@ -8,6 +8,7 @@ import contextlib
 import csv
 import hashlib
 import io
+import json
 import socket
 import subprocess
 import threading
@@ -18,13 +19,16 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from typer.testing import CliRunner
 
+from audience.cli.main import app
 from audience.definitions.destination import Destination
 from audience.definitions.loader import validate_data
 from audience.delivery.destinations.sftp import SftpClient
 from audience.delivery.naming import NameValues
 from audience.delivery.shipment import deliver, open_destination
 from audience.errors import DefinitionError, TerminalDeliveryError, TransientDeliveryError
+from audience.settings import SETTINGS_FILE, render_settings
 from audience.workspace import Workspace
 from sshserver import SshServer
 
@@ -91,16 +95,21 @@ def test_a_file_of_another_run_is_never_overwritten(ssh_server: SshServer, tmp_p
     assert (tmp_path / "audience.csv").read_bytes() == b"first\n"
 
 
+def other_key(folder: Path) -> str:
+    """The public key line of a new key pair: not the server's."""
+    key = folder / "keys" / "other"
+    key.parent.mkdir(exist_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    kind, text = key.with_suffix(".pub").read_text().split()[:2]
+    return f"{kind} {text}"
+
+
 def test_a_changed_host_key_fails_terminally_and_sends_nothing(
     ssh_server: SshServer, tmp_path: Path
 ) -> None:
-    other = tmp_path / "keys" / "other"
-    other.parent.mkdir()
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
-    kind, key = other.with_suffix(".pub").read_text().split()[:2]
     drop = tmp_path / "drop"
     drop.mkdir()
-    destination = sftp_destination(ssh_server, drop, host_key=f"{kind} {key}")
+    destination = sftp_destination(ssh_server, drop, host_key=other_key(tmp_path))
     with pytest.raises(TerminalDeliveryError, match=r"127\.0\.0\.1.*host key has changed"):
         open_destination(destination).check()
     assert list(drop.iterdir()) == []
@@ -120,10 +129,10 @@ def test_an_unknown_host_is_refused(ssh_server: SshServer, tmp_path: Path) -> No
 
 
 def test_a_refused_login_is_terminal(ssh_server: SshServer, tmp_path: Path) -> None:
-    wrong = tmp_path / "keys" / "wrong"
-    wrong.parent.mkdir()
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong)], check=True)
-    destination = sftp_destination(ssh_server, tmp_path, private_key_file=str(wrong))
+    other_key(tmp_path)  # a key pair the server does not know
+    destination = sftp_destination(
+        ssh_server, tmp_path, private_key_file=str(tmp_path / "keys/other")
+    )
     with pytest.raises(TerminalDeliveryError, match="refused the login"):
         open_destination(destination).check()
 
@@ -274,3 +283,54 @@ def test_a_campaign_and_an_orchestration_deliver_over_sftp(
     assert any(n.endswith(".DONE") for n in names)
     (tiers,) = [n for n in names if n.startswith("Tiers") and n.endswith(".csv")]
     assert len((drop / tiers).read_text().splitlines()) == orchestration.counts["rows"] + 1
+
+
+def test_destination_test_connects_without_sending_and_names_what_is_wrong(
+    fresh_workspace: Workspace, ssh_server: SshServer, moto_endpoint: str, tmp_path: Path
+) -> None:
+    ws = fresh_workspace
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    documents = [
+        {
+            "kind": "destination",
+            "name": "partner",
+            "type": "sftp",
+            "settings": ssh_server.settings(drop),
+        },
+        {
+            "kind": "destination",
+            "name": "stranger",
+            "type": "sftp",
+            "settings": ssh_server.settings(drop, host_key=other_key(tmp_path)),
+        },
+        {
+            "kind": "destination",
+            "name": "no bucket",
+            "type": "s3",
+            "settings": {
+                "bucket": "no-such-bucket",
+                "endpoint_url": moto_endpoint,
+                "region": "us-east-1",
+            },
+        },
+    ]
+    ws.apply_documents([validate_data(d) for d in documents])
+    ws.close()
+    (ws.directory / SETTINGS_FILE).write_text(render_settings("duckdb", None))
+    cli, where = CliRunner(), ["-w", str(ws.directory)]
+    ready = cli.invoke(app, ["destination", "test", "partner", "--json", *where])
+    assert ready.exit_code == 0, ready.output
+    assert json.loads(ready.stdout) == {
+        "destination": "partner",
+        "ok": True,
+        "address": f"sftp://127.0.0.1:{ssh_server.port}{drop}/",
+    }
+    assert list(drop.iterdir()) == []  # nothing sent, nothing left
+    for name, problem in (
+        ("stranger", "host key has changed"),
+        ("no bucket", "bucket no-such-bucket does not exist"),
+    ):
+        refused = cli.invoke(app, ["destination", "test", name, *where])
+        assert refused.exit_code == 1 and problem in refused.stderr, refused.output
+        assert len(refused.stderr.strip().splitlines()) == 1

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from audience.cli import campaigns, orchestrations, runtime, segments
+from audience.cli import campaigns, destinations, orchestrations, runtime, segments
 from audience.cli.campaigns import RunProgress, plan_table, print_run, run_json
 from audience.cli.common import (
     AudienceGroup,
@@ -62,6 +62,7 @@ app.add_typer(runtime.runs_app, name="runs")
 app.command("status")(runtime.status)
 app.command("worker")(runtime.worker)
 app.add_typer(orchestrations.app, name="orchestration")
+app.add_typer(destinations.app, name="destination")
 for kind, group in (("campaign", campaigns.app), ("orchestration", orchestrations.app)):
     for verb, summary in (
         ("schedule", f"Put the {kind} on its schedule, from now (a worker sends it when due)."),

@@ -129,8 +129,9 @@ class SftpClient:
             try:
                 key = paramiko.PKey.from_type_string(fields[0], base64.b64decode(fields[1]))
             except (ValueError, paramiko.SSHException, UnknownKeyType) as error:
+                first = (str(error).splitlines() or [type(error).__name__])[0].rstrip(" :,")
                 raise TerminalDeliveryError(
-                    f"host_key of {settings.host} is not a public key: {error}"
+                    f"host_key of {settings.host} is not a public key: {first}"
                 ) from None
             ssh.get_host_keys().add(self._known_as(), key.get_name(), key)
             return
