@@ -120,7 +120,7 @@ def test_attributes_with_renames_and_tables() -> None:
 @pytest.mark.parametrize(
     ("path", "value", "where", "message"),
     [
-        ("type", "ftp", ("type",), "'s3', 'filesystem' or 'sftp'"),
+        ("type", "ftp", ("type",), "'s3', 'filesystem', 'sftp' or 'webhook'"),
         ("kind", "segment", ("kind",), "'destination'"),
         ("name", "", ("name",), "at least 1"),
         ("settings.bucket", "Bad_Bucket", ("settings", "bucket"), "bucket name"),

@@ -3,7 +3,7 @@
 ```yaml
 kind: destination
 name: marketing-s3
-type: s3                                  # s3 | filesystem | sftp
+type: s3                                  # s3 | filesystem | sftp | webhook
 settings: {bucket: acme-marketing, prefix: audiences/, region: us-west-2,
            endpoint_url: ${S3_ENDPOINT_URL}, credentials: default}
 file: {format: csv, compression: gzip, header: true, success_file: true,
@@ -355,11 +355,52 @@ class SftpSettings(_Model):
         return f"sftp|{self.host}|{self.port}|{posixpath.normpath(self.folder)}"
 
 
-DestinationSettings = S3Settings | FilesystemSettings | SftpSettings
+class WebhookSettings(_Model):
+    """An HTTP endpoint that takes records as JSON, in batches of `batch_size` per request:
+    `{"run_id", "file", "batch", "records": [...]}` with an `Idempotency-Key` header (the same
+    for a batch sent again) and, when `secret` is set, `X-Audience-Signature: sha256=<HMAC of
+    the body>`. Requests failing with 429, 5xx or a lost connection are tried again
+    (`max_attempts` in all, honouring Retry-After)."""
+
+    url: str = Field(min_length=1)
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    max_requests_per_second: float | None = Field(default=None, gt=0)
+    headers: dict[str, str] = Field(default_factory=dict)
+    secret: str | None = None
+    timeout_seconds: float = Field(default=30, gt=0, le=600)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    backoff_seconds: float = Field(default=0.5, ge=0, le=60)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str, info: ValidationInfo) -> str:
+        if not _literal(value, info):
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("a webhook URL starts with http:// or https:// and names a host")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not _expanded(info) and not _ONLY_REFERENCE.match(value):
+            raise ValueError(
+                "a secret is given as a ${VARIABLE} that holds it, never as plain text"
+            )
+        return value
+
+    def place(self) -> str:
+        """Where records go: one endpoint."""
+        return f"webhook|{self.url}"
+
+
+DestinationSettings = S3Settings | FilesystemSettings | SftpSettings | WebhookSettings
 SETTINGS_BY_TYPE: dict[str, type[DestinationSettings]] = {
     "s3": S3Settings,
     "filesystem": FilesystemSettings,
     "sftp": SftpSettings,
+    "webhook": WebhookSettings,
 }
 """Each destination type's settings model; `delivery.destinations` opens each type."""
 
@@ -369,7 +410,7 @@ class Destination(_Model):
 
     kind: Literal["destination"] = "destination"
     name: str = Field(min_length=1, max_length=200)
-    type: Literal["s3", "filesystem", "sftp"]
+    type: Literal["s3", "filesystem", "sftp", "webhook"]
     settings: DestinationSettings
     file: FileOptions = Field(default_factory=FileOptions)
     default_attributes: list[str | Attribute] = Field(default_factory=list)
@@ -397,6 +438,21 @@ class Destination(_Model):
         if isinstance(value, BaseModel):
             value = value.model_dump(by_alias=True)
         return model.model_validate(value, context=info.context)
+
+    @model_validator(mode="after")
+    def _records_are_not_files(self) -> Destination:
+        # A webhook takes records, not files: packaging options would silently mean nothing.
+        if self.type == "webhook":
+            options = self.file
+            for option, unset in (
+                ("split_rows", None),
+                ("manifest", False),
+                ("success_file", False),
+                ("compression", "none"),
+            ):
+                if getattr(options, option) != unset:
+                    raise ValueError(f"file.{option}: a webhook takes records, not files")
+        return self
 
     @field_validator("default_attributes")
     @classmethod

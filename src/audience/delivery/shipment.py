@@ -38,6 +38,7 @@ from audience.delivery.destinations.base import (
     DestinationClient,
     EarlierFile,
     PublishedObject,
+    RecordReceiver,
     Role,
     expand,
 )
@@ -174,6 +175,40 @@ def _delivery(
     )
 
 
+def _send_records(
+    destination: Destination,
+    client: RecordReceiver,
+    rows: Iterator[pa.RecordBatch] | None,
+    names: NameValues,
+    run_id: str,
+    claimed: RunNames,
+    earlier: Mapping[str, EarlierFile],
+    what: str,
+) -> Delivery:
+    """Hand the rows to a destination that takes records (a webhook), as one delivery."""
+    name = _data_name(destination, names, run_id, 1)
+    claimed.claim(client, name, what)
+    known = earlier.get(client.location(name)) if earlier else None
+    if known is not None:
+        return _earlier(destination, name, known, "data")
+    counted = _Counted(rows if rows is not None else iter(()))
+    published = client.send_records(name, counted, run_id=run_id)
+    return _delivery(destination, name, published, counted.rows, "data")
+
+
+class _Counted:
+    """Batches passed through, their rows counted."""
+
+    def __init__(self, batches: Iterable[pa.RecordBatch]) -> None:
+        self._batches = batches
+        self.rows = 0
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        for batch in self._batches:
+            self.rows += batch.num_rows
+            yield batch
+
+
 def _earlier(destination: Destination, name: str, known: EarlierFile, role: Role) -> Delivery:
     return Delivery(
         destination=destination.name,
@@ -234,7 +269,7 @@ class RunNames:
     def __init__(self) -> None:
         self._claimed: dict[str, str] = {}
 
-    def claim(self, client: DestinationClient, name: str, what: str) -> None:
+    def claim(self, client: DestinationClient | RecordReceiver, name: str, what: str) -> None:
         """Reserve `name` on `client` for the file described by `what`, or raise
         DuplicateFileName naming both files."""
         address = client.address(name)
@@ -312,6 +347,8 @@ def deliver(
     claimed = claimed or RunNames()
     earlier = earlier or {}
     what = f"{names.group_name or 'the file'} for {destination.name!r}"
+    if isinstance(client, RecordReceiver):
+        return [_send_records(destination, client, rows, names, run_id, claimed, earlier, what)]
     file_schema = formats.output_schema(schema, options)
     deliveries: list[Delivery] = []
     prepared = formats.prepare(rows if rows is not None else iter(()), options)

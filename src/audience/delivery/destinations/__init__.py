@@ -18,6 +18,7 @@ MODULES = {
     "filesystem": "audience.delivery.destinations.filesystem",
     "s3": "audience.delivery.destinations.s3",
     "sftp": "audience.delivery.destinations.sftp",
+    "webhook": "audience.delivery.destinations.webhook",
 }
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from audience.definitions.destination import REFERENCE
 from audience.errors import TerminalDeliveryError
 
 if TYPE_CHECKING:
     import re
+
+    import pyarrow as pa
 
 RUN_ID_METADATA = "audience-run-id"
 SHA256_METADATA = "audience-sha256"
@@ -89,6 +91,27 @@ class DestinationClient(Protocol):
 
     def location(self, name: str) -> str:
         """The URI the file `name` is published at (`PublishedObject.uri`)."""
+        ...
+
+
+@runtime_checkable
+class RecordReceiver(Protocol):
+    """The capability of a destination that takes records rather than files (a webhook): it
+    is handed the rows themselves, and publishes them under a name as one delivery."""
+
+    def send_records(
+        self, name: str, batches: Iterable[pa.RecordBatch], *, run_id: str
+    ) -> PublishedObject:
+        """Send every row of `batches` as delivery `name` of run `run_id`; sending the same
+        name and run again is recognised by the receiver (idempotency keys)."""
+        ...
+
+    def address(self, name: str) -> str:
+        """Where delivery `name` would go (see `DestinationClient.address`)."""
+        ...
+
+    def location(self, name: str) -> str:
+        """The URI of delivery `name`."""
         ...
 
 

@@ -1,0 +1,226 @@
+"""A webhook as a destination, against a real HTTP server on loopback that fails on purpose:
+records in JSON batches, idempotency keys, HMAC signatures, retries on 429/5xx honouring
+Retry-After, terminal 4xx, pacing."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from audience.definitions.destination import WebhookSettings
+from audience.definitions.loader import validate_data
+from audience.delivery.destinations.webhook import SIGNATURE_HEADER, WebhookClient
+from audience.errors import DefinitionError, TerminalDeliveryError, TransientDeliveryError
+from audience.scheduling.worker import Worker
+from audience.workspace import Workspace
+from realservices import NOW
+
+
+@dataclass
+class Receiver:
+    """What the server saw, and the answers it gives first (then 200)."""
+
+    answers: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def records(self) -> dict[str, list[dict[str, Any]]]:
+        """Every record accepted, by idempotency key (a well-behaved receiver's view)."""
+        accepted: dict[str, list[dict[str, Any]]] = {}
+        for request in self.requests:
+            if request["status"] == 200:
+                accepted[request["headers"]["idempotency-key"]] = request["body"]["records"]
+        return accepted
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, str]]:
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            with state.lock:
+                status, headers = state.answers.pop(0) if state.answers else (200, {})
+                state.requests.append(
+                    {
+                        "status": status,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                        "raw": body,
+                        "body": json.loads(body),
+                    }
+                )
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            del format, args
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield state, f"http://127.0.0.1:{server.server_address[1]}/hooks/audience?token=t0p"
+    server.shutdown()
+    server.server_close()
+
+
+def client(url: str, waits: list[float], **settings: Any) -> WebhookClient:
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock[0] += seconds
+
+    return WebhookClient(
+        WebhookSettings.model_validate({"url": url, **settings}, context={"expanded": True}),
+        sleep=sleep,
+        clock=lambda: clock[0],
+    )
+
+
+def rows(n: int) -> list[pa.RecordBatch]:
+    return pa.table({"amperity_id": [f"id-{i}" for i in range(n)], "n": list(range(n))}).to_batches(
+        max_chunksize=40
+    )
+
+
+def test_records_arrive_in_signed_batches_with_idempotency_keys(
+    receiver: tuple[Receiver, str],
+) -> None:
+    state, url = receiver
+    waits: list[float] = []
+    sent = client(url, waits, batch_size=100, secret="s3cret").send_records(
+        "Loyalty_all.json", rows(250), run_id="r1"
+    )
+    assert [len(r["body"]["records"]) for r in state.requests] == [100, 100, 50]
+    assert [r["body"]["batch"] for r in state.requests] == [1, 2, 3]
+    keys = [r["headers"]["idempotency-key"] for r in state.requests]
+    assert len(set(keys)) == 3
+    for request in state.requests:
+        expected = hmac.new(b"s3cret", request["raw"], hashlib.sha256).hexdigest()
+        assert request["headers"][SIGNATURE_HEADER.lower()] == f"sha256={expected}"
+    everyone = [r for request in state.requests for r in request["body"]["records"]]
+    assert everyone == [{"amperity_id": f"id-{i}", "n": i} for i in range(250)]
+    assert sent.bytes == sum(len(r["raw"]) for r in state.requests) and waits == []
+    # The same delivery again (a retried run) uses the same keys: a receiver counts it once.
+    client(url, waits, batch_size=100).send_records("Loyalty_all.json", rows(250), run_id="r1")
+    assert [r["headers"]["idempotency-key"] for r in state.requests[3:]] == keys
+    assert sum(len(v) for v in state.records().values()) == 250
+
+
+def test_429_and_503_are_retried_after_their_retry_after(receiver: tuple[Receiver, str]) -> None:
+    state, url = receiver
+    state.answers = [(503, {}), (429, {"Retry-After": "7"}), (502, {})]
+    waits: list[float] = []
+    client(url, waits, batch_size=1000, backoff_seconds=0.5).send_records(
+        "x.json", rows(10), run_id="r"
+    )
+    assert [r["status"] for r in state.requests] == [503, 429, 502, 200]
+    assert waits == [0.5, 7.0, 2.0]  # back-off doubles; the server's hint wins when given
+    assert len({r["headers"]["idempotency-key"] for r in state.requests}) == 1
+
+
+def test_a_server_that_keeps_failing_fails_the_run_as_transient(
+    receiver: tuple[Receiver, str],
+) -> None:
+    state, url = receiver
+    state.answers = [(503, {"Retry-After": "30"})] * 3
+    with pytest.raises(TransientDeliveryError, match=r"HTTP 503") as failed:
+        client(url, [], max_attempts=3).send_records("x.json", rows(10), run_id="r")
+    assert failed.value.retry_after == 30 and len(state.requests) == 3
+    assert "t0p" not in str(failed.value)  # the query string (a token) is not repeated
+
+
+def test_a_refusal_is_terminal_at_once(receiver: tuple[Receiver, str]) -> None:
+    state, url = receiver
+    state.answers = [(401, {})]
+    with pytest.raises(TerminalDeliveryError, match="HTTP 401"):
+        client(url, []).send_records("x.json", rows(10), run_id="r")
+    assert len(state.requests) == 1
+
+
+def test_requests_keep_to_the_rate_limit(receiver: tuple[Receiver, str]) -> None:
+    state, url = receiver
+    waits: list[float] = []
+    client(url, waits, batch_size=10, max_requests_per_second=4).send_records(
+        "x.json", rows(40), run_id="r"
+    )
+    assert len(state.requests) == 4 and waits == [0.25, 0.25, 0.25]
+
+
+def test_an_unreachable_webhook_is_transient_and_a_bad_url_is_refused() -> None:
+    with pytest.raises(TransientDeliveryError, match=r"check to http://127\.0\.0\.1:9/"):
+        client("http://127.0.0.1:9/", [], max_attempts=2).check()
+    for url in ("ftp://example.com/x", "example.com/hook", "http:///nohost"):
+        with pytest.raises(DefinitionError, match="http:// or https://"):
+            validate_data(
+                {"kind": "destination", "name": "w", "type": "webhook", "settings": {"url": url}}
+            )
+    with pytest.raises(DefinitionError, match=r"file\.manifest: a webhook takes records"):
+        validate_data(
+            {
+                "kind": "destination",
+                "name": "w",
+                "type": "webhook",
+                "settings": {"url": "https://example.com/h"},
+                "file": {"manifest": True},
+            }
+        )
+
+
+def test_a_campaign_run_retried_after_503s_sends_each_batch_once(
+    fresh_workspace: Workspace, receiver: tuple[Receiver, str], tmp_path: Path
+) -> None:
+    state, url = receiver
+    ws = fresh_workspace
+    documents = [
+        {
+            "kind": "destination",
+            "name": "esp",
+            "type": "webhook",
+            "settings": {"url": url, "batch_size": 50, "max_attempts": 2, "backoff_seconds": 0},
+            "file": {"format": "json"},
+            "default_attributes": ["amperity_id", "email"],
+        },
+        {
+            "kind": "segment",
+            "name": "Gold",
+            "where": {"attribute": "loyalty_tier", "op": "=", "value": "gold"},
+        },
+        {
+            "kind": "campaign",
+            "name": "Gold offer",
+            "audience": {"include": ["Gold"]},
+            "treatments": [{"name": "Offer", "percent": 90, "destinations": ["esp"]}],
+            "control": 10,
+        },
+    ]
+    ws.apply_documents([validate_data(d) for d in documents])
+    ws.activations.schedule("campaign", "Gold offer")
+    # Batches 1 and 2 go through; batch 3 meets two 503s: the attempt fails, transient.
+    state.answers = [(200, {}), (200, {}), (503, {}), (503, {"Retry-After": "0"})]
+    worker = Worker(ws, name="w")
+    (first,) = worker.tick()
+    assert first.status == "queued" and first.error_kind == "transient", first.error
+    assert first.not_before is not None
+    ws.clock = lambda: first.not_before or NOW
+    (run,) = worker.tick()
+    assert run.status == "succeeded" and run.attempt == 2, run.error
+    (delivery,) = run.deliveries
+    assert delivery.rows == run.counts["sent"] > 100
+    accepted = state.records()
+    assert sum(len(batch) for batch in accepted.values()) == run.counts["sent"]
+    ids = [r["amperity_id"] for batch in accepted.values() for r in batch]
+    assert len(ids) == len(set(ids))  # nobody counted twice by a receiver honouring the keys
