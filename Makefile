@@ -5,10 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := demo-workspace
 
-SSHD := /usr/sbin/sshd
 # Debian packages the tests use: a real SSH server for SFTP (started by the tests on a loopback
-# port with a configuration of their own; the machine's own sshd is never started).
-SYSTEM_PACKAGES := openssh-server
+# port with a configuration of their own; the machine's own sshd is never started), and GnuPG
+# for PGP encryption (which Audience itself needs when a destination encrypts).
+SYSTEM_PACKAGES := openssh-server gnupg
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install demo test lint bench clean system-packages
@@ -30,11 +30,10 @@ lint: install
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-$(SSHD):
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) \
-	  || ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES))
-
-system-packages: $(SSHD)
+system-packages:
+	@[ -x /usr/sbin/sshd ] && command -v gpg >/dev/null || { \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) \
+	  || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES); }; }
 
 test: lint system-packages
 	$(BIN)/pytest -n 2

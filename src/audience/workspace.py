@@ -41,6 +41,7 @@ from audience.definitions.loader import LoadedDocument, dump_documents, load_pat
 from audience.definitions.orchestration import Orchestration
 from audience.definitions.segment import Segment
 from audience.delivery.destinations.base import DestinationClient
+from audience.delivery.encryption import check_key
 from audience.delivery.shipment import open_destination
 from audience.engines import Engine, open_engine
 from audience.errors import (
@@ -174,6 +175,7 @@ class Workspace:
                     self._check_segment(definition, ctx)
                 elif isinstance(definition, Destination):
                     _check_default_attributes(definition, ctx)
+                    check_key(definition)
                 elif isinstance(definition, Campaign):
                     definition = _with_segment_names(definition, set(segments) | drafts)
                     setting = self.campaign_setting(ctx=ctx, destinations=destinations)

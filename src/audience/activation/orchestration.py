@@ -26,6 +26,7 @@ from audience.compile.conditions import column
 from audience.definitions.destination import Destination
 from audience.definitions.orchestration import Orchestration
 from audience.delivery.destinations.base import DestinationClient
+from audience.delivery.encryption import check_key
 from audience.delivery.naming import NameValues
 from audience.delivery.shipment import deliver, discard_unfinished, final_names
 from audience.engines.base import Engine
@@ -103,6 +104,7 @@ def check_orchestration(
 ) -> None:
     """Everything a run checks before sending, done when the orchestration is applied."""
     destination = destination_of(orchestration, setting.destinations)
+    check_key(destination)
     checked_query(orchestration, setting.engine, setting.ctx.catalog)
     final_names(destination, _names(orchestration, now), run_id="0" * 32, rows=1)
 

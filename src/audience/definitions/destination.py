@@ -238,6 +238,27 @@ class Attribute(_Model):
         return self.as_ or self.source
 
 
+class PgpOptions(_Model):
+    """Encrypt each data file to a recipient's PGP public key: `public_key` (the armored key
+    block, or a `${VAR}` holding it) or `public_key_file`; `armor` writes ASCII (`.asc`)
+    instead of binary (`.pgp`)."""
+
+    public_key: str | None = None
+    public_key_file: str | None = None
+    armor: bool = False
+
+    @model_validator(mode="after")
+    def _one_key(self) -> PgpOptions:
+        if (self.public_key is None) == (self.public_key_file is None):
+            raise ValueError("give exactly one of public_key or public_key_file")
+        return self
+
+    @property
+    def suffix(self) -> str:
+        """What encryption adds to a file's name."""
+        return ".asc" if self.armor else ".pgp"
+
+
 class FileOptions(_Model):
     """How the files are written: format, compression, CSV dialect, parts, name, extras."""
 
@@ -256,6 +277,7 @@ class FileOptions(_Model):
     csv_injection_guard: bool = False
     empty: Literal["header", "none"] = "header"
     filename: str = DEFAULT_TEMPLATE
+    pgp: PgpOptions | None = None
 
     @field_validator("delimiter", "escape")
     @classmethod
@@ -449,6 +471,7 @@ class Destination(_Model):
                 ("manifest", False),
                 ("success_file", False),
                 ("compression", "none"),
+                ("pgp", None),
             ):
                 if getattr(options, option) != unset:
                     raise ValueError(f"file.{option}: a webhook takes records, not files")

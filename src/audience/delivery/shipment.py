@@ -42,6 +42,7 @@ from audience.delivery.destinations.base import (
     Role,
     expand,
 )
+from audience.delivery.encryption import Recipient
 from audience.delivery.naming import NameValues
 from audience.errors import DuplicateFileName, TerminalDeliveryError
 
@@ -241,7 +242,8 @@ def _data_name(destination: Destination, names: NameValues, run_id: str, number:
         run_id=run_id,
         file_number=number,
         numbered=options.split_rows is not None,
-        suffix=naming.extension(options.format, options.compression),
+        suffix=naming.extension(options.format, options.compression)
+        + (options.pgp.suffix if options.pgp is not None else ""),
     )
 
 
@@ -350,6 +352,33 @@ def deliver(
     if isinstance(client, RecordReceiver):
         return [_send_records(destination, client, rows, names, run_id, claimed, earlier, what)]
     file_schema = formats.output_schema(schema, options)
+    recipient = (
+        Recipient(options.pgp, where=f"destination {destination.name!r}", environ=os.environ)
+        if options.pgp is not None
+        else None
+    )
+    try:
+        return _deliver_files(
+            destination, client, rows, file_schema, names, run_id, claimed, earlier, what, recipient
+        )
+    finally:
+        if recipient is not None:
+            recipient.close()
+
+
+def _deliver_files(
+    destination: Destination,
+    client: DestinationClient,
+    rows: Iterator[pa.RecordBatch] | None,
+    file_schema: pa.Schema,
+    names: NameValues,
+    run_id: str,
+    claimed: RunNames,
+    earlier: Mapping[str, EarlierFile],
+    what: str,
+    recipient: Recipient | None,
+) -> list[Delivery]:
+    options = destination.file
     deliveries: list[Delivery] = []
     prepared = formats.prepare(rows if rows is not None else iter(()), options)
     for part in packaging.split(prepared, options.split_rows):
@@ -363,6 +392,8 @@ def deliver(
         member = naming.member_name(name, options.format, options.compression)
         encoded = formats.encode(part.batches(), file_schema, options)
         packaged = packaging.package(encoded, options.compression, member=member, mtime=names.now)
+        if recipient is not None:
+            packaged = recipient.encrypt(packaged)
         chunks = _prefetched(packaged)
         try:
             published = client.publish(name, chunks, run_id=run_id)
