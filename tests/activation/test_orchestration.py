@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from audience.cli.main import app
 from audience.definitions.loader import load_text, validate_data
-from audience.errors import StateError, UnknownReference, UnsafeQuery
+from audience.errors import ScheduleError, StateError, UnknownReference, UnsafeQuery
 from audience.scheduling.worker import Worker
 from audience.settings import SETTINGS_FILE, render_settings
 from audience.workspace import Workspace
@@ -252,3 +252,77 @@ def test_orchestrations_are_exported_and_applied_back_unchanged(
     with make_workspace(again, "duckdb") as other:
         other.apply_documents(load_text(exported, "exported.yaml"))
         assert other.export() == exported
+
+
+def test_an_orchestration_runs_after_each_successful_run_of_a_campaign(
+    fresh_workspace: Workspace, tmp_path: Path
+) -> None:
+    ws = fresh_workspace
+    gold = {"attribute": "loyalty_tier", "op": "=", "value": "gold"}
+    daily = {"recurring": {"every": "day", "at": "06:00", "timezone": "UTC"}}
+    apply(
+        ws,
+        {**folder(tmp_path / "out"), "default_attributes": ["amperity_id", "email"]},
+        {"kind": "segment", "name": "Gold", "where": gold},
+        {
+            "kind": "campaign",
+            "name": "Gold offer",
+            "audience": {"include": ["Gold"]},
+            "treatments": [{"name": "Offer", "percent": 100, "destinations": ["drop"]}],
+            "schedule": daily,
+        },
+        orchestration(
+            "Sent report",
+            "select loyalty_tier, count(*) as customers from customer_360 group by 1",
+            schedule={"after": {"campaign": "Gold offer"}},
+        ),
+    )
+    ws.activations.schedule("campaign", "Gold offer")
+    ws.activations.schedule("orchestration", "Sent report")
+    status = ws.activations.status_of("orchestration", "Sent report")
+    assert status.schedule == "after each successful run of campaign 'Gold offer'"
+    assert status.next_due is None
+    worker = Worker(ws, name="w")
+    ran: list[tuple[str, Any]] = []
+    for day in (1, 2):
+        ws.clock = lambda day=day: NOW.replace(hour=6, minute=1) + timedelta(days=day)
+        for _ in range(3):  # the campaign's run, then the orchestration it makes due, then none
+            ran += [(r.activation_name, r.scheduled_for) for r in worker.tick()]
+    due = [NOW.replace(hour=6, minute=0) + timedelta(days=d) for d in (1, 2)]
+    assert ran == [
+        ("Gold offer", due[0]),
+        ("Sent report", due[0]),
+        ("Gold offer", due[1]),
+        ("Sent report", due[1]),
+    ]
+    (last,) = [r for r in ws.runs("Sent report") if r.scheduled_for == due[1]]
+    assert last.status == "succeeded" and last.counts["rows"] == 4  # the four tiers
+
+
+def test_after_names_an_activation_that_exists_and_not_itself(
+    fresh_workspace: Workspace, tmp_path: Path
+) -> None:
+    ws = fresh_workspace
+    with pytest.raises(ScheduleError, match="cannot run after itself"):
+        apply(
+            ws,
+            folder(tmp_path / "out"),
+            orchestration("Loop", schedule={"after": {"orchestration": "Loop"}}),
+        )
+    with pytest.raises(ScheduleError, match="after another activation is for orchestrations"):
+        validate_data(
+            {
+                "kind": "campaign",
+                "name": "C",
+                "audience": {"include": ["Gold"]},
+                "treatments": [{"name": "T", "percent": 100, "destinations": ["drop"]}],
+                "schedule": {"after": {"orchestration": "X"}},
+            }
+        )
+    apply(
+        ws,
+        folder(tmp_path / "out"),
+        orchestration("Orphan", schedule={"after": {"campaign": "Nobody"}}),
+    )
+    with pytest.raises(StateError, match="runs after campaign 'Nobody', which does not exist"):
+        ws.activations.schedule("orchestration", "Orphan")

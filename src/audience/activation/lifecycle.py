@@ -198,7 +198,26 @@ class Activations:
             runs = len(
                 self._ws.store.runs.successes(recorded.kind, recorded.name, since=recorded.since)
             )
-        return ScheduleHistory(since=recorded.since, runs=runs, last_due=recorded.last_due)
+        return ScheduleHistory(
+            since=recorded.since,
+            runs=runs,
+            last_due=recorded.last_due,
+            upstream=self._upstream(recorded),
+        )
+
+    def _upstream(self, recorded: ScheduledActivation) -> datetime | None:
+        """For an orchestration that runs after another activation: the due time of that
+        one's newest successful run since this schedule took effect."""
+        if recorded.kind != "orchestration":
+            return None  # only orchestrations run after another activation
+        runs = self._ws.store.runs
+        stored = self._ws.store.definition(recorded.kind, recorded.name)
+        schedule = _activation(recorded.kind, stored.body).schedule if stored else None
+        if schedule is None or schedule.after is None:
+            return None
+        after = schedule.after
+        successes = runs.successes(after.kind, after.name, since=recorded.since)
+        return runs.get(successes[-1]).scheduled_for if successes else None
 
     def definition(self, kind: str, name: str) -> tuple[Activation, int]:
         """An activation's current definition and version, by kind."""
@@ -228,6 +247,12 @@ class Activations:
         """The activation's schedule, once its definition checks out against what it uses
         (segments active, destinations there, columns real)."""
         definition = self.definition(kind, name)[0]
+        after = definition.schedule.after if definition.schedule is not None else None
+        if after is not None and self._ws.store.definition(after.kind, after.name) is None:
+            raise StateError(
+                f"cannot schedule {kind} {name!r}: it runs after {after.kind} {after.name!r}, "
+                "which does not exist"
+            )
         if definition.schedule is None:
             raise StateError(
                 f"{kind} {name!r} has no schedule; run it with `audience {kind} run`, or "

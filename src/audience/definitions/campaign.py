@@ -12,13 +12,14 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
 from audience.definitions.conditions import Condition, check_depth
 from audience.definitions.names import Name
 from audience.definitions.schedule import Schedule
-from audience.errors import PercentagesError
+from audience.errors import PercentagesError, ScheduleError
 
 
 def _number_only(value: Any) -> Any:
@@ -138,6 +139,16 @@ class Campaign(_Model):
     launch_date: date | None = None
     seed: str | None = None
     newly_qualified: Literal["since_last_run", "never_sent"] = "since_last_run"
+
+    @field_validator("schedule")
+    @classmethod
+    def _campaign_schedule(cls, value: Schedule) -> Schedule:
+        if value.after is not None:
+            raise ScheduleError(
+                "after another activation is for orchestrations; a campaign runs once or recurring",
+                field="after",
+            )
+        return value
 
     @model_validator(mode="after")
     def _shape(self) -> Campaign:

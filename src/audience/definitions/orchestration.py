@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from audience.definitions.destination import Destination, FileOptions
 from audience.definitions.names import Name
 from audience.definitions.schedule import Schedule
+from audience.errors import ScheduleError
 
 
 class Orchestration(BaseModel):
@@ -52,6 +53,13 @@ class Orchestration(BaseModel):
                 f"options: {', '.join(sorted(FileOptions.model_fields))}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _not_after_itself(self) -> Orchestration:
+        after = self.schedule.after if self.schedule is not None else None
+        if after is not None and after.kind == "orchestration" and after.name == self.name:
+            raise ScheduleError("an orchestration cannot run after itself", field="schedule.after")
+        return self
 
     @property
     def launch_date(self) -> None:

@@ -14,6 +14,7 @@ schedule:                                               # by the calendar, in a 
 schedule: {recurring: {every: week, on: friday, at: "06:00", timezone: Europe/London}}
 schedule: {recurring: {every: month, on: 31, at: "02:30"}}     # the 31st, or the month's last day
 schedule: {every: {value: 6, unit: hours}}              # every N hours | days | weeks (journeys)
+schedule: {after: {campaign: Spring Churn Prevention}}  # after each of its successful runs
 ```
 
 Only the shape is checked here; what the schedule means in time is `audience.scheduling`, and
@@ -218,21 +219,51 @@ class Interval(_Repeating):
         return self
 
 
+class Upstream(_Model):
+    """Another activation whose successful runs start this one's: `after: {campaign: NAME}`
+    or `after: {orchestration: NAME}`."""
+
+    campaign: str | None = None
+    orchestration: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Upstream:
+        if (self.campaign is None) == (self.orchestration is None):
+            raise ScheduleError(
+                "after names one activation: {campaign: NAME} or {orchestration: NAME}",
+                field="after",
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        """The upstream activation's kind."""
+        return "campaign" if self.campaign is not None else "orchestration"
+
+    @property
+    def name(self) -> str:
+        """The upstream activation's name."""
+        return self.campaign or self.orchestration or ""
+
+
 class Schedule(_Model):
-    """Exactly one of: `once` (asap, or a moment with its UTC offset), `recurring` (calendar)
-    or `every` (an interval)."""
+    """Exactly one of: `once` (asap, or a moment with its UTC offset), `recurring` (calendar),
+    `every` (an interval) or `after` (each successful run of another activation)."""
 
     once: Literal["asap"] | datetime | None = None
     recurring: Recurring | None = None
     every: Interval | None = None
+    after: Upstream | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Schedule:
-        given = [k for k in ("once", "recurring", "every") if getattr(self, k) is not None]
+        kinds = ("once", "recurring", "every", "after")
+        given = [k for k in kinds if getattr(self, k) is not None]
         if len(given) != 1:
             raise ScheduleError(
                 "a schedule is either once or recurring (or, for journeys, every N hours, days "
-                f"or weeks); give exactly one{', not ' + ' and '.join(given) if given else ''}"
+                "or weeks; for orchestrations, after another activation); give exactly one"
+                f"{', not ' + ' and '.join(given) if given else ''}"
             )
         once = self.once
         if isinstance(once, datetime) and (once.tzinfo is None or once.utcoffset() is None):

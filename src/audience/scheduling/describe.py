@@ -21,6 +21,8 @@ def describe(schedule: Schedule | None, history: ScheduleHistory | None = None) 
     No schedule (an activation run by hand) is "by hand"."""
     if schedule is None:
         return "by hand"
+    if schedule.after is not None:
+        return f"after each successful run of {schedule.after.kind} {schedule.after.name!r}"
     if schedule.once == "asap":
         return "once, as soon as possible"
     if isinstance(schedule.once, datetime):

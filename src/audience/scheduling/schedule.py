@@ -54,6 +54,9 @@ class ScheduleHistory:
     since: datetime
     runs: int = 0
     last_due: datetime | None = None
+    upstream: datetime | None = None
+    """For an `after` schedule: the due time of the upstream activation's newest successful
+    run since `since` (None if none); this run is due at it, once."""
 
 
 def next_due(schedule: Schedule, *, after: datetime, history: ScheduleHistory) -> datetime | None:
@@ -61,6 +64,8 @@ def next_due(schedule: Schedule, *, after: datetime, history: ScheduleHistory) -
     schedule that has run (or whose time is not after `after`), an end date passed, or
     `end.after` runs done. Stepping `after` through the results lists the due times."""
     after = _utc(after, "after")
+    if schedule.after is not None:
+        return None  # when the upstream activation next succeeds, nobody can say
     rule = schedule.repeating
     if rule is None:
         due = _once(schedule, history)
@@ -82,6 +87,10 @@ def due_times(
     now = _utc(now, "now")
     if schedule is None:
         return []
+    if schedule.after is not None:
+        due = history.upstream
+        fresh = due is not None and (history.last_due is None or due > history.last_due)
+        return [due] if fresh and due is not None and due <= now else []
     rule = schedule.repeating
     if rule is None:
         due = _once(schedule, history)
