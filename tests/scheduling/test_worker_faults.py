@@ -621,15 +621,17 @@ def test_a_run_survives_the_metadata_database_dropping_its_connections(
 
 
 @pytest.mark.slow
-def test_a_killed_writers_temporary_file_is_removed_when_the_run_is_taken_over(
-    tmp_path: Path, sample_database: Path
-) -> None:
+def killed_while_writing(
+    tmp_path: Path, sample_database: Path, name: str, **file: Any
+) -> tuple[Path, Path, datetime]:
+    """A campaign's worker process killed after writing its file's data to the temporary
+    name, before the rename: the workspace, the destination folder, and when it started."""
     directory = duckdb_workspace(tmp_path / "workspace", sample_database)
     out = tmp_path / "out"
     with Workspace.open(directory, clock=lambda: NOW) as ws:
-        apply(ws, GOLD, folder_destination(out))
-        apply(ws, campaign("Torn", {"once": "asap"}))
-        ws.activations.schedule("campaign", "Torn")
+        apply(ws, GOLD, folder_destination(out, **file))
+        apply(ws, campaign(name, {"once": "asap"}))
+        ws.activations.schedule("campaign", name)
     mark = tmp_path / "in-fsync"
     started = NOW + timedelta(minutes=1)
     doomed = worker_process(
@@ -637,6 +639,13 @@ def test_a_killed_writers_temporary_file_is_removed_when_the_run_is_taken_over(
     )
     wait_until(mark.exists, doomed)
     kill(doomed)
+    return directory, out, started
+
+
+def test_a_killed_writers_temporary_file_is_removed_when_the_run_is_taken_over(
+    tmp_path: Path, sample_database: Path
+) -> None:
+    directory, out, started = killed_while_writing(tmp_path, sample_database, "Torn")
     (left,) = out.glob(".*.tmp")
     assert re.fullmatch(r"\.Torn_Offer_20261123_1530\.csv\.\w{8}\.tmp", left.name)
 
@@ -651,19 +660,9 @@ def test_a_killed_writers_temporary_file_is_removed_when_the_run_is_taken_over(
 def test_a_killed_writers_temporary_file_is_removed_when_its_run_is_canceled(
     tmp_path: Path, sample_database: Path
 ) -> None:
-    directory = duckdb_workspace(tmp_path / "workspace", sample_database)
-    out = tmp_path / "out"
-    with Workspace.open(directory, clock=lambda: NOW) as ws:
-        apply(ws, GOLD, folder_destination(out, split_rows=100, manifest=True))
-        apply(ws, campaign("Given up", {"once": "asap"}))
-        ws.activations.schedule("campaign", "Given up")
-    mark = tmp_path / "in-fsync"
-    started = NOW + timedelta(minutes=1)
-    doomed = worker_process(
-        directory, started, prelude=STALLED_FSYNC, env={"AUDIENCE_TEST_MARK": str(mark)}
+    directory, out, started = killed_while_writing(
+        tmp_path, sample_database, "Given up", split_rows=100, manifest=True
     )
-    wait_until(mark.exists, doomed)
-    kill(doomed)
     (left,) = out.glob(".*.tmp")  # the first part, never renamed
     with Workspace.open(directory, clock=lambda: started) as ws:
         run = only_run(ws, "Given up")

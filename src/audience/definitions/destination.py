@@ -72,6 +72,13 @@ def _literal(value: str, info: ValidationInfo) -> bool:
     return _expanded(info) or not references(value)
 
 
+def _reference_only(value: str | None, info: ValidationInfo) -> str | None:
+    """A secret field's value: a `${VAR}` reference (or, once expanded, the secret)."""
+    if value is not None and not _expanded(info) and not _ONLY_REFERENCE.match(value):
+        raise ValueError("a secret is given as a ${VARIABLE} that holds it, never as plain text")
+    return value
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -352,11 +359,7 @@ class SftpSettings(_Model):
     @field_validator("password", "private_key")
     @classmethod
     def _secret(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and not _expanded(info) and not _ONLY_REFERENCE.match(value):
-            raise ValueError(
-                "a secret is given as a ${VARIABLE} that holds it, never as plain text"
-            )
-        return value
+        return _reference_only(value, info)
 
     @field_validator("host", "user", "folder")
     @classmethod
@@ -406,11 +409,7 @@ class WebhookSettings(_Model):
     @field_validator("secret")
     @classmethod
     def _secret(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and not _expanded(info) and not _ONLY_REFERENCE.match(value):
-            raise ValueError(
-                "a secret is given as a ${VARIABLE} that holds it, never as plain text"
-            )
-        return value
+        return _reference_only(value, info)
 
     def place(self) -> str:
         """Where records go: one endpoint."""
