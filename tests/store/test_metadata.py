@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from audience.errors import WorkspaceError
+from audience.errors import LeaseLost, NotFound, WorkspaceError
 from audience.store.metadata import MetadataStore, resolve_url
+from audience.store.runs import DeliveredFile, Holder
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -169,3 +170,41 @@ def test_threads_opening_a_new_store_together_migrate_it_once(tmp_path: Path) ->
 
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(open_store, range(4))) == [0, 0, 0, 0]
+
+
+def test_an_attempt_taken_over_records_nothing_more(store: MetadataStore) -> None:
+    """Runs are queued once per due time and claimed once; an attempt whose run another worker
+    took over (its lease expired) gets LeaseLost for every write, and the new attempt's stand."""
+    runs, lease = store.runs, timedelta(minutes=1)
+    with store.session() as session, session.begin():
+        assert runs.enqueue(session, kind="campaign", name="A", version=1, scheduled_for=T0)
+        assert not runs.enqueue(session, kind="campaign", name="A", version=1, scheduled_for=T0)
+    first = runs.claim(worker="w1", now=T0, lease=lease, max_attempts=3)
+    assert first is not None and first.attempt == 1
+    assert runs.claim(worker="w2", now=T0, lease=lease, max_attempts=3) is None  # still held
+    second = runs.claim(worker="w2", now=T0 + 2 * lease, lease=lease, max_attempts=3)
+    assert second is not None and (second.id, second.attempt) == (first.id, 2)
+
+    file = DeliveredFile("out", "file:///out/a.csv", rows=3, bytes=10, sha256="0" * 64)
+    old, new = Holder("w1", 1), Holder("w2", 2)
+    with pytest.raises(LeaseLost):
+        runs.add_delivery(first.id, file, T0, holder=old)
+    with pytest.raises(LeaseLost):
+        runs.confirm(first.id, old)
+    with pytest.raises(LeaseLost):
+        runs.finish(first.id, status="succeeded", now=T0, holder=old)
+    runs.confirm(first.id, new)
+    runs.add_delivery(first.id, file, T0, holder=new)
+    done = runs.finish(first.id, status="succeeded", now=T0, counts={"sent": 3}, holder=new)
+    assert (done.status, done.attempt, done.counts, done.deliveries) == (
+        "succeeded",
+        2,
+        {"sent": 3},
+        [file],
+    )
+    with pytest.raises(LeaseLost):
+        runs.add_delivery(first.id, file, T0, holder=new)  # ended: nobody holds it now
+    with pytest.raises(NotFound):
+        runs.add_delivery("nothere", file, T0, holder=new)
+    with pytest.raises(NotFound):
+        runs.finish("nothere", status="failed", now=T0)

@@ -11,8 +11,11 @@ Each `tick`:
    and closed: succeeded, failed, or queued again after a transient failure (`RetryPolicy`).
    Repeated until nothing is ready.
 
-The customer database is opened for each run and closed after it (`release_engine`): DuckDB
-lets one process write at a time, so commands in another terminal get their turn between runs.
+The customer database is closed whenever the worker has nothing to run (`release_engine`).
+DuckDB's is also closed after each run: it lets one process write at a time, so commands in
+another terminal get their turn between runs. Other engines' connections serve the next ready
+run (reconnecting costs more than a short run's bookkeeping), unless the run failed: a
+connection the server dropped is not handed to the next run.
 Time comes from the workspace's clock; `--now` makes a worker run as of another moment.
 """
 
@@ -64,14 +67,18 @@ class Worker:
         self._order = random.Random()
         """The order this worker queues owed activations in: its own, so that workers
         starting together spread out."""
+        self._single_writer = ws.settings.engine.type == "duckdb"
 
     def tick(self, stop: threading.Event | None = None) -> list[Run]:
         """Queue what schedules owe, then run everything ready (until `stop` is set: a run
         under way ends first); the runs that ended."""
         self.queue_due(self.ws.clock())
         ended: list[Run] = []
-        while not (stop is not None and stop.is_set()) and (run := self.run_next()) is not None:
-            ended.append(run)
+        try:
+            while not (stop is not None and stop.is_set()) and (run := self.run_next()) is not None:
+                ended.append(run)
+        finally:
+            self.ws.release_engine()
         return ended
 
     def queue_due(self, now: datetime) -> int:
@@ -125,7 +132,8 @@ class Worker:
         with ws.store.activations.locked(*key) as (session, row):
             if row is None:
                 return 0  # another worker holds it: it is queueing it
-            history = ws.activations.history(scheduled_state(row))
+            successes = ws.store.runs.count_successes(session, row.kind, row.name, row.since)
+            history = ws.activations.history(scheduled_state(row), runs=successes)
             times = due_times(definition.schedule, history=history, now=now)
             queued = 0
             for due in times:
@@ -147,13 +155,17 @@ class Worker:
         )
         if run is None:
             return None
+        ended: Run | None = None
         try:
             ended = execute(ws, run, worker=self.name, retry=self.retry)
         except Exception as error:  # a bug: the run is recorded as failed; serve the others
             self._heard(error)
             ended = ws.store.runs.get(run.id)
         finally:
-            ws.release_engine()
+            if ended is None or ended.status != "succeeded" or self._single_writer:
+                ws.release_engine()
+            else:  # tables and columns are read afresh for each run, as when reconnecting
+                ws.__dict__.pop("catalog", None)
         if self.on_run is not None:
             self.on_run(ended)
         return ended

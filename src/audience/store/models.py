@@ -76,7 +76,22 @@ class RunRecord(Base):
             sqlite_where=text("NOT is_test"),
             postgresql_where=text("NOT is_test"),
         ),
-        Index("audience_runs_status", "status"),
+        # Claims look for active runs only, oldest first and per activation (revision 0004).
+        Index(
+            "audience_runs_ready",
+            "scheduled_for",
+            "id",
+            sqlite_where=text("status IN ('queued', 'running')"),
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+        Index(
+            "audience_runs_active",
+            "activation_kind",
+            "activation_name",
+            "scheduled_for",
+            sqlite_where=text("status IN ('queued', 'running') AND NOT is_test"),
+            postgresql_where=text("status IN ('queued', 'running') AND NOT is_test"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

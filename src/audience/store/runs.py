@@ -22,11 +22,27 @@ up) gets `LeaseLost` instead of overwriting what the attempt that took over reco
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, text, update
+from sqlalchemy import (
+    DateTime,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -149,6 +165,15 @@ class RunLog:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
 
+    @contextmanager
+    def _statements(self) -> Iterator[Session]:
+        """A session whose statements commit each on its own, for a read or write that is one
+        statement (atomic by itself, with the row locks it takes): no BEGIN and COMMIT round
+        trips."""
+        with self._sessions() as session:
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            yield session
+
     def begin(
         self,
         *,
@@ -192,17 +217,38 @@ class RunLog:
     def enqueue(
         self, session: Session, *, kind: str, name: str, version: int, scheduled_for: datetime
     ) -> bool:
-        """Queue the run due at `scheduled_for` in the caller's transaction, unless it exists;
-        whether it was queued now."""
-        scheduled_for = utc(scheduled_for)
-        if session.scalars(_due(kind, name, scheduled_for)).first() is not None:
-            return False
-        try:
-            with session.begin_nested():  # a command may have started that very run meanwhile
-                session.add(_new_row(kind, name, version, scheduled_for, False, "schedule"))
-        except IntegrityError:
-            return False
-        return True
+        """Queue the run due at `scheduled_for` in the caller's transaction, unless it exists
+        (a command may have started that very run meanwhile); whether it was queued now."""
+        values = _new_values(kind, name, version, utc(scheduled_for), False, "schedule")
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        # One statement, no savepoint: the unique index on the due time decides.
+        queued = session.execute(
+            dialect.insert(RunRecord)
+            .values(values)
+            .on_conflict_do_nothing(
+                index_elements=["activation_kind", "activation_name", "scheduled_for"],
+                index_where=text("NOT is_test"),
+            )
+            .returning(RunRecord.id)
+        )
+        return queued.first() is not None
+
+    def count_successes(self, session: Session, kind: str, name: str, since: datetime) -> int:
+        """How many of `successes` there are, read in the caller's transaction."""
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(RunRecord)
+                .where(
+                    RunRecord.activation_kind == kind,
+                    RunRecord.activation_name == name,
+                    RunRecord.status == "succeeded",
+                    RunRecord.is_test.is_(False),
+                    RunRecord.scheduled_for >= utc(since),
+                )
+            )
+            or 0
+        )
 
     def claim(
         self, *, worker: str, now: datetime, lease: timedelta, max_attempts: int
@@ -216,43 +262,8 @@ class RunLog:
         taken over (its sample size died with it); so is a run whose workers died
         `max_attempts` times."""
         now = utc(now)
-        other = aliased(RunRecord)
-        same = and_(
-            other.activation_kind == RunRecord.activation_kind,
-            other.activation_name == RunRecord.activation_name,
-            other.id != RunRecord.id,
-            other.is_test.is_(False),
-        )
-        busy = exists().where(same, other.status == "running", other.lease_expires_at >= now)
-        behind = exists().where(
-            same, other.status == "queued", other.scheduled_for < RunRecord.scheduled_for
-        )
-        held = exists().where(
-            ActivationRecord.kind == RunRecord.activation_kind,
-            ActivationRecord.name == RunRecord.activation_name,
-            ActivationRecord.state.in_(("paused", "canceled")),
-        )
-        ready = and_(
-            or_(
-                and_(
-                    RunRecord.status == "queued",
-                    or_(RunRecord.not_before.is_(None), RunRecord.not_before <= now),
-                ),
-                and_(RunRecord.status == "running", RunRecord.lease_expires_at < now),
-            ),
-            ~busy,
-            ~behind,
-            or_(RunRecord.trigger != "schedule", RunRecord.trigger.is_(None), ~held),
-        )
-        query = (
-            select(RunRecord)
-            .where(ready)
-            .order_by(RunRecord.scheduled_for, RunRecord.id)
-            .limit(1)
-            .with_for_update(skip_locked=True, of=RunRecord)
-        )
         with locked_session(self._sessions) as session:
-            while (row := session.scalars(query).first()) is not None:
+            while (row := session.scalars(_CLAIMABLE, {"now": now}).first()) is not None:
                 if row.status == "running" and (row.is_test or row.attempt >= max_attempts):
                     _abandon(row, now)  # and look for the next one
                     session.flush()
@@ -293,8 +304,8 @@ class RunLog:
 
     def confirm(self, run_id: str, holder: Holder) -> None:
         """Raise LeaseLost unless the run is still running as `holder`'s attempt."""
-        with self._sessions() as session:
-            _held(_row(session, run_id), holder)
+        with self._statements() as session:
+            _check_holder(session, run_id, holder)
 
     def set_version(self, run_id: str, version: int) -> None:
         """Record the definition version a run actually used (the newest when it ran)."""
@@ -306,22 +317,30 @@ class RunLog:
     ) -> None:
         """Record one file as delivered (kept even if the run fails later); LeaseLost when
         `holder`'s attempt no longer holds the run."""
-        with locked_session(self._sessions) as session:
-            _held(_locked_row(session, run_id), holder)
-            session.add(
-                DeliveryRecord(
-                    run_id=run_id,
-                    destination=delivered.destination,
-                    sub_audience=delivered.sub_audience,
-                    group_name=delivered.group,
-                    role=delivered.role,
-                    uri=delivered.uri,
-                    rows=delivered.rows,
-                    bytes=delivered.bytes,
-                    sha256=delivered.sha256,
-                    delivered_at=now,
-                )
+        values = {
+            "run_id": run_id,
+            "destination": delivered.destination,
+            "sub_audience": delivered.sub_audience,
+            "group_name": delivered.group,
+            "role": delivered.role,
+            "uri": delivered.uri,
+            "rows": delivered.rows,
+            "bytes": delivered.bytes,
+            "sha256": delivered.sha256,
+            "delivered_at": now,
+        }
+        columns = DeliveryRecord.__table__.columns
+        held = select(RunRecord.id).where(*_fenced(run_id, holder)).with_for_update()
+        row = select(*(literal(v, columns[k].type) for k, v in values.items()))
+        with self._statements() as session:
+            # One statement: the row is inserted only if the run, locked, is still the attempt's.
+            added = session.execute(
+                insert(DeliveryRecord)
+                .from_select(list(values), row.where(held.exists()))
+                .returning(DeliveryRecord.id)
             )
+            if added.first() is None:
+                raise _fenced_out(session, run_id, holder)
 
     def clear_deliveries(self, run_id: str) -> None:
         """Forget the deliveries of an earlier attempt (a retry records them again)."""
@@ -345,16 +364,26 @@ class RunLog:
         """Close a run as succeeded, failed or canceled (as `holder`'s attempt, when given:
         LeaseLost if the run is no longer its)."""
         now = utc(now)
-        with locked_session(self._sessions) as session:
-            row = _held(_locked_row(session, run_id), holder)
-            row.status = status
-            row.ended_at = now
-            row.error = error
-            row.error_kind = kind_of_error if error is not None else None
-            row.lease_expires_at = None
-            if counts is not None:
-                row.counts = counts
-            session.flush()
+        values: dict[str, Any] = {
+            "status": status,
+            "ended_at": now,
+            "error": error,
+            "error_kind": kind_of_error if error is not None else None,
+            "lease_expires_at": None,
+        }
+        if counts is not None:
+            values["counts"] = counts
+        with self._statements() as session:
+            # One statement: the fence is checked on the row as it is updated (locked).
+            row = session.scalars(
+                update(RunRecord)
+                .where(*_fenced(run_id, holder))
+                .values(values)
+                .returning(RunRecord),
+                execution_options={"synchronize_session": False},
+            ).first()
+            if row is None:
+                raise _fenced_out(session, run_id, holder)
             return _run(row, _deliveries(session, run_id))
 
     def fail(
@@ -573,6 +602,53 @@ class RunLog:
             return [_run(row, []) for row in session.scalars(query)]
 
 
+def _claimable() -> Select[RunRecord]:
+    """The claim's query, built once (it is the worker's hottest): the oldest ready run, locked,
+    skipping runs other workers hold; `now` is its parameter."""
+    now = bindparam("now", type_=DateTime(timezone=True))
+    # Statuses written out (not parameters), so that PostgreSQL's cached plan of the claim can
+    # use the indexes on active runs.
+    queued, running = (literal(status, literal_execute=True) for status in ACTIVE)
+    other = aliased(RunRecord)
+    same = and_(
+        other.activation_kind == RunRecord.activation_kind,
+        other.activation_name == RunRecord.activation_name,
+        other.id != RunRecord.id,
+        ~other.is_test,
+    )
+    busy = exists().where(same, other.status == running, other.lease_expires_at >= now)
+    behind = exists().where(
+        same, other.status == queued, other.scheduled_for < RunRecord.scheduled_for
+    )
+    held = exists().where(
+        ActivationRecord.kind == RunRecord.activation_kind,
+        ActivationRecord.name == RunRecord.activation_name,
+        ActivationRecord.state.in_(("paused", "canceled")),
+    )
+    ready = and_(
+        or_(
+            and_(
+                RunRecord.status == queued,
+                or_(RunRecord.not_before.is_(None), RunRecord.not_before <= now),
+            ),
+            and_(RunRecord.status == running, RunRecord.lease_expires_at < now),
+        ),
+        ~busy,
+        ~behind,
+        or_(RunRecord.trigger != "schedule", RunRecord.trigger.is_(None), ~held),
+    )
+    return (
+        select(RunRecord)
+        .where(ready)
+        .order_by(RunRecord.scheduled_for, RunRecord.id)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=RunRecord)
+    )
+
+
+_CLAIMABLE = _claimable()
+
+
 def _due(kind: str, name: str, scheduled_for: datetime) -> Any:
     return select(RunRecord).where(
         RunRecord.activation_kind == kind,
@@ -585,18 +661,24 @@ def _due(kind: str, name: str, scheduled_for: datetime) -> Any:
 def _new_row(
     kind: str, name: str, version: int, scheduled_for: datetime, is_test: bool, trigger: str
 ) -> RunRecord:
-    return RunRecord(
-        id=uuid.uuid4().hex,
-        activation_kind=kind,
-        activation_name=name,
-        version=version,
-        scheduled_for=scheduled_for,
-        status="queued",
-        is_test=is_test,
-        attempt=0,
-        counts={},
-        trigger=trigger,
-    )
+    return RunRecord(**_new_values(kind, name, version, scheduled_for, is_test, trigger))
+
+
+def _new_values(
+    kind: str, name: str, version: int, scheduled_for: datetime, is_test: bool, trigger: str
+) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4().hex,
+        "activation_kind": kind,
+        "activation_name": name,
+        "version": version,
+        "scheduled_for": scheduled_for,
+        "status": "queued",
+        "is_test": is_test,
+        "attempt": 0,
+        "counts": {},
+        "trigger": trigger,
+    }
 
 
 def _start(row: RunRecord, *, version: int, now: datetime, worker: str, lease: timedelta) -> None:
@@ -665,14 +747,55 @@ def _locked_row(session: Session, run_id: str) -> RunRecord:
 
 def _held(row: RunRecord, holder: Holder | None) -> RunRecord:
     """The row, if `holder` (when given) still runs it; LeaseLost otherwise."""
-    if holder is not None and (
-        row.status != "running" or row.claimed_by != holder.worker or row.attempt != holder.attempt
-    ):
-        raise LeaseLost(
-            f"run {row.id} is no longer attempt {holder.attempt} on {holder.worker}: it is "
-            f"{row.status} (attempt {row.attempt}, on {row.claimed_by or 'no worker'})"
-        )
+    if holder is not None and not _holds(holder, row.status, row.claimed_by, row.attempt):
+        raise _lost(row, holder)
     return row
+
+
+def _holds(holder: Holder, status: str, worker: str | None, attempt: int) -> bool:
+    return status == "running" and worker == holder.worker and attempt == holder.attempt
+
+
+def _fenced(run_id: str, holder: Holder | None) -> list[Any]:
+    """The run's row, while `holder` (when given) holds it: `_holds` as conditions, for a write
+    fenced in its own statement."""
+    if holder is None:
+        return [RunRecord.id == run_id]
+    return [
+        RunRecord.id == run_id,
+        RunRecord.status == "running",
+        RunRecord.claimed_by == holder.worker,
+        RunRecord.attempt == holder.attempt,
+    ]
+
+
+def _check_holder(session: Session, run_id: str, holder: Holder) -> None:
+    """`_held`, reading only the columns that tell."""
+    found = session.execute(
+        select(RunRecord.status, RunRecord.claimed_by, RunRecord.attempt).where(
+            RunRecord.id == run_id
+        )
+    ).first()
+    if found is None:
+        raise NotFound(f"run {run_id} does not exist")
+    if not _holds(holder, *found):
+        raise _lost(_row(session, run_id), holder)
+
+
+def _fenced_out(session: Session, run_id: str, holder: Holder | None) -> AudienceError:
+    """Why a write fenced by `holder` changed no row: the run is not there, or no longer the
+    attempt's."""
+    row = session.get(RunRecord, run_id)
+    if row is None or holder is None:
+        return NotFound(f"run {run_id} does not exist")
+    return _lost(row, holder)
+
+
+def _lost(row: RunRecord, holder: Holder) -> LeaseLost:
+    return LeaseLost(
+        f"run {row.id} is no longer attempt {holder.attempt} on {holder.worker}: it is "
+        f"{row.status} (attempt {row.attempt}, on {row.claimed_by or 'no worker'})"
+    )
 
 
 def _row(session: Session, run_id: str) -> RunRecord:
