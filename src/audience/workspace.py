@@ -410,9 +410,13 @@ class Workspace:
         """Close the customer database until it is needed again: DuckDB lets one process
         write at a time, so a worker holds it only while it works."""
         engine = self.__dict__.pop("engine", None)
-        self.__dict__.pop("catalog", None)
+        self.forget_catalog()
         if engine is not None:
             engine.close()
+
+    def forget_catalog(self) -> None:
+        """Read the engine's tables and columns afresh when they are next needed."""
+        self.__dict__.pop("catalog", None)
 
     def runs(self, name: str | None = None) -> list[Run]:
         """Recorded runs, newest first (of one activation when named)."""
@@ -477,7 +481,7 @@ class Workspace:
             now=self.clock(),
             replace=replace,
         )
-        self.__dict__.pop("catalog", None)
+        self.forget_catalog()
 
 
 def _of_kind(documents: Iterable[LoadedDocument], kind: type[D]) -> dict[str, D]:

@@ -138,7 +138,7 @@ def test_an_incremental_run_sends_only_rows_above_the_last_high_water_mark(
     connection.execute(
         "create table events as select range as id, 'e' || range as label from range(1, 101)"
     )
-    ws.release_engine()  # the catalog is read again
+    ws.forget_catalog()  # the new table is seen
     out = tmp_path / "out"
     apply(
         ws,

@@ -165,7 +165,7 @@ class Worker:
             if ended is None or ended.status != "succeeded" or self._single_writer:
                 ws.release_engine()
             else:  # tables and columns are read afresh for each run, as when reconnecting
-                ws.__dict__.pop("catalog", None)
+                ws.forget_catalog()
         if self.on_run is not None:
             self.on_run(ended)
         return ended
