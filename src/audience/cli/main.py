@@ -131,7 +131,9 @@ def demo(
         results = [ws.segment_insights(name) for name in SAMPLE_SEGMENTS]
         plan = ws.campaign_plan(SAMPLE_CAMPAIGN)
         with RunProgress() as progress:
-            run = ws.campaign_run(SAMPLE_CAMPAIGN, progress=progress)
+            # Due at this very instant, not this second: the demo sends afresh however soon
+            # it is run again (a run by hand refuses a second send for the same second).
+            run = ws.campaign_run(SAMPLE_CAMPAIGN, now=ws.clock(), progress=progress)
     if as_json:
         print_json(
             {
