@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,11 +29,24 @@ NAMES = NameValues(
 )
 
 
+_HOMES: list[Path] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_agents_left() -> Iterator[None]:
+    """gpg starts an agent for each key-holding home it uses; stop them with the test."""
+    yield
+    while _HOMES:
+        home = _HOMES.pop()
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
+
+
 def keyring(
     home: Path, *, faked_time: str | None = None, expire: str | int = 0
 ) -> tuple[gnupg.GPG, str]:
     """A recipient's key pair in a GnuPG home of the test's own; its public key, armored."""
     home.mkdir(mode=0o700)
+    _HOMES.append(home)
     gpg = gnupg.GPG(
         gnupghome=str(home), options=["--faked-system-time", faked_time] if faked_time else None
     )
