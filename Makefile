@@ -7,8 +7,9 @@ DEMO := demo-workspace
 
 # Debian packages the tests use: a real SSH server for SFTP (started by the tests on a loopback
 # port with a configuration of their own; the machine's own sshd is never started), and GnuPG
-# for PGP encryption (which Audience itself needs when a destination encrypts).
-SYSTEM_PACKAGES := openssh-server gnupg
+# for PGP encryption (which Audience itself needs when a destination encrypts); GNU time for the
+# benchmarks' peak memory.
+SYSTEM_PACKAGES := openssh-server gnupg time
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install demo test lint bench clean system-packages
@@ -31,14 +32,14 @@ lint: install
 	$(BIN)/mypy
 
 system-packages:
-	@[ -x /usr/sbin/sshd ] && command -v gpg >/dev/null || { \
+	@[ -x /usr/sbin/sshd ] && [ -x /usr/bin/time ] && command -v gpg >/dev/null || { \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) \
 	  || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES); }; }
 
 test: lint system-packages
 	$(BIN)/pytest -n 2
 
-bench: install
+bench: install system-packages
 	$(BIN)/python -m bench
 
 clean:

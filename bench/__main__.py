@@ -1,6 +1,6 @@
 """`make bench`: generate the sample once, then run every benchmark and print its table; then
 the runtime under load (`bench/runtime.py`, on PostgreSQL). `python -m bench runtime` runs that
-one alone.
+one alone; `python -m bench orchestration` the sample and the orchestrations' table alone.
 
 BENCH_PROFILES (default 1,000,000) sets the size; BENCH_REPEAT (default 5) how many timed runs
 each insights query gets; BENCH_MEMORY_LIMIT (e.g. 1GB; default: DuckDB's own, 80 % of RAM) caps
@@ -21,20 +21,22 @@ from rich.console import Console
 
 from audience.settings import EngineSettings, Settings
 from audience.workspace import Workspace
-from bench import campaign, insights, runtime
+from bench import campaign, insights, orchestration, runtime
 
 
 def main() -> None:
     """Run the insights and campaign benchmarks on one generated sample, then the runtime's
     (only the runtime's with the argument `runtime`)."""
     console = Console()
-    if sys.argv[1:] != ["runtime"]:
-        sample(console)
-    console.print(runtime.run(console))
+    only = sys.argv[1:2]
+    if only != ["runtime"]:
+        sample(console, orchestrations_only=only == ["orchestration"])
+    if only != ["orchestration"]:
+        console.print(runtime.run(console))
 
 
-def sample(console: Console) -> None:
-    """The insights and campaign benchmarks on one generated sample."""
+def sample(console: Console, *, orchestrations_only: bool = False) -> None:
+    """The insights, campaign and orchestration benchmarks on one generated sample."""
     profiles = int(os.environ.get("BENCH_PROFILES", "1000000"))
     repeat = int(os.environ.get("BENCH_REPEAT", "5"))
     now = datetime.now(UTC)
@@ -48,8 +50,11 @@ def sample(console: Console) -> None:
         limited = EngineSettings(type="duckdb", path="bench.duckdb", memory_limit=limit)
         with Workspace(Path(folder), Settings(engine=limited), clock=lambda: now) as ws:
             console.print(f"DuckDB memory limit while measuring: {limit or 'DuckDB default'}")
-            console.print(insights.run(ws, profiles, repeat))
-            console.print(campaign.run(ws, profiles))
+            if not orchestrations_only:
+                console.print(insights.run(ws, profiles, repeat))
+                console.print(campaign.run(ws, profiles))
+        # Whole processes of their own: the database is closed here first.
+        console.print(orchestration.run(Path(folder), Path(folder) / "bench.duckdb", profiles))
 
 
 if __name__ == "__main__":
