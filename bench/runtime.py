@@ -55,7 +55,6 @@ BOOKKEEPING: dict[str, list[tuple[str, str, str]]] = {
     "run log writes": [
         ("audience.store.runs", "RunLog", name)
         for name in (
-            "clear_deliveries",
             "set_version",
             "add_delivery",
             "confirm",

@@ -476,17 +476,23 @@ def test_a_clock_jumping_three_days_is_caught_up_by_the_policy(
 # 5. The destination answers 503 twice ------------------------------------------------------
 
 
-def test_a_destination_answering_503_is_retried_after_its_retry_after(
-    tmp_path: Path, sample_database: Path, fault_proxy: FaultProxy, s3: Any, bucket: str
-) -> None:
-    directory = duckdb_workspace(tmp_path / "workspace", sample_database)
-    clock = Clock(NOW)
+def quick_retries(directory: Path, clock: Clock) -> Workspace:
+    """The workspace in `directory` on the test's clock, retrying transient failures after
+    seconds rather than minutes."""
     settings = Settings(
         engine=EngineSettings(type="duckdb", path="customer360.duckdb"),
         store=StoreSettings(),
         worker=WorkerSettings(retry_base_seconds=1, retry_cap_seconds=60),
     )
-    ws = Workspace(directory, settings, clock=clock)
+    return Workspace(directory, settings, clock=clock)
+
+
+def test_a_destination_answering_503_is_retried_after_its_retry_after(
+    tmp_path: Path, sample_database: Path, fault_proxy: FaultProxy, s3: Any, bucket: str
+) -> None:
+    directory = duckdb_workspace(tmp_path / "workspace", sample_database)
+    clock = Clock(NOW)
+    ws = quick_retries(directory, clock)
     apply(ws, GOLD, s3_destination(bucket, fault_proxy.url))
     apply(ws, campaign("Throttled", {"once": "asap"}))
     ws.activations.schedule("campaign", "Throttled")
@@ -524,12 +530,7 @@ def test_a_retry_does_not_send_again_what_the_receiver_already_took_away(
     checksum) and sends only what is missing: one file each, each recorded once."""
     directory = duckdb_workspace(tmp_path / "workspace", sample_database)
     clock = Clock(NOW)
-    settings = Settings(
-        engine=EngineSettings(type="duckdb", path="customer360.duckdb"),
-        store=StoreSettings(),
-        worker=WorkerSettings(retry_base_seconds=1, retry_cap_seconds=60),
-    )
-    ws = Workspace(directory, settings, clock=clock)
+    ws = quick_retries(directory, clock)
     drop = tmp_path / "drop"
     apply(
         ws,

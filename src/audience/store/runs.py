@@ -342,14 +342,6 @@ class RunLog:
             if added.first() is None:
                 raise _fenced_out(session, run_id, holder)
 
-    def clear_deliveries(self, run_id: str) -> None:
-        """Forget the deliveries of an earlier attempt (a retry records them again)."""
-        with self._sessions() as session, session.begin():
-            for row in session.scalars(
-                select(DeliveryRecord).where(DeliveryRecord.run_id == run_id)
-            ):
-                session.delete(row)
-
     def finish(
         self,
         run_id: str,
