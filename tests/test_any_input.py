@@ -294,9 +294,12 @@ destination = some_of(
                 {},
                 {
                     "format": st.sampled_from(["parquet", "json"]),
-                    "compression": st.sampled_from(["gzip", "zip", "none"]),
+                    "compression": st.sampled_from(["gzip", "zip", "none", "tgz"]),
                     "filename": st.sampled_from(TEMPLATES),
                     "split_rows": st.one_of(st.integers(min_value=1), numbers),
+                    "split_size": st.one_of(
+                        numbers, st.sampled_from(["1MB", "2.5 GiB", "big", "-3KB", "1e3"])
+                    ),
                 },
             ),
         ),

@@ -326,3 +326,48 @@ def test_after_names_an_activation_that_exists_and_not_itself(
     )
     with pytest.raises(StateError, match="runs after campaign 'Nobody', which does not exist"):
         ws.activations.schedule("orchestration", "Orphan")
+
+
+@pytest.mark.parametrize("packaging", ["split_size", "tgz bundle"])
+def test_a_cli_run_split_by_size_or_bundled_sends_every_row_once(
+    packaging: str, fresh_workspace: Workspace, tmp_path: Path
+) -> None:
+    import gzip
+    import io
+    import tarfile
+
+    ws = fresh_workspace
+    file: dict[str, Any] = (
+        {"split_size": "15KB", "compression": "gzip", "manifest": True, "success_file": True}
+        if packaging == "split_size"
+        else {"split_rows": 100, "compression": "tgz", "manifest": True}
+    )
+    query = f"{EXTRACT} order by amperity_id"
+    apply(ws, folder(tmp_path / "out", **file), orchestration("Loyalty extract", query))
+    expected = ws.engine.rows(exp.maybe_parse(query, dialect=ws.engine.dialect))
+    ws.close()
+    (ws.directory / SETTINGS_FILE).write_text(render_settings("duckdb", None))
+    ran = CliRunner().invoke(
+        app, ["orchestration", "run", "Loyalty extract", "--json", "-w", str(ws.directory)]
+    )
+    assert ran.exit_code == 0, ran.output
+    result = json.loads(ran.stdout)
+    (manifest,) = (tmp_path / "out").glob("*.manifest.json")
+    listed = json.loads(manifest.read_text())
+    texts: list[bytes] = []
+    for entry in listed["files"]:
+        data = (tmp_path / "out" / entry["name"]).read_bytes()
+        assert len(data) == entry["bytes"]
+        if packaging == "split_size":
+            texts.append(gzip.decompress(data))
+            assert len(texts[-1]) <= 15_000
+        else:
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as bundle:
+                members = bundle.getmembers()
+                texts += [bundle.extractfile(m).read() for m in members]  # type: ignore[union-attr]
+    rows = [row for text in texts for row in csv.DictReader(io.StringIO(text.decode()))]
+    assert len(texts) == (-(-len(expected) // 100) if packaging == "tgz bundle" else len(texts))
+    assert len(texts) > 2
+    assert rows == [{k: as_text(v) for k, v in row.items()} for row in expected]
+    assert result["sent"] == listed["rows"] == len(expected)
+    assert result["counts"]["files"] == len(listed["files"])

@@ -90,7 +90,7 @@ def check_file_names(
         destination = destinations[file.destination.name]
         split = destination.file.split_rows
         # Two parts show whether part numbers keep a split file's parts apart.
-        rows = 2 * split if split is not None else 1
+        rows = 2 * split if split is not None else 2
         values = _name_values(campaign.name, now, file.sub_audience, file.group)
         for name in final_names(destination, values, run_id=SAMPLE_RUN_ID, rows=rows):
             earlier = seen.setdefault((destination.settings.place(), name), file)
@@ -148,7 +148,8 @@ def send_files(
         client = clients[destination.name]
         names = final_names(destination, values, run_id=run_id, rows=rows)
         locations = [client.location(name) for name in names] if earlier else []
-        if locations and all(location in earlier for location in locations):
+        exact = destination.file.split_size is None  # else more parts than names known
+        if exact and locations and all(location in earlier for location in locations):
             # Published whole by an earlier attempt: nothing to read, nothing to send.
             for name in names:
                 claimed.claim(client, name, _described(file))
@@ -165,7 +166,7 @@ def send_files(
             limit=test_records,
             # A file split into parts is cut from one order on every attempt: a retry keeps the
             # parts an earlier attempt published, and must cut the rest at the same places.
-            ordered=destination.file.split_rows is not None,
+            ordered=destination.file.split,
         )
         progress.step(f"{file.group or 'all treatments'} → {destination.name}", rows)
         # Closed however delivery ends: an open result would block the engine's clean-up, whose

@@ -137,7 +137,7 @@ def run_orchestration(
     client = setting.open_client(destination)
     client.check()
     # Parts are cut from one order on every attempt, so a retry keeps what was published.
-    ordered = destination.file.split_rows is not None
+    ordered = destination.file.split
     statement = _sent(orchestration, query, mark, ordered=ordered)
     progress.step(f"{orchestration.name} → {destination.name}")
     watch = _Watch(orchestration.incremental_by)

@@ -30,6 +30,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
     field_validator,
@@ -55,6 +56,29 @@ _SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 StrictPositiveInt = Annotated[int, Field(strict=True, gt=0)]
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+
+
+def size_in_bytes(size: int | str) -> int:
+    """A size as bytes: an integer, or text such as `250MB` (powers of 1000) or `1GiB` (1024)."""
+    if isinstance(size, int):
+        return size
+    match = _SIZE.match(size)
+    if match is None:
+        raise ValueError(f"{size!r} is not a size; write e.g. 250MB, 1.5GB, 512KiB or bytes")
+    number, unit = match.groups()
+    return int(float(number) * _SIZE_UNITS[(unit or "b").lower()])
 
 
 def references(text: str) -> list[str]:
@@ -279,6 +303,7 @@ class FileOptions(_Model):
     encoding: str = "utf-8"
     row_number: str | None = Field(default=None, min_length=1)
     split_rows: StrictPositiveInt | None = None
+    split_size: StrictInt | str | None = None
     success_file: bool = False
     manifest: bool = False
     csv_injection_guard: bool = False
@@ -322,11 +347,38 @@ class FileOptions(_Model):
             raise ValueError(f"{file_format} files are always utf-8")
         return value
 
+    @field_validator("split_size")
+    @classmethod
+    def _split_size(cls, value: int | str | None, info: ValidationInfo) -> int | str | None:
+        if value is None:
+            return None
+        if size_in_bytes(value) < 1:
+            raise ValueError("a part must be allowed at least one byte")
+        if info.data.get("format") == "parquet":
+            # A Parquet file's size is known only as its row groups are written.
+            raise ValueError("parquet files are split by rows: use split_rows")
+        return value
+
     @field_validator("filename")
     @classmethod
     def _filename(cls, value: str) -> str:
         validate_template(value)
         return value
+
+    @property
+    def split_bytes(self) -> int | None:
+        """The size a part may reach, in bytes, when parts are split by size."""
+        return None if self.split_size is None else size_in_bytes(self.split_size)
+
+    @property
+    def split(self) -> bool:
+        """Whether the data is cut into numbered parts (by rows, by size or both)."""
+        return self.split_rows is not None or self.split_size is not None
+
+    @property
+    def bundled(self) -> bool:
+        """Whether the numbered parts travel together as members of one tar archive."""
+        return self.split and self.compression in {"tar", "tgz"}
 
     @property
     def column_delimiter(self) -> str:
@@ -467,6 +519,7 @@ class Destination(_Model):
             options = self.file
             for option, unset in (
                 ("split_rows", None),
+                ("split_size", None),
                 ("manifest", False),
                 ("success_file", False),
                 ("compression", "none"),

@@ -394,25 +394,20 @@ def _json(batches: Iterable[pa.RecordBatch], schema: pa.Schema, *, array: bool) 
     keys = [json.dumps(name, ensure_ascii=False) + ":" for name in schema.names]
     # The braces ride on the first key and the last value, so each row is built in one join.
     keys[0] = "{" + keys[0]
-    pending = b""
-    if array:
-        yield b"[\n"
+    # In an array, each slice's objects are sent as soon as they are built: the comma that
+    # parts them from the slice before leads the slice, and the last one takes none.
+    lead = b"[\n" if array else b""
     for batch in batches:
         members = [
             _join([key, _json_values(column)])
             for key, column in zip(keys, batch.columns, strict=True)
         ]
         members[-1] = _join([members[-1], "}" + separator])
-        objects = _join(members, ",")
-        # The last object of a JSON array takes no comma, and which is last is known only at the
-        # end: each chunk waits for the next before it is sent.
-        if pending:
-            yield pending
-        pending = _value_bytes(objects)
+        objects = _value_bytes(_join(members, ","))
+        yield lead + (objects.removesuffix(b",\n") if array else objects)
+        lead = b",\n" if array else b""
     if array:
-        yield pending.removesuffix(b",\n") + (b"\n]\n" if pending else b"]\n")
-    elif pending:
-        yield pending
+        yield b"[\n]\n" if lead == b"[\n" else b"\n]\n"
 
 
 # --- Parquet -------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import tarfile
 import tempfile
 import zipfile
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO
@@ -27,6 +27,8 @@ ZIP_LEVEL = 1
 MANIFEST_SUFFIX = ".manifest.json"
 SUCCESS_SUFFIX = ".DONE"
 _READ_SIZE = 1024 * 1024
+# A part split by size is never fed more than this many rows at a time.
+SIZED_SLICE_ROWS = 65_536
 
 
 class Sink:
@@ -111,26 +113,49 @@ def _zip(chunks: Iterable[bytes], member: str) -> Iterator[bytes]:
 
 
 def _tar(chunks: Iterable[bytes], member: str, mtime: datetime) -> Iterator[bytes]:
-    with tempfile.TemporaryFile(prefix="audience-tar-") as spool:
-        size = 0
-        for chunk in chunks:
-            spool.write(chunk)
-            size += len(chunk)
-        spool.seek(0)
-        info = tarfile.TarInfo(member)
-        info.size = size
-        info.mtime = int(mtime.timestamp())
-        info.mode = 0o644
-        header = info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
-        yield header
-        while block := spool.read(_READ_SIZE):
-            yield block
-    # The member is padded to whole blocks, and the archive ends with two empty blocks and is
-    # padded to a whole record, as tar writes it.
-    padding = -size % tarfile.BLOCKSIZE
+    return _tar_archive([(member, chunks)], mtime)
+
+
+def bundle(
+    members: Iterable[tuple[str, Iterable[bytes]]], compression: str, *, mtime: datetime
+) -> Iterator[bytes]:
+    """One tar archive (`tar`, or gzipped: `tgz`) holding each (name, chunks) as a member, in
+    order; the members are taken one at a time, as the archive streams."""
+    archive = _tar_archive(members, mtime)
+    if compression == "tgz":
+        return _gzip(archive)
+    if compression == "tar":
+        return archive
+    raise ValueError(f"cannot bundle parts with compression {compression!r}")
+
+
+def _tar_archive(
+    members: Iterable[tuple[str, Iterable[bytes]]], mtime: datetime
+) -> Iterator[bytes]:
+    length = 0
+    for member, chunks in members:
+        with tempfile.TemporaryFile(prefix="audience-tar-") as spool:
+            size = 0
+            for chunk in chunks:
+                spool.write(chunk)
+                size += len(chunk)
+            spool.seek(0)
+            info = tarfile.TarInfo(member)
+            info.size = size
+            info.mtime = int(mtime.timestamp())
+            info.mode = 0o644
+            header = info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
+            yield header
+            while block := spool.read(_READ_SIZE):
+                yield block
+        # Each member is padded to whole blocks.
+        padding = -size % tarfile.BLOCKSIZE
+        if padding:
+            yield b"\0" * padding
+        length += len(header) + size + padding
+    # The archive ends with two empty blocks and is padded to a whole record, as tar writes it.
     end = 2 * tarfile.BLOCKSIZE
-    archive = len(header) + size + padding + end
-    yield b"\0" * (padding + end + (-archive % tarfile.RECORDSIZE))
+    yield b"\0" * (end + (-(length + end) % tarfile.RECORDSIZE))
 
 
 class Meter:
@@ -159,6 +184,10 @@ class _Batches:
     def __init__(self, batches: Iterable[pa.RecordBatch]) -> None:
         self._batches = iter(batches)
         self._head: pa.RecordBatch | None = None
+        self.bytes_per_row = 0.0
+        """The most bytes a row took once encoded, over the slices measured so far."""
+        self.slice_rows = 0
+        """The rows of the last slice measured."""
 
     def next(self, limit: int | None) -> pa.RecordBatch | None:
         """The next non-empty batch, cut to at most `limit` rows; None at the end."""
@@ -182,33 +211,102 @@ class _Batches:
         return self._head is None
 
 
-class Part:
-    """One numbered file of a delivery: its share of the batches, and its row count."""
+Encoder = Callable[[Iterable[pa.RecordBatch]], Iterator[bytes]]
 
-    def __init__(self, number: int, source: _Batches, limit: int | None) -> None:
+
+class Part:
+    """One numbered file of a delivery: its share of the batches, and its row count.
+
+    A part split by size is fed in slices whose encoded size is measured as they go: the next
+    slice is as many rows as fill half the room left, at the most bytes per row a slice has
+    taken so far, and at most twice the rows of the slice before. So a part stays within its
+    size unless a slice's rows are more than twice as wide as those of every slice before, and
+    a part always takes at least one row. The cuts depend
+    only on the rows and their encoding, never on timing or on how the rows came in batches,
+    so a retry that reads the rows in the same order cuts the same parts.
+    """
+
+    def __init__(
+        self,
+        number: int,
+        source: _Batches,
+        max_rows: int | None,
+        max_bytes: int | None,
+        encoder: Encoder | None,
+    ) -> None:
         self.number = number
         self.rows = 0
+        self.encoded_bytes = 0
         self._source = source
-        self._limit = limit
+        self._max_rows = max_rows
+        self._max_bytes = max_bytes
+        self._encoder = encoder
+        self._closed = False
+
+    def encoded(self) -> Iterator[bytes]:
+        """This part's file: its batches through the encoder, measured on the way."""
+        if self._encoder is None:
+            raise ValueError("this part was split without an encoder")
+        for chunk in self._encoder(self.batches()):
+            self.encoded_bytes += len(chunk)
+            yield chunk
+
+    def _room(self) -> int | None:
+        """How many rows the next batch may hold (None: any number; 0: the part is full)."""
+        rows_left = None if self._max_rows is None else self._max_rows - self.rows
+        if self._max_bytes is None:
+            return rows_left
+        rate = self._source.bytes_per_row
+        # One row first learns what a row takes; then each slice fills half the room left, at
+        # most twice the slice before, so the measure is taken over ever more rows while the
+        # slices shrink as the part nears its size.
+        room = self._max_bytes - self.encoded_bytes
+        fits = min(int(room / rate / 2), 2 * self._source.slice_rows) if rate else 1
+        if fits <= 0 and self.rows == 0:
+            fits = 1
+        fits = min(fits, SIZED_SLICE_ROWS)
+        return fits if rows_left is None else min(fits, rows_left)
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        """This part's batches, at most the part's row limit in all."""
-        while self._limit is None or self.rows < self._limit:
-            batch = self._source.next(None if self._limit is None else self._limit - self.rows)
+        """This part's batches, within the part's row and size limits."""
+        while not self._closed and ((room := self._room()) is None or room > 0):
+            batch = self._source.next(room)
             if batch is None:
-                return
+                break
+            before = self.encoded_bytes
             self.rows += batch.num_rows
             yield batch
+            # Resumed when the encoder wants more: it has encoded the batch (see `encoded`).
+            if self._max_bytes is not None:
+                rate = (self.encoded_bytes - before) / batch.num_rows
+                self._source.bytes_per_row = max(self._source.bytes_per_row, rate)
+                self._source.slice_rows = batch.num_rows
+        self._closed = True
 
     def drain(self) -> None:
         """Count (and skip) the rows of this part that were not read, e.g. because the file
-        was already delivered by an earlier attempt of the same run."""
+        was already delivered by an earlier attempt of the same run. A part cut by size is
+        encoded to learn where it ends; nothing is sent."""
+        if self._max_bytes is not None and self.rows == 0:
+            for _ in self.encoded():
+                pass
         for _ in self.batches():
             pass
 
+    def skip(self, rows: int) -> None:
+        """Skip the part's `rows` rows, known from an earlier attempt's record."""
+        self._max_rows, self._max_bytes = rows, None
+        self.drain()
 
-def split(batches: Iterable[pa.RecordBatch], max_rows: int | None) -> Iterator[Part]:
-    """Split batches into parts of at most `max_rows` rows (all in one part if None).
+
+def split(
+    batches: Iterable[pa.RecordBatch],
+    max_rows: int | None,
+    max_bytes: int | None = None,
+    encoder: Encoder | None = None,
+) -> Iterator[Part]:
+    """Split batches into parts of at most `max_rows` rows and about `max_bytes` bytes once
+    encoded by `encoder` (all in one part if both are None).
 
     There is always a first part, empty for an empty audience; a next part only while rows
     remain. Each part must be read (or drained) before the next is taken.
@@ -216,7 +314,7 @@ def split(batches: Iterable[pa.RecordBatch], max_rows: int | None) -> Iterator[P
     source = _Batches(batches)
     number = 1
     while True:
-        part = Part(number, source, max_rows)
+        part = Part(number, source, max_rows, max_bytes, encoder)
         yield part
         part.drain()
         if source.exhausted():

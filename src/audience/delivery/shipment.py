@@ -27,10 +27,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
-from audience.definitions.destination import (
-    EXPANDED,
-    Destination,
-)
+from audience.definitions.destination import EXPANDED, Destination, FileOptions
 from audience.delivery import formats, naming, packaging
 from audience.delivery.destinations import opener
 from audience.delivery.destinations.base import (
@@ -233,7 +230,23 @@ def _set_name(destination: Destination, names: NameValues, run_id: str, suffix: 
     )
 
 
+def _suffix(options: FileOptions, compression: str) -> str:
+    pgp = options.pgp.suffix if options.pgp is not None else ""
+    return naming.extension(options.format, compression) + pgp
+
+
 def _data_name(destination: Destination, names: NameValues, run_id: str, number: int) -> str:
+    """The name of data file `number`; with the parts bundled, of the archive that holds them."""
+    options = destination.file
+    if options.bundled:
+        return _set_name(destination, names, run_id, _suffix(options, options.compression))
+    return _part_name(destination, names, run_id, number, _suffix(options, options.compression))
+
+
+def _part_name(
+    destination: Destination, names: NameValues, run_id: str, number: int, suffix: str
+) -> str:
+    """Part `number`'s name, ending in `suffix`: a file of its own, or a member of the bundle."""
     options = destination.file
     return naming.data_file_name(
         options.filename,
@@ -241,22 +254,36 @@ def _data_name(destination: Destination, names: NameValues, run_id: str, number:
         destination_name=destination.name,
         run_id=run_id,
         file_number=number,
-        numbered=options.split_rows is not None,
-        suffix=naming.extension(options.format, options.compression)
-        + (options.pgp.suffix if options.pgp is not None else ""),
+        numbered=options.split,
+        suffix=suffix,
     )
+
+
+def _parts(options: FileOptions, rows: int) -> int:
+    """How many parts `rows` rows make; split by size, the number is known only once the parts
+    are written, and two stand for them."""
+    if options.bundled:
+        return 1
+    parts = 1 if options.split_rows is None else max(1, -(-rows // options.split_rows))
+    if options.split_size is not None:
+        parts = max(parts, min(rows, 2))
+    return parts
 
 
 def final_names(
     destination: Destination, names: NameValues, *, run_id: str, rows: int
 ) -> list[str]:
-    """Every name `deliver` publishes for a file of `rows` rows: its data parts, then the
-    manifest and the success file when the destination asks for them."""
+    """The names `deliver` publishes for a file of `rows` rows: its data parts (or the archive
+    that bundles them), then the manifest and the success file when the destination asks for
+    them. Parts split by size are known only as they are written: the first two stand for them,
+    enough to tell whether the names keep parts and files apart."""
     options = destination.file
     if rows == 0 and options.empty == "none":
         return []
-    parts = 1 if options.split_rows is None else max(1, -(-rows // options.split_rows))
-    found = [_data_name(destination, names, run_id, number) for number in range(1, parts + 1)]
+    found = [
+        _data_name(destination, names, run_id, number)
+        for number in range(1, _parts(options, rows) + 1)
+    ]
     if options.manifest:
         found.append(_set_name(destination, names, run_id, packaging.MANIFEST_SUFFIX))
     if options.success_file:
@@ -379,30 +406,14 @@ def _deliver_files(
     recipient: Recipient | None,
 ) -> list[Delivery]:
     options = destination.file
-    deliveries: list[Delivery] = []
     prepared = formats.prepare(rows if rows is not None else iter(()), options)
-    for part in packaging.split(prepared, options.split_rows):
-        name = _data_name(destination, names, run_id, part.number)
-        claimed.claim(client, name, f"part {part.number} of {what}")
-        known = earlier.get(client.location(name)) if earlier else None
-        if known is not None:
-            part.drain()
-            deliveries.append(_earlier(destination, name, known, "data"))
-            continue
-        member = naming.member_name(name, options.format, options.compression)
-        encoded = formats.encode(part.batches(), file_schema, options)
-        packaged = packaging.package(encoded, options.compression, member=member, mtime=names.now)
-        if recipient is not None:
-            packaged = recipient.encrypt(packaged)
-        chunks = _prefetched(packaged)
-        try:
-            published = client.publish(name, chunks, run_id=run_id)
-        finally:
-            # Stop the encoding thread now, even if publishing failed half-way and a traceback
-            # still holds on to the chunks.
-            chunks.close()
-        part.drain()
-        deliveries.append(_delivery(destination, name, published, part.rows, "data"))
+
+    def encoder(batches: Iterable[pa.RecordBatch]) -> Iterator[bytes]:
+        return formats.encode(batches, file_schema, options)
+
+    parts = packaging.split(prepared, options.split_rows, options.split_bytes, encoder)
+    send = _send_bundle if options.bundled else _send_parts
+    deliveries = send(destination, client, parts, names, run_id, claimed, earlier, what, recipient)
     if options.manifest:
         deliveries.append(
             _publish_manifest(
@@ -422,6 +433,92 @@ def _deliver_files(
     return deliveries
 
 
+def _publish(
+    client: DestinationClient,
+    name: str,
+    packaged: Iterator[bytes],
+    run_id: str,
+    recipient: Recipient | None,
+) -> PublishedObject:
+    """Publish one file's packaged bytes, encrypted for `recipient` if there is one."""
+    if recipient is not None:
+        packaged = recipient.encrypt(packaged)
+    chunks = _prefetched(packaged)
+    try:
+        return client.publish(name, chunks, run_id=run_id)
+    finally:
+        # Stop the encoding thread now, even if publishing failed half-way and a traceback
+        # still holds on to the chunks.
+        chunks.close()
+
+
+def _send_parts(
+    destination: Destination,
+    client: DestinationClient,
+    parts: Iterator[packaging.Part],
+    names: NameValues,
+    run_id: str,
+    claimed: RunNames,
+    earlier: Mapping[str, EarlierFile],
+    what: str,
+    recipient: Recipient | None,
+) -> list[Delivery]:
+    """Each part as a file of its own."""
+    options = destination.file
+    deliveries: list[Delivery] = []
+    for part in parts:
+        name = _data_name(destination, names, run_id, part.number)
+        claimed.claim(client, name, f"part {part.number} of {what}")
+        known = earlier.get(client.location(name)) if earlier else None
+        if known is not None:
+            part.skip(known.rows)
+            deliveries.append(_earlier(destination, name, known, "data"))
+            continue
+        member = naming.member_name(name, options.format, options.compression)
+        packaged = packaging.package(
+            part.encoded(), options.compression, member=member, mtime=names.now
+        )
+        published = _publish(client, name, packaged, run_id, recipient)
+        part.drain()
+        deliveries.append(_delivery(destination, name, published, part.rows, "data"))
+    return deliveries
+
+
+def _send_bundle(
+    destination: Destination,
+    client: DestinationClient,
+    parts: Iterator[packaging.Part],
+    names: NameValues,
+    run_id: str,
+    claimed: RunNames,
+    earlier: Mapping[str, EarlierFile],
+    what: str,
+    recipient: Recipient | None,
+) -> list[Delivery]:
+    """Every part as a member of one tar archive: one file to publish, whole or not at all."""
+    options = destination.file
+    name = _data_name(destination, names, run_id, 1)
+    claimed.claim(client, name, what)
+    known = earlier.get(client.location(name)) if earlier else None
+    if known is not None:
+        for _part in parts:  # each part is drained as the next is taken
+            pass
+        return [_earlier(destination, name, known, "data")]
+    taken: list[packaging.Part] = []
+
+    def members() -> Iterator[tuple[str, Iterable[bytes]]]:
+        suffix = naming.extension(options.format, "none")
+        for part in parts:
+            taken.append(part)
+            yield _part_name(destination, names, run_id, part.number, suffix), part.encoded()
+
+    packaged = packaging.bundle(members(), options.compression, mtime=names.now)
+    published = _publish(client, name, packaged, run_id, recipient)
+    for part in parts:  # the archive was there already: count the rows it holds
+        taken.append(part)
+    return [_delivery(destination, name, published, sum(p.rows for p in taken), "data")]
+
+
 def discard_unfinished(
     destination: Destination, names: NameValues, *, run_id: str, client: DestinationClient
 ) -> int:
@@ -430,7 +527,7 @@ def discard_unfinished(
     (and the manifest and success file, written last) can have been under way."""
     number = 1
     while client.exists(name := _data_name(destination, names, run_id, number)):
-        if destination.file.split_rows is None:
+        if not destination.file.split or destination.file.bundled:
             break
         number += 1
     removed = client.discard(name)
