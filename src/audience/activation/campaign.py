@@ -46,12 +46,7 @@ def sent_attributes(
             )
         chosen = campaign.attributes.get(name)
         if chosen is None:
-            chosen = [
-                SentAttribute.model_validate(
-                    a if isinstance(a, str) else a.model_dump(by_alias=True, exclude_none=True)
-                )
-                for a in destination.default_attributes
-            ]
+            chosen = default_attributes(destination)
         if not chosen:
             raise DefinitionError(f"no attributes to send to {name!r}", field=f"attributes.{name}")
         result[name] = list(chosen)
@@ -62,6 +57,16 @@ def sent_attributes(
             field="attributes",
         )
     return result
+
+
+def default_attributes(destination: Destination) -> list[SentAttribute]:
+    """What a destination receives unless an activation says otherwise."""
+    return [
+        SentAttribute.model_validate(
+            a if isinstance(a, str) else a.model_dump(by_alias=True, exclude_none=True)
+        )
+        for a in destination.default_attributes
+    ]
 
 
 def _destination_field(campaign: Campaign, name: str) -> str:
@@ -78,7 +83,7 @@ def _destination_field(campaign: Campaign, name: str) -> str:
 def check_campaign(campaign: Campaign, setting: CampaignSetting, dialect: str) -> None:
     """Compile everything a run would compile, so a bad campaign is refused when applied."""
     columns = destination_columns(
-        campaign, sent_attributes(campaign, setting.destinations), setting.ctx
+        campaign.destinations, sent_attributes(campaign, setting.destinations), setting.ctx
     )
     check_file_names(campaign, columns, setting.destinations, setting.ctx.now)
     assignment_query(
@@ -93,7 +98,9 @@ def check_campaign(campaign: Campaign, setting: CampaignSetting, dialect: str) -
 def plan_campaign(campaign: Campaign, setting: CampaignSetting) -> CampaignPlan:
     """Counts per sub-audience and group for a run now, without sending anything."""
     engine, ctx = setting.engine, setting.ctx
-    columns = destination_columns(campaign, sent_attributes(campaign, setting.destinations), ctx)
+    columns = destination_columns(
+        campaign.destinations, sent_attributes(campaign, setting.destinations), ctx
+    )
     ledger.ensure_tables(engine)
     previous = _previous(campaign, setting.runs, engine)
     query = assignment_query(
@@ -126,7 +133,7 @@ def run_campaign(
     run_table = f"audience_run_{run.id}"
     try:
         columns = destination_columns(
-            campaign, sent_attributes(campaign, setting.destinations), ctx
+            campaign.destinations, sent_attributes(campaign, setting.destinations), ctx
         )
         ledger.ensure_tables(engine)
         ledger.forget_run(engine, run.id)

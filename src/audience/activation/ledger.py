@@ -133,11 +133,11 @@ def _current(engine: Engine) -> bool:
 
 def _lay_out(engine: Engine) -> None:
     tables = engine.catalog().tables
-    _create(engine, STATE, _STATE_COLUMNS)
+    create_table(engine, STATE, _STATE_COLUMNS)
     if RECIPIENTS in tables and "campaign" in tables[RECIPIENTS]:
         _migrate_first_layout(engine, has_members=_FIRST_MEMBERS in tables)
-    _create(engine, RECIPIENTS, _RECIPIENT_COLUMNS)
-    _create(engine, MEMBERS, _MEMBER_COLUMNS)
+    create_table(engine, RECIPIENTS, _RECIPIENT_COLUMNS)
+    create_table(engine, MEMBERS, _MEMBER_COLUMNS)
     engine.execute(exp.delete(table(STATE), where=column("component").eq(string("ledger"))))
     engine.execute(
         exp.insert(
@@ -148,7 +148,8 @@ def _lay_out(engine: Engine) -> None:
     )
 
 
-def _create(engine: Engine, name: str, columns: Sequence[tuple[str, str]]) -> None:
+def create_table(engine: Engine, name: str, columns: Sequence[tuple[str, str]]) -> None:
+    """Create table `name` with `columns` (name, type) unless it is there."""
     engine.execute(
         exp.Create(
             this=exp.Schema(
@@ -176,7 +177,7 @@ def _migrate_first_layout(engine: Engine, *, has_members: bool) -> None:
     ):
         engine.execute(exp.maybe_parse(statement, dialect=engine.dialect))
     if has_members:
-        _create(engine, MEMBERS, _MEMBER_COLUMNS)
+        create_table(engine, MEMBERS, _MEMBER_COLUMNS)
         engine.execute(
             exp.insert(
                 exp.select(
@@ -243,6 +244,12 @@ def record_recipients(
         )
 
 
+def record_rows(engine: Engine, rows: exp.Select) -> None:
+    """Add recipients to the ledger: `rows` gives customer, activation kind and name,
+    sub-audience, treatment, is_control, destination, run id and delivery time, in that order."""
+    engine.execute(exp.insert(rows, table(RECIPIENTS), columns=[c for c, _ in _RECIPIENT_COLUMNS]))
+
+
 def _ledger_rows(
     run_table: str,
     campaign: Campaign,
@@ -284,6 +291,18 @@ def forget_run(engine: Engine, run_id: str) -> None:
         engine.execute(
             exp.delete(table(name), where=exp.EQ(this=column("run_id"), expression=string(run_id)))
         )
+
+
+def forget_activation_members(engine: Engine, kind: str, name: str) -> None:
+    """Forget every audience remembered for one activation."""
+    engine.execute(
+        exp.delete(
+            table(MEMBERS),
+            where=exp.and_(
+                column(ACTIVATION_KIND).eq(string(kind)), column(ACTIVATION_NAME).eq(string(name))
+            ),
+        )
+    )
 
 
 def forget_older_members(engine: Engine, *, campaign: Campaign, keep_run_ids: set[str]) -> None:

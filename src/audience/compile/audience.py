@@ -69,15 +69,20 @@ def keep_column(index: int) -> str:
 
 
 def destination_columns(
-    campaign: Campaign, attributes: Mapping[str, Sequence[SentAttribute]], ctx: CompileContext
+    destinations: Sequence[str],
+    attributes: Mapping[str, Sequence[SentAttribute]],
+    ctx: CompileContext,
+    *,
+    field: str = "attributes",
 ) -> list[DestinationColumns]:
-    """Each destination's attributes, each checked to be a real column of its table."""
+    """Each destination's attributes, each checked to be a real column of its table (errors
+    name `field`.<destination>.<position>)."""
     result = []
-    for index, name in enumerate(campaign.destinations):
+    for index, name in enumerate(destinations):
         sent = tuple(attributes[name])
         for position, attribute in enumerate(sent):
             table_name = attribute.table or ctx.tables.source
-            path = f"attributes.{name}.{position}"
+            path = f"{field}.{name}.{position}"
             ctx.catalog.kind(table_name, attribute.source, field_path=f"{path}.source")
             if ctx.tables.id not in ctx.catalog.columns(table_name, field_path=f"{path}.table"):
                 raise UnknownAttribute(
@@ -89,7 +94,7 @@ def destination_columns(
         if repeated:
             raise UnknownAttribute(
                 f"destination {name!r} would receive two columns named {', '.join(repeated)}",
-                field=f"attributes.{name}",
+                field=f"{field}.{name}",
             )
         tables = tuple(dict.fromkeys(a.table or ctx.tables.source for a in sent))
         result.append(DestinationColumns(name, sent, keep_column(index), tables))
@@ -232,7 +237,7 @@ def _is_new(previous: PreviousRuns, campaign: Campaign) -> exp.Expr:
     return exp.not_(exp.In(this=exp.column(CUSTOMER), query=exp.Subquery(this=earlier)))
 
 
-def _can_receive(destination: DestinationColumns, ctx: CompileContext) -> exp.Expr:
+def can_receive(destination: DestinationColumns, ctx: CompileContext) -> exp.Expr:
     """The customer has a row in each of the destination's tables, with its required values
     (text that is not empty, anything else not NULL)."""
     checks: list[exp.Expr] = []
@@ -285,7 +290,7 @@ def assignment_query(
         exp.column(GROUP),
         exp.alias_(exp.EQ(this=exp.column(GROUP), expression=string(CONTROL_GROUP)), IS_CONTROL),
         exp.alias_(exp.true(), IS_NEW),
-        *(exp.alias_(_can_receive(d, ctx), d.keep_column) for d in destinations),
+        *(exp.alias_(can_receive(d, ctx), d.keep_column) for d in destinations),
     ).from_(exp.alias_(grouped.subquery(), "g"))
     known = (
         exp.select(

@@ -7,6 +7,7 @@ Differences between engines are declared as class attributes, not scattered `if`
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol
 
 import pyarrow as pa
@@ -43,6 +44,11 @@ class Engine(Protocol):
         self, name: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
     ) -> None:
         """Create or replace `name` holding the batches (sample data, copies between engines)."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Statements executed inside take effect together when the block ends, or not at all
+        if it raises (journey state moves as one)."""
         ...
 
     def close(self) -> None:

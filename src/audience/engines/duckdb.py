@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -86,6 +87,20 @@ class DuckDBEngine:
             raise EngineError(driver_message(exc)) from None
         finally:
             self.connection.unregister("audience_incoming")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Statements inside commit together, or roll back if the block raises."""
+        self.connection.begin()
+        try:
+            yield
+        except BaseException:
+            self.connection.rollback()
+            raise
+        try:
+            self.connection.commit()
+        except duckdb.Error as exc:
+            raise EngineError(driver_message(exc)) from None
 
     def close(self) -> None:
         """Close the database file."""

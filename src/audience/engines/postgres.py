@@ -6,7 +6,8 @@ import io
 import itertools
 import uuid
 import weakref
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import psycopg
@@ -146,6 +147,16 @@ class PostgresEngine:
                         buffer = io.BytesIO()
                         pa_csv.write_csv(batch, buffer, options)
                         copy.write(buffer.getvalue())
+        except psycopg.Error as exc:
+            raise EngineError(driver_message(exc)) from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Statements inside commit together, or roll back if the block raises."""
+        self._end_streams()
+        try:
+            with self.connection.transaction():
+                yield
         except psycopg.Error as exc:
             raise EngineError(driver_message(exc)) from None
 
