@@ -17,6 +17,13 @@ from sqlglot import exp
 
 from audience.activation.campaign import check_campaign, plan_campaign
 from audience.activation.insights import Insights, compute_insights
+from audience.activation.journey import (
+    JourneyCounts,
+    Step,
+    check_journey,
+    customer_path,
+    journey_counts,
+)
 from audience.activation.lifecycle import Activations
 from audience.activation.orchestration import (
     OrchestrationPreview,
@@ -36,6 +43,7 @@ from audience.compile.conditions import (
 from audience.compile.readonly import read_only_query
 from audience.definitions.campaign import Campaign, rejoin_names
 from audience.definitions.destination import Destination
+from audience.definitions.journey import Journey
 from audience.definitions.kinds import KINDS, Activation, Definition
 from audience.definitions.loader import LoadedDocument, dump_documents, load_paths
 from audience.definitions.orchestration import Orchestration
@@ -183,6 +191,10 @@ class Workspace:
                 elif isinstance(definition, Orchestration):
                     setting = self.campaign_setting(ctx=ctx, destinations=destinations)
                     check_orchestration(definition, setting, self.clock())
+                elif isinstance(definition, Journey):
+                    definition = _with_journey_segment_names(definition, set(segments) | drafts)
+                    setting = self.campaign_setting(ctx=ctx, destinations=destinations)
+                    check_journey(definition, setting, self.engine.dialect)
             except DefinitionError as exc:
                 raise document.relocate(exc) from None
             checked.append(definition)
@@ -393,6 +405,20 @@ class Workspace:
         assert isinstance(definition, Orchestration)
         return preview_orchestration(definition, self.campaign_setting(), rows)
 
+    def journey(self, name: str) -> Journey:
+        """A journey's current definition."""
+        definition, _ = self.activations.definition("journey", name)
+        assert isinstance(definition, Journey)
+        return definition
+
+    def journey_counts(self, name: str) -> JourneyCounts:
+        """Customers at each node of a journey now and in all, its exits and finishes."""
+        return journey_counts(self.journey(name), self.engine)
+
+    def journey_path(self, name: str, customer_id: str) -> list[Step]:
+        """One customer's travel log in a journey."""
+        return customer_path(self.journey(name), self.engine, customer_id)
+
     @cached_property
     def activations(self) -> Activations:
         """Scheduling, statuses and runs by hand, for every kind of activation."""
@@ -403,6 +429,8 @@ class Workspace:
         columns there, its query read-only), as applying it would."""
         if isinstance(definition, Orchestration):
             check_orchestration(definition, self.campaign_setting(), self.clock())
+        elif isinstance(definition, Journey):
+            check_journey(definition, self.campaign_setting(), self.engine.dialect)
         else:
             check_campaign(definition, self.campaign_setting(), self.engine.dialect)
 
@@ -540,6 +568,16 @@ def _with_segment_names(campaign: Campaign, known: set[str]) -> Campaign:
         }
     )
     return campaign.model_copy(update={"audience": audience})
+
+
+def _with_journey_segment_names(journey: Journey, known: set[str]) -> Journey:
+    """The journey with its segment lists rejoined where YAML split a name at a comma."""
+    return journey.model_copy(
+        update={
+            field: rejoin_names(getattr(journey, field), known)
+            for field in ("include", "exclude", "exit", "goals")
+        }
+    )
 
 
 def _body(definition: Definition) -> dict[str, Any]:

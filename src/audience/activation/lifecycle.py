@@ -27,6 +27,7 @@ from audience.activation.orchestration import discard_orchestration_leftovers
 from audience.activation.runner import ACTIVATION_KINDS, execute, lease_of, this_process
 from audience.activation.setting import Progress
 from audience.definitions.campaign import Campaign
+from audience.definitions.journey import Journey
 from audience.definitions.kinds import Activation
 from audience.definitions.orchestration import Orchestration
 from audience.definitions.schedule import Schedule, check_schedule
@@ -151,6 +152,8 @@ class Activations:
             leftovers = discard_orchestration_leftovers(
                 definition, ws.destinations(), ws.open_client, run
             )
+        elif isinstance(definition, Journey):
+            leftovers = 0  # a journey's files are found by the retry, which recognises them
         else:
             leftovers = discard_leftovers(definition, ws.destinations(), ws.open_client, run)
         return CanceledRun(run, leftovers)
@@ -299,4 +302,6 @@ def _status(
 def _activation(kind: str, body: dict[str, Any]) -> Activation:
     if kind == "orchestration":
         return Orchestration.model_validate(body)
+    if kind == "journey":
+        return Journey.model_validate(body)
     return Campaign.model_validate(body)

@@ -9,17 +9,19 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from audience.activation.campaign import run_campaign
+from audience.activation.journey import run_journey
 from audience.activation.orchestration import run_orchestration
 from audience.activation.recording import RetryPolicy, RunRecording
 from audience.activation.setting import Progress
+from audience.definitions.journey import Journey
 from audience.definitions.orchestration import Orchestration
 from audience.store.runs import Run
 
 if TYPE_CHECKING:
     from audience.workspace import Workspace
 
-ACTIVATION_KINDS = ("campaign", "orchestration")
-"""The kinds of activation a run can be of (journeys join here)."""
+ACTIVATION_KINDS = ("campaign", "journey", "orchestration")
+"""The kinds of activation a run can be of."""
 
 
 def this_process() -> str:
@@ -62,6 +64,8 @@ def execute(
         setting = ws.campaign_setting(now=run.scheduled_for)
         if isinstance(definition, Orchestration):
             return run_orchestration(definition, setting, recording, progress=progress)
+        if isinstance(definition, Journey):
+            return run_journey(definition, setting, recording, progress=progress)
         return run_campaign(
             definition, setting, recording, progress=progress, test_records=test_records
         )

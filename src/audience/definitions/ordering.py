@@ -13,7 +13,7 @@ from audience.definitions.conditions import AllOf, AnyOf, Condition, InSegmentCo
 from audience.definitions.kinds import Definition
 from audience.definitions.segment import Segment
 
-_RANK = {"destination": 0, "segment": 1, "campaign": 2, "orchestration": 3}
+_RANK = {"destination": 0, "segment": 1, "campaign": 2, "journey": 3, "orchestration": 4}
 """Kinds in the order they can be used; a kind not listed (one to come) goes last."""
 
 

@@ -1,0 +1,205 @@
+"""Journeys over simulated weeks (issue 9): who enters, waits, splits, is sent, exits and
+finishes, computed by hand from a small table the tests control, on DuckDB and PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from sqlglot import exp
+
+from audience.definitions.loader import validate_data
+from audience.workspace import Workspace
+from realservices import NOW, make_workspace
+
+DAY = timedelta(days=1)
+
+
+def apply(ws: Workspace, *documents: dict[str, Any]) -> None:
+    ws.apply_documents([validate_data(d) for d in documents])
+
+
+def ids(ws: Workspace, count: int) -> list[str]:
+    rows = ws.engine.rows(
+        exp.maybe_parse(f"select amperity_id from customer_360 order by amperity_id limit {count}")
+    )
+    return [str(r["amperity_id"]) for r in rows]
+
+
+def set_flags(ws: Workspace, flags: dict[str, tuple[bool, bool]]) -> None:
+    """The table the journey's segments read: who is new, who purchased."""
+    customers = sorted(flags)
+    ws.engine.replace_table(
+        "journey_flags",
+        pa.schema(
+            [("amperity_id", pa.string()), ("is_new", pa.bool_()), ("purchased", pa.bool_())]
+        ),
+        [
+            pa.record_batch(
+                [
+                    pa.array(customers),
+                    pa.array([flags[c][0] for c in customers]),
+                    pa.array([flags[c][1] for c in customers]),
+                ],
+                names=["amperity_id", "is_new", "purchased"],
+            )
+        ],
+    )
+    ws.forget_catalog()
+
+
+def bucket(seed: str, customer: str) -> int:
+    """The portable hash bucket, computed here independently of the SQL."""
+    return int(hashlib.md5(f"{seed}:{customer}".encode()).hexdigest()[:8], 16) % 10_000
+
+
+def welcome(folder: Path, **extra: Any) -> list[dict[str, Any]]:
+    """SPEC Appendix A's journey, over the flags table, sending to a folder."""
+    return [
+        {
+            "kind": "destination",
+            "name": "drop",
+            "type": "filesystem",
+            "settings": {"path": str(folder)},
+            "file": {"format": "csv"},
+            "default_attributes": ["amperity_id", "email"],
+        },
+        {
+            "kind": "segment",
+            "name": "New customers",
+            "sql": "select amperity_id from journey_flags where is_new",
+        },
+        {
+            "kind": "segment",
+            "name": "Purchased since entry",
+            "sql": "select amperity_id from journey_flags where purchased",
+        },
+        {
+            "kind": "journey",
+            "name": "Welcome series",
+            "include": ["New customers"],
+            "exit": ["Purchased since entry"],
+            "allow_reentry": False,
+            "schedule": {"every": {"value": 1, "unit": "days"}},
+            "nodes": [
+                {"name": "Welcome email", "type": "activate", "destinations": ["drop"]},
+                {"name": "Wait 3 days", "type": "delay", "value": 3, "unit": "days"},
+                {
+                    "name": "Split",
+                    "type": "percent_split",
+                    "paths": [
+                        {"name": "Offer", "percent": 90, "next": "Offer email"},
+                        {"name": "Control", "percent": 10, "control": True},
+                    ],
+                },
+                {"name": "Offer email", "type": "activate", "destinations": ["drop"]},
+            ],
+            **extra,
+        },
+    ]
+
+
+def sent_ids(folder: Path, node: str, day: str) -> list[str]:
+    (path,) = folder.glob(f"Welcome_series_{node.replace(' ', '_')}_{day}.csv")
+    with path.open(newline="") as file:
+        return sorted(row["amperity_id"] for row in csv.DictReader(file))
+
+
+def tick(ws: Workspace, when: Any) -> dict[str, Any]:
+    run = ws.run_now("journey", "Welcome series", now=when)
+    assert run.status == "succeeded", run.error
+    return run.counts
+
+
+def at_nodes(ws: Workspace) -> dict[str, int]:
+    counts = ws.journey_counts("Welcome series")
+    return {n.node: n.now for n in counts.nodes if n.now}
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def journey_workspace(
+    request: pytest.FixtureRequest, tmp_path: Path, sample_database: Path
+) -> Iterator[Workspace]:
+    """A workspace of its own on each engine, with the sample loaded."""
+    import shutil
+
+    directory = tmp_path / "workspace"
+    directory.mkdir()
+    if request.param == "duckdb":
+        shutil.copy(sample_database, directory / "customer360.duckdb")
+        with make_workspace(directory, "duckdb") as ws:
+            yield ws
+        return
+    schema = request.getfixturevalue("own_postgres_schema")
+    with make_workspace(directory, "postgres", schema=schema) as ws:
+        ws.load_sample(profiles=300, seed=7)
+        yield ws
+
+
+def test_the_welcome_series_over_a_week(journey_workspace: Workspace, tmp_path: Path) -> None:
+    ws, out = journey_workspace, tmp_path / "out"
+    customers = ids(ws, 20)
+    set_flags(ws, {c: (True, False) for c in customers})
+    apply(ws, *welcome(out))
+    start = NOW.replace(hour=9, minute=0, second=0, microsecond=0)
+
+    first = tick(ws, start)
+    assert first["entered"] == 20 and first["sent"] == 20
+    assert sent_ids(out, "Welcome email", start.strftime("%Y%m%d")) == sorted(customers)
+    assert at_nodes(ws) == {"Wait 3 days": 20}
+
+    # Two purchase on day 1: they leave at that day's run, from the delay.
+    buyers = customers[:2]
+    set_flags(ws, {c: (True, c in buyers) for c in customers})
+    second = tick(ws, start + DAY)
+    assert second["exited"] == 2 and second["entered"] == 0 and second["sent"] == 0
+    assert at_nodes(ws) == {"Wait 3 days": 18}
+    assert tick(ws, start + 2 * DAY)["moved"] == {}
+
+    # Day 3: the wait is over; the split sends 90 % on to the offer, holds 10 % back.
+    fourth = tick(ws, start + 3 * DAY)
+    waiting = [c for c in customers if c not in buyers]
+    control = sorted(c for c in waiting if bucket("Welcome series:Split", c) >= 9000)
+    offered = sorted(c for c in waiting if c not in control)
+    assert fourth["moved"] == {"Split": 18, "Offer email": len(offered)}
+    assert fourth["finished"] == 18 and fourth["sent"] == len(offered)
+    assert sent_ids(out, "Offer email", (start + 3 * DAY).strftime("%Y%m%d")) == offered
+    assert at_nodes(ws) == {}
+
+    # Nobody enters twice without re-entry, though they still qualify.
+    assert tick(ws, start + 4 * DAY)["entered"] == 0
+    counts = ws.journey_counts("Welcome series")
+    assert {n.node: n.entered for n in counts.nodes} == {
+        "Welcome email": 20,
+        "Wait 3 days": 20,
+        "Split": 18,
+        "Offer email": len(offered),
+    }
+    assert counts.exited == {"Purchased since entry": 2} and counts.finished == 18
+
+    path = ws.journey_path("Welcome series", offered[0])
+    assert [(s.node, s.event) for s in path] == [
+        ("Welcome email", "entered"),
+        ("Wait 3 days", "entered"),
+        ("Split", "entered"),
+        ("Offer email", "entered"),
+        ("Offer email", "finished"),
+    ]
+    assert path[-1].path == "Offer" and not path[-1].is_control
+    ledger = ws.engine.rows(
+        exp.maybe_parse(
+            "select treatment, is_control, destination, count(*) as n from audience_recipients "
+            "where activation_kind = 'journey' group by 1, 2, 3 order by 1, 2, 3"
+        )
+    )
+    assert [(r["treatment"], r["is_control"], r["destination"], r["n"]) for r in ledger] == sorted(
+        [(None, False, "drop", 20), ("Offer", False, "drop", len(offered))]
+        + ([("Control", True, None, len(control))] if control else []),
+        key=lambda row: (row[0] or "", row[1], row[2] or ""),
+    )
