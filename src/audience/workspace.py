@@ -57,6 +57,7 @@ from audience.errors import (
     EngineError,
     InvalidValue,
     NotFound,
+    StateError,
     WorkspaceError,
 )
 from audience.settings import (
@@ -410,6 +411,18 @@ class Workspace:
         definition, _ = self.activations.definition("journey", name)
         assert isinstance(definition, Journey)
         return definition
+
+    def journey_tick(
+        self, name: str, *, now: datetime | None = None, progress: Progress | None = None
+    ) -> Run:
+        """Run a journey by hand as the run due at `now` — what its schedule would do then;
+        refused while it is paused or after it ended."""
+        self.journey(name)
+        recorded = self.store.activations.get("journey", name)
+        if recorded is not None and recorded.state in {"paused", "canceled"}:
+            shown = "paused; resume it" if recorded.state == "paused" else "ended"
+            raise StateError(f"journey {name!r} is {shown}: nothing moves")
+        return self.run_now("journey", name, now=now, progress=progress)
 
     def journey_counts(self, name: str) -> JourneyCounts:
         """Customers at each node of a journey now and in all, its exits and finishes."""

@@ -15,6 +15,7 @@ import pytest
 from sqlglot import exp
 
 from audience.definitions.loader import validate_data
+from audience.errors import DefinitionError, UnknownReference
 from audience.workspace import Workspace
 from realservices import NOW, make_workspace
 
@@ -203,3 +204,196 @@ def test_the_welcome_series_over_a_week(journey_workspace: Workspace, tmp_path: 
         + ([("Control", True, None, len(control))] if control else []),
         key=lambda row: (row[0] or "", row[1], row[2] or ""),
     )
+
+
+def graph(nodes: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"kind": "journey", "name": "J", "include": ["New customers"], "nodes": nodes, **extra}
+
+
+SEND = {"type": "activate", "destinations": ["drop"]}
+BAD_GRAPHS = [
+    (
+        [{"name": "A", **SEND}, {"name": "A", "type": "merge"}],
+        "node names must be unique",
+        "nodes.1",
+    ),
+    (
+        [{"name": "A", **SEND, "next": "Nowhere"}],
+        "next names 'Nowhere', which is not a node",
+        "nodes.0.next",
+    ),
+    (
+        [{"name": "A", **SEND}, {"name": "B", "type": "merge", "next": "A"}],
+        "the nodes loop (A → B → A)",
+        "nodes",
+    ),
+    (
+        [{"name": "A", **SEND, "next": "end"}, {"name": "B", "type": "merge"}],
+        "node 'B' cannot be reached from the first node",
+        "nodes.1",
+    ),
+    (
+        [
+            {
+                "name": "S",
+                "type": "percent_split",
+                "paths": [{"name": "x", "percent": 50}, {"name": "y", "percent": 45}],
+            }
+        ],
+        "paths total 95, not 100",
+        "nodes.0.paths",
+    ),
+    (
+        [
+            {
+                "name": "S",
+                "type": "conditional_split",
+                "paths": [{"name": "x", "segment": "New customers"}],
+            }
+        ],
+        "ends with a path for everyone else",
+        "nodes.0",
+    ),
+    (
+        [{"name": "W", "type": "delay", "value": 0, "unit": "days"}],
+        "greater than 0",
+        "nodes.0.value",
+    ),
+    (
+        [{"name": "W", "type": "delay", "unit": "days"}],
+        "a delay waits `value` and `unit`",
+        "nodes.0",
+    ),
+    ([{"name": "A", **SEND, "value": 3}], "an activate node takes no value", "nodes.0"),
+    ([{"name": "end", "type": "merge"}], "means the end of a path", "nodes.0.name"),
+]
+
+
+@pytest.mark.parametrize(("nodes", "message", "field"), BAD_GRAPHS)
+def test_a_bad_graph_is_refused_naming_the_node_and_field(
+    fresh_workspace: Workspace,
+    tmp_path: Path,
+    nodes: list[dict[str, Any]],
+    message: str,
+    field: str,
+) -> None:
+    ws = fresh_workspace
+    set_flags(ws, {})
+    apply(ws, *welcome(tmp_path)[:2])
+    with pytest.raises(DefinitionError) as caught:
+        apply(ws, graph(nodes))
+    assert message in str(caught.value)
+    assert caught.value.field is not None and caught.value.field.startswith(field)
+
+
+def test_what_a_journey_uses_must_exist(fresh_workspace: Workspace, tmp_path: Path) -> None:
+    ws = fresh_workspace
+    set_flags(ws, {})
+    apply(ws, *welcome(tmp_path)[:2])
+    with pytest.raises(UnknownReference, match="destination 'nope' does not exist"):
+        apply(ws, graph([{"name": "A", "type": "activate", "destinations": ["nope"]}]))
+    with pytest.raises(UnknownReference, match="segment 'Ghosts' does not exist"):
+        apply(ws, graph([{"name": "A", **SEND}], exit=["Ghosts"]))
+    with pytest.raises(DefinitionError, match="no_such_column"):
+        apply(ws, graph([{"name": "A", **SEND, "attributes": {"drop": ["no_such_column"]}}]))
+
+
+def test_splits_waits_until_and_merges(journey_workspace: Workspace, tmp_path: Path) -> None:
+    """Gold members go one way, the rest another; both wait until they purchase (at most two
+    days); the paths merge and the merged path sends once."""
+    ws, out = journey_workspace, tmp_path / "out"
+    customers = ids(ws, 12)
+    gold = customers[:4]
+    set_flags(ws, {c: (True, False) for c in customers})
+    apply(
+        ws,
+        *welcome(out)[:3],
+        {"kind": "segment", "name": "Gold few", "sql": _members_sql(gold)},
+        {
+            "kind": "journey",
+            "name": "Welcome series",
+            "include": ["New customers"],
+            "nodes": [
+                {
+                    "name": "Tier",
+                    "type": "conditional_split",
+                    "paths": [
+                        {"name": "Gold", "segment": "Gold few", "next": "Gold note"},
+                        {"name": "Everyone else", "next": "Wait for purchase"},
+                    ],
+                },
+                {"name": "Gold note", **SEND, "next": "Together"},
+                {
+                    "name": "Wait for purchase",
+                    "type": "delay",
+                    "until": "Purchased since entry",
+                    "at_most": {"value": 2, "unit": "days"},
+                    "matched": "Thanks",
+                    "timed_out": "Together",
+                },
+                {"name": "Thanks", **SEND, "next": "end"},
+                {"name": "Together", "type": "merge"},
+                {"name": "Last word", **SEND},
+            ],
+        },
+    )
+    start = NOW.replace(hour=6, minute=0, second=0, microsecond=0)
+    day = [(start + n * DAY).strftime("%Y%m%d") for n in range(4)]
+    first = tick(ws, start)
+    assert first["moved"] == {
+        "Tier": 12,
+        "Gold note": 4,
+        "Wait for purchase": 8,
+        "Together": 4,
+        "Last word": 4,
+    }
+    assert sent_ids(out, "Gold note", day[0]) == sorted(gold)
+    assert sent_ids(out, "Last word", day[0]) == sorted(gold)
+    buyer = customers[5]
+    set_flags(ws, {c: (True, c == buyer) for c in customers})
+    second = tick(ws, start + DAY)
+    assert second["moved"] == {"Thanks": 1} and second["finished"] == 1
+    assert sent_ids(out, "Thanks", day[1]) == [buyer]
+    third = tick(ws, start + 2 * DAY)  # two days: the wait times out for the other seven
+    assert third["moved"] == {"Together": 7, "Last word": 7}
+    later = sorted(c for c in customers[4:] if c != buyer)
+    assert sent_ids(out, "Last word", day[2]) == later
+    assert ws.journey_counts("Welcome series").in_journey == 0
+    assert [s.node for s in ws.journey_path("Welcome series", later[0])] == [
+        "Tier",
+        "Wait for purchase",
+        "Together",
+        "Last word",
+        "Last word",
+    ]
+
+
+def _members_sql(members: list[str]) -> str:
+    quoted = ", ".join(f"'{m}'" for m in members)
+    return f"select amperity_id from customer_360 where amperity_id in ({quoted})"
+
+
+def test_reentry_after_leaving_only_when_allowed_and_qualifying_anew(
+    fresh_workspace: Workspace, tmp_path: Path
+) -> None:
+    ws, out = fresh_workspace, tmp_path / "out"
+    customers = ids(ws, 3)
+    set_flags(ws, {c: (True, False) for c in customers})
+    documents = welcome(out, allow_reentry=True)
+    documents[-1]["nodes"] = [{"name": "Welcome email", **SEND}]
+    apply(ws, *documents)
+    start = NOW.replace(hour=6, minute=0, second=0, microsecond=0)
+    assert tick(ws, start)["entered"] == 3  # and finish at once
+    assert tick(ws, start + DAY)["entered"] == 0  # still qualify, but not anew
+    set_flags(ws, {c: (c != customers[0], False) for c in customers})
+    assert tick(ws, start + 2 * DAY)["entered"] == 0  # customers[0] left the segment
+    set_flags(ws, {c: (True, False) for c in customers})
+    again = tick(ws, start + 3 * DAY)
+    assert again["entered"] == 1  # came back: qualifies anew
+    assert sent_ids(out, "Welcome email", (start + 3 * DAY).strftime("%Y%m%d")) == [customers[0]]
+    documents[-1]["allow_reentry"] = False
+    apply(ws, *documents[2:])
+    set_flags(ws, {c: (c != customers[1], False) for c in customers})
+    tick(ws, start + 4 * DAY)
+    set_flags(ws, {c: (True, False) for c in customers})
+    assert tick(ws, start + 5 * DAY)["entered"] == 0  # without re-entry, never again

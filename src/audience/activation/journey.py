@@ -232,8 +232,10 @@ def run_journey(
     recording: RunRecording,
     *,
     progress: Progress | None = None,
+    admit: bool = True,
 ) -> dict[str, Any]:
-    """Move the journey on as of the run's due time; return the run's counts."""
+    """Move the journey on as of the run's due time (admitting the newly qualified unless it
+    is ending: not `admit`); return the run's counts."""
     engine, ctx = setting.engine, setting.ctx
     progress = progress or Silent()
     run = recording.run
@@ -245,7 +247,7 @@ def run_journey(
     names = {part: f"audience_j{part}_{run.id}" for part in ("exits", "walkers", "trail", "sends")}
     try:
         progress.step("Working out who moves")
-        _work_out_moves(journey, setting, names, now, run.id)
+        _work_out_moves(journey, setting, names, now, run.id, admit=admit)
         delivered = _send(journey, setting, recording, columns, names["sends"], progress)
         recording.confirm()  # a run taken over meanwhile is recorded by the attempt that took it
         progress.step("Recording where everyone is")
@@ -265,6 +267,8 @@ def _work_out_moves(
     names: Mapping[str, str],
     now: datetime,
     run_id: str,
+    *,
+    admit: bool,
 ) -> None:
     engine, ctx = setting.engine, setting.ctx
     exits = (
@@ -288,6 +292,7 @@ def _work_out_moves(
         now=now,
         exits_table=names["exits"],
         remembered=_remembered(journey, successes[-1] if successes else None),
+        admit=admit,
     )
     ledger.materialise(engine, names["walkers"], walkers)
     log_types = dict(sql.LOG_COLUMNS)
@@ -491,6 +496,11 @@ def _counts_of(engine: Engine, journey: Journey, run_id: str, *, files: int) -> 
         .where(exp.and_(sql.of_journey(journey), column("run_id").eq(string(run_id))))
         .group_by(column(sql.NODE), column(sql.EVENT))
     )
+    inside = engine.rows(
+        exp.select(exp.alias_(exp.Count(this=exp.Star()), "n"))
+        .from_(table(sql.POSITIONS))
+        .where(sql.of_journey(journey))
+    )
     first = journey.nodes[0].name
     arrived = {r["node"]: int(r["n"]) for r in events if r["event"] == "entered"}
     sent = engine.rows(
@@ -510,6 +520,7 @@ def _counts_of(engine: Engine, journey: Journey, run_id: str, *, files: int) -> 
         "finished": sum(int(r["n"]) for r in events if r["event"] == "finished"),
         "sent": int(sent[0]["n"]),
         "files": files,
+        "in_journey": int(inside[0]["n"]),
     }
 
 

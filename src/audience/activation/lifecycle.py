@@ -23,6 +23,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from audience.activation.files import discard_leftovers
+from audience.activation.journey import release_everyone
 from audience.activation.orchestration import discard_orchestration_leftovers
 from audience.activation.runner import ACTIVATION_KINDS, execute, lease_of, this_process
 from audience.activation.setting import Progress
@@ -34,7 +35,7 @@ from audience.definitions.schedule import Schedule, check_schedule
 from audience.errors import DefinitionError, NotFound, StateError
 from audience.scheduling.describe import describe
 from audience.scheduling.schedule import ScheduleHistory, next_run
-from audience.store.activations import ScheduledActivation
+from audience.store.activations import RUNNING_STATES, ScheduledActivation
 from audience.store.runs import Run
 
 if TYPE_CHECKING:
@@ -131,6 +132,26 @@ class Activations:
         ws.store.runs.cancel_queued(kind, name, now=now)
         return self.status_of(kind, name)
 
+    def end(self, name: str, *, release: bool) -> ActivationStatus:
+        """End a journey: no one is admitted any more. Those inside are `release`d at once
+        (their travel log says so), or else move on at its runs until they reach the end of
+        their paths; then it ends for good."""
+        ws, now = self._ws, self._ws.clock()
+        journey = self.definition("journey", name)[0]
+        assert isinstance(journey, Journey)
+        current = ws.store.activations.get("journey", name)
+        if current is None or current.state not in {"scheduled", "paused", "ending"}:
+            raise StateError(f"cannot end journey {name!r}: it is not active")
+        if not release and current.state == "ending":
+            raise StateError(f"journey {name!r} is ending already; --release lets everyone go now")
+        if release:
+            release_everyone(journey, ws.engine, now)
+            ws.store.activations.set_state("journey", name, state="canceled", now=now)
+            ws.store.runs.cancel_queued("journey", name, now=now)
+        else:
+            ws.store.activations.set_state("journey", name, state="ending", now=now)
+        return self.status_of("journey", name)
+
     def retry(self, run_id: str, *, progress: Progress | None = None) -> Run:
         """Run a failed or canceled run again now, as its next attempt."""
         ws = self._ws
@@ -181,7 +202,7 @@ class Activations:
         )
         upcoming = (
             next_run(schedule, history=history, now=ws.clock())
-            if recorded is not None and recorded.state == "scheduled"
+            if recorded is not None and recorded.state in RUNNING_STATES
             else None
         )
         return ActivationStatus(
@@ -284,9 +305,32 @@ def _status(
     upcoming: datetime | None,
     active: list[Run],
 ) -> str:
+    status = _campaign_status(kind, recorded, last, upcoming, active)
+    if kind == "journey":
+        # SPEC §5: a journey is draft, active, paused or ended.
+        return JOURNEY_STATUSES.get(status, status)
+    return status
+
+
+JOURNEY_STATUSES = {
+    "scheduled": "active",
+    "running": "active",
+    "ending": "ended",
+    "canceled": "ended",
+    "delivered": "ended",
+}
+
+
+def _campaign_status(
+    kind: str,
+    recorded: ScheduledActivation | None,
+    last: Run | None,
+    upcoming: datetime | None,
+    active: list[Run],
+) -> str:
     # SPEC §7: a campaign ends "delivered", an orchestration "completed".
     done = "completed" if kind == "orchestration" else "delivered"
-    if recorded is not None and recorded.state in {"paused", "canceled"}:
+    if recorded is not None and recorded.state in {"paused", "canceled", "ending"}:
         return recorded.state
     if any(run.status == "running" for run in active):
         return "running"

@@ -65,7 +65,17 @@ def execute(
         if isinstance(definition, Orchestration):
             return run_orchestration(definition, setting, recording, progress=progress)
         if isinstance(definition, Journey):
-            return run_journey(definition, setting, recording, progress=progress)
+            recorded = ws.store.activations.get("journey", definition.name)
+            ending = recorded is not None and recorded.state == "ending"
+            counts = run_journey(
+                definition, setting, recording, progress=progress, admit=not ending
+            )
+            if ending and not counts["in_journey"]:
+                # The last one inside has reached the end: the journey ends for good.
+                ws.store.activations.set_state(
+                    "journey", definition.name, state="canceled", now=ws.clock()
+                )
+            return counts
         return run_campaign(
             definition, setting, recording, progress=progress, test_records=test_records
         )

@@ -171,6 +171,13 @@ def _run_line(run: Run) -> str:
             f"{counts.get('files', 0):,} files (at most {counts.get('records_per_file', 0):,} "
             "each); nothing recorded in the ledger"
         )
+    if run.activation_kind == "journey":
+        return (
+            f"Run {run.id} {run.status}: entered {counts.get('entered', 0):,}, exited "
+            f"{counts.get('exited', 0):,}, finished {counts.get('finished', 0):,}; sent "
+            f"{counts.get('sent', 0):,} in {counts.get('files', 0):,} files; "
+            f"{counts.get('in_journey', 0):,} in the journey"
+        )
     if run.activation_kind == "orchestration":
         mark = counts.get("high_water_mark")
         above = f", up to {counts.get('incremental_by', '')} {mark}" if mark is not None else ""

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from audience.cli import campaigns, destinations, orchestrations, runtime, segments
+from audience.cli import campaigns, destinations, journeys, orchestrations, runtime, segments
 from audience.cli.campaigns import RunProgress, plan_table, print_run, run_json
 from audience.cli.common import (
     AudienceGroup,
@@ -61,6 +61,7 @@ app.add_typer(campaigns.app, name="campaign")
 app.add_typer(runtime.runs_app, name="runs")
 app.command("status")(runtime.status)
 app.command("worker")(runtime.worker)
+app.add_typer(journeys.app, name="journey")
 app.add_typer(orchestrations.app, name="orchestration")
 app.add_typer(destinations.app, name="destination")
 for kind, group in (("campaign", campaigns.app), ("orchestration", orchestrations.app)):
@@ -71,6 +72,11 @@ for kind, group in (("campaign", campaigns.app), ("orchestration", orchestration
         ("cancel", f"Take the {kind} off its schedule; its queued runs are canceled."),
     ):
         group.command(verb)(runtime.lifecycle_command(kind, verb, summary))
+for verb, summary in (
+    ("pause", "Stop the journey's runs: no one moves, nothing is sent; delays keep counting."),
+    ("resume", "Run the journey again; those whose delay passed meanwhile move at its next run."),
+):
+    journeys.app.command(verb)(runtime.lifecycle_command("journey", verb, summary))
 HERE = Path(".")
 
 

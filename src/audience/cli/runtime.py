@@ -40,7 +40,9 @@ RunIdArgument = Annotated[
 ]
 KindOption = Annotated[
     str | None,
-    typer.Option("--kind", help="Only activations of this kind (campaign, orchestration)."),
+    typer.Option(
+        "--kind", help="Only activations of this kind (campaign, journey, orchestration)."
+    ),
 ]
 
 
@@ -78,12 +80,13 @@ def status(
     now: NowOption = None,
 ) -> None:
     """Every activation with its status, schedule in words, next due time and last run."""
-    with _workspace(workspace, now) as ws:
+    with simulated_workspace(workspace, now) as ws:
         statuses = ws.activations.status(kind)
     print_statuses(statuses, as_json)
 
 
-def _workspace(directory: Path, now: datetime | None) -> Any:
+def simulated_workspace(directory: Path, now: datetime | None) -> Any:
+    """The workspace, its clock stopped at `now` when given (a simulated moment)."""
     moment = as_utc(now)
     return open_workspace(directory, clock=None if moment is None else lambda: moment)
 
@@ -97,7 +100,7 @@ def lifecycle_command(kind: str, verb: str, summary: str) -> Any:
         as_json: JsonOption = False,
         now: NowOption = None,
     ) -> None:
-        with _workspace(workspace, now) as ws:
+        with simulated_workspace(workspace, now) as ws:
             changed = getattr(ws.activations, verb)(kind, name)
         if as_json:
             print_json(changed.to_json())
@@ -132,7 +135,7 @@ def worker(
 
     @contextmanager
     def one_worker() -> Iterator[Worker]:
-        with _workspace(workspace, now) as ws:
+        with simulated_workspace(workspace, now) as ws:
             yield Worker(ws, on_run=_report, on_error=_report_error)
 
     def interrupted(signum: int, frame: FrameType | None) -> None:
@@ -233,7 +236,7 @@ def retry(
     now: NowOption = None,
 ) -> None:
     """Run a failed (or canceled) run again now, as its next attempt, for the same due time."""
-    with _workspace(workspace, now) as ws, RunProgress() as progress:
+    with simulated_workspace(workspace, now) as ws, RunProgress() as progress:
         result = ws.activations.retry(run_id, progress=progress)
     print_run(result, as_json)
 
@@ -246,7 +249,7 @@ def cancel(
     now: NowOption = None,
 ) -> None:
     """Mark a queued or failed run — or one whose worker died (lease expired) — canceled."""
-    with _workspace(workspace, now) as ws:
+    with simulated_workspace(workspace, now) as ws:
         canceled = ws.activations.cancel_run(run_id)
     if as_json:
         print_json({**run_json(canceled.run), "leftovers_removed": canceled.leftovers_removed})

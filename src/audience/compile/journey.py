@@ -154,6 +154,7 @@ def walkers_query(
     now: datetime,
     exits_table: str,
     remembered: exp.Query | None,
+    admit: bool = True,
 ) -> exp.Query:
     """Who may move this run: customers in the journey not exiting and not still waiting out
     a timed delay, and the newly qualified entering at the first node.
@@ -211,7 +212,7 @@ def walkers_query(
         .from_(exp.alias_(audience_query(journey, ctx).subquery(), "a"))
         .where(exp.and_(*fresh))
     )
-    return exp.union(inside, entrants, distinct=False)
+    return exp.union(inside, entrants, distinct=False) if admit else inside
 
 
 def arrivals(walkers: str, trail: str, node: Node, now: datetime) -> exp.Insert:

@@ -132,8 +132,9 @@ class Node(_Model):
             allowed = _FIELDS_BY_TYPE[raw["type"]] | {"name", "type"}
             stray = sorted(set(raw) - allowed)
             if stray:
+                article = "an" if raw["type"][0] in "aeiou" else "a"
                 raise ValueError(
-                    f"a {raw['type']} node takes no {', '.join(stray)} "
+                    f"{article} {raw['type']} node takes no {', '.join(stray)} "
                     f"(it takes {', '.join(sorted(allowed - {'name', 'type'}))})"
                 )
         return raw
@@ -188,9 +189,10 @@ class Node(_Model):
                 raise ValueError("one path at most is the control")
             total = sum((Decimal(str(p.percent)) for p in self.paths), Decimal(0))
             if total != 100:
-                shares = " + ".join(str(p.percent) for p in self.paths)
+                shares = " + ".join(f"{p.percent:g}" for p in self.paths)
                 raise PercentagesError(
-                    f"node {self.name!r}: paths total {total}, not 100 ({shares})", field="paths"
+                    f"node {self.name!r}: paths total {total.normalize():f}, not 100 ({shares})",
+                    field="paths",
                 )
         else:
             for path in self.paths:

@@ -32,7 +32,7 @@ from audience.activation.recording import RetryPolicy
 from audience.activation.runner import execute, lease_of, retry_policy, this_process
 from audience.definitions.kinds import Activation
 from audience.scheduling.schedule import due_times
-from audience.store.activations import scheduled_state
+from audience.store.activations import RUNNING_STATES, scheduled_state
 from audience.store.runs import Run
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ class Worker:
             scheduled = {
                 (a.kind, a.name): a
                 for a in ws.store.activations.all()
-                if a.state == "scheduled" and (a.kind, a.name) not in visited
+                if a.state in RUNNING_STATES and (a.kind, a.name) not in visited
             }
             if definitions is None:  # read once a tick; what is applied meanwhile, next tick
                 definitions = ws.activations.definitions(scheduled)

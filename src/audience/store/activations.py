@@ -15,6 +15,10 @@ from audience.store.locking import locked_session
 from audience.store.models import ActivationRecord, aware
 from audience.store.runs import utc
 
+RUNNING_STATES = ("scheduled", "ending")
+"""States whose schedule runs: on it, or (a journey) ending — admitting no one, moving those
+still inside to the end of their paths."""
+
 
 @dataclass(frozen=True)
 class ScheduledActivation:
@@ -43,7 +47,7 @@ class ActivationLog:
             .where(
                 ActivationRecord.kind == kind,
                 ActivationRecord.name == name,
-                ActivationRecord.state == "scheduled",
+                ActivationRecord.state.in_(RUNNING_STATES),
             )
             .with_for_update(skip_locked=True)
         )
