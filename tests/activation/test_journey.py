@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -13,9 +14,12 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from sqlglot import exp
+from typer.testing import CliRunner
 
+from audience.cli.main import app
 from audience.definitions.loader import validate_data
-from audience.errors import DefinitionError, UnknownReference
+from audience.errors import DefinitionError, StateError, UnknownReference
+from audience.settings import SETTINGS_FILE, render_settings
 from audience.workspace import Workspace
 from realservices import NOW, make_workspace
 
@@ -397,3 +401,147 @@ def test_reentry_after_leaving_only_when_allowed_and_qualifying_anew(
     tick(ws, start + 4 * DAY)
     set_flags(ws, {c: (True, False) for c in customers})
     assert tick(ws, start + 5 * DAY)["entered"] == 0  # without re-entry, never again
+
+
+APPENDIX_A = """\
+kind: destination
+name: marketing-s3
+type: filesystem
+settings: {path: out}
+file: {format: csv, filename: "{{ activation_name }}_{{ group_name }}_{{ now | format('%Y%m%d') }}"}
+default_attributes: [amperity_id, email]
+---
+kind: segment
+name: New customers
+sql: select amperity_id from journey_flags where is_new
+---
+kind: segment
+name: Purchased since entry
+sql: select amperity_id from journey_flags where purchased
+---
+kind: journey
+name: Welcome series
+include: [New customers]
+exit: [Purchased since entry]
+allow_reentry: false
+schedule: {every: {value: 1, unit: days}}
+nodes:
+  - {name: Welcome email, type: activate, destinations: [marketing-s3]}
+  - {name: Wait 3 days, type: delay, value: 3, unit: days}
+  - name: Split
+    type: percent_split
+    paths:
+      - {name: Offer, percent: 90, next: Offer email}
+      - {name: Control, percent: 10, control: true}
+  - {name: Offer email, type: activate, destinations: [marketing-s3]}
+"""
+
+
+def test_the_cli_runs_the_appendix_a_journey_on_the_worker(
+    fresh_workspace: Workspace,
+) -> None:
+    ws = fresh_workspace
+    customers = ids(ws, 10)
+    set_flags(ws, {c: (True, False) for c in customers})
+    ws.close()
+    (ws.directory / SETTINGS_FILE).write_text(render_settings("duckdb", None))
+    (ws.directory / "journey.yaml").write_text(APPENDIX_A)
+    where = ["-w", str(ws.directory)]
+    cli = CliRunner()
+
+    def run(*args: str) -> Any:
+        result = cli.invoke(app, [*args, *where])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout) if "--json" in args else result
+
+    run("apply", "-f", str(ws.directory / "journey.yaml"))
+    start = "2026-12-01T08:00:00+00:00"
+    assert run("journey", "activate", "Welcome series", "--now", start, "--json")["status"] == (
+        "active"
+    )
+    for day in range(5):
+        run("worker", "--once", "--now", f"2026-12-0{1 + day}T08:00:00+00:00")
+    shown = run("journey", "status", "Welcome series", "--json")
+    entered = {n["node"]: n["entered"] for n in shown["nodes"]}
+    assert entered["Welcome email"] == entered["Wait 3 days"] == entered["Split"] == 10
+    assert shown["finished"] == 10 and shown["in_journey"] == 0
+    out = ws.directory / "out"
+    assert sorted(p.name for p in out.glob("*.csv")) == [
+        "Welcome_series_Offer_email_20261204.csv",
+        "Welcome_series_Welcome_email_20261201.csv",
+    ]
+    steps = run("journey", "path", "Welcome series", customers[0], "--json")
+    assert [s["node"] for s in steps][:3] == ["Welcome email", "Wait 3 days", "Split"]
+    statuses = run("status", "--kind", "journey", "--json")
+    assert [(s["name"], s["status"]) for s in statuses] == [("Welcome series", "active")]
+
+    assert run("journey", "pause", "Welcome series", "--json")["status"] == "paused"
+    refused = cli.invoke(app, ["journey", "tick", "Welcome series", *where])
+    assert refused.exit_code == 1
+    assert "paused" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    run("journey", "resume", "Welcome series")
+    ended = run("journey", "end", "Welcome series", "--release", "--json")
+    assert ended["status"] == "ended"
+    again = cli.invoke(app, ["journey", "tick", "Welcome series", *where])
+    assert again.exit_code == 1 and "ended" in again.stderr
+
+
+def test_an_ending_journey_admits_no_one_and_lets_those_inside_finish(
+    fresh_workspace: Workspace, tmp_path: Path
+) -> None:
+    ws, out = fresh_workspace, tmp_path / "out"
+    customers = ids(ws, 6)
+    set_flags(ws, {c: (c in customers[:3], False) for c in customers})
+    apply(ws, *welcome(out))
+    start = NOW.replace(hour=6, minute=0, second=0, microsecond=0)
+    ws.activations.schedule("journey", "Welcome series")
+    assert tick(ws, start)["entered"] == 3
+    assert ws.activations.end("Welcome series", release=False).status == "ended"
+    set_flags(ws, {c: (True, False) for c in customers})  # three more qualify: not admitted
+    assert tick(ws, start + DAY)["entered"] == 0
+    last = tick(ws, start + 3 * DAY)
+    assert last["finished"] == 3 and last["in_journey"] == 0
+    assert ws.store.activations.get("journey", "Welcome series").state == "canceled"
+    with pytest.raises(StateError, match="ended"):
+        ws.journey_tick("Welcome series", now=start + 4 * DAY)
+
+
+def test_a_run_that_fails_after_sending_sends_nothing_twice_when_retried(
+    journey_workspace: Workspace, tmp_path: Path
+) -> None:
+    """The files are out, then recording the moves fails: nothing moved, and the retry
+    recognises the files, moves everyone once and writes the ledger once."""
+    ws, out = journey_workspace, tmp_path / "out"
+    customers = ids(ws, 8)
+    set_flags(ws, {c: (True, False) for c in customers})
+    apply(ws, *welcome(out))
+    start = NOW.replace(hour=6, minute=0, second=0, microsecond=0)
+    tick(ws, start)  # lays the tables out
+    # Break the travel log so the run's last step, after sending, fails.
+    ws.engine.execute(
+        exp.maybe_parse("alter table audience_journey_log rename column event to what")
+    )
+    more = ids(ws, 12)[8:]
+    set_flags(ws, {c: (True, False) for c in more + customers})
+    failed = ws.run_now("journey", "Welcome series", now=start + DAY)
+    assert failed.status == "failed" and "event" in (failed.error or "")
+    day = (start + DAY).strftime("%Y%m%d")
+    assert sent_ids(out, "Welcome email", day) == sorted(more)  # sent before it failed
+    written = (out / f"Welcome_series_Welcome_email_{day}.csv").stat().st_mtime_ns
+    inside = "select count(*) as n from audience_journey_positions"
+    assert ws.engine.rows(exp.maybe_parse(inside)) == [{"n": 8}]  # nothing moved
+    ws.engine.execute(
+        exp.maybe_parse("alter table audience_journey_log rename column what to event")
+    )
+    retried = ws.activations.retry(failed.id)
+    assert retried.status == "succeeded", retried.error
+    assert retried.counts["entered"] == 4 and retried.counts["sent"] == 4
+    assert (out / f"Welcome_series_Welcome_email_{day}.csv").stat().st_mtime_ns == written
+    assert ws.journey_counts("Welcome series").in_journey == 12
+    ledger = ws.engine.rows(
+        exp.maybe_parse(
+            "select count(*) as n, count(distinct customer_id) as d from audience_recipients "
+            f"where run_id = '{failed.id}'"
+        )
+    )
+    assert ledger == [{"n": 4, "d": 4}]

@@ -362,7 +362,7 @@ def _send(
     files = 0
     for node_name, destinations in columns.items():
         for destination in destinations:
-            place = setting.destinations[destination.name]
+            place = _only_when_sending(setting.destinations[destination.name])
             query = sql.node_delivery_query(
                 sends_table,
                 node_name,
@@ -386,6 +386,15 @@ def _send(
                 recording.published(delivery, sub_audience=node_name, group=None)
                 files += delivery.role == "data"
     return files
+
+
+def _only_when_sending(destination: Destination) -> Destination:
+    """A node that nobody reached in a run sends no file (not even a header): a journey runs
+    often, and most of its nodes are empty most of the time."""
+    if destination.file.empty == "none":
+        return destination
+    options = destination.file.model_copy(update={"empty": "none"})
+    return destination.model_copy(update={"file": options})
 
 
 def _apply(
