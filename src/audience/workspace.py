@@ -426,7 +426,7 @@ class Workspace:
 
     def journey_counts(self, name: str) -> JourneyCounts:
         """Customers at each node of a journey now and in all, its exits and finishes."""
-        return journey_counts(self.journey(name), self.engine)
+        return journey_counts(self.journey(name), self.engine, self.compile_context())
 
     def journey_path(self, name: str, customer_id: str) -> list[Step]:
         """One customer's travel log in a journey."""

@@ -90,6 +90,7 @@ def welcome(folder: Path, **extra: Any) -> list[dict[str, Any]]:
             "name": "Welcome series",
             "include": ["New customers"],
             "exit": ["Purchased since entry"],
+            "goals": ["Purchased since entry"],
             "allow_reentry": False,
             "schedule": {"every": {"value": 1, "unit": "days"}},
             "nodes": [
@@ -187,6 +188,18 @@ def test_the_welcome_series_over_a_week(journey_workspace: Workspace, tmp_path: 
         "Offer email": len(offered),
     }
     assert counts.exited == {"Purchased since entry": 2} and counts.finished == 18
+    # The goal: who bought, per path, once everyone is through.
+    bought = {*buyers, *offered[:3], *control[:1]}
+    set_flags(ws, {c: (True, c in bought) for c in customers})
+    goals = {(g.path, g.is_control): g for g in ws.journey_counts("Welcome series").goals}
+    assert (goals[None, False].customers, goals[None, False].reached) == (20, len(bought))
+    offer = goals["Offer", False]
+    assert (offer.customers, offer.reached) == (len(offered), 3)
+    if control:
+        held = goals["Control", True]
+        assert (held.customers, held.reached) == (len(control), 1)
+        expected = (3 / len(offered)) / (1 / len(control)) - 1
+        assert offer.lift_over_control == pytest.approx(expected)
 
     path = ws.journey_path("Welcome series", offered[0])
     assert [(s.node, s.event) for s in path] == [

@@ -55,8 +55,38 @@ class NodeCount:
 
 
 @dataclass(frozen=True)
+class GoalCount:
+    """Of the customers who took one path (None: everyone who entered), how many are in a
+    goal segment now; with the control path's rate, the lift over it."""
+
+    goal: str
+    path: str | None
+    is_control: bool
+    customers: int
+    reached: int
+    lift_over_control: float | None
+
+    @property
+    def conversion(self) -> float | None:
+        """The share who reached the goal."""
+        return self.reached / self.customers if self.customers else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The public JSON shape of one goal line of `audience journey status --json`."""
+        return {
+            "goal": self.goal,
+            "path": self.path,
+            "is_control": self.is_control,
+            "customers": self.customers,
+            "reached": self.reached,
+            "conversion": self.conversion,
+            "lift_over_control": self.lift_over_control,
+        }
+
+
+@dataclass(frozen=True)
 class JourneyCounts:
-    """A journey's counts per node, and how many left it and how."""
+    """A journey's counts per node, how many left it and how, and its goals per path."""
 
     journey: str
     nodes: list[NodeCount]
@@ -64,6 +94,7 @@ class JourneyCounts:
     exited: dict[str, int]
     finished: int
     released: int
+    goals: list[GoalCount]
 
     def to_json(self) -> dict[str, Any]:
         """The public JSON shape of `audience journey status --json`."""
@@ -77,6 +108,7 @@ class JourneyCounts:
             "exited": self.exited,
             "finished": self.finished,
             "released": self.released,
+            "goals": [g.to_json() for g in self.goals],
         }
 
 
@@ -533,8 +565,9 @@ def _counts_of(engine: Engine, journey: Journey, run_id: str, *, files: int) -> 
     }
 
 
-def journey_counts(journey: Journey, engine: Engine) -> JourneyCounts:
-    """Customers at each node now, and all who entered it; exits by reason; finishes."""
+def journey_counts(journey: Journey, engine: Engine, ctx: CompileContext) -> JourneyCounts:
+    """Customers at each node now, and all who entered it; exits by reason; finishes; goals
+    reached per path."""
     ensure_tables(engine)
     at = engine.rows(
         exp.select(column(sql.NODE), exp.alias_(exp.Count(this=exp.Star()), "n"))
@@ -577,7 +610,57 @@ def journey_counts(journey: Journey, engine: Engine) -> JourneyCounts:
         exited=exited,
         finished=finished,
         released=released,
+        goals=[
+            g for i, name in enumerate(journey.goals) for g in _goal(journey, engine, ctx, i, name)
+        ],
     )
+
+
+def _goal(
+    journey: Journey, engine: Engine, ctx: CompileContext, index: int, name: str
+) -> list[GoalCount]:
+    """Everyone who entered, then each split path (whoever took it: a control path may end at
+    once): customers, and how many are in the goal."""
+    reached = sql.in_segment(name, ctx, f"goals.{index}")
+    customer = exp.Case(ifs=[exp.If(this=reached, true=column(CUSTOMER))])
+    entered = exp.and_(sql.of_journey(journey), column(sql.EVENT).eq(string("entered")))
+    figures = [
+        exp.alias_(exp.Count(this=exp.Distinct(expressions=[column(CUSTOMER)])), "customers"),
+        exp.alias_(exp.Count(this=exp.Distinct(expressions=[customer])), "reached"),
+    ]
+    everyone = engine.rows(exp.select(*figures).from_(table(sql.TRAVEL_LOG)).where(entered))
+    by_path = engine.rows(
+        exp.select(column(sql.PATH), column(sql.IS_CONTROL), *(f.copy() for f in figures))
+        .from_(table(sql.TRAVEL_LOG))
+        .where(exp.and_(sql.of_journey(journey), exp.not_(column(sql.PATH).is_(exp.null()))))
+        .group_by(column(sql.PATH), column(sql.IS_CONTROL))
+        .order_by(column(sql.IS_CONTROL), column(sql.PATH))
+    )
+    control = [r for r in by_path if r["is_control"] and r["customers"]]
+    base = control[0]["reached"] / control[0]["customers"] if control else None
+
+    def lift(row: dict[str, Any]) -> float | None:
+        if base is None or not base or row["is_control"] or not row["customers"]:
+            return None
+        return float(row["reached"] / row["customers"] / base - 1)
+
+    lines = [
+        GoalCount(
+            name, None, False, int(everyone[0]["customers"]), int(everyone[0]["reached"]), None
+        )
+    ]
+    lines += [
+        GoalCount(
+            name,
+            row["path"],
+            bool(row["is_control"]),
+            int(row["customers"]),
+            int(row["reached"]),
+            lift(row),
+        )
+        for row in by_path
+    ]
+    return lines
 
 
 def customer_path(journey: Journey, engine: Engine, customer_id: str) -> list[Step]:

@@ -106,6 +106,20 @@ def status(
         f"In the journey: {counts.in_journey:,}; finished: {counts.finished:,}; "
         f"exited: {exits}; released: {counts.released:,}"
     )
+    if counts.goals:
+        goals = [
+            {
+                "goal": g.goal,
+                "path": g.path or "everyone",
+                "customers": g.customers,
+                "reached": g.reached,
+                "conversion": "—" if g.conversion is None else f"{g.conversion:.1%}",
+                "lift": "—" if g.lift_over_control is None else f"{g.lift_over_control:+.1%}",
+            }
+            for g in counts.goals
+        ]
+        columns = ["goal", "path", "customers", "reached", "conversion", "lift"]
+        out.print(summary_table("Goals", goals, columns))
 
 
 @app.command()
