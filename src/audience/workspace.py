@@ -20,9 +20,11 @@ from audience.activation.insights import Insights, compute_insights
 from audience.activation.journey import (
     JourneyCounts,
     Step,
+    check_edit,
     check_journey,
     customer_path,
     journey_counts,
+    move_stranded,
 )
 from audience.activation.lifecycle import Activations
 from audience.activation.orchestration import (
@@ -177,6 +179,7 @@ class Workspace:
         destinations = {**self.destinations(), **_of_kind(documents, Destination)}
         ctx = self.compile_context(segments=segments, drafts=drafts)
         checked: list[Definition] = []
+        stranded: list[tuple[Journey, dict[str, int]]] = []
         for document in documents:
             definition = document.definition
             try:
@@ -196,13 +199,17 @@ class Workspace:
                     definition = _with_journey_segment_names(definition, set(segments) | drafts)
                     setting = self.campaign_setting(ctx=ctx, destinations=destinations)
                     check_journey(definition, setting, self.engine.dialect)
+                    stranded.append((definition, check_edit(definition, self.engine)))
             except DefinitionError as exc:
                 raise document.relocate(exc) from None
             checked.append(definition)
         self._check_dependents(checked, ctx, destinations, documents[0] if documents else None)
-        return self.store.save_definitions(
+        changes = self.store.save_definitions(
             ((d.kind, d.name, _body(d)) for d in checked), self.clock()
         )
+        for journey, at_removed_nodes in stranded:
+            move_stranded(journey, self.engine, at_removed_nodes, self.clock())
+        return changes
 
     def _check_dependents(
         self,

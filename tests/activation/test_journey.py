@@ -558,3 +558,34 @@ def test_a_run_that_fails_after_sending_sends_nothing_twice_when_retried(
         )
     )
     assert ledger == [{"n": 4, "d": 4}]
+
+
+def test_editing_an_active_journey_keeps_customers_or_asks_where_they_go(
+    fresh_workspace: Workspace, tmp_path: Path
+) -> None:
+    ws, out = fresh_workspace, tmp_path / "out"
+    customers = ids(ws, 5)
+    set_flags(ws, {c: (True, False) for c in customers})
+    documents = welcome(out)
+    apply(ws, *documents)
+    start = NOW.replace(hour=6, minute=0, second=0, microsecond=0)
+    tick(ws, start)  # everyone waits at "Wait 3 days"
+    journey = documents[-1]
+    # A new version that keeps the node keeps everyone where they are.
+    journey["nodes"][-1]["name"] = "Offer mail"
+    journey["nodes"][2]["paths"][0]["next"] = "Offer mail"
+    apply(ws, journey)
+    assert at_nodes(ws) == {"Wait 3 days": 5}
+    # One that drops it is refused until it says where they go.
+    journey["nodes"][1] = {"name": "Wait 5 days", "type": "delay", "value": 5, "unit": "days"}
+    with pytest.raises(DefinitionError, match=r"'Wait 3 days' \(5\), which this version removes"):
+        apply(ws, journey)
+    assert at_nodes(ws) == {"Wait 3 days": 5}
+    with pytest.raises(DefinitionError, match="'Nowhere', which is not a node"):
+        apply(ws, {**journey, "removed_nodes": {"Wait 3 days": "Nowhere"}})
+    apply(ws, {**journey, "removed_nodes": {"Wait 3 days": "Wait 5 days"}})
+    assert at_nodes(ws) == {"Wait 5 days": 5}
+    # The new wait counts from the move, at the workspace's clock (NOW, 15:30 that day).
+    assert tick(ws, start + 5 * DAY)["moved"] == {}
+    assert tick(ws, start + 6 * DAY)["moved"]["Split"] == 5
+    assert ws.journey_path("Welcome series", customers[0])[2].reason == "node 'Wait 3 days' removed"

@@ -35,11 +35,11 @@ from audience.compile.audience import (
 from audience.compile.conditions import CompileContext, column, string, table
 from audience.definitions.campaign import SentAttribute
 from audience.definitions.destination import Destination
-from audience.definitions.journey import Journey
+from audience.definitions.journey import RELEASE, Journey
 from audience.delivery.naming import NameValues
 from audience.delivery.shipment import RunNames, deliver, final_names
 from audience.engines.base import Engine
-from audience.errors import AudienceError, FileNameCollision, UnknownReference
+from audience.errors import AudienceError, DefinitionError, FileNameCollision, UnknownReference
 
 KIND = "journey"
 
@@ -691,6 +691,77 @@ def customer_path(journey: Journey, engine: Engine, customer_id: str) -> list[St
         )
         for r in rows
     ]
+
+
+def check_edit(journey: Journey, engine: Engine) -> dict[str, int]:
+    """Customers at nodes this version of the journey drops, by node; refuse the version when
+    it does not say (in `removed_nodes`) where they go."""
+    if sql.POSITIONS not in engine.catalog().tables:
+        return {}
+    kept = {n.name for n in journey.nodes}
+    at = engine.rows(
+        exp.select(column(sql.NODE), exp.alias_(exp.Count(this=exp.Star()), "n"))
+        .from_(table(sql.POSITIONS))
+        .where(sql.of_journey(journey))
+        .group_by(column(sql.NODE))
+    )
+    stranded = {r["node"]: int(r["n"]) for r in at if r["node"] not in kept}
+    unsaid = sorted(set(stranded) - set(journey.removed_nodes))
+    if unsaid:
+        shown = ", ".join(f"{node!r} ({stranded[node]:,})" for node in unsaid)
+        raise DefinitionError(
+            f"customers are at {shown}, which this version removes; say where they go: "
+            f"removed_nodes: {{{unsaid[0]}: <a node> or release}}",
+            field="removed_nodes",
+        )
+    return stranded
+
+
+def move_stranded(
+    journey: Journey, engine: Engine, stranded: Mapping[str, int], now: datetime
+) -> None:
+    """Move the customers at removed nodes where `removed_nodes` says (they enter that node
+    now), or release them; the travel log records it."""
+    if not stranded:
+        return
+    with engine.transaction():
+        for old in stranded:
+            new = journey.removed_nodes[old]
+            where = exp.and_(sql.of_journey(journey), column(sql.NODE).eq(string(old)))
+            event, node = (
+                ("released", column(sql.NODE)) if new == RELEASE else ("entered", string(new))
+            )
+            logged = (
+                exp.select(
+                    string(journey.name),
+                    column(CUSTOMER),
+                    node,
+                    string(event),
+                    sql.moment(now),
+                    column(sql.PATH),
+                    column(sql.IS_CONTROL),
+                    string(f"node {old!r} removed"),
+                    string(""),
+                )
+                .from_(table(sql.POSITIONS))
+                .where(where)
+            )
+            engine.execute(
+                exp.insert(logged, table(sql.TRAVEL_LOG), columns=[c for c, _ in sql.LOG_COLUMNS])
+            )
+            if new == RELEASE:
+                engine.execute(exp.delete(table(sql.POSITIONS), where=where.copy()))
+            else:
+                engine.execute(
+                    exp.Update(
+                        this=table(sql.POSITIONS),
+                        expressions=[
+                            exp.EQ(this=column(sql.NODE), expression=string(new)),
+                            exp.EQ(this=column(sql.ENTERED_AT), expression=sql.moment(now)),
+                        ],
+                        where=exp.Where(this=where.copy()),
+                    )
+                )
 
 
 def release_everyone(journey: Journey, engine: Engine, now: datetime) -> int:

@@ -47,6 +47,8 @@ from audience.errors import DefinitionError, PercentagesError, ScheduleError
 
 END = "end"
 """`next: end` ends a path; no node may be called this."""
+RELEASE = "release"
+"""In `removed_nodes`: the customers at that node leave the journey."""
 NodeType = Literal["activate", "delay", "percent_split", "conditional_split", "merge"]
 DelayUnit = Literal["hours", "days", "weeks", "months"]
 _FIELDS_BY_TYPE: dict[str, set[str]] = {
@@ -246,6 +248,9 @@ class Journey(_Model):
     allow_reentry: bool = False
     schedule: Schedule = Schedule.model_validate({"every": {"value": 1, "unit": "days"}})
     nodes: list[Node] = Field(min_length=1)
+    removed_nodes: dict[str, str] = {}
+    """When a new version drops nodes customers are at: where they go (a node of this version)
+    or `release` (they leave the journey)."""
 
     @field_validator("schedule")
     @classmethod
@@ -277,6 +282,17 @@ class Journey(_Model):
                         field=f"nodes.{index}.{field}",
                     )
         self._check_reachable_and_acyclic()
+        for old, new in self.removed_nodes.items():
+            if old in seen:
+                raise DefinitionError(
+                    f"removed_nodes: {old!r} is still a node of this version", field="removed_nodes"
+                )
+            if new != RELEASE and new not in seen:
+                raise DefinitionError(
+                    f"removed_nodes: customers at {old!r} would go to {new!r}, which is not a "
+                    f"node of this version; name one, or `{RELEASE}`",
+                    field="removed_nodes",
+                )
         return self
 
     @staticmethod
