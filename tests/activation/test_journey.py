@@ -589,3 +589,20 @@ def test_editing_an_active_journey_keeps_customers_or_asks_where_they_go(
     assert tick(ws, start + 5 * DAY)["moved"] == {}
     assert tick(ws, start + 6 * DAY)["moved"]["Split"] == 5
     assert ws.journey_path("Welcome series", customers[0])[2].reason == "node 'Wait 3 days' removed"
+
+
+def test_the_demo_ticks_its_welcome_journey(fresh_workspace: Workspace) -> None:
+    ws = fresh_workspace
+    ws.close()
+    (ws.directory / SETTINGS_FILE).write_text(render_settings("duckdb", None))
+    shown = CliRunner().invoke(
+        app, ["demo", "--profiles", "2000", "--json", "-w", str(ws.directory)]
+    )
+    assert shown.exit_code == 0, shown.output
+    journey = json.loads(shown.stdout)["journey"]
+    entered = {n["node"]: n["entered"] for n in journey["nodes"]}
+    assert entered["Welcome email"] == entered["Split"] > 0  # all waited two days, then split
+    assert 0 < entered["Offer email"] < entered["Split"]  # 10 % held back
+    assert journey["finished"] == entered["Welcome email"]
+    offers = list((ws.directory / "exports").glob("Welcome_series*Offer_email*.csv.gz"))
+    assert len(offers) == 1

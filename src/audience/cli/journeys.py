@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -21,6 +21,9 @@ from audience.cli.common import (
 )
 from audience.cli.render import summary_table
 from audience.cli.runtime import simulated_workspace
+
+if TYPE_CHECKING:
+    from audience.activation.journey import JourneyCounts
 
 app = typer.Typer(
     cls=AudienceGroup, help="Journeys: customers moved along a graph of steps over days."
@@ -97,10 +100,15 @@ def status(
     if as_json:
         print_json(counts.to_json())
         return
+    print_journey_counts(counts, f"Journey — {name}")
+
+
+def print_journey_counts(counts: JourneyCounts, title: str) -> None:
+    """A journey's counts per node, its exits and finishes, and its goals, as tables."""
     rows = [
         {"node": n.node, "type": n.type, "now": n.now, "entered": n.entered} for n in counts.nodes
     ]
-    out.print(summary_table(f"Journey — {name}", rows, ["node", "type", "now", "entered"]))
+    out.print(summary_table(title, rows, ["node", "type", "now", "entered"]))
     exits = ", ".join(f"{reason}: {n:,}" for reason, n in counts.exited.items()) or "none"
     out.print(
         f"In the journey: {counts.in_journey:,}; finished: {counts.finished:,}; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -19,11 +20,15 @@ from audience.cli.common import (
     out,
     print_json,
 )
+from audience.cli.journeys import print_journey_counts
 from audience.cli.render import changes_table, segments_table
 from audience.demo.samples import (
     SAMPLE_CAMPAIGN,
     SAMPLE_CAMPAIGN_DEFINITIONS,
     SAMPLE_DEFINITIONS,
+    SAMPLE_JOURNEY,
+    SAMPLE_JOURNEY_DAYS,
+    SAMPLE_JOURNEY_DEFINITIONS,
     SAMPLE_SEGMENTS,
 )
 
@@ -133,13 +138,18 @@ def demo(
     with open_workspace(workspace) as ws:
         with out.status(f"Generating {profiles:,} sample customers…"):
             ws.load_sample(profiles=profiles, seed=seed, replace=replace)
-        ws.apply([SAMPLE_DEFINITIONS, SAMPLE_CAMPAIGN_DEFINITIONS])
+        ws.apply([SAMPLE_DEFINITIONS, SAMPLE_CAMPAIGN_DEFINITIONS, SAMPLE_JOURNEY_DEFINITIONS])
         results = [ws.segment_insights(name) for name in SAMPLE_SEGMENTS]
         plan = ws.campaign_plan(SAMPLE_CAMPAIGN)
         with RunProgress() as progress:
             # Due at this very instant, not this second: the demo sends afresh however soon
             # it is run again (a run by hand refuses a second send for the same second).
             run = ws.campaign_run(SAMPLE_CAMPAIGN, now=ws.clock(), progress=progress)
+            # The journey over a few simulated days: one run a day, as its schedule would.
+            start = ws.clock()
+            for day in range(SAMPLE_JOURNEY_DAYS):
+                ws.journey_tick(SAMPLE_JOURNEY, now=start + timedelta(days=day), progress=progress)
+        journey = ws.journey_counts(SAMPLE_JOURNEY)
     if as_json:
         print_json(
             {
@@ -147,12 +157,14 @@ def demo(
                 "seed": seed,
                 "segments": [r.to_json() for r in results],
                 "campaign": {"plan": plan.to_json(), "run": run_json(run)},
+                "journey": journey.to_json(),
             }
         )
         return
     out.print(segments_table(results))
     out.print(plan_table(plan))
     print_run(run)
+    print_journey_counts(journey, f"{SAMPLE_JOURNEY} after {SAMPLE_JOURNEY_DAYS} simulated days")
 
 
 @app.command()
