@@ -214,24 +214,6 @@ def _names(journey: Journey, node: str, now: datetime) -> NameValues:
     return NameValues(activation_name=journey.name, group_name=node, now=now)
 
 
-def _temporary(engine: Engine, name: str, columns: Sequence[tuple[str, str]]) -> None:
-    engine.execute(
-        exp.Create(
-            this=exp.Schema(
-                this=table(name),
-                expressions=[
-                    exp.ColumnDef(
-                        this=exp.to_identifier(c, quoted=True), kind=exp.DataType.build(kind)
-                    )
-                    for c, kind in columns
-                ],
-            ),
-            kind="TABLE",
-            properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
-        )
-    )
-
-
 def _applied(engine: Engine, journey: Journey, run_id: str) -> bool:
     found = (
         exp.select(exp.alias_(exp.Count(this=exp.Star()), "n"))
@@ -328,8 +310,8 @@ def _work_out_moves(
     )
     ledger.materialise(engine, names["walkers"], walkers)
     log_types = dict(sql.LOG_COLUMNS)
-    _temporary(engine, names["trail"], [(c, log_types[c]) for c in sql.TRAIL_COLUMNS])
-    _temporary(engine, names["sends"], [(c, log_types[c]) for c in sql.SEND_COLUMNS])
+    for part, kept in (("trail", sql.TRAIL_COLUMNS), ("sends", sql.SEND_COLUMNS)):
+        ledger.create_table(engine, names[part], [(c, log_types[c]) for c in kept], temporary=True)
     position = {n.name: i for i, n in enumerate(journey.nodes)}
     for node in journey.in_order():
         engine.execute(sql.arrivals(names["walkers"], names["trail"], node, now))

@@ -148,8 +148,12 @@ def _lay_out(engine: Engine) -> None:
     )
 
 
-def create_table(engine: Engine, name: str, columns: Sequence[tuple[str, str]]) -> None:
-    """Create table `name` with `columns` (name, type) unless it is there."""
+def create_table(
+    engine: Engine, name: str, columns: Sequence[tuple[str, str]], *, temporary: bool = False
+) -> None:
+    """Create table `name` with `columns` (name, type) unless it is there; a `temporary` one
+    goes with the connection."""
+    properties = [exp.TemporaryProperty()] if temporary else []
     engine.execute(
         exp.Create(
             this=exp.Schema(
@@ -163,6 +167,7 @@ def create_table(engine: Engine, name: str, columns: Sequence[tuple[str, str]]) 
             ),
             kind="TABLE",
             exists=True,
+            properties=exp.Properties(expressions=properties) if properties else None,
         )
     )
 

@@ -399,6 +399,50 @@ def sends_to(campaign: Campaign, destination: DestinationColumns) -> exp.Expr:
     )
 
 
+def with_attributes(
+    received: exp.Select,
+    destination: DestinationColumns,
+    ctx: CompileContext,
+    *,
+    leading: Sequence[exp.Expr] = (),
+    ordered: bool = False,
+    text_ids: bool = False,
+) -> exp.Select:
+    """The destination's attributes (after `leading` columns) of the customers `received`
+    selects by `customer_id`, joined from their tables; `ordered` gives the rows one order
+    every time (by customer, then every column). With `text_ids`, `customer_id` is text and
+    the tables' ids are read as text to match."""
+    aliases: dict[str, str] = {}
+    projections: list[exp.Expr] = list(leading)
+    for attribute in destination.attributes:
+        table_name = attribute.table or ctx.tables.source
+        alias = aliases.setdefault(table_name, f"a{len(aliases)}")
+        projections.append(
+            exp.alias_(
+                exp.column(attribute.source, table=alias, quoted=True),
+                attribute.output_name,
+                quoted=True,
+            )
+        )
+    query = exp.select(*projections).from_(exp.alias_(received.subquery(), "r"))
+    for table_name, alias in aliases.items():
+        their_id: exp.Expr = exp.column(ctx.tables.id, table=alias, quoted=True)
+        query = query.join(
+            exp.alias_(table(table_name), alias),
+            on=exp.EQ(
+                this=exp.column(CUSTOMER, table="r"),
+                expression=exp.cast(their_id, exp.DataType.Type.TEXT) if text_ids else their_id,
+            ),
+            join_type="inner",
+        )
+    if ordered:
+        query = query.order_by(
+            exp.column(CUSTOMER, table="r"),
+            *(exp.Literal.number(position) for position in range(1, len(projections) + 1)),
+        )
+    return query
+
+
 def delivery_query(
     run_table: str,
     campaign: Campaign,
@@ -414,43 +458,18 @@ def delivery_query(
     """The rows one file of one destination holds: what the destination receives (`sends_to`),
     of one group or of every group that sends there; `ordered` gives them one order every time
     (by customer, then every column)."""
-    aliases: dict[str, str] = {}
-    projections: list[exp.Expr] = []
+    leading: list[exp.Expr] = []
     if with_group_columns:
-        projections += [
+        leading += [
             exp.alias_(exp.column(SUB_AUDIENCE, table="r"), "sub_audience"),
             exp.alias_(exp.column(GROUP, table="r"), "treatment"),
         ]
-    for attribute in destination.attributes:
-        table_name = attribute.table or ctx.tables.source
-        alias = aliases.setdefault(table_name, f"a{len(aliases)}")
-        projections.append(
-            exp.alias_(
-                exp.column(attribute.source, table=alias, quoted=True),
-                attribute.output_name,
-                quoted=True,
-            )
-        )
     filters: list[exp.Expr] = [sends_to(campaign, destination)]
     if sub_audience is not None:
         filters.append(exp.EQ(this=exp.column(SUB_AUDIENCE), expression=string(sub_audience)))
     if group is not None:
         filters.append(exp.EQ(this=exp.column(GROUP), expression=string(group)))
     received = exp.select("*").from_(table(run_table)).where(exp.and_(*filters))
-    query = exp.select(*projections).from_(exp.alias_(received.subquery(), "r"))
-    for table_name, alias in aliases.items():
-        query = query.join(
-            exp.alias_(table(table_name), alias),
-            on=exp.EQ(
-                this=exp.column(CUSTOMER, table="r"),
-                expression=exp.column(ctx.tables.id, table=alias, quoted=True),
-            ),
-            join_type="inner",
-        )
-    if ordered:
-        query = query.order_by(
-            exp.column(CUSTOMER, table="r"),
-            *(exp.Literal.number(position) for position in range(1, len(projections) + 1)),
-        )
+    query = with_attributes(received, destination, ctx, leading=leading, ordered=ordered)
     # Otherwise no ORDER BY: sorting a broad audience costs more than it is worth to a reader.
     return query.limit(limit) if limit is not None else query

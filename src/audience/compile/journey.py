@@ -16,7 +16,7 @@ from decimal import Decimal
 from sqlglot import exp
 
 from audience.compile.assignment import BUCKETS, bucket
-from audience.compile.audience import CUSTOMER, DestinationColumns, can_receive
+from audience.compile.audience import CUSTOMER, DestinationColumns, can_receive, with_attributes
 from audience.compile.conditions import (
     CompileContext,
     column,
@@ -373,31 +373,4 @@ def node_delivery_query(
             )
         )
     )
-    aliases: dict[str, str] = {}
-    projections: list[exp.Expr] = []
-    for attribute in destination.attributes:
-        table_name = attribute.table or ctx.tables.source
-        alias = aliases.setdefault(table_name, f"a{len(aliases)}")
-        projections.append(
-            exp.alias_(
-                exp.column(attribute.source, table=alias, quoted=True),
-                attribute.output_name,
-                quoted=True,
-            )
-        )
-    query = exp.select(*projections).from_(exp.alias_(received.subquery(), "r"))
-    for table_name, alias in aliases.items():
-        query = query.join(
-            exp.alias_(table(table_name), alias),
-            on=exp.EQ(
-                this=exp.column(CUSTOMER, table="r"),
-                expression=exp.cast(exp.column(ctx.tables.id, table=alias, quoted=True), _TEXT),
-            ),
-            join_type="inner",
-        )
-    if ordered:
-        query = query.order_by(
-            exp.column(CUSTOMER, table="r"),
-            *(exp.Literal.number(position) for position in range(1, len(projections) + 1)),
-        )
-    return query
+    return with_attributes(received, destination, ctx, ordered=ordered, text_ids=True)
