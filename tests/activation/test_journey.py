@@ -606,3 +606,14 @@ def test_the_demo_ticks_its_welcome_journey(fresh_workspace: Workspace) -> None:
     assert journey["finished"] == entered["Welcome email"]
     offers = list((ws.directory / "exports").glob("Welcome_series*Offer_email*.csv.gz"))
     assert len(offers) == 1
+
+
+def test_a_journey_ticked_by_hand_is_still_a_draft(
+    fresh_workspace: Workspace, tmp_path: Path
+) -> None:
+    ws = fresh_workspace
+    set_flags(ws, {c: (True, False) for c in ids(ws, 2)})
+    apply(ws, *welcome(tmp_path / "out"))
+    tick(ws, NOW)
+    assert [s.status for s in ws.activations.status("journey")] == ["draft"]
+    assert ws.activations.schedule("journey", "Welcome series").status == "active"

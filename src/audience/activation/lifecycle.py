@@ -307,7 +307,9 @@ def _status(
 ) -> str:
     status = _campaign_status(kind, recorded, last, upcoming, active)
     if kind == "journey":
-        # SPEC §5: a journey is draft, active, paused or ended.
+        # SPEC §5: a journey is draft, active, paused or ended; ticked by hand, still a draft.
+        if recorded is None and status not in {"running", "error"}:
+            return "draft"
         return JOURNEY_STATUSES.get(status, status)
     return status
 
