@@ -617,3 +617,39 @@ def test_a_journey_ticked_by_hand_is_still_a_draft(
     tick(ws, NOW)
     assert [s.status for s in ws.activations.status("journey")] == ["draft"]
     assert ws.activations.schedule("journey", "Welcome series").status == "active"
+
+
+def test_the_same_journey_gives_the_same_paths_and_files_on_duckdb_and_postgres(
+    tmp_path: Path, own_postgres_schema: str
+) -> None:
+    logs, files = [], []
+    for engine in ("duckdb", "postgres"):
+        directory = tmp_path / engine
+        directory.mkdir()
+        schema = {"schema": own_postgres_schema} if engine == "postgres" else {}
+        with make_workspace(directory, engine, **schema) as ws:
+            ws.load_sample(profiles=400, seed=11)
+            customers = ids(ws, 60)
+            set_flags(ws, {c: (True, False) for c in customers})
+            apply(ws, *welcome(directory / "out"))
+            start = NOW.replace(hour=6, minute=0, second=0, microsecond=0)
+            tick(ws, start)
+            set_flags(ws, {c: (True, c in customers[:7]) for c in customers})
+            for day in range(1, 5):
+                tick(ws, start + day * DAY)
+            logs.append(
+                ws.engine.rows(
+                    exp.maybe_parse(
+                        "select customer_id, node, event, at, path, is_control, reason "
+                        "from audience_journey_log order by customer_id, at, node, event"
+                    )
+                )
+            )
+            files.append(
+                {
+                    p.name: sorted(p.read_text().splitlines())
+                    for p in (directory / "out").glob("*.csv")
+                }
+            )
+    assert logs[0] == logs[1] and len(logs[0]) > 100
+    assert files[0] == files[1] and len(files[0]) == 2
