@@ -33,6 +33,7 @@ from audience.activation.orchestration import (
     preview_orchestration,
 )
 from audience.activation.plan import CampaignPlan
+from audience.activation.results import Results
 from audience.activation.runner import execute, lease_of, this_process
 from audience.activation.setting import CampaignSetting, Progress
 from audience.compile.catalog import Catalog
@@ -444,6 +445,11 @@ class Workspace:
         """Scheduling, statuses and runs by hand, for every kind of activation."""
         return Activations(self)
 
+    @cached_property
+    def results(self) -> Results:
+        """Activations' results: treatment against control."""
+        return Results(self)
+
     def check_activation(self, definition: Activation) -> None:
         """Check an activation against what it uses now (segments active, destinations and
         columns there, its query read-only), as applying it would."""
@@ -530,6 +536,27 @@ class Workspace:
             replace=replace,
         )
         self.forget_catalog()
+
+    def simulate_purchases(
+        self, run: Run, *, rates: dict[str, float], profiles: int, seed: int
+    ) -> int:
+        """Add simulated orders of a sample campaign run's recipients in the weeks after it (see
+        `demo.purchases`), keeping the events table recorded as the demo's; how many."""
+        from audience.demo.ownership import record_tables
+        from audience.demo.purchases import simulate_purchases
+
+        tables = self.settings.tables
+        added = simulate_purchases(
+            self.engine,
+            events=tables.events,
+            id_column=tables.id,
+            run_id=run.id,
+            sent_at=run.ended_at or self.clock(),
+            rates=rates,
+            seed=seed,
+        )
+        record_tables(self.engine, [tables.events], seed=seed, profiles=profiles, now=self.clock())
+        return added
 
 
 def _of_kind(documents: Iterable[LoadedDocument], kind: type[D]) -> dict[str, D]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Annotated, Any
@@ -20,9 +21,11 @@ from audience.cli.common import (
     err,
     open_workspace,
     out,
+    parse_now,
     print_json,
+    write_csv,
 )
-from audience.cli.render import number_column, summary_table, text_column
+from audience.cli.render import number_column, results_tables, summary_table, text_column
 
 if TYPE_CHECKING:
     from audience.activation.plan import CampaignPlan
@@ -216,3 +219,47 @@ def test(
     with open_workspace(workspace) as ws, RunProgress() as progress:
         result = ws.campaign_run(name, now=as_utc(now), progress=progress, test_records=records)
     print_run(result, as_json)
+
+
+WindowOption = Annotated[
+    str,
+    typer.Option("--window", help="How long each customer is measured: 30d, 4w, 72h, or days."),
+]
+
+
+@app.command()
+def results(
+    name: NameArgument,
+    window: WindowOption = "30d",
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            help="Measure as things stood then (ISO 8601; default: now).",
+            parser=parse_now,
+            metavar="ISO-8601",
+        ),
+    ] = None,
+    csv_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv", help="Also write one row per group to this CSV file.", dir_okay=False
+        ),
+    ] = None,
+    workspace: WorkspaceOption = HERE,
+    as_json: JsonOption = False,
+) -> None:
+    """Did it work? Per group: recipients, purchasers, orders, revenue; each treatment against
+    its control, with 95 % intervals and a verdict."""
+    from audience.activation.results import parse_window
+
+    span = parse_window(window, field="--window")
+    with open_workspace(workspace) as ws:
+        found = ws.results.campaign(name, window=span, as_of=as_utc(as_of))
+    if csv_file is not None:
+        write_csv(csv_file, found.csv_rows())
+    if as_json:
+        print_json(found.model_dump(mode="json"))
+    else:
+        for table in results_tables(found):
+            out.print(table)

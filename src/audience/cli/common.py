@@ -132,3 +132,17 @@ def as_utc(moment: datetime | None) -> datetime | None:
 def print_json(data: Any) -> None:
     """JSON on stdout, nothing else."""
     typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rows of dictionaries (the same keys each) as a CSV file with a header; a file that
+    cannot be written is the user's error, named."""
+    import csv
+
+    try:
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else [])
+            writer.writeheader()
+            writer.writerows(rows)
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror or exc}")

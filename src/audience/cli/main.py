@@ -21,7 +21,7 @@ from audience.cli.common import (
     print_json,
 )
 from audience.cli.journeys import print_journey_counts
-from audience.cli.render import changes_table, segments_table
+from audience.cli.render import changes_table, results_tables, segments_table
 from audience.demo.samples import (
     SAMPLE_CAMPAIGN,
     SAMPLE_CAMPAIGN_DEFINITIONS,
@@ -29,6 +29,8 @@ from audience.demo.samples import (
     SAMPLE_JOURNEY,
     SAMPLE_JOURNEY_DAYS,
     SAMPLE_JOURNEY_DEFINITIONS,
+    SAMPLE_PURCHASE_RATES,
+    SAMPLE_RESULTS_DAYS,
     SAMPLE_SEGMENTS,
 )
 
@@ -150,6 +152,12 @@ def demo(
             for day in range(SAMPLE_JOURNEY_DAYS):
                 ws.journey_tick(SAMPLE_JOURNEY, now=start + timedelta(days=day), progress=progress)
         journey = ws.journey_counts(SAMPLE_JOURNEY)
+        # Last, so nothing above sees them: orders in the weeks after the send, to measure.
+        ws.simulate_purchases(run, rates=SAMPLE_PURCHASE_RATES, profiles=profiles, seed=seed)
+        measured = ws.results.campaign(
+            SAMPLE_CAMPAIGN,
+            as_of=(run.ended_at or ws.clock()) + timedelta(days=SAMPLE_RESULTS_DAYS),
+        )
     if as_json:
         print_json(
             {
@@ -158,6 +166,7 @@ def demo(
                 "segments": [r.to_json() for r in results],
                 "campaign": {"plan": plan.to_json(), "run": run_json(run)},
                 "journey": journey.to_json(),
+                "results": measured.model_dump(mode="json"),
             }
         )
         return
@@ -165,6 +174,12 @@ def demo(
     out.print(plan_table(plan))
     print_run(run)
     print_journey_counts(journey, f"{SAMPLE_JOURNEY} after {SAMPLE_JOURNEY_DAYS} simulated days")
+    out.print(
+        f"Simulated {SAMPLE_RESULTS_DAYS} days of purchases after the campaign "
+        f"(`audience campaign results {SAMPLE_CAMPAIGN!r} --as-of …`):"
+    )
+    for table in results_tables(measured):
+        out.print(table)
 
 
 @app.command()

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from audience.activation.insights import Insights
+    from audience.activation.results import CampaignResults, Estimate
     from audience.store.metadata import AppliedChange
 
 
@@ -153,3 +154,80 @@ def _cell(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return str(value)
+
+
+def results_tables(results: CampaignResults) -> list[Table]:
+    """A campaign's results: what each group bought, then each treatment against its control
+    (why a figure is missing underneath)."""
+    since = results.measured_from.date().isoformat() if results.measured_from else "—"
+    runs = f"{results.runs} run" + ("" if results.runs == 1 else "s")
+    figures = summary_table(
+        f"Results — {results.campaign}",
+        [
+            {
+                "group": _group_label(g.sub_audience, g.group),
+                "recipients": g.recipients,
+                "buyers": g.purchasers,
+                "conversion": _percent(g.conversion_rate),
+                "revenue": g.revenue,
+                "per recipient": g.revenue_per_recipient,
+                "per order": g.average_order_value,
+            }
+            for g in results.groups
+        ],
+        ["group", "recipients", "buyers", "conversion", "revenue", "per recipient", "per order"],
+    )
+    figures.caption = (
+        f"{runs}; each customer over {results.window_days:g} days from their first run "
+        f"(from {since}), as of {results.as_of:%Y-%m-%d %H:%M} UTC"
+    )
+    rows, notes = [], []
+    for g in results.groups:
+        versus = g.versus_control
+        if versus is None:
+            continue
+        label = _group_label(g.sub_audience, g.group)
+        rows.append(
+            {
+                "treatment": label,
+                "verdict": versus.verdict,
+                "conversion vs control": _interval(versus.incremental_conversion, percent=True),
+                "lift": _interval(versus.lift, percent=True),
+                "revenue per recipient vs control": _interval(
+                    versus.incremental_revenue_per_recipient
+                ),
+            }
+        )
+        if versus.reason:
+            notes.append(f"{label}: {versus.reason}")
+    comparison = summary_table(
+        f"Against control ({results.confidence:.0%} intervals)",
+        rows,
+        [
+            "treatment",
+            "verdict",
+            "conversion vs control",
+            "lift",
+            "revenue per recipient vs control",
+        ],
+    )
+    comparison.caption = "\n".join(notes) or None
+    return [figures, comparison]
+
+
+def _group_label(sub_audience: str, group: str) -> str:
+    from audience.definitions.campaign import REMAINING  # here: --help needs no pydantic
+
+    # the control group's name says what it is ("Control"): treatments may not take it
+    return group if sub_audience == REMAINING else f"{sub_audience} · {group}"
+
+
+def _percent(value: float | None) -> str | None:
+    return None if value is None else f"{value:.2%}"
+
+
+def _interval(figure: Estimate | None, *, percent: bool = False) -> str:
+    if figure is None:
+        return "—"
+    spec = "+.1%" if percent else "+,.2f"
+    return f"{figure.estimate:{spec}} ({figure.low:{spec}} to {figure.high:{spec}})"

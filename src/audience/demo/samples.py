@@ -19,3 +19,8 @@ SAMPLE_SEGMENTS = (
     "Reachable loyalists",
 )
 """Segments whose insights the demo prints, in this order."""
+SAMPLE_PURCHASE_RATES = {"Offer 10": 0.05, "Offer 20": 0.065, "Offer 30": 0.09}
+"""The chance that a recipient of each treatment buys in the weeks after the demo campaign
+(control: `demo.purchases.BASE_RATE`), for its simulated results."""
+SAMPLE_RESULTS_DAYS = 30
+"""The demo prints its campaign's results as of this many days after the send."""

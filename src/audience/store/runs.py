@@ -46,6 +46,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
+from audience.compile.history import CountedRun
 from audience.errors import (
     AudienceError,
     DefinitionError,
@@ -551,6 +552,24 @@ class RunLog:
             query = query.where(RunRecord.scheduled_for >= utc(since))
         with self._sessions() as session:
             return list(session.scalars(query))
+
+    def counted_runs(self, name: str, kind: str | None = None) -> list[CountedRun]:
+        """The successful real runs of activations of that name (of one kind when given),
+        oldest first by due time: the runs whose ledger rows results and `sent` conditions
+        trust."""
+        query = (
+            select(RunRecord.id, RunRecord.activation_kind, RunRecord.scheduled_for)
+            .where(
+                RunRecord.activation_name == name,
+                RunRecord.status == "succeeded",
+                RunRecord.is_test.is_(False),
+            )
+            .order_by(RunRecord.scheduled_for, RunRecord.started_at)
+        )
+        if kind is not None:
+            query = query.where(RunRecord.activation_kind == kind)
+        with self._sessions() as session:
+            return [CountedRun(i, k, aware(due)) for i, k, due in session.execute(query)]
 
     def success_counts(self) -> dict[tuple[str, str], int]:
         """For every activation on a schedule: its successful real runs since the schedule took
