@@ -16,6 +16,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from audience.activation.campaign import check_campaign, plan_campaign
+from audience.activation.history import StoredHistory
 from audience.activation.insights import Insights, compute_insights
 from audience.activation.journey import (
     JourneyCounts,
@@ -178,7 +179,9 @@ class Workspace:
         segments = {**self.segments(), **{s.name: s for s in batch if s.status == "active"}}
         drafts = (self.draft_segments() | {s.name for s in batch}) - set(segments)
         destinations = {**self.destinations(), **_of_kind(documents, Destination)}
-        ctx = self.compile_context(segments=segments, drafts=drafts)
+        ctx = self.compile_context(
+            segments=segments, drafts=drafts, pending=[d.definition for d in documents]
+        )
         checked: list[Definition] = []
         stranded: list[tuple[Journey, dict[str, int]]] = []
         for document in documents:
@@ -306,16 +309,32 @@ class Workspace:
         now: datetime | None = None,
         segments: dict[str, Segment] | None = None,
         drafts: frozenset[str] | None = None,
+        pending: Sequence[Definition] = (),
     ) -> CompileContext:
         """What the compiler needs: the catalog, table names, the time, the segments (and the
-        names of draft-only ones, so that using one says so)."""
+        names of draft-only ones, so that using one says so), past activations (with the
+        campaigns and journeys of `pending`, being applied)."""
+        senders: dict[str, list[Campaign | Journey]] = {}
+        for definition in pending:
+            if isinstance(definition, Campaign | Journey):
+                senders.setdefault(definition.name, []).append(definition)
         return CompileContext(
             catalog=self.catalog,
             tables=self.settings.tables,
             now=now or self.clock(),
             segments=self.segments() if segments is None else segments,
             drafts=self.draft_segments() if drafts is None else drafts,
+            history=StoredHistory(self.store.runs, self._senders, senders),
         )
+
+    def _senders(self, name: str) -> list[Campaign | Journey]:
+        """The stored campaign and journey of a name."""
+        found: list[Campaign | Journey] = []
+        for kind, model in (("campaign", Campaign), ("journey", Journey)):
+            stored = self.store.definition(kind, name)
+            if stored is not None:
+                found.append(model.model_validate(stored.body))
+        return found
 
     def destinations(self) -> dict[str, Destination]:
         """Every current destination by name."""

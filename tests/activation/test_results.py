@@ -22,7 +22,9 @@ from typer.testing import CliRunner
 
 from audience.activation.results import CampaignResults, GroupResult
 from audience.cli.main import app
+from audience.compile.conditions import segment_ids
 from audience.definitions.loader import load_text
+from audience.errors import DefinitionError
 from audience.settings import SETTINGS_FILE
 from audience.workspace import Workspace
 from realservices import POSTGRES_URL, make_workspace
@@ -284,3 +286,57 @@ def test_a_bad_window_is_one_line_naming_it(sent: Workspace, window: str) -> Non
 def test_an_unknown_campaign_is_refused(sent: Workspace) -> None:
     done = CliRunner().invoke(app, ["campaign", "results", "Nope", "-w", str(sent.directory)])
     assert done.exit_code == 1 and "'Nope' does not exist" in done.output
+
+
+def members(ws: Workspace, condition: str, now: datetime | None = None) -> list[str]:
+    """Who a segment with this condition holds, as of `now`."""
+    ws.apply_documents(load_text(f"kind: segment\nname: Probe\nwhere: {condition}\n", "p.yaml"))
+    segment, _ = ws.segment("Probe")
+    query = segment_ids(segment, ws.compile_context(now=now))
+    return sorted(str(row["amperity_id"]) for row in ws.engine.rows(query))
+
+
+def test_sent_conditions_pick_customers_contacted_by_an_activation(sent: Workspace) -> None:
+    everyone = sorted(p[0] for p in PROFILES)
+    treated = ["g2", "g4", "g6", "g7", "g9", "r1", "r2", "r3", "s1"]  # never the control
+    assert members(sent, f"{{sent: {{activation: {CAMPAIGN}}}}}") == treated
+    # within the last 20 days of 11-23: from 11-03, so runs 2 (g9 new) and 3 (g2 back)
+    recent = f"{{sent: {{activation: {CAMPAIGN}, within_last: {{value: 20, unit: days}}}}}}"
+    assert members(sent, recent) == ["g2", "g9"]
+    assert members(sent, f"{{not: {recent}}}") == sorted(set(everyone) - {"g2", "g9"})
+    by = f"{{sent: {{activation: {CAMPAIGN}, kind: campaign, treatment: Standard}}}}"
+    assert members(sent, by) == ["r1", "r2", "r3"]
+    silver = f"{{sent: {{activation: {CAMPAIGN}, sub_audience: Silver, destination: drop}}}}"
+    assert members(sent, silver) == ["s1"]
+    # as of before the first run, nobody had been sent anything
+    assert members(sent, f"{{sent: {{activation: {CAMPAIGN}}}}}", RUNS[0].replace(day=1)) == []
+
+
+@pytest.mark.parametrize(
+    ("condition", "field", "message"),
+    [
+        ("{sent: {activation: Nope}}", "where.sent.activation", "no campaign or journey"),
+        (
+            f"{{sent: {{activation: {CAMPAIGN}, kind: journey}}}}",
+            "where.sent.activation",
+            "journey",
+        ),
+        (
+            f"{{sent: {{activation: {CAMPAIGN}, treatment: Offr}}}}",
+            "where.sent.treatment",
+            "'Offer'",
+        ),
+        (
+            f"{{sent: {{activation: {CAMPAIGN}, destination: elsewhere}}}}",
+            "where.sent.destination",
+            "'drop'",
+        ),
+        (f"{{sent: {{activation: {CAMPAIGN}, within_last: {{value: 0}}}}}}", "value", "greater"),
+    ],
+)
+def test_a_sent_condition_naming_what_is_not_there_is_refused(
+    sent: Workspace, condition: str, field: str, message: str
+) -> None:
+    with pytest.raises(DefinitionError) as raised:
+        members(sent, condition)
+    assert field in str(raised.value) and message in str(raised.value)

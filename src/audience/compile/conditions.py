@@ -22,6 +22,7 @@ from sqlglot.errors import ParseError
 
 from audience.compile.catalog import Catalog, ColumnKind
 from audience.compile.dates import day_after, days_before, utc_today
+from audience.compile.history import ActivationHistory, NoHistory
 from audience.definitions.conditions import (
     AllOf,
     AnyOf,
@@ -32,6 +33,8 @@ from audience.definitions.conditions import (
     NotOf,
     Purchase,
     PurchasedCondition,
+    Sent,
+    SentCondition,
 )
 from audience.definitions.segment import Segment
 from audience.errors import (
@@ -109,6 +112,8 @@ class CompileContext:
     """The segments others may use: each one's active version."""
     drafts: frozenset[str] = frozenset()
     """Segments that exist only as drafts: named so that using one says so."""
+    history: ActivationHistory = field(default_factory=NoHistory)
+    """Past activations, for `sent` conditions."""
 
     @property
     def today(self) -> date:
@@ -253,6 +258,8 @@ class _SegmentCompiler:
             )
         if isinstance(node, PurchasedCondition):
             return self.purchased(node.purchased, f"{path}.purchased", stack)
+        if isinstance(node, SentCondition):
+            return self.sent(node.sent, f"{path}.sent")
         return self.in_segment(node, path, stack)
 
     def in_segment(self, node: InSegmentCondition, path: str, stack: tuple[str, ...]) -> exp.Expr:
@@ -274,6 +281,66 @@ class _SegmentCompiler:
             return exp.paren(self.predicate(target, stack), copy=False)
         except (UnknownAttribute, OperatorTypeMismatch, InvalidValue) as exc:
             raise InvalidValue(f"segment {name!r} is invalid: {exc}", field=path) from None
+
+    def sent(self, sent: Sent, path: str) -> exp.Expr:
+        """Customers the activation sent (never its control), in its counted runs due in the
+        window up to now, to the treatment, sub-audience or destination when named."""
+        history = self.ctx.history
+        found = history.activation(sent.activation)
+        if found is None or (sent.kind is not None and sent.kind not in found.kinds):
+            wanted = sent.kind or "campaign or journey"
+            raise UnknownReference(
+                f"no {wanted} is named {sent.activation!r}", field=f"{path}.activation"
+            )
+        for name, value, known, what in (
+            ("treatment", sent.treatment, found.treatments, "treatment or split path"),
+            ("sub_audience", sent.sub_audience, found.sub_audiences, "sub-audience or node"),
+            ("destination", sent.destination, found.destinations, "destination"),
+        ):
+            if value is not None and value not in known:
+                listed = ", ".join(repr(k) for k in sorted(known)) or "none"
+                raise UnknownReference(
+                    f"{sent.activation!r} has no {what} {value!r} (it has {listed})",
+                    field=f"{path}.{name}",
+                )
+        start = None
+        if sent.within_last is not None:
+            window = sent.within_last
+            start = days_before(
+                self.ctx.today, window.value, window.unit, field=f"{path}.within_last.value"
+            )
+        runs = [
+            run.id
+            for run in found.runs
+            if (sent.kind is None or run.kind == sent.kind)
+            and run.due <= self.ctx.now
+            and (start is None or run.due.date() >= start)
+        ]
+        if not runs:
+            return exp.false()
+        filters: list[exp.Expr] = [
+            column("activation_name").eq(string(sent.activation)),
+            exp.In(this=column("run_id"), expressions=[string(r) for r in runs]),
+            exp.not_(false_if_null(column("is_control"))),
+            exp.not_(column("destination").is_(exp.null())),
+        ]
+        for name, value in (
+            ("treatment", sent.treatment),
+            ("sub_audience", sent.sub_audience),
+            ("destination", sent.destination),
+        ):
+            if value is not None:
+                filters.append(column(name).eq(string(value)))
+        names = self.ctx.tables
+        customer: exp.Expr = column(names.id)
+        if self.ctx.catalog.kind(names.profile, names.id) != "string":
+            customer = exp.cast(customer, exp.DataType.Type.TEXT)  # the ledger keeps text
+        recipients = (
+            exp.select(column("customer_id"))
+            .from_(table(history.recipients_table))
+            .where(exp.and_(*filters))
+        )
+        return exp.In(this=customer, query=exp.Subquery(this=recipients))
 
     def purchased(self, purchase: Purchase, path: str, stack: tuple[str, ...]) -> exp.Expr:
         names = self.ctx.tables

@@ -5,7 +5,9 @@ A condition is one of:
 - `{attribute: COLUMN, op: OPERATOR, value: …, unit: …}` — a test on one column;
 - `{all: [...]}` / `{any: [...]}` / `{not: …}` — groups, nested to any (reasonable) depth;
 - `{purchased: {table, where, within_last, orders | revenue}}` — a behavioural condition;
-- `{in_segment: NAME}` — membership of another segment.
+- `{in_segment: NAME}` — membership of another segment;
+- `{sent: {activation, within_last, treatment, sub_audience, destination}}` — activation
+  history: sent by a campaign or journey (the building block of frequency caps, with `not`).
 
 These models check shapes only (a `between` needs two values, …). Whether a column exists and
 whether an operator fits its type is checked by the compiler against the engine's catalog.
@@ -223,7 +225,29 @@ class InSegmentCondition(_Node):
         return name.strip()
 
 
-_KINDS = ("all", "any", "not", "purchased", "in_segment", "attribute")
+class Sent(_Node):
+    """Which sends count: an activation's, in a window, to a treatment, sub-audience or
+    destination (each optional but the activation)."""
+
+    activation: str = Field(min_length=1)
+    kind: Literal["campaign", "journey"] | None = None
+    """Only when a campaign and a journey share the name."""
+    within_last: Window | None = None
+    treatment: str | None = None
+    """A campaign's treatment or a journey's split path."""
+    sub_audience: str | None = None
+    """A campaign's sub-audience or a journey's activate node."""
+    destination: str | None = None
+
+
+class SentCondition(_Node):
+    """Activation history: "was sent campaign X in the last 7 days". Control customers were
+    not sent, so they never match."""
+
+    sent: Sent
+
+
+_KINDS = ("all", "any", "not", "purchased", "in_segment", "sent", "attribute")
 TAGS = frozenset(_KINDS)
 """The tags pydantic puts in error locations; the loader drops them to find the YAML line."""
 
@@ -242,12 +266,13 @@ Condition = Annotated[
     | Annotated[NotOf, Tag("not")]
     | Annotated[PurchasedCondition, Tag("purchased")]
     | Annotated[InSegmentCondition, Tag("in_segment")]
+    | Annotated[SentCondition, Tag("sent")]
     | Annotated[AttributeCondition, Tag("attribute")],
     Discriminator(
         _condition_kind,
         custom_error_type="condition_kind",
         custom_error_message=(
-            "a condition needs one of: attribute, all, any, not, purchased, in_segment"
+            "a condition needs one of: attribute, all, any, not, purchased, in_segment, sent"
         ),
     ),
 ]
@@ -258,6 +283,7 @@ _TAG_BY_MODEL: dict[type[BaseModel], str] = {
     NotOf: "not",
     PurchasedCondition: "purchased",
     InSegmentCondition: "in_segment",
+    SentCondition: "sent",
     AttributeCondition: "attribute",
 }
 
