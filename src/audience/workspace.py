@@ -17,7 +17,7 @@ from sqlglot import exp
 
 from audience.activation.campaign import check_campaign, plan_campaign
 from audience.activation.history import StoredHistory
-from audience.activation.insights import Insights, compute_insights
+from audience.activation.insights import Insights, Overlap, compute_insights, compute_overlap
 from audience.activation.journey import (
     JourneyCounts,
     Step,
@@ -514,6 +514,11 @@ class Workspace:
         insights = compute_insights(self.engine, segment, ctx, by=by)
         self.store.record_insights(segment.name, version, ctx.now, insights.figures())
         return insights
+
+    def segment_overlap(self, names: Sequence[str], *, now: datetime | None = None) -> Overlap:
+        """How two to five segments overlap, pair by pair."""
+        segments = [self.segment(name)[0] for name in names]
+        return compute_overlap(self.engine, segments, self.compile_context(now=now))
 
     def segment_history(self, name: str) -> list[dict[str, Any]]:
         """Every recorded insights refresh of a segment, oldest first."""

@@ -8,9 +8,10 @@ from decimal import Decimal
 from typing import Any
 
 from audience.compile.conditions import CompileContext
-from audience.compile.insights import breakdown_query, insights_query
+from audience.compile.insights import MAX_OVERLAP, breakdown_query, insights_query, overlap_query
 from audience.definitions.segment import Segment
 from audience.engines.base import Engine
+from audience.errors import InvalidValue
 
 
 @dataclass(frozen=True)
@@ -101,3 +102,57 @@ def _ratio(numerator: float, denominator: float, digits: int) -> float:
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two segments' common customers, and what share of each they are."""
+
+    first: str
+    second: str
+    both: int
+    share_of_first: float
+    share_of_second: float
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """How up to five segments overlap: each one's customers, and each pair's common ones."""
+
+    customers: dict[str, int]
+    pairs: list[Pair]
+
+    def to_json(self) -> dict[str, Any]:
+        """The public JSON shape of `audience segment overlap --json`."""
+        return {
+            "segments": [{"segment": s, "customers": n} for s, n in self.customers.items()],
+            "pairs": [asdict(p) for p in self.pairs],
+        }
+
+
+def compute_overlap(engine: Engine, segments: list[Segment], ctx: CompileContext) -> Overlap:
+    """Pairwise overlap of two to five different segments, in one query."""
+    names = [s.name for s in segments]
+    if not 2 <= len(segments) <= MAX_OVERLAP or len(set(names)) != len(names):
+        raise InvalidValue(
+            f"overlap compares 2 to {MAX_OVERLAP} different segments, got {len(names)}"
+            + ("" if len(set(names)) == len(names) else " with repeats"),
+            field="segments",
+        )
+    row = engine.rows(overlap_query(segments, ctx))[0]
+    customers = {name: int(row[f"customers_{i}"] or 0) for i, name in enumerate(names)}
+    pairs = []
+    for i, first in enumerate(names):
+        for j in range(i + 1, len(names)):
+            both = int(row[f"both_{i}_{j}"] or 0)
+            second = names[j]
+            pairs.append(
+                Pair(
+                    first,
+                    second,
+                    both,
+                    _ratio(both, customers[first], 4),
+                    _ratio(both, customers[second], 4),
+                )
+            )
+    return Overlap(customers, pairs)

@@ -1,4 +1,4 @@
-"""`audience segment …`: list, insights, history, preview, compiled SQL."""
+"""`audience segment …`: list, insights, overlap, history, preview, compiled SQL."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from audience.cli.common import (
 )
 from audience.cli.render import arrow_table, breakdown_table, insights_table, summary_table
 
-app = typer.Typer(cls=AudienceGroup, help="Segments: insights, history, preview, SQL.")
+app = typer.Typer(cls=AudienceGroup, help="Segments: insights, overlap, history, preview, SQL.")
 NameArgument = Annotated[str, typer.Argument(help="The segment's name.", show_default=False)]
 HERE = Path(".")
 
@@ -111,3 +111,34 @@ def sql(
         raise typer.BadParameter("must be duckdb, postgres or spark", param_hint="--dialect")
     with open_workspace(workspace) as ws:
         typer.echo(ws.segment_sql(name, dialect, now=as_utc(now)))
+
+
+@app.command()
+def overlap(
+    names: Annotated[
+        list[str], typer.Argument(help="Two to five segments' names.", show_default=False)
+    ],
+    workspace: WorkspaceOption = HERE,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+) -> None:
+    """How two to five segments overlap: customers in each, and in each pair (one query)."""
+    with open_workspace(workspace) as ws:
+        result = ws.segment_overlap(names, now=as_utc(now))
+    if as_json:
+        print_json(result.to_json())
+        return
+    rows = [
+        {
+            "segment": pair.first,
+            "and segment": pair.second,
+            "in both": pair.both,
+            "share of first": f"{pair.share_of_first:.1%}",
+            "share of second": f"{pair.share_of_second:.1%}",
+        }
+        for pair in result.pairs
+    ]
+    sizes = ", ".join(f"{name} {count:,}" for name, count in result.customers.items())
+    table = summary_table("Overlap", rows, list(rows[0]))
+    table.caption = f"customers: {sizes}"
+    out.print(table)

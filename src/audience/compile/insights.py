@@ -8,7 +8,7 @@ scans. No per-customer aggregate is built or joined back, except for a breakdown
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from sqlglot import exp
 
@@ -180,3 +180,23 @@ def _revenue_all(ctx: CompileContext) -> exp.Select:
 
 def _sum(expression: exp.Expr) -> exp.Expr:
     return exp.func("COALESCE", exp.func("SUM", expression), number(0))
+
+
+MAX_OVERLAP = 5
+"""How many segments one overlap compares (SPEC §2)."""
+
+
+def overlap_query(segments: Sequence[Segment], ctx: CompileContext) -> exp.Select:
+    """One pass over the profile table: `customers_I` for each segment and `both_I_J` for each
+    pair (I < J), counting customers in it (a NULL condition counts as not in)."""
+    flags = [
+        exp.alias_(segment_predicate(segment, ctx), f"in_{i}") for i, segment in enumerate(segments)
+    ]
+    members = exp.select(*flags).from_(table(ctx.tables.profile))
+    counts = [count_if(exp.column(f"in_{i}"), f"customers_{i}") for i in range(len(segments))]
+    counts += [
+        count_if(exp.and_(exp.column(f"in_{i}"), exp.column(f"in_{j}")), f"both_{i}_{j}")
+        for i in range(len(segments))
+        for j in range(i + 1, len(segments))
+    ]
+    return exp.select(*counts).from_(exp.alias_(members.subquery(), "m"))
