@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from sqlglot import exp
+from statsmodels.stats.proportion import confint_proportions_2indep
 from typer.testing import CliRunner
 
 from audience.cli.main import app
@@ -200,6 +201,10 @@ def test_the_welcome_series_over_a_week(journey_workspace: Workspace, tmp_path: 
         assert (held.customers, held.reached) == (len(control), 1)
         expected = (3 / len(offered)) / (1 / len(control)) - 1
         assert offer.lift_over_control == pytest.approx(expected)
+    # a path of under 30 beside its control gets no interval, only the reason
+    assert offer.versus_control is not None
+    assert offer.versus_control.verdict in {"too few customers to tell", "no control group"}
+    assert offer.versus_control.lift is None
 
     path = ws.journey_path("Welcome series", offered[0])
     assert [(s.node, s.event) for s in path] == [
@@ -596,7 +601,7 @@ def test_the_demo_ticks_its_welcome_journey(fresh_workspace: Workspace) -> None:
     ws.close()
     (ws.directory / SETTINGS_FILE).write_text(render_settings("duckdb", None))
     shown = CliRunner().invoke(
-        app, ["demo", "--profiles", "2000", "--json", "-w", str(ws.directory)]
+        app, ["demo", "--profiles", "10000", "--json", "-w", str(ws.directory)]
     )
     assert shown.exit_code == 0, shown.output
     journey = json.loads(shown.stdout)["journey"]
@@ -606,6 +611,23 @@ def test_the_demo_ticks_its_welcome_journey(fresh_workspace: Workspace) -> None:
     assert journey["finished"] == entered["Welcome email"]
     offers = list((ws.directory / "exports").glob("Welcome_series*Offer_email*.csv.gz"))
     assert len(offers) == 1
+    # the offer path against the control path, with Newcombe's interval on the goal's rate
+    goals = {g["path"]: g for g in journey["goals"]}
+    offer, held = goals["Offer"], goals["Control"]
+    assert held["customers"] >= 30 and held["versus_control"] is None
+    low, high = confint_proportions_2indep(
+        offer["reached"], offer["customers"], held["reached"], held["customers"], method="newcomb"
+    )
+    found = offer["versus_control"]["incremental_conversion"]
+    assert (found["low"], found["high"]) == pytest.approx((low, high))
+    assert offer["versus_control"]["verdict"] in {
+        "better than control",
+        "no detectable difference",
+        "worse than control",
+    }
+    results = json.loads(shown.stdout)["results"]
+    assert results["campaign"] == "Win back lapsed customers" and results["runs"] == 1
+    assert sum(g["purchasers"] for g in results["groups"]) > 0  # the simulated orders
 
 
 def test_a_journey_ticked_by_hand_is_still_a_draft(

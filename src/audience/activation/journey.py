@@ -24,7 +24,9 @@ from sqlglot import exp
 from audience.activation import ledger
 from audience.activation.campaign import default_attributes
 from audience.activation.recording import RunRecording
+from audience.activation.results import VersusControl, conversion_versus_control
 from audience.activation.setting import CampaignSetting, Progress, Silent
+from audience.activation.statistics import Share
 from audience.compile import journey as sql
 from audience.compile.audience import (
     CUSTOMER,
@@ -65,6 +67,9 @@ class GoalCount:
     customers: int
     reached: int
     lift_over_control: float | None
+    versus_control: VersusControl | None = None
+    """For a path beside a control: the difference in conversion and the lift, with 95 %
+    intervals, and a verdict (None for everyone and for the control itself)."""
 
     @property
     def conversion(self) -> float | None:
@@ -81,6 +86,9 @@ class GoalCount:
             "reached": self.reached,
             "conversion": self.conversion,
             "lift_over_control": self.lift_over_control,
+            "versus_control": None
+            if self.versus_control is None
+            else self.versus_control.model_dump(mode="json"),
         }
 
 
@@ -631,6 +639,7 @@ def _goal(
             name, None, False, int(everyone[0]["customers"]), int(everyone[0]["reached"]), None
         )
     ]
+    against = Share(int(control[0]["reached"]), int(control[0]["customers"])) if control else None
     lines += [
         GoalCount(
             name,
@@ -639,6 +648,14 @@ def _goal(
             int(row["customers"]),
             int(row["reached"]),
             lift(row),
+            None
+            if row["is_control"]
+            else conversion_versus_control(
+                Share(int(row["reached"]), int(row["customers"])),
+                against,
+                what="goal conversions",
+                without="the journey has no control path",
+            ),
         )
         for row in by_path
     ]

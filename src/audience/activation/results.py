@@ -270,29 +270,55 @@ def _group(
 
 def versus_control(treated: GroupTotals, control: GroupTotals | None) -> VersusControl:
     """A treatment's figures against its control, or why there are none."""
+    versus = conversion_versus_control(
+        treated.share, None if control is None else control.share, what="purchases"
+    )
+    if control is None or versus.incremental_conversion is None:
+        return versus
+    revenue = statistics.mean_difference(treated.spread, control.spread)
+    reasons = [versus.reason] if versus.reason else []
+    if revenue is None:
+        reasons.insert(0, "neither group spent anything, so revenue has no interval")
+    difference = treated.spread.mean - control.spread.mean
+    return versus.model_copy(
+        update={
+            "reason": "; ".join(reasons) or None,
+            "incremental_revenue_per_recipient": Estimate.of(revenue),
+            "incremental_revenue": round(difference * treated.recipients, 2),
+        }
+    )
+
+
+def conversion_versus_control(
+    treated: Share,
+    control: Share | None,
+    *,
+    what: str = "purchases",
+    without: str = "this sub-audience has no control",
+) -> VersusControl:
+    """A treated group's conversion against its control's (`what` the hits are and `without`
+    why there may be no control, for the reasons): the difference, the lift, the verdict; or
+    why there are none."""
     if control is None:
-        return VersusControl(verdict="no control group", reason="this sub-audience has no control")
+        return VersusControl(verdict="no control group", reason=without)
     small = [
-        f"{label} has {totals.recipients}"
-        for label, totals in (("the treatment", treated), ("the control", control))
-        if totals.recipients < MIN_GROUP
+        f"{label} has {share.n}"
+        for label, share in (("the treatment", treated), ("the control", control))
+        if share.n < MIN_GROUP
     ]
     if small:
         return VersusControl(
             verdict="too few customers to tell",
             reason=f"{' and '.join(small)} customers; each needs at least {MIN_GROUP}",
         )
-    conversion = statistics.share_difference(treated.share, control.share)
-    revenue = statistics.mean_difference(treated.spread, control.spread)
-    lift = statistics.relative_lift(treated.share, control.share)
-    reasons = []
-    if revenue is None:
-        reasons.append("neither group spent anything, so revenue has no interval")
+    conversion = statistics.share_difference(treated, control)
+    lift = statistics.relative_lift(treated, control)
+    reason = None
     if lift is None:
-        reasons.append(
-            "the control made no purchases, so there is no lift over it"
-            if control.purchasers == 0
-            else "the treatment made no purchases, so there is no lift"
+        reason = (
+            f"the control made no {what}, so there is no lift over it"
+            if control.hits == 0
+            else f"the treatment made no {what}, so there is no lift"
         )
     side = conversion.excludes_zero()
     verdict: Verdict = (
@@ -302,13 +328,10 @@ def versus_control(treated: GroupTotals, control: GroupTotals | None) -> VersusC
         if side < 0
         else "no detectable difference"
     )
-    difference = treated.spread.mean - control.spread.mean
     return VersusControl(
         verdict=verdict,
-        reason="; ".join(reasons) or None,
+        reason=reason,
         incremental_conversion=Estimate.of(conversion),
-        incremental_revenue_per_recipient=Estimate.of(revenue),
-        incremental_revenue=round(difference * treated.recipients, 2),
         lift=Estimate.of(lift),
     )
 

@@ -19,11 +19,11 @@ from audience.cli.common import (
     out,
     print_json,
 )
-from audience.cli.render import summary_table
+from audience.cli.render import interval_text, summary_table
 from audience.cli.runtime import simulated_workspace
 
 if TYPE_CHECKING:
-    from audience.activation.journey import JourneyCounts
+    from audience.activation.journey import GoalCount, JourneyCounts
 
 app = typer.Typer(
     cls=AudienceGroup, help="Journeys: customers moved along a graph of steps over days."
@@ -122,12 +122,21 @@ def print_journey_counts(counts: JourneyCounts, title: str) -> None:
                 "customers": g.customers,
                 "reached": g.reached,
                 "conversion": "—" if g.conversion is None else f"{g.conversion:.1%}",
-                "lift": "—" if g.lift_over_control is None else f"{g.lift_over_control:+.1%}",
+                "lift (95 %)": _lift(g),
+                "verdict": g.versus_control.verdict if g.versus_control else "",
             }
             for g in counts.goals
         ]
-        columns = ["goal", "path", "customers", "reached", "conversion", "lift"]
+        columns = ["goal", "path", "customers", "reached", "conversion", "lift (95 %)", "verdict"]
         out.print(summary_table("Goals", goals, columns))
+
+
+def _lift(goal: GoalCount) -> str:
+    """The lift over control with its interval when there is one, else as a bare figure."""
+    versus = goal.versus_control
+    if versus is not None and versus.lift is not None:
+        return interval_text(versus.lift, percent=True)
+    return "—" if goal.lift_over_control is None else f"{goal.lift_over_control:+.1%}"
 
 
 @app.command()

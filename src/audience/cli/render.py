@@ -191,9 +191,9 @@ def results_tables(results: CampaignResults) -> list[Table]:
             {
                 "treatment": label,
                 "verdict": versus.verdict,
-                "conversion vs control": _interval(versus.incremental_conversion, percent=True),
-                "lift": _interval(versus.lift, percent=True),
-                "revenue per recipient vs control": _interval(
+                "conversion vs control": interval_text(versus.incremental_conversion, percent=True),
+                "lift": interval_text(versus.lift, percent=True),
+                "revenue per recipient vs control": interval_text(
                     versus.incremental_revenue_per_recipient
                 ),
             }
@@ -226,7 +226,8 @@ def _percent(value: float | None) -> str | None:
     return None if value is None else f"{value:.2%}"
 
 
-def _interval(figure: Estimate | None, *, percent: bool = False) -> str:
+def interval_text(figure: Estimate | None, *, percent: bool = False) -> str:
+    """An estimate and its interval: `+2.1% (-7.1% to +6.8%)`."""
     if figure is None:
         return "—"
     spec = "+.1%" if percent else "+,.2f"
