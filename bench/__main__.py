@@ -1,6 +1,7 @@
 """`make bench`: generate the sample once, then run every benchmark and print its table; then
 the runtime under load (`bench/runtime.py`, on PostgreSQL). `python -m bench runtime` runs that
-one alone; `python -m bench orchestration` the sample and the orchestrations' table alone.
+one alone; `python -m bench orchestration` the sample and the orchestrations' table alone;
+`python -m bench results` the sample and the campaign results' table alone.
 
 BENCH_PROFILES (default 1,000,000) sets the size; BENCH_REPEAT (default 5) how many timed runs
 each insights query gets; BENCH_MEMORY_LIMIT (e.g. 1GB; default: DuckDB's own, 80 % of RAM) caps
@@ -21,7 +22,7 @@ from rich.console import Console
 
 from audience.settings import EngineSettings, Settings
 from audience.workspace import Workspace
-from bench import campaign, insights, orchestration, runtime
+from bench import campaign, insights, orchestration, results, runtime
 
 
 def main() -> None:
@@ -30,13 +31,14 @@ def main() -> None:
     console = Console()
     only = sys.argv[1:2]
     if only != ["runtime"]:
-        sample(console, orchestrations_only=only == ["orchestration"])
-    if only != ["orchestration"]:
+        sample(console, only=only[0] if only else None)
+    if not only:
         console.print(runtime.run(console))
 
 
-def sample(console: Console, *, orchestrations_only: bool = False) -> None:
-    """The insights, campaign and orchestration benchmarks on one generated sample."""
+def sample(console: Console, *, only: str | None = None) -> None:
+    """The insights, campaign, results and orchestration benchmarks on one generated sample
+    (`only`: just the one named)."""
     profiles = int(os.environ.get("BENCH_PROFILES", "1000000"))
     repeat = int(os.environ.get("BENCH_REPEAT", "5"))
     now = datetime.now(UTC)
@@ -50,11 +52,14 @@ def sample(console: Console, *, orchestrations_only: bool = False) -> None:
         limited = EngineSettings(type="duckdb", path="bench.duckdb", memory_limit=limit)
         with Workspace(Path(folder), Settings(engine=limited), clock=lambda: now) as ws:
             console.print(f"DuckDB memory limit while measuring: {limit or 'DuckDB default'}")
-            if not orchestrations_only:
+            if only is None:
                 console.print(insights.run(ws, profiles, repeat))
                 console.print(campaign.run(ws, profiles))
+            if only in (None, "results"):
+                console.print(results.run(ws, profiles, repeat))
         # Whole processes of their own: the database is closed here first.
-        console.print(orchestration.run(Path(folder), Path(folder) / "bench.duckdb", profiles))
+        if only in (None, "orchestration"):
+            console.print(orchestration.run(Path(folder), Path(folder) / "bench.duckdb", profiles))
 
 
 if __name__ == "__main__":

@@ -340,3 +340,35 @@ def test_a_sent_condition_naming_what_is_not_there_is_refused(
     with pytest.raises(DefinitionError) as raised:
         members(sent, condition)
     assert field in str(raised.value) and message in str(raised.value)
+
+
+def test_item_level_events_count_each_order_once(sent: Workspace) -> None:
+    """With one row per item (events_one_row_per_order = false) orders are distinct order ids
+    and revenue is the items' sum: o2 and o11 split into items give the same figures."""
+    items = [
+        piece
+        for order in ORDERS
+        for piece in (
+            [(*order[:3], str(Decimal(order[3]) / 2), *order[4:])] * 2
+            if order[1] in ("o2", "o11")
+            else [order]
+        )
+    ]
+    table = pa.table(
+        {
+            "amperity_id": [o[0] for o in items],
+            "order_id": [o[1] for o in items],
+            "order_datetime": pa.array([o[2] for o in items], pa.timestamp("us")),
+            "order_revenue": pa.array([Decimal(o[3]) for o in items], pa.decimal128(14, 2)),
+            "is_return": [o[4] for o in items],
+            "is_cancellation": [o[5] for o in items],
+        }
+    )
+    sent.engine.replace_table("unified_transactions", table.schema, table.to_batches())
+    sent.forget_catalog()
+    sent.settings.tables.events_one_row_per_order = False
+    groups = by_group(sent.results.campaign(CAMPAIGN))
+    assert figures(groups["Gold/Offer"]) == (5, 4, 6, 201.0)
+    assert figures(groups["Gold/Control"]) == (4, 2, 2, 95.0)
+    sent.settings.tables.events_one_row_per_order = True  # rows are orders: o2 counts twice
+    assert figures(by_group(sent.results.campaign(CAMPAIGN))["Gold/Control"]) == (4, 2, 3, 95.0)

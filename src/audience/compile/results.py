@@ -57,7 +57,7 @@ def _timestamp(moment: datetime) -> exp.Expr:
     )
 
 
-def _due_times(runs: Sequence[CountedRun]) -> exp.Select:
+def _due_times(runs: Sequence[CountedRun]) -> exp.Select | exp.Union:
     """The counted runs as rows (run_id, due): a run's customers count from its due time, the
     moment it chose them as of (a simulated `--now` included)."""
     rows = [
@@ -67,135 +67,181 @@ def _due_times(runs: Sequence[CountedRun]) -> exp.Select:
     union: exp.Select | exp.Union = rows[0]
     for row in rows[1:]:
         union = exp.union(union, row, distinct=False)
-    return exp.select("*").from_(exp.alias_(union.subquery(), "r"))
+    return union
 
 
-def results_query(measurement: Measurement, ctx: CompileContext) -> exp.Select:
-    """One row per group: sub_audience, treatment, is_control, recipients, purchasers, orders,
-    revenue, revenue_squares and first_start (when its earliest customer's measurement began)."""
-    names = ctx.tables
-    events = ctx.catalog.columns(names.events)
-    for needed in (names.id, names.order_id, names.order_datetime, names.order_revenue):
-        ctx.catalog.kind(names.events, needed)  # a missing column is named, not an engine error
+def _bounds(measurement: Measurement) -> tuple[datetime, datetime]:
+    """The earliest start and the latest end of anyone's span: orders outside them are skipped
+    before the join (a plain range filter the engine pushes into its scan of the events)."""
+    starts = [
+        max(r.due, measurement.launch) if measurement.launch else r.due for r in measurement.runs
+    ]
+    return min(starts), min(max(starts) + measurement.window, measurement.as_of)
+
+
+def _members(measurement: Measurement) -> exp.Select:
+    """Each customer once per group of their first counted run, with `starts_at`, the due time
+    of that run (the launch, when later) and `ends_at`. With one run both are constants."""
+    ledger = measurement.recipients_table
+    keys = (CUSTOMER, *GROUP_KEYS)
+    mine = exp.and_(
+        column(ACTIVATION_KIND).eq(string(measurement.kind)),
+        column(ACTIVATION_NAME).eq(string(measurement.name)),
+        column("run_id").isin(*(string(r.id) for r in measurement.runs)),
+    )
+    if len(measurement.runs) == 1:
+        starts, ends = _bounds(measurement)
+        distinct = exp.select(*(column(c) for c in keys)).distinct().from_(table(ledger))
+        return exp.select(
+            *(column(c) for c in keys),
+            exp.alias_(_timestamp(starts), "starts_at"),
+            exp.alias_(_timestamp(ends), "ends_at"),
+        ).from_(exp.alias_(distinct.where(mine).subquery(), "d"))
+    due = exp.column("due", table="r", quoted=True)
     sent = (
         exp.select(
-            *(exp.column(c, table="l", quoted=True) for c in (CUSTOMER, *GROUP_KEYS)),
-            exp.alias_(exp.column("due", table="r", quoted=True), "sent_at"),
+            *(exp.column(c, table="l", quoted=True) for c in keys), exp.alias_(due, "sent_at")
         )
-        .from_(exp.alias_(table(measurement.recipients_table), "l"))
+        .distinct()
+        .from_(exp.alias_(table(ledger), "l"))
         .join(
-            exp.alias_(exp.to_identifier("runs"), "r"),
+            exp.alias_(_due_times(measurement.runs).subquery(), "r"),
             on=exp.column("run_id", table="l", quoted=True).eq(
                 exp.column("run_id", table="r", quoted=True)
             ),
         )
-        .where(
-            exp.and_(
-                exp.column(ACTIVATION_KIND, table="l", quoted=True).eq(string(measurement.kind)),
-                exp.column(ACTIVATION_NAME, table="l", quoted=True).eq(string(measurement.name)),
-                exp.LT(
-                    this=exp.column("due", table="r", quoted=True),
-                    expression=_timestamp(measurement.as_of),
-                ),
-            )
-        )
+        .where(mine.transform(lambda node: _in_ledger(node)))
     )
-    entries = (
-        exp.select(column(CUSTOMER), exp.alias_(exp.func("MIN", column("sent_at")), "entered"))
-        .from_("sent")
-        .group_by(column(CUSTOMER))
-    )
-    started: exp.Expr = exp.column("entered", table="f", quoted=True)
+    first = exp.Window(this=exp.func("MIN", column("sent_at")), partition_by=[column(CUSTOMER)])
+    firsts = exp.select(*(column(c) for c in keys), column("sent_at"), exp.alias_(first, "entered"))
+    started: exp.Expr = column("entered")
     if measurement.launch is not None:
         started = exp.Greatest(this=started, expressions=[_timestamp(measurement.launch)])
-    members = (
-        exp.select(
-            *(exp.column(c, table="s", quoted=True) for c in (CUSTOMER, *GROUP_KEYS)),
-            exp.alias_(started, "starts_at"),
-        )
-        .distinct()
-        .from_(exp.alias_(exp.to_identifier("sent"), "s"))
-        .join(
-            exp.alias_(exp.to_identifier("entries"), "f"),
-            on=exp.and_(
-                exp.column(CUSTOMER, table="s", quoted=True).eq(
-                    exp.column(CUSTOMER, table="f", quoted=True)
-                ),
-                exp.column("sent_at", table="s", quoted=True).eq(
-                    exp.column("entered", table="f", quoted=True)
-                ),
-            ),
-        )
-    )
     hours = exp.Interval(
         this=string(str(int(measurement.window.total_seconds() // 3600))), unit=exp.var("HOUR")
     )
-    ends = exp.Least(
-        this=exp.Add(this=column("starts_at"), expression=hours),
+    ends_at = exp.Least(
+        this=exp.Add(this=started.copy(), expression=hours),
         expressions=[_timestamp(measurement.as_of)],
     )
-    spans = exp.select(
-        *(column(c) for c in (CUSTOMER, *GROUP_KEYS, "starts_at")), exp.alias_(ends, "ends_at")
-    ).from_("members")
+    return (
+        exp.select(
+            *(column(c) for c in keys),
+            exp.alias_(started, "starts_at"),
+            exp.alias_(ends_at, "ends_at"),
+        )
+        .from_(exp.alias_(firsts.from_(exp.alias_(sent.subquery(), "s")).subquery(), "f"))
+        .where(column("sent_at").eq(column("entered")))
+    )
+
+
+def _in_ledger(node: exp.Expr) -> exp.Expr:
+    """A bare column as the ledger's (`l`), beside the runs' columns in one FROM."""
+    if isinstance(node, exp.Column) and not node.table:
+        return exp.column(node.name, table="l", quoted=True)
+    return node
+
+
+def results_query(measurement: Measurement, ctx: CompileContext) -> exp.Select:
+    """One row per group: sub_audience, treatment, is_control, recipients, purchasers, orders,
+    revenue, revenue_squares and first_start (when its earliest customer's measurement began).
+
+    Orders are summed per customer over their span first (`bought`), then per group, so the
+    engine groups the orders by one key and the members by the group's."""
+    names = ctx.tables
+    events = ctx.catalog.columns(names.events)
+    for needed in (names.id, names.order_id, names.order_datetime, names.order_revenue):
+        ctx.catalog.kind(names.events, needed)  # a missing column is named, not an engine error
     their_id: exp.Expr = exp.column(names.id, table="t", quoted=True)
     if events[names.id] != "string":  # the ledger keeps ids as text
         their_id = exp.cast(their_id, exp.DataType.Type.TEXT)
     when = exp.column(names.order_datetime, table="t", quoted=True)
-    joined: list[exp.Expr] = [
-        their_id.eq(exp.column(CUSTOMER, table="m", quoted=True)),
-        exp.GTE(this=when, expression=exp.column("starts_at", table="m", quoted=True)),
-        exp.LT(this=when.copy(), expression=exp.column("ends_at", table="m", quoted=True)),
+    lowest, highest = _bounds(measurement)
+    kept: list[exp.Expr] = [
+        exp.GTE(this=when.copy(), expression=_timestamp(lowest)),
+        exp.LT(this=when.copy(), expression=_timestamp(highest)),
     ]
     for flag in (names.is_return, names.is_cancellation):
         if flag in events:
-            joined.append(exp.not_(false_if_null(exp.column(flag, table="t", quoted=True))))
-    revenue = exp.func(
-        "COALESCE",
-        exp.func("SUM", exp.column(names.order_revenue, table="t", quoted=True)),
-        number(0),
+            kept.append(exp.not_(false_if_null(exp.column(flag, table="t", quoted=True))))
+    order_id: exp.Expr = exp.column(names.order_id, table="t", quoted=True)
+    if not names.events_one_row_per_order:
+        order_id = exp.Distinct(expressions=[order_id])
+    sums = (
+        exp.alias_(exp.Count(this=order_id), "orders"),
+        exp.alias_(
+            exp.func("SUM", exp.column(names.order_revenue, table="t", quoted=True)), "revenue"
+        ),
     )
-    kept = (CUSTOMER, *GROUP_KEYS, "starts_at")
-    per_customer = (
+    events_table = exp.alias_(table(names.events), "t")
+    if len(measurement.runs) == 1:
+        # Everyone's span is the same: the window's orders summed per customer, as a
+        # hand-written script would, then matched to the members.
+        bought = (
+            exp.select(exp.alias_(their_id, CUSTOMER), *sums)
+            .from_(events_table)
+            .where(exp.and_(*kept))
+            .group_by(their_id.copy())
+        )
+    else:
+        # Within one run a customer is in one group; several runs at one due time could differ.
+        spans = exp.select(column(CUSTOMER), column("starts_at"), column("ends_at"))
+        spans = spans.distinct().from_("members")
+        bought = (
+            exp.select(exp.column(CUSTOMER, table="m", quoted=True), *sums)
+            .from_(events_table)
+            .join(
+                exp.alias_(spans.subquery(), "m"),
+                on=exp.and_(
+                    their_id.eq(exp.column(CUSTOMER, table="m", quoted=True)),
+                    exp.GTE(
+                        this=when.copy(),
+                        expression=exp.column("starts_at", table="m", quoted=True),
+                    ),
+                    exp.LT(
+                        this=when.copy(), expression=exp.column("ends_at", table="m", quoted=True)
+                    ),
+                ),
+            )
+            .where(exp.and_(*kept))
+            .group_by(exp.column(CUSTOMER, table="m", quoted=True))
+        )
+    bought_revenue = exp.column("revenue", table="b", quoted=True)
+    as_double = exp.cast(exp.func("COALESCE", bought_revenue, number(0)), exp.DataType.Type.DOUBLE)
+    return (
         exp.select(
-            *(exp.column(c, table="m", quoted=True) for c in kept),
+            *(exp.column(c, table="m", quoted=True) for c in GROUP_KEYS),
+            exp.alias_(exp.Count(this=exp.Star()), "recipients"),
+            exp.alias_(exp.Count(this=exp.column(CUSTOMER, table="b", quoted=True)), "purchasers"),
             exp.alias_(
-                exp.Count(
-                    this=exp.Distinct(
-                        expressions=[exp.column(names.order_id, table="t", quoted=True)]
-                    )
+                exp.func(
+                    "COALESCE",
+                    exp.func("SUM", exp.column("orders", table="b", quoted=True)),
+                    number(0),
                 ),
                 "orders",
             ),
-            exp.alias_(revenue, "revenue"),
-        )
-        .from_(exp.alias_(exp.to_identifier("spans"), "m"))
-        .join(exp.alias_(table(names.events), "t"), on=exp.and_(*joined), join_type="left")
-        .group_by(*(exp.column(c, table="m", quoted=True) for c in kept))
-    )
-    as_double = exp.cast(column("revenue"), exp.DataType.Type.DOUBLE)
-    bought = exp.Case(
-        ifs=[exp.If(this=exp.GT(this=column("orders"), expression=number(0)), true=number(1))],
-        default=number(0),
-    )
-    return (
-        exp.select(
-            *(column(c) for c in GROUP_KEYS),
-            exp.alias_(exp.Count(this=exp.Star()), "recipients"),
-            exp.alias_(exp.func("SUM", bought), "purchasers"),
-            exp.alias_(exp.func("SUM", column("orders")), "orders"),
-            exp.alias_(exp.func("SUM", column("revenue")), "revenue"),
+            exp.alias_(
+                exp.func("COALESCE", exp.func("SUM", bought_revenue.copy()), number(0)),
+                "revenue",
+            ),
             exp.alias_(
                 exp.func("SUM", exp.Mul(this=as_double, expression=as_double.copy())),
                 "revenue_squares",
             ),
-            exp.alias_(exp.func("MIN", column("starts_at")), "first_start"),
+            exp.alias_(
+                exp.func("MIN", exp.column("starts_at", table="m", quoted=True)), "first_start"
+            ),
         )
-        .with_("runs", as_=_due_times(measurement.runs))
-        .with_("sent", as_=sent)
-        .with_("entries", as_=entries)
-        .with_("members", as_=members)
-        .with_("spans", as_=spans)
-        .with_("per_customer", as_=per_customer)
-        .from_("per_customer")
-        .group_by(*(column(c) for c in GROUP_KEYS))
+        .with_("members", as_=_members(measurement))
+        .with_("bought", as_=bought)
+        .from_(exp.alias_(exp.to_identifier("members"), "m"))
+        .join(
+            exp.alias_(exp.to_identifier("bought"), "b"),
+            on=exp.column(CUSTOMER, table="m", quoted=True).eq(
+                exp.column(CUSTOMER, table="b", quoted=True)
+            ),
+            join_type="left",
+        )
+        .group_by(*(exp.column(c, table="m", quoted=True) for c in GROUP_KEYS))
     )
