@@ -1,7 +1,8 @@
 """`make bench`: generate the sample once, then run every benchmark and print its table; then
 the runtime under load (`bench/runtime.py`, on PostgreSQL). `python -m bench runtime` runs that
 one alone; `python -m bench orchestration` the sample and the orchestrations' table alone;
-`python -m bench results` the sample and the campaign results' table alone.
+`python -m bench results` (or `journey`) the sample and the campaign results' (or the
+journeys') table alone.
 
 BENCH_PROFILES (default 1,000,000) sets the size; BENCH_REPEAT (default 5) how many timed runs
 each insights query gets; BENCH_MEMORY_LIMIT (e.g. 1GB; default: DuckDB's own, 80 % of RAM) caps
@@ -22,17 +23,17 @@ from rich.console import Console
 
 from audience.settings import EngineSettings, Settings
 from audience.workspace import Workspace
-from bench import campaign, insights, orchestration, results, runtime
+from bench import campaign, insights, journey, orchestration, results, runtime
 
 
 def main() -> None:
-    """Run the insights and campaign benchmarks on one generated sample, then the runtime's
-    (only the runtime's with the argument `runtime`)."""
+    """Run the sample's benchmarks, then the runtime's; with an argument (`runtime`,
+    `orchestration`, `results`, `journey`) only that one."""
     console = Console()
     only = sys.argv[1:2]
     if only != ["runtime"]:
         sample(console, only=only[0] if only else None)
-    if not only:
+    if only in ([], ["runtime"]):
         console.print(runtime.run(console))
 
 
@@ -57,6 +58,8 @@ def sample(console: Console, *, only: str | None = None) -> None:
                 console.print(campaign.run(ws, profiles))
             if only in (None, "results"):
                 console.print(results.run(ws, profiles, repeat))
+            if only in (None, "journey"):
+                console.print(journey.run(ws, profiles))
         # Whole processes of their own: the database is closed here first.
         if only in (None, "orchestration"):
             console.print(orchestration.run(Path(folder), Path(folder) / "bench.duckdb", profiles))

@@ -537,19 +537,19 @@ def test_a_run_that_fails_after_sending_sends_nothing_twice_when_retried(
     tick(ws, start)  # lays the tables out
     # Break the travel log so the run's last step, after sending, fails.
     ws.engine.execute(
-        exp.maybe_parse("alter table audience_journey_log rename column event to what")
+        exp.maybe_parse("alter table audience_journey_log rename column reason to why")
     )
     more = ids(ws, 12)[8:]
     set_flags(ws, {c: (True, False) for c in more + customers})
     failed = ws.run_now("journey", "Welcome series", now=start + DAY)
-    assert failed.status == "failed" and "event" in (failed.error or "")
+    assert failed.status == "failed" and "reason" in (failed.error or "")
     day = (start + DAY).strftime("%Y%m%d")
     assert sent_ids(out, "Welcome email", day) == sorted(more)  # sent before it failed
     written = (out / f"Welcome_series_Welcome_email_{day}.csv").stat().st_mtime_ns
     inside = "select count(*) as n from audience_journey_positions"
     assert ws.engine.rows(exp.maybe_parse(inside)) == [{"n": 8}]  # nothing moved
     ws.engine.execute(
-        exp.maybe_parse("alter table audience_journey_log rename column what to event")
+        exp.maybe_parse("alter table audience_journey_log rename column why to reason")
     )
     retried = ws.activations.retry(failed.id)
     assert retried.status == "succeeded", retried.error

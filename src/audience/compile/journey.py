@@ -70,6 +70,8 @@ APPLIED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("applied_at", "TIMESTAMP"),
 )
 TRAIL_COLUMNS = (CUSTOMER, NODE, EVENT, AT, PATH, IS_CONTROL, REASON)
+LEAVING_EVENTS = ("finished", "exited", "released")
+"""The travel log's events that end a customer's stay in a journey (one per stay)."""
 SEND_COLUMNS = (CUSTOMER, NODE, PATH, IS_CONTROL)
 
 
@@ -192,9 +194,14 @@ def walkers_query(
         exp.select(column(CUSTOMER)).from_(table(POSITIONS)).where(of_journey(journey))
     )
     if not journey.allow_reentry:
+        # Whoever was ever in it is inside now or left once per stay (finished, exited or
+        # released): those rows, not the whole travel log, which holds a row per node passed.
+        left = column(EVENT).isin(*(string(e) for e in LEAVING_EVENTS))
         known = exp.union(
             known,
-            exp.select(column(CUSTOMER)).from_(table(TRAVEL_LOG)).where(of_journey(journey)),
+            exp.select(column(CUSTOMER))
+            .from_(table(TRAVEL_LOG))
+            .where(exp.and_(of_journey(journey), left)),
             distinct=False,
         )
     fresh = [exp.not_(exp.In(this=column(CUSTOMER), query=exp.Subquery(this=known)))]
