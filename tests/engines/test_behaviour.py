@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -407,3 +407,49 @@ def test_postgres_streams_every_batch_with_one_schema(
     assert str(reader.schema.field("lifetime_revenue").type).startswith("decimal128(")
     empty = engine.stream(query.where(exp.false()))
     assert empty.schema == reader.schema and sum(b.num_rows for b in empty) == 0
+
+
+def test_as_of_an_earlier_day_later_orders_and_dates_are_not_in_the_past(
+    sample_workspace: Workspace, oracle_rows: tuple[list[Row], dict[str, list[Row]]]
+) -> None:
+    """Evaluated as of 60 days ago (a simulated --now), "within the last 30 days" ends that day:
+    orders and last-order dates after it do not count, as they had not happened."""
+    profiles, orders = oracle_rows
+    earlier = datetime(2026, 9, 24, 12, tzinfo=UTC)  # NOW (2026-11-23) minus 60 days
+    start, end = _ts("2026-08-25 00:00:00"), _ts("2026-09-25 00:00:00")
+
+    def counted(where: dict[str, Any]) -> int:
+        segment = Segment(name="as of", where=where)  # type: ignore[arg-type]
+        members = segment_ids(segment, sample_workspace.compile_context(now=earlier))
+        query = exp.select(exp.Count(this=exp.Star())).from_(exp.alias_(members.subquery(), "s"))
+        return int(next(iter(sample_workspace.engine.rows(query)[0].values())))
+
+    bought = {
+        "purchased": {
+            "within_last": {"value": 30, "unit": "days"},
+            "orders": {"op": ">=", "value": 1},
+        }
+    }
+    expected = sum(
+        1
+        for r in profiles
+        if any(start <= x["order_datetime"] < end for x in orders.get(r["amperity_id"], []))
+    )
+    later = sum(
+        1
+        for r in profiles
+        if any(x["order_datetime"] >= end for x in orders.get(r["amperity_id"], []))
+    )
+    assert later > 0 and counted(bought) == expected
+    never = {"purchased": {"orders": {"op": "=", "value": 0}}}
+    assert counted(never) == sum(
+        1
+        for r in profiles
+        if not any(x["order_datetime"] < end for x in orders.get(r["amperity_id"], []))
+    )
+    recent = {"attribute": "last_order_date", "op": "within_last", "value": 30, "unit": "days"}
+    assert counted(recent) == sum(
+        1
+        for r in profiles
+        if r["last_order_date"] is not None and start.date() <= r["last_order_date"] < end.date()
+    )

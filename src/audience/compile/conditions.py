@@ -358,17 +358,16 @@ class _SegmentCompiler:
         for flag in (names.is_return, names.is_cancellation):
             if flag in columns:
                 filters.append(exp.not_(false_if_null(column(flag))))
+        when, kind = column(names.order_datetime), columns[names.order_datetime]
         if purchase.within_last is not None:
             window = purchase.within_last
             start = days_before(
                 self.ctx.today, window.value, window.unit, field=f"{path}.within_last.value"
             )
-            filters.append(
-                exp.GTE(
-                    this=column(names.order_datetime),
-                    expression=day_literal(start, columns[names.order_datetime]),
-                )
-            )
+            filters.append(exp.GTE(this=when, expression=day_literal(start, kind)))
+        # Orders up to the end of today: as of a simulated --now, later ones have not happened.
+        tomorrow = day_after(self.ctx.today, field=path)
+        filters.append(exp.LT(this=when.copy(), expression=day_literal(tomorrow, kind)))
         if purchase.revenue is not None:
             if names.order_revenue not in columns:
                 raise UnknownAttribute(
@@ -498,7 +497,11 @@ def _date_condition(
     if op in {"within_last", "more_than_ago"}:
         assert isinstance(value, int)
         boundary = days_before(today, value, node.unit or "days", field=path)
-        start, end = (boundary, None) if op == "within_last" else (None, boundary)
+        # "within the last N days" ends today: a later date is not in the past (a simulated
+        # --now must not see what comes after it)
+        start, end = (
+            (boundary, day_after(today, field=path)) if op == "within_last" else (None, boundary)
+        )
     elif op in {"today", "yesterday"}:
         day = today if op == "today" else days_before(today, 1, "days", field=path)
         start, end = day, day_after(day, field=path)
