@@ -72,7 +72,7 @@ nodes:
       - {name: Control, percent: 10, control: true}
   - {name: Offer email, type: activate, destinations: [bench-journey-folder]}
 """.replace("ATTRIBUTES", ATTRIBUTES).replace("JOURNEY", JOURNEY)
-LOG = "journey, customer_id, node, event, \"at\", path, is_control, reason, run_id"
+LOG = 'journey, customer_id, node, event, "at", path, is_control, reason, run_id'
 LEDGER = (
     "customer_id, activation_kind, activation_name, sub_audience, treatment, is_control, "
     "destination, run_id, delivered_at"
