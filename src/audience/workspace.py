@@ -451,9 +451,10 @@ class Workspace:
             raise StateError(f"journey {name!r} is {shown}: nothing moves")
         return self.run_now("journey", name, now=now, progress=progress)
 
-    def journey_counts(self, name: str) -> JourneyCounts:
-        """Customers at each node of a journey now and in all, its exits and finishes."""
-        return journey_counts(self.journey(name), self.engine, self.compile_context())
+    def journey_counts(self, name: str, *, now: datetime | None = None) -> JourneyCounts:
+        """Customers at each node of a journey now and in all, its exits and finishes; its
+        goal segments as of `now` (default: the clock)."""
+        return journey_counts(self.journey(name), self.engine, self.compile_context(now=now))
 
     def journey_path(self, name: str, customer_id: str) -> list[Step]:
         """One customer's travel log in a journey."""

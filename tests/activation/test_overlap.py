@@ -84,3 +84,11 @@ def test_the_cli_prints_pairs_and_json(fresh_workspace: Workspace) -> None:
     assert table.exit_code == 0 and "Washington" in table.stdout
     alone = runner.invoke(app, ["segment", "overlap", "Gold", "-w", str(directory)])
     assert alone.exit_code == 1 and "2 to 5 different segments" in alone.output
+
+
+def test_a_share_of_an_empty_segment_is_no_number(fresh_workspace: Workspace) -> None:
+    ws = fresh_workspace
+    nobody = "kind: segment\nname: Nobody\nwhere: {attribute: state, op: '=', value: Atlantis}\n"
+    ws.apply_documents(load_text(SEGMENTS + "---\n" + nobody, "overlap.yaml"))
+    (pair,) = ws.segment_overlap(["Nobody", "Gold"]).pairs
+    assert (pair.both, pair.share_of_first, pair.share_of_second) == (0, None, 0.0)

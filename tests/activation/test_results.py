@@ -372,3 +372,23 @@ def test_item_level_events_count_each_order_once(sent: Workspace) -> None:
     assert figures(groups["Gold/Control"]) == (4, 2, 2, 95.0)
     sent.settings.tables.events_one_row_per_order = True  # rows are orders: o2 counts twice
     assert figures(by_group(sent.results.campaign(CAMPAIGN))["Gold/Control"]) == (4, 2, 3, 95.0)
+
+
+def test_a_journeys_control_path_is_never_sent_so_naming_it_is_refused(sent: Workspace) -> None:
+    journey = """\
+kind: journey
+name: Nurture
+include: [Chosen]
+nodes:
+  - name: Split
+    type: percent_split
+    paths:
+      - {name: Offer, percent: 90, next: Offer email}
+      - {name: Held back, percent: 10, control: true}
+  - {name: Offer email, type: activate, destinations: [drop]}
+"""
+    sent.apply_documents(load_text(journey, "j.yaml"))
+    assert members(sent, "{sent: {activation: Nurture, treatment: Offer}}") == []  # not run yet
+    with pytest.raises(DefinitionError) as raised:
+        members(sent, "{sent: {activation: Nurture, treatment: Held back}}")
+    assert "where.sent.treatment" in str(raised.value) and "'Offer'" in str(raised.value)

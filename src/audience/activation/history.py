@@ -63,7 +63,7 @@ class StoredHistory:
                     if node.type == "activate":
                         sub_audiences.add(node.name)
                         destinations.update(node.destinations)
-                    treatments.update(path.name for path in node.paths)
+                    treatments.update(p.name for p in node.paths if not p.control)  # never sent
         return SentActivation(
             kinds=frozenset(kinds),
             runs=tuple(self._runs.counted_runs(name)),

@@ -100,6 +100,10 @@ def _ratio(numerator: float, denominator: float, digits: int) -> float:
     return round(numerator / denominator, digits) if denominator else 0.0
 
 
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
@@ -111,8 +115,9 @@ class Pair:
     first: str
     second: str
     both: int
-    share_of_first: float
-    share_of_second: float
+    share_of_first: float | None
+    """None when the first segment is empty: a share of nobody is not a number."""
+    share_of_second: float | None
 
 
 @dataclass(frozen=True)
@@ -151,8 +156,8 @@ def compute_overlap(engine: Engine, segments: list[Segment], ctx: CompileContext
                     first,
                     second,
                     both,
-                    _ratio(both, customers[first], 4),
-                    _ratio(both, customers[second], 4),
+                    _share(both, customers[first]),
+                    _share(both, customers[second]),
                 )
             )
     return Overlap(customers, pairs)

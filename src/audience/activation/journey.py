@@ -59,7 +59,8 @@ class NodeCount:
 @dataclass(frozen=True)
 class GoalCount:
     """Of the customers who took one path (None: everyone who entered), how many are in a
-    goal segment now; with the control path's rate, the lift over it."""
+    goal segment now; beside a control path, the lift over it (None when there are too few
+    customers on either side to tell, as `versus_control` says)."""
 
     goal: str
     path: str | None
@@ -627,38 +628,23 @@ def _goal(
         .order_by(column(sql.IS_CONTROL), column(sql.PATH))
     )
     control = [r for r in by_path if r["is_control"] and r["customers"]]
-    base = control[0]["reached"] / control[0]["customers"] if control else None
-
-    def lift(row: dict[str, Any]) -> float | None:
-        if base is None or not base or row["is_control"] or not row["customers"]:
-            return None
-        return float(row["reached"] / row["customers"] / base - 1)
-
+    against = Share(int(control[0]["reached"]), int(control[0]["customers"])) if control else None
     lines = [
         GoalCount(
             name, None, False, int(everyone[0]["customers"]), int(everyone[0]["reached"]), None
         )
     ]
-    against = Share(int(control[0]["reached"]), int(control[0]["customers"])) if control else None
-    lines += [
-        GoalCount(
-            name,
-            row["path"],
-            bool(row["is_control"]),
-            int(row["customers"]),
-            int(row["reached"]),
-            lift(row),
-            None
-            if row["is_control"]
-            else conversion_versus_control(
-                Share(int(row["reached"]), int(row["customers"])),
-                against,
-                what="goal conversions",
-                without="the journey has no control path",
-            ),
+    for row in by_path:
+        path = Share(int(row["reached"]), int(row["customers"]))
+        versus = None
+        if not row["is_control"]:
+            versus = conversion_versus_control(
+                path, against, what="goal conversions", without="the journey has no control path"
+            )
+        lift = versus.lift.estimate if versus is not None and versus.lift is not None else None
+        lines.append(
+            GoalCount(name, row["path"], bool(row["is_control"]), path.n, path.hits, lift, versus)
         )
-        for row in by_path
-    ]
     return lines
 
 

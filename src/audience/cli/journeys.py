@@ -93,10 +93,12 @@ def status(
     name: NameArgument,
     workspace: WorkspaceOption = HERE,
     as_json: JsonOption = False,
+    now: NowOption = None,
 ) -> None:
-    """Customers at each node now and all who entered it; exits by reason; finishes."""
+    """Customers at each node now and all who entered it; exits by reason; finishes; goals
+    (their segments as of --now, by default now)."""
     with open_workspace(workspace) as ws:
-        counts = ws.journey_counts(name)
+        counts = ws.journey_counts(name, now=as_utc(now))
     if as_json:
         print_json(counts.to_json())
         return
@@ -122,21 +124,30 @@ def print_journey_counts(counts: JourneyCounts, title: str) -> None:
                 "customers": g.customers,
                 "reached": g.reached,
                 "conversion": "—" if g.conversion is None else f"{g.conversion:.1%}",
-                "lift (95 %)": _lift(g),
+                "difference (95 %)": _versus(g, "incremental_conversion"),
+                "lift (95 %)": _versus(g, "lift"),
                 "verdict": g.versus_control.verdict if g.versus_control else "",
             }
             for g in counts.goals
         ]
-        columns = ["goal", "path", "customers", "reached", "conversion", "lift (95 %)", "verdict"]
+        columns = [
+            "goal",
+            "path",
+            "customers",
+            "reached",
+            "conversion",
+            "difference (95 %)",
+            "lift (95 %)",
+            "verdict",
+        ]
         out.print(summary_table("Goals", goals, columns))
 
 
-def _lift(goal: GoalCount) -> str:
-    """The lift over control with its interval when there is one, else as a bare figure."""
+def _versus(goal: GoalCount, figure: str) -> str:
+    """A figure against the control path with its interval; "—" where there is none."""
     versus = goal.versus_control
-    if versus is not None and versus.lift is not None:
-        return interval_text(versus.lift, percent=True)
-    return "—" if goal.lift_over_control is None else f"{goal.lift_over_control:+.1%}"
+    estimate = None if versus is None else getattr(versus, figure)
+    return "—" if estimate is None else interval_text(estimate, percent=True)
 
 
 @app.command()

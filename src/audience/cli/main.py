@@ -29,6 +29,7 @@ from audience.demo.samples import (
     SAMPLE_JOURNEY,
     SAMPLE_JOURNEY_DAYS,
     SAMPLE_JOURNEY_DEFINITIONS,
+    SAMPLE_PURCHASE_DAYS,
     SAMPLE_PURCHASE_RATES,
     SAMPLE_RESULTS_DAYS,
     SAMPLE_SEGMENTS,
@@ -175,7 +176,8 @@ def demo(
     print_run(run)
     print_journey_counts(journey, f"{SAMPLE_JOURNEY} after {SAMPLE_JOURNEY_DAYS} simulated days")
     out.print(
-        f"Simulated {SAMPLE_RESULTS_DAYS} days of purchases after the campaign "
+        f"Simulated {SAMPLE_PURCHASE_DAYS} days of purchases after the campaign; its results "
+        f"{SAMPLE_RESULTS_DAYS} days on "
         f"(`audience campaign results {SAMPLE_CAMPAIGN!r} --as-of …`):"
     )
     for table in results_tables(measured):

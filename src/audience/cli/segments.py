@@ -133,8 +133,8 @@ def overlap(
             "segment": pair.first,
             "and segment": pair.second,
             "in both": pair.both,
-            "share of first": f"{pair.share_of_first:.1%}",
-            "share of second": f"{pair.share_of_second:.1%}",
+            "share of first": _percent(pair.share_of_first),
+            "share of second": _percent(pair.share_of_second),
         }
         for pair in result.pairs
     ]
@@ -142,3 +142,7 @@ def overlap(
     table = summary_table("Overlap", rows, list(rows[0]))
     table.caption = f"customers: {sizes}"
     out.print(table)
+
+
+def _percent(share: float | None) -> str:
+    return "—" if share is None else f"{share:.1%}"

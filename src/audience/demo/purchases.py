@@ -18,10 +18,9 @@ from sqlglot import exp
 from audience.activation.ledger import RECIPIENTS
 from audience.compile.assignment import BUCKETS, bucket
 from audience.compile.conditions import column, number, string, table
+from audience.demo.samples import SAMPLE_PURCHASE_DAYS
 from audience.engines.base import Engine
 
-SIMULATED_DAYS = 28
-"""Orders fall on one of the days after the send, up to this many."""
 BASE_RATE = 0.04
 """The chance that a control customer buys in those weeks."""
 
@@ -53,7 +52,7 @@ def simulate_purchases(
     day = exp.Add(
         this=exp.Mod(
             this=bucket(customer, f"demo-day:{seed}", engine.dialect),
-            expression=number(SIMULATED_DAYS),
+            expression=number(SAMPLE_PURCHASE_DAYS),
         ),
         expression=number(1),
     )

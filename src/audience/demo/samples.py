@@ -22,5 +22,7 @@ SAMPLE_SEGMENTS = (
 SAMPLE_PURCHASE_RATES = {"Offer 10": 0.05, "Offer 20": 0.065, "Offer 30": 0.09}
 """The chance that a recipient of each treatment buys in the weeks after the demo campaign
 (control: `demo.purchases.BASE_RATE`), for its simulated results."""
+SAMPLE_PURCHASE_DAYS = 28
+"""Simulated orders fall on one of the days after the demo campaign's send, up to this many."""
 SAMPLE_RESULTS_DAYS = 30
 """The demo prints its campaign's results as of this many days after the send."""
