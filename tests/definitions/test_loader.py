@@ -76,6 +76,12 @@ def test_export_round_trips() -> None:
             "f.yaml:3",
             "whole number",
         ),
+        (
+            "kind: segment\nname: x\nwhere: {sent: {activation: A, within_last: 7}}\n",
+            DefinitionError,
+            "f.yaml:3",
+            "where.sent.within_last: expected a mapping ({key: value, …}), got 7",
+        ),
     ],
 )
 def test_bad_documents_name_file_line_and_field(

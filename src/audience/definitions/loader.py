@@ -181,6 +181,8 @@ def _definition_error(
             where=f"{origin}:{line_of(lines, _split(field_path), line)}", field=field_path
         )
     message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "model_type":  # pydantic names the class; a user wrote a mapping
+        message = f"expected a mapping ({{key: value, …}}), got {first['input']!r}"
     return DefinitionError(
         message, where=f"{origin}:{line_of(lines, loc, line)}", field=_join(loc) or None
     )
