@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from audience.errors import LeaseLost, NotFound, WorkspaceError
 from audience.store.metadata import MetadataStore, resolve_url
-from audience.store.runs import DeliveredFile, Holder
+from audience.store.runs import DeliveredFile, DueRun, Holder
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -177,8 +177,9 @@ def test_an_attempt_taken_over_records_nothing_more(store: MetadataStore) -> Non
     took over (its lease expired) gets LeaseLost for every write, and the new attempt's stand."""
     runs, lease = store.runs, timedelta(minutes=1)
     with store.session() as session, session.begin():
-        assert runs.enqueue(session, kind="campaign", name="A", version=1, scheduled_for=T0)
-        assert not runs.enqueue(session, kind="campaign", name="A", version=1, scheduled_for=T0)
+        due = DueRun("campaign", "A", 1, T0)
+        assert runs.enqueue(session, [due]) == 1
+        assert runs.enqueue(session, [due]) == 0
     first = runs.claim(worker="w1", now=T0, lease=lease, max_attempts=3)
     assert first is not None and first.attempt == 1
     assert runs.claim(worker="w2", now=T0, lease=lease, max_attempts=3) is None  # still held

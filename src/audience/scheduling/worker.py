@@ -33,7 +33,7 @@ from audience.activation.runner import execute, lease_of, retry_policy, this_pro
 from audience.definitions.kinds import Activation
 from audience.scheduling.schedule import due_times
 from audience.store.activations import RUNNING_STATES, scheduled_state
-from audience.store.runs import Run
+from audience.store.runs import DueRun, Run
 
 if TYPE_CHECKING:
     from audience.workspace import Workspace
@@ -84,65 +84,71 @@ class Worker:
     def queue_due(self, now: datetime) -> int:
         """Queue the runs every scheduled activation owes at `now`; how many were queued.
 
-        What is owed is worked out from a few reads (schedules, definitions, success counts),
-        without locks. Then each activation that owes runs is queued in a short transaction of
-        its own, holding its row and looking again, so the runs are there to claim at once —
-        by this worker or any other. Workers starting together share the queueing: each takes
-        the owed activations in an order of its own, a round of `QUEUE_ROUND` at a time, skips a
-        row another holds and, between rounds, drops what others queued meanwhile. After a
-        burst, the database's statistics are refreshed for the claims."""
+        What is owed is worked out once, from a few reads (schedules, definitions, success
+        counts), without locks. Then the owed activations are queued a round of `QUEUE_ROUND`
+        at a time, each round one short transaction holding those rows and looking again, so
+        the runs are there to claim at once — by this worker or any other. Workers starting
+        together share the queueing: each takes the owed activations in an order of its own,
+        skips rows another holds and, between rounds, drops those whose newest due time moved
+        (another worker queued them). After a burst, the database's statistics are refreshed
+        for the claims."""
         ws = self.ws
         successes = ws.store.runs.success_counts()
-        definitions: dict[tuple[str, str], tuple[Activation, int]] | None = None
-        visited: set[tuple[str, str]] = set()
+        recorded = {
+            (a.kind, a.name): a for a in ws.store.activations.all() if a.state in RUNNING_STATES
+        }
+        definitions = ws.activations.definitions(recorded)
+        owed = [
+            key
+            for key, activation in recorded.items()
+            if key in definitions
+            and due_times(
+                definitions[key][0].schedule,
+                history=ws.activations.history(activation, runs=successes.get(key, 0)),
+                now=now,
+            )
+        ]
+        self._order.shuffle(owed)
         queued = 0
-        while True:
-            scheduled = {
-                (a.kind, a.name): a
-                for a in ws.store.activations.all()
-                if a.state in RUNNING_STATES and (a.kind, a.name) not in visited
-            }
-            if definitions is None:  # read once a tick; what is applied meanwhile, next tick
-                definitions = ws.activations.definitions(scheduled)
-            owed = [
-                key
-                for key, activation in scheduled.items()
-                if key in definitions
-                and due_times(
-                    definitions[key][0].schedule,
-                    history=ws.activations.history(activation, runs=successes.get(key, 0)),
-                    now=now,
-                )
-            ]
-            if not owed:
-                break
-            self._order.shuffle(owed)
-            for key in owed[:QUEUE_ROUND]:
-                visited.add(key)
-                queued += self._queue(key, *definitions[key], now)
+        while owed:
+            round_, owed = owed[:QUEUE_ROUND], owed[QUEUE_ROUND:]
+            queued += self._queue(round_, definitions, now)
+            if owed:
+                moved = {
+                    (a.kind, a.name)
+                    for a in ws.store.activations.all()
+                    if (a.kind, a.name) in recorded
+                    and a.last_due != recorded[a.kind, a.name].last_due
+                }
+                owed = [key for key in owed if key not in moved]
         if queued >= REFRESH_STATISTICS_AFTER:
             ws.store.runs.refresh_statistics()
         return queued
 
     def _queue(
-        self, key: tuple[str, str], definition: Activation, version: int, now: datetime
+        self,
+        keys: list[tuple[str, str]],
+        definitions: dict[tuple[str, str], tuple[Activation, int]],
+        now: datetime,
     ) -> int:
-        """Queue what one activation owes, holding its row; how many runs were queued."""
+        """Queue what these activations owe, holding their rows; how many runs were queued."""
         ws = self.ws
-        with ws.store.activations.locked(*key) as (session, row):
-            if row is None:
-                return 0  # another worker holds it: it is queueing it
-            successes = ws.store.runs.count_successes(session, row.kind, row.name, row.since)
-            history = ws.activations.history(scheduled_state(row), runs=successes)
-            times = due_times(definition.schedule, history=history, now=now)
-            queued = 0
-            for due in times:
-                queued += ws.store.runs.enqueue(
-                    session, kind=row.kind, name=row.name, version=version, scheduled_for=due
+        with ws.store.activations.locked(keys) as (session, rows):
+            if not rows:
+                return 0  # other workers hold them: they are queueing them
+            held = [(row.kind, row.name) for row in rows]
+            successes = ws.store.runs.success_counts(session, among=held)
+            due: list[DueRun] = []
+            for row in rows:
+                definition, version = definitions[row.kind, row.name]
+                history = ws.activations.history(
+                    scheduled_state(row), runs=successes.get((row.kind, row.name), 0)
                 )
-            if times:
-                row.last_due = max(times)
-            return queued
+                times = due_times(definition.schedule, history=history, now=now)
+                due += [DueRun(row.kind, row.name, version, t) for t in times]
+                if times:
+                    row.last_due = max(times)
+            return ws.store.runs.enqueue(session, due)
 
     def run_next(self) -> Run | None:
         """Claim the oldest ready run and run it; None when nothing is ready."""

@@ -3,12 +3,12 @@ since when, and the newest due time a run was made for. An activation with no ro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from audience.store.locking import locked_session
@@ -38,21 +38,22 @@ class ActivationLog:
         self._sessions = sessions
 
     @contextmanager
-    def locked(self, kind: str, name: str) -> Iterator[tuple[Session, ActivationRecord | None]]:
-        """A write transaction holding one scheduled activation's row, for changing its
-        schedule together with its runs; the row is None when the activation is no longer
-        scheduled, or another worker holds it (it is looking after it: skip it)."""
+    def locked(
+        self, keys: Collection[tuple[str, str]]
+    ) -> Iterator[tuple[Session, list[ActivationRecord]]]:
+        """A write transaction holding the rows of those (kind, name) still scheduled, for
+        changing their schedules together with their runs. Rows another worker holds are left
+        out: it is looking after them."""
         query = (
             select(ActivationRecord)
             .where(
-                ActivationRecord.kind == kind,
-                ActivationRecord.name == name,
+                tuple_(ActivationRecord.kind, ActivationRecord.name).in_(list(keys)),
                 ActivationRecord.state.in_(RUNNING_STATES),
             )
             .with_for_update(skip_locked=True)
         )
         with locked_session(self._sessions) as session:
-            yield session, session.scalars(query).first()
+            yield session, list(session.scalars(query))
 
     def get(self, kind: str, name: str) -> ScheduledActivation | None:
         """One activation's schedule state (None: a draft)."""

@@ -22,7 +22,7 @@ up) gets `LeaseLost` instead of overwriting what the attempt that took over reco
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,6 +40,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -62,6 +63,16 @@ from audience.store.models import ActivationRecord, DeliveryRecord, RunRecord, a
 
 ACTIVE = ("queued", "running")
 """Statuses of a run that has not ended."""
+
+
+@dataclass(frozen=True)
+class DueRun:
+    """A run a schedule owes: the activation, the definition version it runs, its due time."""
+
+    kind: str
+    name: str
+    version: int
+    scheduled_for: datetime
 
 
 @dataclass(frozen=True)
@@ -215,41 +226,27 @@ class RunLog:
                 raise StateError(f"{kind} {name!r} is already running for that time") from None
             return _run(row, [])
 
-    def enqueue(
-        self, session: Session, *, kind: str, name: str, version: int, scheduled_for: datetime
-    ) -> bool:
-        """Queue the run due at `scheduled_for` in the caller's transaction, unless it exists
-        (a command may have started that very run meanwhile); whether it was queued now."""
-        values = _new_values(kind, name, version, utc(scheduled_for), False, "schedule")
+    def enqueue(self, session: Session, due: Sequence[DueRun]) -> int:
+        """Queue the runs due, in the caller's transaction and one statement, except those that
+        exist (a command may have started one of them meanwhile); how many were queued."""
+        if not due:
+            return 0
+        rows = [
+            _new_values(d.kind, d.name, d.version, utc(d.scheduled_for), False, "schedule")
+            for d in due
+        ]
         dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        # One statement, no savepoint: the unique index on the due time decides.
+        # No savepoint: the unique index on the due time decides.
         queued = session.execute(
             dialect.insert(RunRecord)
-            .values(values)
+            .values(rows)
             .on_conflict_do_nothing(
                 index_elements=["activation_kind", "activation_name", "scheduled_for"],
                 index_where=text("NOT is_test"),
             )
             .returning(RunRecord.id)
         )
-        return queued.first() is not None
-
-    def count_successes(self, session: Session, kind: str, name: str, since: datetime) -> int:
-        """How many of `successes` there are, read in the caller's transaction."""
-        return int(
-            session.scalar(
-                select(func.count())
-                .select_from(RunRecord)
-                .where(
-                    RunRecord.activation_kind == kind,
-                    RunRecord.activation_name == name,
-                    RunRecord.status == "succeeded",
-                    RunRecord.is_test.is_(False),
-                    RunRecord.scheduled_for >= utc(since),
-                )
-            )
-            or 0
-        )
+        return len(queued.all())
 
     def claim(
         self, *, worker: str, now: datetime, lease: timedelta, max_attempts: int
@@ -571,9 +568,12 @@ class RunLog:
         with self._sessions() as session:
             return [CountedRun(i, k, aware(due)) for i, k, due in session.execute(query)]
 
-    def success_counts(self) -> dict[tuple[str, str], int]:
-        """For every activation on a schedule: its successful real runs since the schedule took
-        effect, by (kind, name) — one query for what `successes` tells of one."""
+    def success_counts(
+        self, session: Session | None = None, among: Collection[tuple[str, str]] | None = None
+    ) -> dict[tuple[str, str], int]:
+        """For every activation on a schedule (or those `among`): its successful real runs
+        since the schedule took effect, by (kind, name) — one query for what `successes` tells
+        of one; in the caller's transaction when given one."""
         query = (
             select(RunRecord.activation_kind, RunRecord.activation_name, func.count())
             .join(
@@ -587,8 +587,14 @@ class RunLog:
             .where(RunRecord.status == "succeeded", RunRecord.is_test.is_(False))
             .group_by(RunRecord.activation_kind, RunRecord.activation_name)
         )
-        with self._sessions() as session:
+        if among is not None:
+            query = query.where(
+                tuple_(RunRecord.activation_kind, RunRecord.activation_name).in_(list(among))
+            )
+        if session is not None:
             return {(kind, name): int(n) for kind, name, n in session.execute(query)}
+        with self._sessions() as own:
+            return {(kind, name): int(n) for kind, name, n in own.execute(query)}
 
     def refresh_statistics(self) -> None:
         """Let the database's planner see the runs as they are now (after a burst of queued
