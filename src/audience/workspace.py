@@ -121,19 +121,28 @@ class Workspace:
         settings: Settings,
         clock: Clock = utc_now,
         notify: Callable[[str], None] | None = None,
+        lease_clock: Clock = utc_now,
     ) -> None:
         self.directory = directory
         self.settings = settings
         self.clock = clock
+        """The schedule's time: due times, relative dates, what a run is as of (`--now`)."""
+        self.lease_clock = lease_clock
+        """The time leases on runs are timed by: the wall clock even when `clock` simulates
+        another moment (tests move it by hand)."""
         self.notify = notify
         """Hears what the user should know while waiting (a busy database), if anyone listens."""
 
     @classmethod
     def open(
-        cls, directory: Path, clock: Clock = utc_now, notify: Callable[[str], None] | None = None
+        cls,
+        directory: Path,
+        clock: Clock = utc_now,
+        notify: Callable[[str], None] | None = None,
+        lease_clock: Clock = utc_now,
     ) -> Workspace:
         """Open the workspace in `directory` (its settings are read now, connections lazily)."""
-        return cls(directory, load_settings(directory), clock, notify)
+        return cls(directory, load_settings(directory), clock, notify, lease_clock)
 
     @cached_property
     def engine(self) -> Engine:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from audience.activation.runner import lease_of
 from audience.cli.main import app
 from audience.definitions.loader import validate_data
 from audience.errors import NotFound, ScheduleError, StateError
@@ -72,7 +73,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def ws(fresh_workspace: Workspace, clock: Clock) -> Workspace:
-    fresh_workspace.clock = clock
+    fresh_workspace.clock = fresh_workspace.lease_clock = clock
     out = fresh_workspace.directory / "out"
     apply(fresh_workspace, GOLD, destination(out))
     return fresh_workspace
@@ -182,6 +183,31 @@ def test_bad_requests_are_refused_with_the_state_and_change_nothing(
     assert ws.activations.status_of("campaign", "Drafty").status == "draft"
 
 
+def test_leases_are_timed_on_their_own_clock_not_the_simulated_one(
+    ws: Workspace, clock: Clock
+) -> None:
+    """A worker simulating a day three days on (`--now`) neither takes over a run whose
+    worker holds a live lease on real time, nor hands out leases that real time sees expired."""
+    wall = Clock(clock.now)
+    ws.lease_clock = wall
+    apply(ws, campaign("Once", {"once": "asap"}))
+    ws.activations.schedule("campaign", "Once")
+    Worker(ws).queue_due(clock.now)
+    held = ws.store.runs.claim(worker="busy", now=clock.now, lease=lease_of(ws), max_attempts=5)
+    assert held is not None
+    clock.now += timedelta(days=3)  # the schedule's time jumps; the lease's does not
+    simulating = Worker(ws, name="simulating")
+    assert simulating.tick() == []  # the busy worker's lease still holds
+    with pytest.raises(StateError, match="lease"):
+        ws.activations.cancel_run(held.id)
+    (run,) = ws.store.runs.history("Once")
+    assert run.status == "running" and run.attempt == 1
+    assert run.lease_expires_at == wall.now + lease_of(ws).length  # on the lease clock
+    wall.now += lease_of(ws).length + timedelta(seconds=1)
+    (taken,) = simulating.tick()
+    assert taken.id == held.id and taken.attempt == 2 and taken.status == "succeeded"
+
+
 def test_a_run_whose_worker_died_is_taken_over_when_its_lease_expires(
     ws: Workspace, clock: Clock
 ) -> None:
@@ -189,7 +215,7 @@ def test_a_run_whose_worker_died_is_taken_over_when_its_lease_expires(
     ws.activations.schedule("campaign", "Once")
     dead = Worker(ws, name="dead")
     dead.queue_due(clock.now)
-    lease = timedelta(seconds=ws.settings.worker.lease_seconds)
+    lease = lease_of(ws)
     claimed = ws.store.runs.claim(worker="dead", now=clock.now, lease=lease, max_attempts=5)
     assert claimed is not None and claimed.status == "running"  # ... and then it died
     alive = Worker(ws, name="alive")
@@ -197,7 +223,7 @@ def test_a_run_whose_worker_died_is_taken_over_when_its_lease_expires(
     assert ws.activations.status_of("campaign", "Once").status == "running"
     with pytest.raises(StateError, match="lease"):
         ws.activations.cancel_run(claimed.id)
-    clock.now += lease + timedelta(seconds=1)
+    clock.now += lease.length + timedelta(seconds=1)
     (run,) = alive.tick()
     assert run.id == claimed.id and run.attempt == 2 and run.status == "succeeded"
     assert len(files(ws)) == 1
@@ -284,7 +310,7 @@ def test_a_test_send_whose_process_died_is_failed_not_taken_over(
 ) -> None:
     """Taking it over would send the whole audience under the campaign's real names."""
     apply(ws, campaign("Once", {"once": "asap"}))
-    lease = timedelta(seconds=ws.settings.worker.lease_seconds)
+    lease = lease_of(ws)
     test = ws.store.runs.begin(
         kind="campaign",
         name="Once",
@@ -295,7 +321,7 @@ def test_a_test_send_whose_process_died_is_failed_not_taken_over(
         lease=lease,
         is_test=True,
     )
-    clock.now += lease + timedelta(seconds=1)
+    clock.now += lease.length + timedelta(seconds=1)
     assert Worker(ws, name="alive").tick() == []
     ended = ws.store.runs.get(test.id)
     assert ended.status == "failed" and ended.error_kind == "abandoned"
@@ -306,11 +332,11 @@ def test_a_run_whose_workers_keep_dying_is_given_up(ws: Workspace, clock: Clock)
     apply(ws, campaign("Once", {"once": "asap"}))
     ws.activations.schedule("campaign", "Once")
     Worker(ws, name="w").queue_due(clock.now)
-    lease = timedelta(seconds=ws.settings.worker.lease_seconds)
+    lease = lease_of(ws)
     for attempt in range(1, 4):
         claimed = ws.store.runs.claim(worker="dies", now=clock.now, lease=lease, max_attempts=3)
         assert claimed is not None and claimed.attempt == attempt
-        clock.now += lease + timedelta(seconds=1)
+        clock.now += lease.length + timedelta(seconds=1)
     assert ws.store.runs.claim(worker="dies", now=clock.now, lease=lease, max_attempts=3) is None
     (run,) = ws.runs("Once")
     assert run.status == "failed" and "stopped 3 times" in (run.error or "")
@@ -324,7 +350,7 @@ def test_one_activation_runs_one_run_at_a_time_in_order(ws: Workspace, clock: Cl
     ws.activations.schedule("campaign", "Daily")
     clock.now = NOW + timedelta(days=2, hours=2)
     Worker(ws, name="w").queue_due(clock.now)
-    lease = timedelta(seconds=ws.settings.worker.lease_seconds)
+    lease = lease_of(ws)
     first = ws.store.runs.claim(worker="a", now=clock.now, lease=lease, max_attempts=5)
     assert first is not None and first.scheduled_for.day == 24
     assert ws.store.runs.claim(worker="b", now=clock.now, lease=lease, max_attempts=5) is None

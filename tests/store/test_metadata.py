@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from audience.errors import LeaseLost, NotFound, WorkspaceError
 from audience.store.metadata import MetadataStore, resolve_url
-from audience.store.runs import DeliveredFile, DueRun, Holder
+from audience.store.runs import DeliveredFile, DueRun, Holder, LeaseTerms
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -175,7 +175,8 @@ def test_threads_opening_a_new_store_together_migrate_it_once(tmp_path: Path) ->
 def test_an_attempt_taken_over_records_nothing_more(store: MetadataStore) -> None:
     """Runs are queued once per due time and claimed once; an attempt whose run another worker
     took over (its lease expired) gets LeaseLost for every write, and the new attempt's stand."""
-    runs, lease = store.runs, timedelta(minutes=1)
+    runs, minute = store.runs, timedelta(minutes=1)
+    lease, later = LeaseTerms(minute, lambda: T0), LeaseTerms(minute, lambda: T0 + 2 * minute)
     with store.session() as session, session.begin():
         due = DueRun("campaign", "A", 1, T0)
         assert runs.enqueue(session, [due]) == 1
@@ -183,7 +184,7 @@ def test_an_attempt_taken_over_records_nothing_more(store: MetadataStore) -> Non
     first = runs.claim(worker="w1", now=T0, lease=lease, max_attempts=3)
     assert first is not None and first.attempt == 1
     assert runs.claim(worker="w2", now=T0, lease=lease, max_attempts=3) is None  # still held
-    second = runs.claim(worker="w2", now=T0 + 2 * lease, lease=lease, max_attempts=3)
+    second = runs.claim(worker="w2", now=T0, lease=later, max_attempts=3)
     assert second is not None and (second.id, second.attempt) == (first.id, 2)
 
     file = DeliveredFile("out", "file:///out/a.csv", rows=3, bytes=10, sha256="0" * 64)

@@ -165,7 +165,7 @@ class Activations:
         canceled; what a dead worker left half-written at the destinations is removed."""
         ws = self._ws
         found = ws.store.runs.find(run_id)
-        run = ws.store.runs.cancel(found.id, now=ws.clock())
+        run = ws.store.runs.cancel(found.id, now=ws.clock(), lease=lease_of(ws))
         if found.status != "running":
             return CanceledRun(run, 0)  # an attempt that ended cleaned up after itself
         definition = self.definition(run.activation_kind, run.activation_name)[0]

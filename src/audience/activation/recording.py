@@ -20,7 +20,7 @@ from typing import Any
 
 from audience.delivery.destinations.base import Delivery, EarlierFile
 from audience.errors import AudienceError, LeaseLost, TransientDeliveryError
-from audience.store.runs import DeliveredFile, Holder, Run, RunLog
+from audience.store.runs import DeliveredFile, Holder, LeaseTerms, Run, RunLog
 
 Clock = Callable[[], datetime]
 
@@ -52,7 +52,7 @@ class RunRecording:
     run: Run
     clock: Clock
     worker: str
-    lease: timedelta
+    lease: LeaseTerms
     counts: dict[str, Any] = field(default_factory=dict)
     """What the run knows so far (a failed run keeps it: the plan, once known)."""
     earlier: dict[str, DeliveredFile] = field(default_factory=dict)
@@ -118,7 +118,7 @@ class RunRecording:
         """
         if self.run.attempt > 1:
             self.earlier = {d.uri: d for d in self.runs.get(self.run.id).deliveries}
-        beat = _Heartbeat(self, heartbeat_every or self.lease.total_seconds() / 3)
+        beat = _Heartbeat(self, heartbeat_every or self.lease.length.total_seconds() / 3)
         beat.start()
         try:
             counts = work(self)
@@ -169,8 +169,8 @@ class RunRecording:
 
 
 class _Heartbeat:
-    """Renews a run's lease on a thread while the run works (real time between beats; the
-    lease's expiry is on the recording's clock)."""
+    """Renews a run's lease on a thread while the run works (real time between beats, and the
+    lease's expiry on its own clock)."""
 
     def __init__(self, recording: RunRecording, every: float) -> None:
         self._recording = recording
@@ -193,6 +193,5 @@ class _Heartbeat:
             recording.runs.heartbeat(
                 recording.run.id,
                 holder=recording.holder,
-                now=recording.clock(),
                 lease=recording.lease,
             )

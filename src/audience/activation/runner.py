@@ -15,7 +15,7 @@ from audience.activation.recording import RetryPolicy, RunRecording
 from audience.activation.setting import Progress
 from audience.definitions.journey import Journey
 from audience.definitions.orchestration import Orchestration
-from audience.store.runs import Run
+from audience.store.runs import LeaseTerms, Run
 
 if TYPE_CHECKING:
     from audience.workspace import Workspace
@@ -29,9 +29,9 @@ def this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def lease_of(ws: Workspace) -> timedelta:
-    """How long a run is its runner's without a heartbeat."""
-    return timedelta(seconds=ws.settings.worker.lease_seconds)
+def lease_of(ws: Workspace) -> LeaseTerms:
+    """How long a run is its runner's without a heartbeat, on the workspace's lease clock."""
+    return LeaseTerms(timedelta(seconds=ws.settings.worker.lease_seconds), ws.lease_clock)
 
 
 def retry_policy(ws: Workspace) -> RetryPolicy:

@@ -11,6 +11,7 @@ queued ──claim──► running ──► succeeded
 
 A running run holds a lease (`claimed_by`, `lease_expires_at`) that its worker renews with a
 heartbeat; a run whose lease has expired is taken over by the next claim (its attempt counts up).
+Leases are timed on the wall clock (`LeaseTerms`), due times and back-offs on the schedule's.
 Claims lock the row they take (`FOR UPDATE SKIP LOCKED` on PostgreSQL; on SQLite the whole write
 is one `BEGIN IMMEDIATE` transaction), so two workers never take the same run.
 
@@ -22,7 +23,7 @@ up) gets `LeaseLost` instead of overwriting what the attempt that took over reco
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -63,6 +64,20 @@ from audience.store.models import ActivationRecord, DeliveryRecord, RunRecord, a
 
 ACTIVE = ("queued", "running")
 """Statuses of a run that has not ended."""
+
+
+@dataclass(frozen=True)
+class LeaseTerms:
+    """How long a claim holds a run without a heartbeat, timed on its own clock: the wall
+    clock, never a simulated `--now`, so that a worker simulating another day neither takes
+    over nor gives away the runs of workers on real time (tests inject a clock of their own)."""
+
+    length: timedelta
+    clock: Callable[[], datetime]
+
+    def now(self) -> datetime:
+        """The lease clock's time (UTC)."""
+        return utc(self.clock())
 
 
 @dataclass(frozen=True)
@@ -195,12 +210,12 @@ class RunLog:
         scheduled_for: datetime,
         now: datetime,
         worker: str,
-        lease: timedelta,
+        lease: LeaseTerms,
         is_test: bool = False,
     ) -> Run:
         """Start a run now (a command, not a worker), or the attempt after a failed one, or take
         over one whose worker's lease has expired; the run stays keyed by its due time."""
-        scheduled_for, now = utc(scheduled_for), utc(now)
+        scheduled_for, now, held = utc(scheduled_for), utc(now), lease.now()
         with locked_session(self._sessions) as session:
             row = None
             if not is_test:
@@ -213,13 +228,13 @@ class RunLog:
                     f"{kind} {name!r} already ran successfully for {_utc(scheduled_for)} "
                     f"(run {row.id}); pass another --now to send again"
                 )
-            elif row.status == "running" and not _expired(row, now):
+            elif row.status == "running" and not _expired(row, held):
                 raise StateError(f"{kind} {name!r} is already running (run {row.id})")
             if not is_test:
-                _refuse_if_busy(session, kind, name, row.id, now)
+                _refuse_if_busy(session, kind, name, row.id, held)
             if row.attempt and row.status != "queued":
                 _remember_attempt(row, now, row.error or row.status, row.error_kind or row.status)
-            _start(row, version=version, now=now, worker=worker, lease=lease)
+            _start(row, version=version, now=now, worker=worker, until=held + lease.length)
             try:
                 session.flush()
             except IntegrityError:
@@ -249,7 +264,7 @@ class RunLog:
         return len(queued.all())
 
     def claim(
-        self, *, worker: str, now: datetime, lease: timedelta, max_attempts: int
+        self, *, worker: str, now: datetime, lease: LeaseTerms, max_attempts: int
     ) -> Run | None:
         """Take the oldest run that is ready: queued (past its back-off), or running under a
         lease that has expired (its worker died). None when there is nothing to do.
@@ -259,9 +274,10 @@ class RunLog:
         its activation is paused or canceled. A test send whose process died is failed, never
         taken over (its sample size died with it); so is a run whose workers died
         `max_attempts` times."""
-        now = utc(now)
+        now, held = utc(now), lease.now()
         with locked_session(self._sessions) as session:
-            while (row := session.scalars(_CLAIMABLE, {"now": now}).first()) is not None:
+            ready = {"now": now, "lease_now": held}
+            while (row := session.scalars(_CLAIMABLE, ready).first()) is not None:
                 if row.status == "running" and (row.is_test or row.attempt >= max_attempts):
                     _abandon(row, now)  # and look for the next one
                     session.flush()
@@ -273,16 +289,15 @@ class RunLog:
                         f"its worker ({row.claimed_by}) stopped before it ended",
                         "abandoned",
                     )
-                _start(row, version=row.version, now=now, worker=worker, lease=lease)
+                _start(row, version=row.version, now=now, worker=worker, until=held + lease.length)
                 session.flush()
                 return _run(row, [])
             return None
 
-    def heartbeat(self, run_id: str, *, holder: Holder, now: datetime, lease: timedelta) -> bool:
+    def heartbeat(self, run_id: str, *, holder: Holder, lease: LeaseTerms) -> bool:
         """Renew a running run's lease; False when the run is no longer this attempt's."""
-        now = utc(now)
         try:
-            return self._renew(run_id, holder=holder, until=now + lease)
+            return self._renew(run_id, holder=holder, until=lease.now() + lease.length)
         except SQLAlchemyError:
             return False  # the store is unreachable for now; the next beat tries again
 
@@ -430,10 +445,10 @@ class RunLog:
             session.flush()
             return _run(row, _deliveries(session, run_id))
 
-    def restart(self, run_id: str, *, worker: str, now: datetime, lease: timedelta) -> Run:
+    def restart(self, run_id: str, *, worker: str, now: datetime, lease: LeaseTerms) -> Run:
         """Start a failed (or canceled) run again now, as its next attempt for the same due
         time, in one transaction (no worker can take it in between)."""
-        now = utc(now)
+        now, held = utc(now), lease.now()
         with locked_session(self._sessions) as session:
             row = _locked_row(session, run_id)
             if row.status == "succeeded":
@@ -442,23 +457,23 @@ class RunLog:
                 raise StateError(f"run {row.id} is {row.status} already")
             if row.is_test:
                 raise StateError(f"run {row.id} was a test send; send a new test instead")
-            _refuse_if_busy(session, row.activation_kind, row.activation_name, row.id, now)
+            _refuse_if_busy(session, row.activation_kind, row.activation_name, row.id, held)
             _remember_attempt(row, now, row.error or row.status, row.error_kind or row.status)
-            _start(row, version=row.version, now=now, worker=worker, lease=lease)
+            _start(row, version=row.version, now=now, worker=worker, until=held + lease.length)
             session.flush()
             return _run(row, [])
 
-    def cancel(self, run_id: str, *, now: datetime) -> Run:
+    def cancel(self, run_id: str, *, now: datetime, lease: LeaseTerms) -> Run:
         """Mark a queued or failed run, or a running one whose lease has expired, canceled."""
-        now = utc(now)
+        now, held = utc(now), lease.now()
         with locked_session(self._sessions) as session:
             row = _row(session, run_id)
             if row.status == "succeeded" or row.status == "canceled":
                 raise StateError(f"run {row.id} is {row.status}; there is nothing to cancel")
-            if row.status == "running" and not _expired(row, now):
+            if row.status == "running" and not _expired(row, held):
                 raise StateError(
                     f"run {row.id} is running on {row.claimed_by} (its lease runs until "
-                    f"{_utc(row.lease_expires_at or now)}); cancel it once the lease has expired"
+                    f"{_utc(row.lease_expires_at or held)}); cancel it once the lease has expired"
                 )
             row.status = "canceled"
             row.ended_at = now
@@ -621,8 +636,10 @@ class RunLog:
 
 def _claimable() -> Select[RunRecord]:
     """The claim's query, built once (it is the worker's hottest): the oldest ready run, locked,
-    skipping runs other workers hold; `now` is its parameter."""
+    skipping runs other workers hold; its parameters are `now` (the schedule's time: back-offs)
+    and `lease_now` (the lease clock's: expired leases)."""
     now = bindparam("now", type_=DateTime(timezone=True))
+    lease_now = bindparam("lease_now", type_=DateTime(timezone=True))
     # Statuses written out (not parameters), so that PostgreSQL's cached plan of the claim can
     # use the indexes on active runs.
     queued, running = (literal(status, literal_execute=True) for status in ACTIVE)
@@ -633,7 +650,7 @@ def _claimable() -> Select[RunRecord]:
         other.id != RunRecord.id,
         ~other.is_test,
     )
-    busy = exists().where(same, other.status == running, other.lease_expires_at >= now)
+    busy = exists().where(same, other.status == running, other.lease_expires_at >= lease_now)
     behind = exists().where(
         same, other.status == queued, other.scheduled_for < RunRecord.scheduled_for
     )
@@ -648,7 +665,7 @@ def _claimable() -> Select[RunRecord]:
                 RunRecord.status == queued,
                 or_(RunRecord.not_before.is_(None), RunRecord.not_before <= now),
             ),
-            and_(RunRecord.status == running, RunRecord.lease_expires_at < now),
+            and_(RunRecord.status == running, RunRecord.lease_expires_at < lease_now),
         ),
         ~busy,
         ~behind,
@@ -698,18 +715,18 @@ def _new_values(
     }
 
 
-def _start(row: RunRecord, *, version: int, now: datetime, worker: str, lease: timedelta) -> None:
+def _start(row: RunRecord, *, version: int, now: datetime, worker: str, until: datetime) -> None:
     row.attempt = (row.attempt or 0) + 1
     row.status = "running"
     row.version = version
     row.started_at = now
     row.ended_at = None
     row.claimed_by = worker
-    row.lease_expires_at = now + lease
+    row.lease_expires_at = until
     row.not_before = None
 
 
-def _refuse_if_busy(session: Session, kind: str, name: str, run_id: str, now: datetime) -> None:
+def _refuse_if_busy(session: Session, kind: str, name: str, run_id: str, held: datetime) -> None:
     """Refuse to start a run while another run of the activation is running (its "newly
     qualified" would be measured against the same last success, and both would send)."""
     running = session.scalars(
@@ -718,7 +735,7 @@ def _refuse_if_busy(session: Session, kind: str, name: str, run_id: str, now: da
             RunRecord.activation_name == name,
             RunRecord.id != run_id,
             RunRecord.status == "running",
-            RunRecord.lease_expires_at >= now,
+            RunRecord.lease_expires_at >= held,
             RunRecord.is_test.is_(False),
         )
     ).first()
@@ -751,8 +768,8 @@ def _abandon(row: RunRecord, now: datetime) -> None:
     row.lease_expires_at = None
 
 
-def _expired(row: RunRecord, now: datetime) -> bool:
-    return row.lease_expires_at is None or aware(row.lease_expires_at) < now
+def _expired(row: RunRecord, held: datetime) -> bool:
+    return row.lease_expires_at is None or aware(row.lease_expires_at) < held
 
 
 def _locked_row(session: Session, run_id: str) -> RunRecord:
