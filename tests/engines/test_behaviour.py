@@ -392,6 +392,16 @@ def test_duckdb_memory_limit_is_applied(tmp_path: Path) -> None:
     engine.close()
 
 
+def test_duckdb_draws_no_progress_bar_on_standard_output(tmp_path: Path) -> None:
+    """DuckDB's own bar, drawn on stdout for queries over two seconds, would corrupt --json."""
+    from audience.engines.duckdb import DuckDBEngine
+
+    engine = DuckDBEngine(tmp_path / "quiet.duckdb")
+    query = exp.select(exp.func("current_setting", exp.Literal.string("enable_progress_bar")))
+    assert list(engine.rows(query)[0].values()) == [False]
+    engine.close()
+
+
 def test_postgres_streams_every_batch_with_one_schema(
     sample_workspaces: dict[str, Workspace],
 ) -> None:

@@ -36,6 +36,9 @@ class DuckDBEngine:
         wait up to `lock_timeout` seconds for it, telling `on_wait` once what holds it."""
         try:
             self.connection = _connect(str(path), lock_timeout, on_wait)
+            # DuckDB draws a progress bar on standard output for queries over two seconds,
+            # which would corrupt `--json` output and files written to stdout.
+            self.connection.execute("set enable_progress_bar = false")
             if memory_limit is not None:
                 # SET takes no parameters; the settings model admits only "<number><unit>".
                 self.connection.execute(f"set memory_limit = '{memory_limit}'")
