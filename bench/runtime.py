@@ -38,7 +38,7 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
-from audience.compile.audience import CUSTOMER
+from audience.compile.campaign import CUSTOMER
 from audience.definitions.loader import validate_data
 from audience.workspace import Workspace
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from audience.compile.assignment import BUCKETS, group_bounds
-from audience.compile.audience import CUSTOMER, GROUP, SUB_AUDIENCE, PreviousRuns, assignment_query
+from audience.compile.campaign import CUSTOMER, GROUP, SUB_AUDIENCE, PreviousRuns, assignment_query
 from audience.definitions.campaign import Campaign
 from audience.definitions.segment import Segment
 from audience.workspace import Workspace
@@ -51,7 +51,7 @@ def assignments(ws: Workspace) -> dict[str, tuple[str, str]]:
 def expected_group(customer: str, sub_audience: str) -> str:
     digest = hashlib.md5(f"{CAMPAIGN.assignment_seed}:{customer}".encode()).hexdigest()
     position = int(digest[:8], 16) % BUCKETS
-    sub = next(s for s in CAMPAIGN.groups if s.name == sub_audience)
+    sub = next(s for s in CAMPAIGN.assigned_sub_audiences if s.name == sub_audience)
     return next(group for group, upper in group_bounds(sub) if position < upper)
 
 
@@ -68,6 +68,6 @@ def test_duckdb_and_postgres_assign_every_customer_alike(
 
 
 def test_group_bounds_cover_every_bucket() -> None:
-    loyal, rest = CAMPAIGN.groups
+    loyal, rest = CAMPAIGN.assigned_sub_audiences
     assert group_bounds(loyal) == [("Offer A", 4500), ("Offer B", 9000), ("Control", 10000)]
     assert group_bounds(rest) == [("A", 3333), ("B", 6666), ("C", 10000)]

@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from audience.compile.conditions import BLANK
+from audience.compile.sql import BLANK
 from audience.definitions.loader import validate_data
 from audience.workspace import Workspace
 from realservices import ENGINES, make_workspace, new_postgres_schema

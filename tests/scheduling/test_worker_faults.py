@@ -33,7 +33,7 @@ from psycopg import sql
 from typer.testing import CliRunner
 
 from audience.cli.main import app
-from audience.compile.audience import CUSTOMER
+from audience.compile.campaign import CUSTOMER
 from audience.definitions.loader import validate_data
 from audience.scheduling.worker import Worker
 from audience.settings import (

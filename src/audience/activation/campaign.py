@@ -24,8 +24,8 @@ from audience.activation.plan import (
 )
 from audience.activation.recording import RunRecording
 from audience.activation.setting import CampaignSetting, Progress, Silent
-from audience.compile.audience import PreviousRuns, assignment_query, destination_columns
-from audience.compile.conditions import table
+from audience.compile.campaign import PreviousRuns, assignment_query, destination_columns
+from audience.compile.sql import table
 from audience.definitions.campaign import Campaign, SentAttribute
 from audience.definitions.destination import Destination
 from audience.engines.base import Engine

@@ -12,7 +12,7 @@ import pyarrow as pa
 from audience.activation.plan import CampaignPlan
 from audience.activation.recording import RunRecording
 from audience.activation.setting import CampaignSetting, Progress
-from audience.compile.audience import DestinationColumns, delivery_query
+from audience.compile.campaign import DestinationColumns, delivery_query
 from audience.definitions.campaign import REMAINING, Campaign
 from audience.definitions.destination import Destination
 from audience.delivery.destinations.base import DestinationClient
@@ -52,7 +52,7 @@ def planned_files(
         if campaign.files == "single":
             files.append(CampaignFile(dest, None, None, plan.audience if plan else 0))
             continue
-        for sub in campaign.groups:
+        for sub in campaign.assigned_sub_audiences:
             for treatment in sub.treatments:
                 if dest.name in treatment.destinations:
                     rows = counts.get((sub.name, treatment.name), 0)
@@ -204,7 +204,7 @@ def discard_leftovers(
             if campaign.files == "single"
             else [
                 (sub.name, treatment.name)
-                for sub in campaign.groups
+                for sub in campaign.assigned_sub_audiences
                 for treatment in sub.treatments
                 if name in treatment.destinations
             ]

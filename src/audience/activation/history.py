@@ -54,7 +54,7 @@ class StoredHistory:
             if isinstance(definition, Campaign):
                 kinds.add("campaign")
                 destinations.update(definition.destinations)
-                for sub in definition.groups:
+                for sub in definition.assigned_sub_audiences:
                     sub_audiences.add(sub.name)
                     treatments.update(t.name for t in sub.treatments)
             else:

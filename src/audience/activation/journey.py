@@ -28,13 +28,14 @@ from audience.activation.results import VersusControl, conversion_versus_control
 from audience.activation.setting import CampaignSetting, Progress, Silent
 from audience.activation.statistics import Share
 from audience.compile import journey as sql
-from audience.compile.audience import (
+from audience.compile.campaign import (
     CUSTOMER,
     DestinationColumns,
     can_receive,
     destination_columns,
 )
-from audience.compile.conditions import CompileContext, column, string, table
+from audience.compile.conditions import CompileContext
+from audience.compile.sql import column, string, table
 from audience.definitions.campaign import SentAttribute
 from audience.definitions.destination import Destination
 from audience.definitions.journey import RELEASE, Journey

@@ -21,7 +21,7 @@ from typing import Literal
 
 from sqlglot import exp
 
-from audience.compile.audience import (
+from audience.compile.campaign import (
     ACTIVATION_KIND,
     ACTIVATION_NAME,
     CUSTOMER,
@@ -33,7 +33,7 @@ from audience.compile.audience import (
     PreviousRuns,
     sends_to,
 )
-from audience.compile.conditions import column, string, table
+from audience.compile.sql import column, string, table
 from audience.definitions.campaign import Campaign
 from audience.engines.base import Engine
 from audience.errors import EngineError

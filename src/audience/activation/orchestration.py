@@ -22,7 +22,7 @@ from sqlglot import exp
 from audience.activation.recording import RunRecording
 from audience.activation.setting import CampaignSetting, Progress, Silent
 from audience.compile.catalog import Catalog
-from audience.compile.conditions import column
+from audience.compile.sql import column
 from audience.definitions.destination import Destination
 from audience.definitions.orchestration import Orchestration
 from audience.delivery.destinations.base import DestinationClient

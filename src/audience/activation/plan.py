@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from audience.compile.audience import (
+from audience.compile.campaign import (
     GROUP,
     SUB_AUDIENCE,
     DestinationColumns,
@@ -17,7 +17,8 @@ from audience.compile.audience import (
     plan_query,
     sends_to,
 )
-from audience.compile.conditions import CompileContext, count_if, table
+from audience.compile.conditions import CompileContext
+from audience.compile.sql import count_if, table
 from audience.definitions.campaign import CONTROL_GROUP, Campaign
 from audience.engines.base import Engine
 from audience.store.runs import DeliveredFile
@@ -91,7 +92,7 @@ def campaign_plan(
     audience = engine.rows(audience_size_query(source.copy()))[0]["audience"]
     found = {(r[SUB_AUDIENCE], r[GROUP]): r for r in rows}
     subs: list[SubAudienceCount] = []
-    for sub in campaign.groups:
+    for sub in campaign.assigned_sub_audiences:
         names = [t.name for t in sub.treatments] + ([CONTROL_GROUP] if sub.control else [])
         groups = [
             GroupCount(

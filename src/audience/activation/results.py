@@ -226,7 +226,7 @@ def _groups_in_order(
     """The campaign's groups as it defines them now (treatments, then control), then any the
     ledger holds that it no longer defines (renamed or removed since they were sent)."""
     keys: list[tuple[str, str, bool]] = []
-    for sub in campaign.groups:
+    for sub in campaign.assigned_sub_audiences:
         keys += [(sub.name, t.name, False) for t in sub.treatments]
         if sub.control:
             keys.append((sub.name, CONTROL_GROUP, True))
@@ -241,7 +241,7 @@ def _control_of(
     for (sub, _, is_control), totals in found.items():
         if sub == sub_audience and is_control:
             return totals
-    defined = any(s.name == sub_audience and s.control for s in campaign.groups)
+    defined = any(s.name == sub_audience and s.control for s in campaign.assigned_sub_audiences)
     return GroupTotals() if defined else None
 
 

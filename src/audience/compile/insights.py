@@ -13,19 +13,17 @@ from collections.abc import Mapping, Sequence
 from sqlglot import exp
 
 from audience.compile.catalog import ColumnKind
-from audience.compile.conditions import (
-    CompileContext,
+from audience.compile.conditions import CompileContext, order_count, segment_predicate
+from audience.compile.dates import days_before
+from audience.compile.sql import (
     column,
     count_if,
     day_literal,
     false_if_null,
     has_value,
     number,
-    order_count,
-    segment_predicate,
     table,
 )
-from audience.compile.dates import days_before
 from audience.definitions.segment import Segment
 
 BREAKDOWN_LIMIT = 20

@@ -16,18 +16,15 @@ from decimal import Decimal
 from sqlglot import exp
 
 from audience.compile.assignment import BUCKETS, bucket
-from audience.compile.audience import CUSTOMER, DestinationColumns, can_receive, with_attributes
+from audience.compile.campaign import CUSTOMER, DestinationColumns, can_receive, with_attributes
 from audience.compile.conditions import (
     CompileContext,
-    column,
     condition_predicate,
-    false_if_null,
     segment_ids,
     segment_predicate,
-    string,
-    table,
     unknown_segment,
 )
+from audience.compile.sql import column, false_if_null, string, table
 from audience.definitions.journey import Edge, Journey, Node
 
 POSITIONS = "audience_journey_positions"

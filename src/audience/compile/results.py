@@ -20,15 +20,16 @@ from datetime import UTC, datetime, timedelta
 
 from sqlglot import exp
 
-from audience.compile.audience import (
+from audience.compile.campaign import (
     ACTIVATION_KIND,
     ACTIVATION_NAME,
     CUSTOMER,
     IS_CONTROL,
     SUB_AUDIENCE,
 )
-from audience.compile.conditions import CompileContext, column, false_if_null, number, string, table
+from audience.compile.conditions import CompileContext
 from audience.compile.history import CountedRun
+from audience.compile.sql import column, false_if_null, number, string, table
 
 TREATMENT = "treatment"
 GROUP_KEYS = (SUB_AUDIENCE, TREATMENT, IS_CONTROL)

@@ -183,7 +183,7 @@ class Campaign(_Model):
             raise ValueError(first["msg"].removeprefix("Value error, ")) from None
 
     @property
-    def groups(self) -> list[SubAudience]:
+    def assigned_sub_audiences(self) -> list[SubAudience]:
         """The sub-audiences to assign, with the implicit one for top-level treatments."""
         if self.sub_audiences:
             return self.sub_audiences
@@ -193,7 +193,7 @@ class Campaign(_Model):
     def destinations(self) -> list[str]:
         """Every destination any treatment sends to, in first-use order."""
         found: dict[str, None] = {}
-        for sub in self.groups:
+        for sub in self.assigned_sub_audiences:
             for treatment in sub.treatments:
                 found.update(dict.fromkeys(treatment.destinations))
         return list(found)

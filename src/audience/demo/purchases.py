@@ -17,7 +17,7 @@ from sqlglot import exp
 
 from audience.activation.ledger import RECIPIENTS
 from audience.compile.assignment import BUCKETS, bucket
-from audience.compile.conditions import column, number, string, table
+from audience.compile.sql import column, number, string, table
 from audience.demo.samples import SAMPLE_PURCHASE_DAYS
 from audience.engines.base import Engine
 

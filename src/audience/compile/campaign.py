@@ -18,16 +18,11 @@ from sqlglot import exp
 from audience.compile.assignment import bucket, group_bounds
 from audience.compile.conditions import (
     CompileContext,
-    column,
     condition_predicate,
-    count_if,
-    false_if_null,
-    has_value,
     segment_predicate,
-    string,
-    table,
     unknown_segment,
 )
+from audience.compile.sql import column, count_if, false_if_null, has_value, string, table
 from audience.definitions.campaign import CONTROL_GROUP, Campaign, SentAttribute
 from audience.errors import UnknownAttribute
 
@@ -123,7 +118,7 @@ def _audience_filter(campaign: Campaign, ctx: CompileContext) -> tuple[exp.Expr,
 
 def _sub_audience_predicates(campaign: Campaign, ctx: CompileContext) -> list[exp.Expr | None]:
     predicates: list[exp.Expr | None] = []
-    for index, sub in enumerate(campaign.groups):
+    for index, sub in enumerate(campaign.assigned_sub_audiences):
         if sub.where is not None:
             predicates.append(
                 false_if_null(
@@ -160,7 +155,7 @@ def scored_query(campaign: Campaign, ctx: CompileContext) -> exp.Select:
 
 def _memberships(campaign: Campaign) -> exp.Query:
     """(customer, sub-audience) pairs: first match, or every match, of the kept customers."""
-    subs = campaign.groups
+    subs = campaign.assigned_sub_audiences
     flag = [exp.column(f"match_{i}") for i in range(len(subs))]
     kept = exp.not_(exp.column("is_excluded"))
     if campaign.match == "first":
@@ -199,7 +194,7 @@ def _memberships(campaign: Campaign) -> exp.Query:
 def _group_case(campaign: Campaign) -> exp.Expr:
     """The group of each (customer, sub-audience) from its bucket: treatments, then control."""
     ifs = []
-    for sub in campaign.groups:
+    for sub in campaign.assigned_sub_audiences:
         for group, upper in group_bounds(sub):
             ifs.append(
                 exp.If(
@@ -317,7 +312,9 @@ def assignment_query(
 def leftovers_query(campaign: Campaign, ctx: CompileContext) -> exp.Select:
     """Included customers an exclusion removed, and kept ones matching no sub-audience (they
     are not sent: a campaign whose sub-audiences all have criteria has no catch-all)."""
-    matched = exp.or_(*(exp.column(f"match_{i}") for i in range(len(campaign.groups))))
+    matched = exp.or_(
+        *(exp.column(f"match_{i}") for i in range(len(campaign.assigned_sub_audiences)))
+    )
 
     return exp.select(
         count_if(exp.column("is_excluded"), "excluded"),
@@ -381,7 +378,7 @@ def _receives_group(campaign: Campaign, destination: DestinationColumns) -> exp.
             exp.EQ(this=exp.column(SUB_AUDIENCE), expression=string(sub.name)),
             exp.EQ(this=exp.column(GROUP), expression=string(treatment.name)),
         )
-        for sub in campaign.groups
+        for sub in campaign.assigned_sub_audiences
         for treatment in sub.treatments
         if destination.name in treatment.destinations
     ]
