@@ -26,6 +26,7 @@ from audience.activation.journey import (
     customer_path,
     journey_counts,
     move_stranded,
+    refuse_going_back,
 )
 from audience.activation.lifecycle import Activations
 from audience.activation.orchestration import (
@@ -458,6 +459,8 @@ class Workspace:
         if recorded is not None and recorded.state in {"paused", "canceled"}:
             shown = "paused; resume it" if recorded.state == "paused" else "ended"
             raise StateError(f"journey {name!r} is {shown}: nothing moves")
+        latest = self.store.runs.latest("journey", name, succeeded=True)
+        refuse_going_back(name, latest, now or self.clock())  # before any run is recorded
         return self.run_now("journey", name, now=now, progress=progress)
 
     def journey_counts(self, name: str, *, now: datetime | None = None) -> JourneyCounts:

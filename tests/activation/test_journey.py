@@ -181,6 +181,14 @@ def test_the_welcome_series_over_a_week(journey_workspace: Workspace, tmp_path: 
 
     # Nobody enters twice without re-entry, though they still qualify.
     assert tick(ws, start + 4 * DAY)["entered"] == 0
+    # Customers move forward in time: a run as of an earlier moment is refused, by hand before
+    # any run is recorded, and at the run itself (a retry, the worker)
+    runs = len(ws.runs("Welcome series"))
+    with pytest.raises(StateError, match="back in time"):
+        ws.journey_tick("Welcome series", now=start + DAY + timedelta(hours=1))
+    assert len(ws.runs("Welcome series")) == runs
+    late = ws.run_now("journey", "Welcome series", now=start + DAY + timedelta(hours=2))
+    assert late.status == "failed" and "back in time" in (late.error or "")
     counts = ws.journey_counts("Welcome series")
     assert {n.node: n.entered for n in counts.nodes} == {
         "Welcome email": 20,
@@ -286,6 +294,26 @@ BAD_GRAPHS = [
         "nodes.0",
     ),
     ([{"name": "A", **SEND, "value": 3}], "an activate node takes no value", "nodes.0"),
+    (
+        [
+            {
+                "name": "S",
+                "type": "percent_split",
+                "paths": [
+                    {"name": "x", "percent": 90, "next": "T"},
+                    {"name": "held", "percent": 10, "control": True, "next": "T"},
+                ],
+            },
+            {"name": "T", **SEND},
+        ],
+        "the control path is held back, so it ends at the split",
+        "nodes.0",
+    ),
+    (
+        [{"name": "A", "type": "activate", "destinations": ["drop", "drop"]}],
+        "each destination once; listed twice: drop",
+        "nodes.0.destinations",
+    ),
     ([{"name": "end", "type": "merge"}], "means the end of a path", "nodes.0.name"),
 ]
 

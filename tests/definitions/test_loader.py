@@ -82,6 +82,13 @@ def test_export_round_trips() -> None:
             "f.yaml:3",
             "where.sent.within_last: expected a mapping ({key: value, …}), got 7",
         ),
+        (
+            "kind: campaign\nname: c\naudience: {include: [s]}\n"
+            "treatments: [{name: A, percent: 100, destinations: [d, d]}]\n",
+            DefinitionError,
+            "f.yaml:4",
+            "treatments.0.destinations: each destination once; listed twice: d",
+        ),
     ],
 )
 def test_bad_documents_name_file_line_and_field(

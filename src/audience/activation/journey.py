@@ -42,7 +42,14 @@ from audience.definitions.journey import RELEASE, Journey
 from audience.delivery.naming import NameValues
 from audience.delivery.shipment import RunNames, deliver, final_names
 from audience.engines.base import Engine
-from audience.errors import AudienceError, DefinitionError, FileNameCollision, UnknownReference
+from audience.errors import (
+    AudienceError,
+    DefinitionError,
+    FileNameCollision,
+    StateError,
+    UnknownReference,
+)
+from audience.store.runs import Run
 
 KIND = "journey"
 
@@ -224,6 +231,16 @@ def _names(journey: Journey, node: str, now: datetime) -> NameValues:
     return NameValues(activation_name=journey.name, group_name=node, now=now)
 
 
+def refuse_going_back(name: str, latest: Run | None, now: datetime) -> None:
+    """StateError when the journey has already run as of a later moment: customers move
+    forward in time, so a run as of an earlier one would undo what happened since."""
+    if latest is not None and latest.scheduled_for > now:
+        raise StateError(
+            f"journey {name!r} has run as of {latest.scheduled_for.isoformat()} already; a run "
+            f"as of {now.isoformat()} would move customers back in time (pass a later --now)"
+        )
+
+
 def _applied(engine: Engine, journey: Journey, run_id: str) -> bool:
     found = (
         exp.select(exp.alias_(exp.Count(this=exp.Star()), "n"))
@@ -267,6 +284,7 @@ def run_journey(
     ensure_tables(engine)
     if _applied(engine, journey, run.id):
         return _counts_of(engine, journey, run.id, files=len(recording.earlier_files()))
+    refuse_going_back(journey.name, recording.runs.latest(KIND, journey.name, succeeded=True), now)
     columns = node_destinations(journey, setting.destinations, ctx)
     names = {part: f"audience_j{part}_{run.id}" for part in ("exits", "walkers", "trail", "sends")}
     try:
@@ -628,8 +646,22 @@ def _goal(
         .group_by(column(sql.PATH), column(sql.IS_CONTROL))
         .order_by(column(sql.IS_CONTROL), column(sql.PATH))
     )
-    control = [r for r in by_path if r["is_control"] and r["customers"]]
-    against = Share(int(control[0]["reached"]), int(control[0]["customers"])) if control else None
+    # Only the paths of a percent split that holds a control back were chosen at random beside
+    # it; a conditional split's paths (chosen by who the customers are) have no control.
+    controls = {
+        str(row["path"]): Share(int(row["reached"]), int(row["customers"]))
+        for row in by_path
+        if row["is_control"]
+    }
+    control_of = {
+        path.name: held.name
+        for node in journey.nodes
+        if node.type == "percent_split"
+        for held in node.paths
+        if held.control
+        for path in node.paths
+        if not path.control
+    }
     lines = [
         GoalCount(
             name, None, False, int(everyone[0]["customers"]), int(everyone[0]["reached"]), None
@@ -639,8 +671,12 @@ def _goal(
         path = Share(int(row["reached"]), int(row["customers"]))
         versus = None
         if not row["is_control"]:
+            held = control_of.get(str(row["path"]))
             versus = conversion_versus_control(
-                path, against, what="goal conversions", without="the journey has no control path"
+                path,
+                controls.get(held) if held is not None else None,
+                what="goal conversions",
+                without="this path's split holds no control back",
             )
         lift = versus.lift.estimate if versus is not None and versus.lift is not None else None
         lines.append(

@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from audience.definitions.conditions import Condition, check_depth
-from audience.definitions.names import Name
+from audience.definitions.names import DestinationNames, Name
 from audience.definitions.schedule import Schedule
 from audience.errors import PercentagesError, ScheduleError
 
@@ -45,7 +45,7 @@ class Treatment(_Model):
 
     name: Name
     percent: Percent
-    destinations: list[str] = Field(min_length=1)
+    destinations: DestinationNames = Field(min_length=1)
 
 
 class SubAudience(_Model):

@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from audience.definitions.campaign import Percent, SentAttribute
 from audience.definitions.conditions import Condition, check_depth
-from audience.definitions.names import Name
+from audience.definitions.names import DestinationNames, Name
 from audience.definitions.schedule import Schedule
 from audience.errors import DefinitionError, PercentagesError, ScheduleError
 
@@ -116,7 +116,7 @@ class Node(_Model):
     name: Name
     type: NodeType
     next: str | None = None
-    destinations: list[str] = []
+    destinations: DestinationNames = []
     attributes: dict[str, list[SentAttribute]] = {}
     value: int | None = Field(default=None, strict=True, gt=0)
     unit: DelayUnit | None = None
@@ -189,6 +189,12 @@ class Node(_Model):
                     raise ValueError(f"path {path.name!r}: a percent split's path takes a percent")
             if sum(p.control for p in self.paths) > 1:
                 raise ValueError("one path at most is the control")
+            for path in self.paths:
+                if path.control and path.next not in (None, END):
+                    raise ValueError(
+                        f"path {path.name!r}: the control path is held back, so it ends at the "
+                        f"split; drop its next ({path.next!r})"
+                    )
             total = sum((Decimal(str(p.percent)) for p in self.paths), Decimal(0))
             if total != 100:
                 shares = " + ".join(f"{p.percent:g}" for p in self.paths)

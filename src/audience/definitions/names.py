@@ -24,3 +24,16 @@ def check_name(name: str) -> str:
 
 Name = Annotated[str, AfterValidator(check_name)]
 """A definition's name (or a treatment's, a sub-audience's): checked by `check_name`."""
+
+
+def check_unique(names: list[str]) -> list[str]:
+    """Return `names`, or raise ValueError naming those listed twice (a destination listed
+    twice would be sent the same customers twice)."""
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"each destination once; listed twice: {', '.join(repeated)}")
+    return names
+
+
+DestinationNames = Annotated[list[str], AfterValidator(check_unique)]
+"""The destinations a treatment or an activate node sends to, each once."""

@@ -531,14 +531,15 @@ class RunLog:
         with self._sessions() as session:
             return [_run(row, _deliveries(session, row.id)) for row in session.scalars(query)]
 
-    def latest(self, kind: str, name: str) -> Run | None:
-        """The activation's newest real run by due time, if any."""
+    def latest(self, kind: str, name: str, *, succeeded: bool = False) -> Run | None:
+        """The activation's newest real run by due time (or its newest success), if any."""
         query = (
             select(RunRecord)
             .where(
                 RunRecord.activation_kind == kind,
                 RunRecord.activation_name == name,
                 RunRecord.is_test.is_(False),
+                *((RunRecord.status == "succeeded",) if succeeded else ()),
             )
             .order_by(RunRecord.scheduled_for.desc())
             .limit(1)
