@@ -103,6 +103,13 @@ def test_a_one_time_campaign_runs_once_when_scheduled(ws: Workspace, clock: Cloc
     assert status.status == "delivered" and status.next_due is None
     assert status.last_run is not None and status.last_run.id == run.id
     assert len(files(ws)) == 1
+    # delivered: nothing left to pause, resume or cancel, and the refusal says so
+    for verb, said in (("pause", "it is delivered, not scheduled"), ("cancel", "is delivered")):
+        with pytest.raises(StateError, match=said):
+            getattr(ws.activations, verb)("campaign", "Once")
+    with pytest.raises(StateError, match="it is delivered, not paused"):
+        ws.activations.resume("campaign", "Once")
+    assert ws.activations.status_of("campaign", "Once").status == "delivered"
 
 
 def test_a_one_time_campaign_at_a_set_time_waits_for_it(ws: Workspace, clock: Clock) -> None:
@@ -393,3 +400,14 @@ def test_lifecycle_messages_say_what_the_campaign_is(ws: Workspace) -> None:
         ws.activations.pause("campaign", "Once")
     with pytest.raises(NotFound, match="'Nope' does not exist"):
         ws.activations.cancel("campaign", "Nope")
+
+
+def test_the_next_due_time_comes_after_a_run_made_by_hand_as_of_a_later_moment(
+    ws: Workspace, clock: Clock
+) -> None:
+    apply(ws, campaign("Daily", DAILY))
+    ws.activations.schedule("campaign", "Daily")
+    ahead = (clock.now + timedelta(days=3)).replace(hour=6, minute=0, second=0, microsecond=0)
+    assert ws.run_now("campaign", "Daily", now=ahead).status == "succeeded"  # `--now` ahead
+    status = ws.activations.status_of("campaign", "Daily")  # the clock has not moved
+    assert status.next_due == ahead + timedelta(days=1)

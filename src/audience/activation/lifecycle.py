@@ -18,7 +18,7 @@ derived from that, the schedule and the run log:
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -128,6 +128,9 @@ class Activations:
         current = ws.store.activations.get(kind, name)
         if current is None or current.state == "canceled":
             raise StateError(f"{kind} {name!r} is not scheduled; there is nothing to cancel")
+        shown = self.status_of(kind, name).status
+        if shown in FINISHED:
+            raise StateError(f"{kind} {name!r} is {shown}; its schedule has no runs left to cancel")
         ws.store.activations.set_state(kind, name, state="canceled", now=now)
         ws.store.runs.cancel_queued(kind, name, now=now)
         return self.status_of(kind, name)
@@ -200,8 +203,13 @@ class Activations:
         history = (
             self.history(recorded) if recorded is not None else ScheduleHistory(since=ws.clock())
         )
+        now = ws.clock()
+        if last is not None and (history.last_due is None or last.scheduled_for > history.last_due):
+            # a run made by hand as of a later moment (`--now`): the next one comes after it
+            history = replace(history, last_due=last.scheduled_for)
+            now = max(now, last.scheduled_for)
         upcoming = (
-            next_run(schedule, history=history, now=ws.clock())
+            next_run(schedule, history=history, now=now)
             if recorded is not None and recorded.state in RUNNING_STATES
             else None
         )
@@ -289,12 +297,15 @@ class Activations:
         return definition.schedule
 
     def _expect(self, kind: str, name: str, state: str, verb: str) -> ScheduledActivation:
+        """The activation's recorded state, when it is `state` and its schedule has runs to
+        come; else StateError naming the status the user sees (delivered, not scheduled)."""
         self.definition(kind, name)  # NotFound for one that does not exist
         current = self._ws.store.activations.get(kind, name)
-        if current is None or current.state != state:
-            shown = current.state if current is not None else self.status_of(kind, name).status
+        shown = self.status_of(kind, name).status
+        if current is None or current.state != state or shown in FINISHED:
             now = "a draft" if shown == "draft" else shown
-            raise StateError(f"cannot {verb} {kind} {name!r}: it is {now}, not {state}")
+            wanted = "active" if kind == "journey" and state == "scheduled" else state
+            raise StateError(f"cannot {verb} {kind} {name!r}: it is {now}, not {wanted}")
         return current
 
 
@@ -313,6 +324,10 @@ def _status(
         return JOURNEY_STATUSES.get(status, status)
     return status
 
+
+FINISHED = frozenset({"delivered", "completed", "ended"})
+"""Statuses of an activation whose schedule has no runs left (a one-time campaign that was
+delivered, a recurring one past its end): nothing to pause, resume or cancel."""
 
 JOURNEY_STATUSES = {
     "scheduled": "active",
