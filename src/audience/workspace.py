@@ -16,6 +16,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from audience.activation.campaign import check_campaign, plan_campaign
+from audience.activation.files import check_runs_name_files_apart
 from audience.activation.history import StoredHistory
 from audience.activation.insights import Insights, Overlap, compute_insights, compute_overlap
 from audience.activation.journey import (
@@ -214,6 +215,8 @@ class Workspace:
                     setting = self.campaign_setting(ctx=ctx, destinations=destinations)
                     check_journey(definition, setting, self.engine.dialect)
                     stranded.append((definition, check_edit(definition, self.engine)))
+                if isinstance(definition, Campaign | Orchestration | Journey):
+                    check_runs_name_files_apart(definition, destinations, self.clock())
             except DefinitionError as exc:
                 raise document.relocate(exc) from None
             checked.append(definition)
@@ -491,6 +494,7 @@ class Workspace:
             check_journey(definition, self.campaign_setting(), self.engine.dialect)
         else:
             check_campaign(definition, self.campaign_setting(), self.engine.dialect)
+        check_runs_name_files_apart(definition, self.destinations(), self.clock())
 
     def release_engine(self) -> None:
         """Close the customer database until it is needed again: DuckDB lets one process

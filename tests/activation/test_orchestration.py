@@ -88,6 +88,9 @@ REFUSED = [
     ("select * from read_parquet('data.parquet')", "read_parquet"),
     ("select * from 'customers.csv'", "'customers.csv': it is not a table"),
     ("select pg_read_file('/etc/passwd') as secret", "pg_read_file"),
+    ("select current_setting('temp_directory') as where_it_writes", "current_setting"),
+    ("select getenv('HOME') as home", "getenv"),
+    ("select * from duckdb_settings()", "duckdb_settings"),
     (
         "with gone as (delete from customer_360 returning amperity_id) select * from gone",
         "refused DELETE inside the query",

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from audience.cli.main import app
+from audience.settings import SETTINGS_FILE, render_settings
 
 INSIGHT_KEYS = {
     "customers",
@@ -225,3 +228,33 @@ def test_the_same_workspace_on_postgres_gives_the_same_answers(
         answers[engine] = json.loads(out)
     assert answers["duckdb"]["customers"] > 0
     assert answers["duckdb"] == answers["postgres"]
+
+
+def test_sql_sqlglot_cannot_parse_is_refused_in_one_line_without_its_warning(
+    tmp_path: Path,
+) -> None:
+    """sqlglot logs a warning when it falls back on unparsed SQL; the CLI shows only its own."""
+    (tmp_path / SETTINGS_FILE).write_text(render_settings("duckdb", None))
+    (tmp_path / "o.yaml").write_text(
+        "kind: destination\nname: out\ntype: filesystem\nsettings: {path: out}\n"
+        "file: {format: csv}\n---\n"
+        "kind: orchestration\nname: Probe\nquery: call pragma_version()\ndestination: out\n"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from audience.cli.main import main; main()",
+            "apply",
+            "-f",
+            str(tmp_path / "o.yaml"),
+            "-w",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'o.yaml'}:9: query: refused CALL: only a query may run"
+    ]

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from audience.activation.runner import lease_of
 from audience.cli.main import app
 from audience.definitions.loader import validate_data
-from audience.errors import NotFound, ScheduleError, StateError
+from audience.errors import FileNameCollision, NotFound, ScheduleError, StateError
 from audience.scheduling.worker import Worker
 from audience.settings import SETTINGS_FILE, render_settings
 from audience.workspace import Workspace
@@ -411,3 +411,21 @@ def test_the_next_due_time_comes_after_a_run_made_by_hand_as_of_a_later_moment(
     assert ws.run_now("campaign", "Daily", now=ahead).status == "succeeded"  # `--now` ahead
     status = ws.activations.status_of("campaign", "Daily")  # the clock has not moved
     assert status.next_due == ahead + timedelta(days=1)
+
+
+def test_a_schedule_whose_runs_would_name_their_files_alike_is_refused(ws: Workspace) -> None:
+    """Four runs a day into files named by the day: the second run would find the first's file."""
+    by_day = destination(ws.directory / "out")
+    by_day["file"] = {
+        **by_day["file"],
+        "filename": "{{ campaign_name }}_{{ now | format('%Y%m%d') }}",
+    }
+    often = {"recurring": {"cron": "0 */6 * * *", "timezone": "UTC"}}
+    with pytest.raises(FileNameCollision, match="would both write") as refused:
+        apply(ws, GOLD, by_day, campaign("Often", often))
+    assert refused.value.field == "schedule" and "put the time in its file name" in str(
+        refused.value
+    )
+    apply(ws, GOLD, by_day, campaign("Daily", DAILY))  # a day apart: names differ
+    by_run = {**by_day, "file": {**by_day["file"], "filename": "{{ campaign_name }}_{{ run_id }}"}}
+    apply(ws, by_run, campaign("Often", often))

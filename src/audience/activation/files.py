@@ -4,7 +4,7 @@ named, streamed from the run's snapshot and delivered."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import pyarrow as pa
@@ -15,10 +15,13 @@ from audience.activation.setting import CampaignSetting, Progress
 from audience.compile.campaign import DestinationColumns, delivery_query
 from audience.definitions.campaign import REMAINING, Campaign
 from audience.definitions.destination import Destination
+from audience.definitions.journey import Journey
+from audience.definitions.orchestration import Orchestration
 from audience.delivery.destinations.base import DestinationClient
 from audience.delivery.naming import NameValues
 from audience.delivery.shipment import RunNames, deliver, discard_unfinished, final_names
 from audience.errors import FileNameCollision
+from audience.scheduling.schedule import ScheduleHistory, next_due
 from audience.store.runs import DeliveredFile, Run
 
 TEST_PREFIX = "TEST"
@@ -219,3 +222,52 @@ def _reported(batches: Iterable[pa.RecordBatch], progress: Progress) -> Iterator
     for batch in batches:
         progress.advance(batch.num_rows)
         yield batch
+
+
+def check_runs_name_files_apart(
+    activation: Campaign | Journey | Orchestration,
+    destinations: Mapping[str, Destination],
+    now: datetime,
+) -> None:
+    """Refuse, when an activation is applied, a schedule two of whose next runs would write
+    files of the same name (a filename that says only the day, on a schedule that runs more
+    than once a day): the later run would find the earlier one's file and fail."""
+    schedule = activation.schedule
+    if schedule is None:
+        return
+    history, dues = ScheduleHistory(since=now), list[datetime]()
+    while len(dues) < RUNS_LOOKED_AHEAD:
+        due = next_due(schedule, after=dues[-1] if dues else now, history=history)
+        if due is None:
+            break
+        dues.append(due)
+        history = replace(history, runs=len(dues), last_due=due)
+    if len(dues) < 2:
+        return
+    if isinstance(activation, Orchestration):
+        used = [activation.sent_to(destinations[activation.destination])]
+    else:
+        names = (
+            activation.destinations
+            if isinstance(activation, Campaign)
+            else [d for node in activation.nodes for d in node.destinations]
+        )
+        used = [destinations[name] for name in dict.fromkeys(names)]
+    for destination in used:
+        seen: dict[str, datetime] = {}
+        for number, due in enumerate(dues):
+            values = NameValues(activation.name, due, "group", "sub")
+            for name in final_names(destination, values, run_id=f"{number:032d}", rows=1):
+                earlier = seen.setdefault(name, due)
+                if earlier != due:
+                    raise FileNameCollision(
+                        f"the runs due {earlier.isoformat()} and {due.isoformat()} would both "
+                        f"write {name!r} to {destination.name!r}: put the time in its file "
+                        "name (e.g. {{ now | format('%Y%m%d_%H%M') }}) or {{ run_id }}",
+                        field="schedule",
+                    )
+
+
+RUNS_LOOKED_AHEAD = 8
+"""How many of a schedule's next due times the file-name check compares (a day's worth of
+runs every three hours)."""

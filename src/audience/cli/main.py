@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -148,8 +149,12 @@ def demo(
             # Due at this very instant, not this second: the demo sends afresh however soon
             # it is run again (a run by hand refuses a second send for the same second).
             run = ws.campaign_run(SAMPLE_CAMPAIGN, now=ws.clock(), progress=progress)
-            # The journey over a few simulated days: one run a day, as its schedule would.
+            # The journey over a few simulated days: one run a day, as its schedule would,
+            # after the days an earlier demo simulated (a journey only moves forward in time).
             start = ws.clock()
+            ticked = ws.store.runs.latest("journey", SAMPLE_JOURNEY, succeeded=True)
+            if ticked is not None and ticked.scheduled_for >= start:
+                start = ticked.scheduled_for + timedelta(days=1)
             for day in range(SAMPLE_JOURNEY_DAYS):
                 ws.journey_tick(SAMPLE_JOURNEY, now=start + timedelta(days=day), progress=progress)
         journey = ws.journey_counts(SAMPLE_JOURNEY)
@@ -230,4 +235,7 @@ def export(
 
 def main() -> None:
     """Entry point of the `audience` script."""
+    # sqlglot warns on stderr when it falls back on SQL it cannot parse ("contains unsupported
+    # syntax"); Audience refuses such SQL itself, in one line.
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)
     app()

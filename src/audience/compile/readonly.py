@@ -31,6 +31,8 @@ _REFUSED_PREFIXES = (
     "pg_ls_",
     "lo_",
     "dblink",
+    "duckdb_",  # the engine's settings, secrets, files, logs
+    "pragma_",
 )
 _REFUSED_SUFFIXES = ("_scan", "_attach")
 _REFUSED_NAMES = frozenset(
@@ -40,6 +42,8 @@ _REFUSED_NAMES = frozenset(
         "query",
         "query_table",
         "getenv",
+        "current_setting",  # settings name server paths (temp_directory, …)
+        "which_secret",
         "nextval",
         "setval",
         "set_config",

@@ -40,8 +40,10 @@ if TYPE_CHECKING:
 
 REFRESH_STATISTICS_AFTER = 50
 """Runs queued in one go after which the run log's statistics are refreshed."""
-QUEUE_ROUND = 20
-"""Activations a worker queues before it looks again at what other workers queued meanwhile."""
+QUEUE_ROUND = 5
+"""Activations a worker queues in one transaction: few enough that the first round's runs are
+there to claim (by any worker) while it queues the next, and workers starting together queue
+different ones (each skips the rows another holds)."""
 
 
 class Worker:
