@@ -109,10 +109,17 @@ def test_a_changed_host_key_fails_terminally_and_sends_nothing(
 ) -> None:
     drop = tmp_path / "drop"
     drop.mkdir()
-    destination = sftp_destination(ssh_server, drop, host_key=other_key(tmp_path))
-    with pytest.raises(TerminalDeliveryError, match=r"127\.0\.0\.1.*host key has changed"):
+    expected = other_key(tmp_path)
+    destination = sftp_destination(ssh_server, drop, host_key=expected)
+    with pytest.raises(TerminalDeliveryError, match=r"127\.0\.0\.1.*host key has changed") as e:
         open_destination(destination).check()
     assert list(drop.iterdir()) == []
+    # each key by its SHA256 fingerprint, as `ssh-keygen -l` shows it, so the two can be told apart
+    for line in (ssh_server.host_key, expected):
+        shown = subprocess.run(
+            ["ssh-keygen", "-l", "-f", "-"], input=line, capture_output=True, text=True, check=True
+        ).stdout.split()[1]
+        assert shown.startswith("SHA256:") and shown in str(e.value)
 
 
 def test_an_unknown_host_is_refused(ssh_server: SshServer, tmp_path: Path) -> None:

@@ -49,8 +49,8 @@ def _error(error: BaseException, what: str) -> DeliveryError:
     if isinstance(error, paramiko.BadHostKeyException):
         return TerminalDeliveryError(
             f"{what}: the server's host key has changed (it offered {error.key.get_name()} "
-            f"{error.key.get_base64()[:16]}…, the destination expects "
-            f"{error.expected_key.get_base64()[:16]}…); if the server was re-keyed on purpose, "
+            f"{error.key.fingerprint}, the destination expects "
+            f"{error.expected_key.fingerprint}); if the server was re-keyed on purpose, "
             "update the destination's host_key or known_hosts"
         )
     if isinstance(error, OSError) and error.errno in _TERMINAL_ERRNOS:
