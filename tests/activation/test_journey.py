@@ -176,6 +176,7 @@ def test_the_welcome_series_over_a_week(journey_workspace: Workspace, tmp_path: 
     offered = sorted(c for c in waiting if c not in control)
     assert fourth["moved"] == {"Split": 18, "Offer email": len(offered)}
     assert fourth["finished"] == 18 and fourth["sent"] == len(offered)
+    assert fourth["control"] == len(control)  # held back by the split, in the ledger
     assert sent_ids(out, "Offer email", (start + 3 * DAY).strftime("%Y%m%d")) == offered
     assert at_nodes(ws) == {}
 

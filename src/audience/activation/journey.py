@@ -554,15 +554,18 @@ def _counts_of(engine: Engine, journey: Journey, run_id: str, *, files: int) -> 
     )
     first = journey.nodes[0].name
     arrived = {r["node"]: int(r["n"]) for r in events if r["event"] == "entered"}
+
+    def customers_where(condition: exp.Expr) -> exp.Expr:
+        only = exp.Case(ifs=[exp.If(this=condition, true=column(CUSTOMER))])
+        return exp.Count(this=exp.Distinct(expressions=[only]))
+
     sent = engine.rows(
-        exp.select(exp.alias_(exp.Count(this=exp.Distinct(expressions=[column(CUSTOMER)])), "n"))
-        .from_(table(ledger.RECIPIENTS))
-        .where(
-            exp.and_(
-                column("run_id").eq(string(run_id)),
-                exp.not_(column(sql.IS_CONTROL)),
-            )
+        exp.select(
+            exp.alias_(customers_where(exp.not_(column(sql.IS_CONTROL))), "n"),
+            exp.alias_(customers_where(column(sql.IS_CONTROL)), "control"),
         )
+        .from_(table(ledger.RECIPIENTS))
+        .where(column("run_id").eq(string(run_id)))
     )
     return {
         "entered": arrived.get(first, 0),
@@ -570,6 +573,7 @@ def _counts_of(engine: Engine, journey: Journey, run_id: str, *, files: int) -> 
         "exited": sum(int(r["n"]) for r in events if r["event"] == "exited"),
         "finished": sum(int(r["n"]) for r in events if r["event"] == "finished"),
         "sent": int(sent[0]["n"]),
+        "control": int(sent[0]["control"] or 0),
         "files": files,
         "in_journey": int(inside[0]["n"]),
     }

@@ -212,7 +212,7 @@ def runs(
             "status": r.status + (" (test)" if r.is_test else ""),
             "sent": sent_of(r),
             "control": r.counts.get("control", 0),
-            "files": len(r.deliveries),
+            "files": len({d.uri for d in r.deliveries if d.role == "data"}),
         }
         for r in found
     ]
