@@ -720,3 +720,50 @@ def test_the_same_journey_gives_the_same_paths_and_files_on_duckdb_and_postgres(
             )
     assert logs[0] == logs[1] and len(logs[0]) > 100
     assert files[0] == files[1] and len(files[0]) == 2
+
+
+def test_goals_compare_a_percent_splits_paths_only_with_its_own_control(
+    fresh_workspace: Workspace, tmp_path: Path
+) -> None:
+    """A conditional split's paths are chosen by who the customers are, not at random: they
+    get no comparison with the percent split's control, whose own paths do."""
+    ws = fresh_workspace
+    customers = ids(ws, 300)
+    set_flags(ws, {c: (True, False) for c in customers})
+    documents = welcome(tmp_path / "out")
+    journey = documents[-1]
+    del journey["exit"]
+    journey["nodes"] = [
+        {
+            "name": "Tier",
+            "type": "conditional_split",
+            "paths": [
+                {
+                    "name": "Gold",
+                    "where": {"attribute": "loyalty_tier", "op": "=", "value": "gold"},
+                    "next": "Gold offer",
+                },
+                {"name": "Everyone else", "next": "Split"},
+            ],
+        },
+        {"name": "Gold offer", **SEND, "next": "end"},
+        {
+            "name": "Split",
+            "type": "percent_split",
+            "paths": [
+                {"name": "Offer", "percent": 50, "next": "Offer email"},
+                {"name": "Control", "percent": 50, "control": True},
+            ],
+        },
+        {"name": "Offer email", **SEND},
+    ]
+    apply(ws, *documents)
+    tick(ws, NOW)
+    set_flags(ws, {c: (True, i % 3 == 0) for i, c in enumerate(customers)})
+    goals = {g.path: g for g in ws.journey_counts("Welcome series").goals}
+    gold, offer, held = goals["Gold"], goals["Offer"], goals["Control"]
+    assert gold.customers > 0 and offer.customers >= 30 and held.customers >= 30
+    assert gold.versus_control is not None and gold.versus_control.verdict == "no control group"
+    assert "holds no control back" in (gold.versus_control.reason or "")
+    assert gold.lift_over_control is None
+    assert offer.versus_control is not None and offer.versus_control.lift is not None
