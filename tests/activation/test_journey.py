@@ -311,6 +311,11 @@ BAD_GRAPHS = [
         "nodes.0",
     ),
     (
+        [{"name": "Offer/1", **SEND}, {"name": "Offer_1", **SEND}],
+        "rename one of them (their names read the same once made safe",
+        "nodes",
+    ),
+    (
         [{"name": "A", "type": "activate", "destinations": ["drop", "drop"]}],
         "each destination once; listed twice: drop",
         "nodes.0.destinations",

@@ -218,10 +218,15 @@ def check_journey(journey: Journey, setting: CampaignSetting, dialect: str) -> N
             for file in final_names(place, values, run_id="0" * 32, rows=2):
                 earlier = seen.setdefault((place.settings.place(), file), node_name)
                 if earlier != node_name:
+                    fix = (
+                        "rename one of them (their names read the same once made safe for a "
+                        "file name)"
+                        if "group_name" in place.file.filename
+                        else "add {{ group_name }} (the node's name) to the filename template"
+                    )
                     raise FileNameCollision(
                         f"nodes {earlier!r} and {node_name!r} would both write {file!r} in the "
-                        "same place; add {{ group_name }} (the node's name) to the filename "
-                        "template",
+                        f"same place; {fix}",
                         field="nodes",
                     )
 
