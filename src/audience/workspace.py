@@ -225,7 +225,11 @@ class Workspace:
             ((d.kind, d.name, _body(d)) for d in checked), self.clock()
         )
         for journey, at_removed_nodes in stranded:
-            move_stranded(journey, self.engine, at_removed_nodes, self.clock())
+            # they enter their new node now, or as of the journey's latest run when that was
+            # simulated later (`tick --now`): the travel log and delays go forward in time
+            ran = self.store.runs.latest("journey", journey.name, succeeded=True)
+            moment = max(self.clock(), ran.scheduled_for) if ran is not None else self.clock()
+            move_stranded(journey, self.engine, at_removed_nodes, moment)
         return changes
 
     def _check_dependents(

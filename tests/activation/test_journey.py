@@ -772,3 +772,21 @@ def test_goals_compare_a_percent_splits_paths_only_with_its_own_control(
     assert "holds no control back" in (gold.versus_control.reason or "")
     assert gold.lift_over_control is None
     assert offer.versus_control is not None and offer.versus_control.lift is not None
+
+
+def test_customers_moved_by_an_edit_enter_as_of_the_latest_simulated_run(
+    fresh_workspace: Workspace, tmp_path: Path
+) -> None:
+    """Ticked ten days ahead (`--now`), then edited: the moved customers' new wait counts from
+    that latest run, not from the real clock days before it."""
+    ws = fresh_workspace
+    set_flags(ws, {c: (True, False) for c in ids(ws, 4)})
+    documents = welcome(tmp_path / "out")
+    apply(ws, *documents)
+    ahead = NOW.replace(hour=6, minute=0, second=0, microsecond=0) + 10 * DAY
+    tick(ws, ahead)  # everyone waits at "Wait 3 days"
+    journey = documents[-1]
+    journey["nodes"][1] = {"name": "Wait 5 days", "type": "delay", "value": 5, "unit": "days"}
+    apply(ws, {**journey, "removed_nodes": {"Wait 3 days": "Wait 5 days"}})
+    assert tick(ws, ahead + 4 * DAY)["moved"] == {}  # from NOW they would have waited 5 days
+    assert tick(ws, ahead + 5 * DAY)["moved"]["Split"] == 4
