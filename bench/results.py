@@ -12,15 +12,13 @@ recipients, purchasers, orders and revenue per group. Best of `repeat` runs afte
 from __future__ import annotations
 
 import tempfile
-import time
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 from rich.table import Table
 
 from audience.definitions.loader import load_text
 from audience.workspace import Workspace
+from bench.insights import best_of
 
 WINDOW = timedelta(days=30)
 SENT_DAYS_AGO = 40
@@ -64,17 +62,6 @@ group by all
 """
 
 
-def best(run: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    """The fastest of `repeat` runs after one warm-up, and the last result."""
-    result = run()
-    fastest = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = run()
-        fastest = min(fastest, time.perf_counter() - start)
-    return fastest, result
-
-
 def run(ws: Workspace, profiles: int, repeat: int) -> Table:
     """Send the measured campaign, then time its results both ways; one table."""
     connection = getattr(ws.engine, "connection")  # noqa: B009 - the DuckDB engine's own
@@ -114,8 +101,8 @@ def run(ws: Workspace, profiles: int, repeat: int) -> Table:
             for _, treatment, control, recipients, purchasers, orders, revenue, _ in rows
         }
 
-    our_time, our_figures = best(ours, repeat)
-    their_time, their_figures = best(theirs, repeat)
+    our_time, our_figures = best_of(repeat, ours)
+    their_time, their_figures = best_of(repeat, theirs)
     if our_figures != their_figures:
         raise SystemExit(f"results differ: Audience {our_figures}, hand-written {their_figures}")
     recipients = sum(figures[0] for figures in our_figures.values())

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -131,17 +132,22 @@ def load_tables(ws: Workspace, run: int) -> None:
     engine.replace_table("customer_360", profiles.schema, profiles.to_batches())
     merged = profiles.select(["amperity_id", "email"])
     engine.replace_table("merged_customers", merged.schema, merged.to_batches())
-    orders = pa.table(
+    load_orders(ws, ORDERS)
+
+
+def load_orders(ws: Workspace, orders: list[tuple[Any, ...]]) -> None:
+    """The events table: one row per (customer, order, when, revenue, return, cancellation)."""
+    table = pa.table(
         {
-            "amperity_id": [o[0] for o in ORDERS],
-            "order_id": [o[1] for o in ORDERS],
-            "order_datetime": pa.array([o[2] for o in ORDERS], pa.timestamp("us")),
-            "order_revenue": pa.array([Decimal(o[3]) for o in ORDERS], pa.decimal128(14, 2)),
-            "is_return": [o[4] for o in ORDERS],
-            "is_cancellation": [o[5] for o in ORDERS],
+            "amperity_id": [o[0] for o in orders],
+            "order_id": [o[1] for o in orders],
+            "order_datetime": pa.array([o[2] for o in orders], pa.timestamp("us")),
+            "order_revenue": pa.array([Decimal(o[3]) for o in orders], pa.decimal128(14, 2)),
+            "is_return": [o[4] for o in orders],
+            "is_cancellation": [o[5] for o in orders],
         }
     )
-    engine.replace_table("unified_transactions", orders.schema, orders.to_batches())
+    ws.engine.replace_table("unified_transactions", table.schema, table.to_batches())
     ws.forget_catalog()
 
 
@@ -354,18 +360,7 @@ def test_item_level_events_count_each_order_once(sent: Workspace) -> None:
             else [order]
         )
     ]
-    table = pa.table(
-        {
-            "amperity_id": [o[0] for o in items],
-            "order_id": [o[1] for o in items],
-            "order_datetime": pa.array([o[2] for o in items], pa.timestamp("us")),
-            "order_revenue": pa.array([Decimal(o[3]) for o in items], pa.decimal128(14, 2)),
-            "is_return": [o[4] for o in items],
-            "is_cancellation": [o[5] for o in items],
-        }
-    )
-    sent.engine.replace_table("unified_transactions", table.schema, table.to_batches())
-    sent.forget_catalog()
+    load_orders(sent, items)
     sent.settings.tables.events_one_row_per_order = False
     groups = by_group(sent.results.campaign(CAMPAIGN))
     assert figures(groups["Gold/Offer"]) == (5, 4, 6, 201.0)

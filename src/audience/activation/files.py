@@ -256,7 +256,7 @@ def check_runs_name_files_apart(
     for destination in used:
         seen: dict[str, datetime] = {}
         for number, due in enumerate(dues):
-            values = NameValues(activation.name, due, "group", "sub")
+            values = _name_values(activation.name, due, "sub", "group")
             for name in final_names(destination, values, run_id=f"{number:032d}", rows=1):
                 earlier = seen.setdefault(name, due)
                 if earlier != due:

@@ -116,31 +116,25 @@ def print_journey_counts(counts: JourneyCounts, title: str) -> None:
         f"In the journey: {counts.in_journey:,}; finished: {counts.finished:,}; "
         f"exited: {exits}; released: {counts.released:,}"
     )
-    if counts.goals:
-        goals = [
+    columns = ["path", "customers", "reached", "conversion", "difference", "lift", "verdict"]
+    for goal in dict.fromkeys(g.goal for g in counts.goals):
+        # one table per goal, so the rows fit a terminal's width
+        rows = [
             {
-                "goal": g.goal,
                 "path": g.path or "everyone",
                 "customers": g.customers,
                 "reached": g.reached,
                 "conversion": "—" if g.conversion is None else f"{g.conversion:.1%}",
-                "difference (95 %)": _versus(g, "incremental_conversion"),
-                "lift (95 %)": _versus(g, "lift"),
+                "difference": _versus(g, "incremental_conversion"),
+                "lift": _versus(g, "lift"),
                 "verdict": g.versus_control.verdict if g.versus_control else "",
             }
             for g in counts.goals
+            if g.goal == goal
         ]
-        columns = [
-            "goal",
-            "path",
-            "customers",
-            "reached",
-            "conversion",
-            "difference (95 %)",
-            "lift (95 %)",
-            "verdict",
-        ]
-        out.print(summary_table("Goals", goals, columns))
+        table = summary_table(f"Goal — {goal}", rows, columns)
+        table.caption = "difference and lift against the path's control, 95 % intervals"
+        out.print(table)
 
 
 def _versus(goal: GoalCount, figure: str) -> str:

@@ -29,7 +29,7 @@ from audience.compile.campaign import (
 )
 from audience.compile.conditions import CompileContext
 from audience.compile.history import CountedRun
-from audience.compile.sql import column, false_if_null, number, string, table
+from audience.compile.sql import column, count_if, false_if_null, number, string, table
 
 TREATMENT = "treatment"
 GROUP_KEYS = (SUB_AUDIENCE, TREATMENT, IS_CONTROL)
@@ -111,7 +111,7 @@ def _members(measurement: Measurement) -> exp.Select:
                 exp.column("run_id", table="r", quoted=True)
             ),
         )
-        .where(mine.transform(lambda node: _in_ledger(node)))
+        .where(mine.transform(_in_ledger))
     )
     first = exp.Window(this=exp.func("MIN", column("sent_at")), partition_by=[column(CUSTOMER)])
     firsts = exp.select(*(column(c) for c in keys), column("sent_at"), exp.alias_(first, "entered"))
@@ -213,7 +213,10 @@ def results_query(measurement: Measurement, ctx: CompileContext) -> exp.Select:
         exp.select(
             *(exp.column(c, table="m", quoted=True) for c in GROUP_KEYS),
             exp.alias_(exp.Count(this=exp.Star()), "recipients"),
-            exp.alias_(exp.Count(this=exp.column(CUSTOMER, table="b", quoted=True)), "purchasers"),
+            count_if(
+                exp.GT(this=exp.column("orders", table="b", quoted=True), expression=number(0)),
+                "purchasers",
+            ),
             exp.alias_(
                 exp.func(
                     "COALESCE",
