@@ -58,6 +58,9 @@ class RunRecording:
     earlier: dict[str, DeliveredFile] = field(default_factory=dict)
     """Files earlier attempts of this run published, by URI: the run log remembers them, so a
     retry never sends them again (even once the receiver has taken them away)."""
+    recorded: list[DeliveredFile] = field(default_factory=list)
+    """Every file the run log holds for this run, once this attempt knows them all: the earlier
+    attempts' (read at its start) and its own, in the order they were recorded."""
 
     @property
     def holder(self) -> Holder:
@@ -68,6 +71,7 @@ class RunRecording:
         """A file is published: record it at once, so it is known even if the run fails.
         LeaseLost (which stops the attempt) if another worker has taken the run over."""
         self.runs.add_delivery(self.run.id, file, self.clock(), holder=self.holder)
+        self.recorded.append(file)
 
     def published(
         self, delivery: Delivery, *, sub_audience: str | None = None, group: str | None = None
@@ -117,7 +121,8 @@ class RunRecording:
         the run as the other attempt leaves it is returned.
         """
         if self.run.attempt > 1:
-            self.earlier = {d.uri: d for d in self.runs.get(self.run.id).deliveries}
+            self.recorded = list(self.runs.get(self.run.id).deliveries)
+            self.earlier = {d.uri: d for d in self.recorded}
         beat = _Heartbeat(self, heartbeat_every or self.lease.length.total_seconds() / 3)
         beat.start()
         try:
@@ -140,6 +145,7 @@ class RunRecording:
                 now=self.clock(),
                 counts=counts,
                 holder=self.holder,
+                deliveries=self.recorded,
             )
         )
 

@@ -116,12 +116,8 @@ class Worker:
             round_, owed = owed[:QUEUE_ROUND], owed[QUEUE_ROUND:]
             queued += self._queue(round_, definitions, now)
             if owed:
-                moved = {
-                    (a.kind, a.name)
-                    for a in ws.store.activations.all()
-                    if (a.kind, a.name) in recorded
-                    and a.last_due != recorded[a.kind, a.name].last_due
-                }
+                last_dues = ws.store.activations.last_dues()
+                moved = {key for key in owed if last_dues.get(key) != recorded[key].last_due}
                 owed = [key for key in owed if key not in moved]
         if queued >= REFRESH_STATISTICS_AFTER:
             ws.store.runs.refresh_statistics()

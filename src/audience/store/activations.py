@@ -69,6 +69,17 @@ class ActivationLog:
         with self._sessions() as session:
             return [scheduled_state(row) for row in session.scalars(query)]
 
+    def last_dues(self) -> dict[tuple[str, str], datetime | None]:
+        """The newest due time a run was made for, of each activation whose schedule runs: the
+        one column a worker reads again between rounds of queueing."""
+        query = select(ActivationRecord.kind, ActivationRecord.name, ActivationRecord.last_due)
+        query = query.where(ActivationRecord.state.in_(RUNNING_STATES))
+        with self._sessions() as session:
+            return {
+                (kind, name): aware(last) if last is not None else None
+                for kind, name, last in session.execute(query)
+            }
+
     def set_state(
         self,
         kind: str,

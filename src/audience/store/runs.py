@@ -31,7 +31,9 @@ from typing import Any
 
 from sqlalchemy import (
     DateTime,
+    Engine,
     Select,
+    String,
     and_,
     bindparam,
     exists,
@@ -191,6 +193,12 @@ class RunLog:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+        bind = sessions.kw.get("bind")
+        self._claims_in_one_statement = isinstance(bind, Engine) and (
+            bind.dialect.name == "postgresql"
+        )
+        """PostgreSQL claims a queued run in one statement; SQLite, with no row locks, in a
+        transaction holding its write lock."""
 
     @contextmanager
     def _statements(self) -> Iterator[Session]:
@@ -275,8 +283,17 @@ class RunLog:
         taken over (its sample size died with it); so is a run whose workers died
         `max_attempts` times."""
         now, held = utc(now), lease.now()
+        ready = {"now": now, "lease_now": held}
+        if self._claims_in_one_statement:
+            # The common case in one statement: the oldest ready run is queued.
+            with self._statements() as session:
+                started = {"worker": worker, "started": now, "until": held + lease.length}
+                row = session.scalars(
+                    _START_QUEUED, ready | started, execution_options={"synchronize_session": False}
+                ).first()
+                if row is not None:
+                    return _run(row, [])
         with locked_session(self._sessions) as session:
-            ready = {"now": now, "lease_now": held}
             while (row := session.scalars(_CLAIMABLE, ready).first()) is not None:
                 if row.status == "running" and (row.is_test or row.attempt >= max_attempts):
                     _abandon(row, now)  # and look for the next one
@@ -365,9 +382,11 @@ class RunLog:
         error: str | None = None,
         kind_of_error: str | None = None,
         holder: Holder | None = None,
+        deliveries: list[DeliveredFile] | None = None,
     ) -> Run:
         """Close a run as succeeded, failed or canceled (as `holder`'s attempt, when given:
-        LeaseLost if the run is no longer its)."""
+        LeaseLost if the run is no longer its). `deliveries`, when the caller is the attempt
+        that recorded them all, saves reading them back."""
         now = utc(now)
         values: dict[str, Any] = {
             "status": status,
@@ -389,7 +408,7 @@ class RunLog:
             ).first()
             if row is None:
                 raise _fenced_out(session, run_id, holder)
-            return _run(row, _deliveries(session, run_id))
+            return _run(row, _deliveries(session, run_id) if deliveries is None else deliveries)
 
     def fail(
         self,
@@ -682,6 +701,26 @@ def _claimable() -> Select[RunRecord]:
 
 
 _CLAIMABLE = _claimable()
+_START_QUEUED = (
+    update(RunRecord)
+    .where(
+        RunRecord.id == _CLAIMABLE.with_only_columns(RunRecord.id).scalar_subquery(),
+        RunRecord.status == literal("queued", literal_execute=True),
+    )
+    .values(
+        attempt=RunRecord.attempt + 1,
+        status="running",
+        started_at=bindparam("started", type_=DateTime(timezone=True)),
+        ended_at=None,
+        claimed_by=bindparam("worker", type_=String()),
+        lease_expires_at=bindparam("until", type_=DateTime(timezone=True)),
+        not_before=None,
+    )
+    .returning(RunRecord)
+)
+"""The claim of a queued run in one statement (PostgreSQL): `_start` on the row `_CLAIMABLE`
+finds, when that row is queued — none when it is a running run whose lease expired, which the
+claim's transaction then takes over or abandons."""
 
 
 def _due(kind: str, name: str, scheduled_for: datetime) -> Any:
