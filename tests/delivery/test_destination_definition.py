@@ -7,16 +7,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from audience.definitions.destination import (
-    AccessKeyCredentials,
-    AssumeRoleCredentials,
-    Attribute,
-    Destination,
-    FilesystemSettings,
-    S3Settings,
-)
-from audience.delivery.shipment import open_destination
-from audience.errors import TerminalDeliveryError
+from audience.definitions.destination import Attribute, Destination
+from audience.delivery.destinations.filesystem.settings import FilesystemSettings
+from audience.delivery.destinations.s3.settings import S3Settings
 
 APPENDIX_A = {
     "kind": "destination",
@@ -96,19 +89,6 @@ def test_defaults() -> None:
     assert destination.default_attributes == []
 
 
-def test_credentials_shapes() -> None:
-    keys = {"access_key_id": "${KEY_ID}", "secret_access_key": "${SECRET}"}
-    role = {"role_arn": "arn:aws:iam::123456789012:role/x", "external_id": "ext-123"}
-    assert isinstance(
-        Destination.model_validate(_with("settings.credentials", keys)).settings.credentials,  # type: ignore[union-attr]
-        AccessKeyCredentials,
-    )
-    assert isinstance(
-        Destination.model_validate(_with("settings.credentials", role)).settings.credentials,  # type: ignore[union-attr]
-        AssumeRoleCredentials,
-    )
-
-
 def test_attributes_with_renames_and_tables() -> None:
     attributes = ["amperity_id", {"source": "given_name", "as": "first_name", "table": "c360"}]
     destination = Destination.model_validate(_with("default_attributes", attributes))
@@ -120,33 +100,9 @@ def test_attributes_with_renames_and_tables() -> None:
 @pytest.mark.parametrize(
     ("path", "value", "where", "message"),
     [
-        ("type", "ftp", ("type",), "'s3', 'filesystem', 'sftp' or 'webhook'"),
+        ("type", "ftp", ("type",), "unknown destination type 'ftp'; the types are s3 ("),
         ("kind", "segment", ("kind",), "'destination'"),
         ("name", "", ("name",), "at least 1"),
-        ("settings.bucket", "Bad_Bucket", ("settings", "bucket"), "bucket name"),
-        ("settings.prefix", "/abs/", ("settings", "prefix"), "relative folder"),
-        ("settings.prefix", "a/../b/", ("settings", "prefix"), "relative folder"),
-        ("settings.endpoint_url", "ftp://x", ("settings", "endpoint_url"), "http"),
-        ("settings.credentials", "env", ("settings", "credentials"), "'default'"),
-        (
-            "settings.credentials",
-            {"access_key_id": "AK", "secret_access_key": "plain-text"},
-            ("settings", "credentials", "secret_access_key"),
-            "never sit in definitions as plain text",
-        ),
-        (
-            "settings.credentials",
-            {"role_arn": "arn:aws:iam::123456789012:role/x"},
-            ("settings", "credentials", "external_id"),
-            "Field required",
-        ),
-        (
-            "settings.credentials",
-            {"role_arn": "not-an-arn", "external_id": "abc"},
-            ("settings", "credentials", "role_arn"),
-            "IAM role ARN",
-        ),
-        ("settings.kms_key_id", "k", ("settings",), "aws:kms"),
         ("settings.path", "x", ("settings", "path"), "Extra inputs"),
         ("file.format", "xlsx", ("file", "format"), "'csv'"),
         ("file.compression", "bz2", ("file", "compression"), "'none'"),
@@ -192,29 +148,3 @@ def test_csv_options_do_not_apply_to_other_formats(field: str) -> None:
 def test_json_is_always_utf8() -> None:
     loc, msg = _error(_with("file", {"format": "json", "encoding": "latin-1"}))
     assert loc == ("file", "encoding") and "utf-8" in msg
-
-
-def test_references_are_checked_once_expanded() -> None:
-    destination = Destination.model_validate(_with("settings.bucket", "${BUCKET}"))
-    with pytest.raises(TerminalDeliveryError, match=r"\$\{BUCKET\}, which is not set"):
-        open_destination(destination, environ={})
-    with pytest.raises(TerminalDeliveryError, match=r"settings\.bucket: .*bucket name"):
-        open_destination(destination, environ={"BUCKET": "Not_Valid", "S3_ENDPOINT_URL": "x"})
-
-
-def test_expansion_errors_never_show_secret_values() -> None:
-    keys = {"access_key_id": "${KEY_ID}", "secret_access_key": "${SECRET}"}
-    destination = Destination.model_validate(
-        _with("settings", {"bucket": "b-1", "endpoint_url": "${URL}", "credentials": keys})
-    )
-    environment = {"KEY_ID": "AK", "SECRET": "s3cr3t-value", "URL": "s3cr3t-value"}
-    with pytest.raises(TerminalDeliveryError) as caught:
-        open_destination(destination, environ=environment)
-    assert "endpoint_url" in str(caught.value)
-    assert "s3cr3t-value" not in str(caught.value)
-
-
-def test_an_endpoint_variable_set_to_nothing_means_aws() -> None:
-    destination = Destination.model_validate(APPENDIX_A)
-    client = open_destination(destination, environ={"S3_ENDPOINT_URL": ""})
-    assert client.client.meta.endpoint_url == "https://s3.us-west-2.amazonaws.com"  # type: ignore[attr-defined]

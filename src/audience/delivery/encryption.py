@@ -22,7 +22,8 @@ from typing import Any
 
 import gnupg
 
-from audience.definitions.destination import Destination, PgpOptions, references
+from audience.definitions.destination import Destination, PgpOptions
+from audience.definitions.references import references
 from audience.delivery.destinations.base import expand
 from audience.errors import InvalidValue, TerminalDeliveryError
 

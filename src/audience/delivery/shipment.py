@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from audience.definitions.destination import EXPANDED, Destination, FileOptions
+from audience.definitions.destination import Destination, FileOptions
+from audience.definitions.references import EXPANDED, DestinationSettings
 from audience.delivery import formats, naming, packaging
 from audience.delivery.destinations import opener
 from audience.delivery.destinations.base import (
@@ -58,7 +59,7 @@ def _expanded(value: Any, *, field: str, destination: str, environ: Mapping[str,
     return value
 
 
-def _settings(destination: Destination, environ: Mapping[str, str]) -> BaseModel:
+def _settings(destination: Destination, environ: Mapping[str, str]) -> DestinationSettings:
     """The destination's settings with `${VAR}` expanded, validated again in full."""
     settings = destination.settings
     raw = _expanded(

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-from audience.definitions.destination import REFERENCE
+from audience.definitions.references import REFERENCE
 from audience.errors import TerminalDeliveryError
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from audience.cli.main import app
 from audience.definitions.destination import Destination
 from audience.definitions.loader import validate_data
-from audience.delivery.destinations.sftp import SftpClient
+from audience.delivery.destinations.sftp.client import SftpClient
 from audience.delivery.naming import NameValues
 from audience.delivery.shipment import deliver, open_destination
 from audience.errors import DefinitionError, TerminalDeliveryError, TransientDeliveryError

@@ -44,16 +44,16 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
-from audience.definitions.destination import (
-    AccessKeyCredentials,
-    AssumeRoleCredentials,
-    S3Settings,
-)
 from audience.delivery.destinations.base import (
     RUN_ID_METADATA,
     SHA256_METADATA,
     PublishedObject,
     check_name,
+)
+from audience.delivery.destinations.s3.settings import (
+    AccessKeyCredentials,
+    AssumeRoleCredentials,
+    S3Settings,
 )
 from audience.delivery.packaging import Meter
 from audience.errors import DeliveryError, TerminalDeliveryError, TransientDeliveryError

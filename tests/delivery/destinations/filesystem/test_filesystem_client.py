@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from audience.definitions.destination import Destination
-from audience.delivery.destinations.filesystem import FilesystemClient
+from audience.delivery.destinations.filesystem.client import FilesystemClient
 from audience.delivery.naming import NameValues
 from audience.delivery.shipment import deliver, open_destination
 from audience.errors import TerminalDeliveryError, TransientDeliveryError

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from audience.definitions.destination import Destination
-from audience.delivery.destinations.s3 import PART_SIZE, S3Client
+from audience.delivery.destinations.s3.client import PART_SIZE, S3Client
 from audience.delivery.naming import NameValues
 from audience.delivery.shipment import deliver, open_destination
 from audience.errors import TerminalDeliveryError, TransientDeliveryError

@@ -23,8 +23,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from audience.definitions.destination import FilesystemSettings
 from audience.delivery.destinations.base import PublishedObject, check_name
+from audience.delivery.destinations.filesystem.settings import FilesystemSettings
 from audience.delivery.packaging import Meter
 from audience.errors import DeliveryError, TerminalDeliveryError, TransientDeliveryError
 

@@ -27,8 +27,8 @@ from typing import Any
 import httpx
 import pyarrow as pa
 
-from audience.definitions.destination import WebhookSettings
 from audience.delivery.destinations.base import PublishedObject, check_name
+from audience.delivery.destinations.webhook.settings import WebhookSettings
 from audience.errors import DeliveryError, TerminalDeliveryError, TransientDeliveryError
 
 _RETRIED = frozenset({408, 425, 429, 500, 502, 503, 504})

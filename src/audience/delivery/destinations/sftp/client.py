@@ -31,8 +31,8 @@ from pathlib import Path
 import paramiko
 from paramiko.pkey import UnknownKeyType
 
-from audience.definitions.destination import SftpSettings
 from audience.delivery.destinations.base import PublishedObject, check_name
+from audience.delivery.destinations.sftp.settings import SftpSettings
 from audience.delivery.packaging import Meter
 from audience.errors import DeliveryError, TerminalDeliveryError, TransientDeliveryError
 

@@ -17,9 +17,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from audience.definitions.destination import WebhookSettings
 from audience.definitions.loader import validate_data
-from audience.delivery.destinations.webhook import SIGNATURE_HEADER, WebhookClient
+from audience.delivery.destinations.webhook.client import SIGNATURE_HEADER, WebhookClient
+from audience.delivery.destinations.webhook.settings import WebhookSettings
 from audience.errors import DefinitionError, TerminalDeliveryError, TransientDeliveryError
 from audience.scheduling.worker import Worker
 from audience.workspace import Workspace

@@ -1,0 +1,65 @@
+"""`${VAR}` references in definitions, and what every destination type's settings model shares.
+
+Strings in a destination's settings may hold `${VAR}` references. They are kept exactly as
+written — a reference may name a secret, whose value must never be stored or exported — and are
+expanded only when the destination is opened for a delivery; then the settings are validated
+again with `context={EXPANDED: True}`, so checks that could not judge a reference judge its value.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import abstractmethod
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationInfo
+
+# Pass `context={"expanded": True}` to validate settings whose `${VAR}` were already expanded.
+EXPANDED = "expanded"
+REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+_ONLY_REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
+
+
+def references(text: str) -> list[str]:
+    """Names of the environment variables that `text` refers to as `${VAR}`."""
+    return REFERENCE.findall(text)
+
+
+def expanded(info: ValidationInfo) -> bool:
+    """Whether these settings are being validated with their references already expanded."""
+    return bool(info.context and info.context.get(EXPANDED))
+
+
+def checkable(value: str, info: ValidationInfo) -> bool:
+    """Whether `value` can be checked now: written without references, or already expanded."""
+    return expanded(info) or not references(value)
+
+
+def reference_only(value: str | None, info: ValidationInfo) -> str | None:
+    """A secret field's value: a `${VAR}` reference (or, once expanded, the secret)."""
+    if value is not None and not expanded(info) and not is_reference(value):
+        raise ValueError("a secret is given as a ${VARIABLE} that holds it, never as plain text")
+    return value
+
+
+def is_reference(value: str) -> bool:
+    """Whether `value` is exactly one `${VAR}` reference."""
+    return _ONLY_REFERENCE.match(value) is not None
+
+
+class DefinitionModel(BaseModel):
+    """A part of a definition: unknown keys are refused, and a loaded value never changes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DestinationSettings(DefinitionModel):
+    """The `settings:` of one destination type; each type's package defines its own."""
+
+    TAKES_RECORDS: ClassVar[bool] = False
+    """Whether the destination takes records (a webhook) rather than files."""
+
+    @abstractmethod
+    def place(self) -> str:
+        """Where files go, as written: destinations with the same place share a folder."""

@@ -1,0 +1,1 @@
+"""SFTP drops (paramiko): host key checked, written to a temporary name, then renamed."""

@@ -1,0 +1,1 @@
+"""HTTP endpoints that take records as JSON batches, signed and retried idempotently."""
