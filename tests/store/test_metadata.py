@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +17,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from audience.errors import LeaseLost, NotFound, WorkspaceError
 from audience.store.metadata import MetadataStore, resolve_url
+from audience.store.migrate import HEAD, MIGRATIONS
 from audience.store.runs import DeliveredFile, DueRun, Holder, LeaseTerms
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -170,6 +173,29 @@ def test_threads_opening_a_new_store_together_migrate_it_once(tmp_path: Path) ->
 
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(open_store, range(4))) == [0, 0, 0, 0]
+
+
+def test_head_is_the_newest_migration() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD
+
+
+def test_opening_a_current_store_does_not_load_alembic(tmp_path: Path) -> None:
+    """A store at HEAD is recognised by one query; Alembic is loaded only to migrate."""
+    url = resolve_url("sqlite:///.audience/state.db", tmp_path)
+    MetadataStore(url).close()  # made and migrated here
+    probe = (
+        "import sys\n"
+        "from audience.store.metadata import MetadataStore\n"
+        f"MetadataStore({url!r}).close()\n"
+        "print('alembic' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
 
 
 def test_an_attempt_taken_over_records_nothing_more(store: MetadataStore) -> None:

@@ -7,15 +7,14 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from audience.definitions.base import DefinitionModel
 from audience.definitions.conditions import Condition, check_depth
 from audience.definitions.names import DestinationNames, Name
 from audience.definitions.schedule import Schedule
@@ -36,11 +35,7 @@ REMAINING = "All remaining recipients"
 """The implicit sub-audience of a campaign that defines none (or of customers matching none)."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class Treatment(_Model):
+class Treatment(DefinitionModel):
     """A group of customers that is sent, to one or more destinations."""
 
     name: Name
@@ -48,7 +43,7 @@ class Treatment(_Model):
     destinations: DestinationNames = Field(min_length=1)
 
 
-class SubAudience(_Model):
+class SubAudience(DefinitionModel):
     """A slice of the audience (criteria, or none for "everyone left"), split into treatments."""
 
     name: Name
@@ -96,14 +91,14 @@ def check_percentages(name: str, treatments: list[Treatment], control: float) ->
         )
 
 
-class CampaignAudience(_Model):
+class CampaignAudience(DefinitionModel):
     """Who the campaign is for: included segments (united) minus excluded ones."""
 
     include: list[str] = Field(min_length=1)
-    exclude: list[str] = []
+    exclude: list[str] = Field(default_factory=list)
 
 
-class SentAttribute(_Model):
+class SentAttribute(DefinitionModel):
     """A column sent to a destination: `source` (from `table`) renamed `as`."""
 
     source: str = Field(min_length=1)
@@ -122,18 +117,18 @@ class SentAttribute(_Model):
         return self.as_ or self.source
 
 
-class Campaign(_Model):
+class Campaign(DefinitionModel):
     """One audience, split into sub-audiences and treatments, sent to destinations."""
 
     kind: Literal["campaign"] = "campaign"
     name: Name
     description: str = ""
     audience: CampaignAudience
-    sub_audiences: list[SubAudience] = []
-    treatments: list[Treatment] = []
+    sub_audiences: list[SubAudience] = Field(default_factory=list)
+    treatments: list[Treatment] = Field(default_factory=list)
     control: Percent = 0
     match: Literal["first", "every"] = "first"
-    attributes: dict[str, list[SentAttribute]] = {}
+    attributes: dict[str, list[SentAttribute]] = Field(default_factory=dict)
     files: Literal["per_treatment", "single"] = "per_treatment"
     schedule: Schedule = Schedule(once="asap")
     launch_date: date | None = None

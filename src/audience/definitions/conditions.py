@@ -21,7 +21,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -29,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from audience.definitions.base import DefinitionModel
 from audience.errors import NestingTooDeep
 
 MAX_DEPTH = 50
@@ -84,11 +84,7 @@ Operator = Literal[
 ]
 
 
-class _Node(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class AttributeCondition(_Node):
+class AttributeCondition(DefinitionModel):
     """A test on one column of the table the condition is evaluated on."""
 
     attribute: str = Field(min_length=1)
@@ -136,32 +132,32 @@ class AttributeCondition(_Node):
         return self
 
 
-class AllOf(_Node):
+class AllOf(DefinitionModel):
     """True when every condition inside is true."""
 
     all: list[Condition] = Field(min_length=1)
 
 
-class AnyOf(_Node):
+class AnyOf(DefinitionModel):
     """True when at least one condition inside is true."""
 
     any: list[Condition] = Field(min_length=1)
 
 
-class NotOf(_Node):
+class NotOf(DefinitionModel):
     """True when the condition inside is not true (a NULL-valued condition counts as not true)."""
 
     not_: Condition = Field(alias="not")
 
 
-class Window(_Node):
+class Window(DefinitionModel):
     """A time window ending now: the last N days, weeks, months or years."""
 
     value: int = Field(gt=0)
     unit: Unit = "days"
 
 
-class Comparison(_Node):
+class Comparison(DefinitionModel):
     """How a purchase count or sum is compared."""
 
     op: Literal["=", "!=", "<", "<=", ">", ">=", "between"]
@@ -181,7 +177,7 @@ class Comparison(_Node):
         return self
 
 
-class Purchase(_Node):
+class Purchase(DefinitionModel):
     """Rows of an event table matching `where`, in a window, counted or summed and compared."""
 
     table: str | None = None
@@ -197,13 +193,13 @@ class Purchase(_Node):
         return self
 
 
-class PurchasedCondition(_Node):
+class PurchasedCondition(DefinitionModel):
     """A behavioural condition: "at least 2 orders in Shoes in the last 90 days"."""
 
     purchased: Purchase
 
 
-class InSegmentCondition(_Node):
+class InSegmentCondition(DefinitionModel):
     """Membership of another segment."""
 
     in_segment: str = Field(min_length=1)
@@ -225,7 +221,7 @@ class InSegmentCondition(_Node):
         return name.strip()
 
 
-class Sent(_Node):
+class Sent(DefinitionModel):
     """Which sends count: an activation's, in a window, to a treatment, sub-audience or
     destination (each optional but the activation)."""
 
@@ -240,7 +236,7 @@ class Sent(_Node):
     destination: str | None = None
 
 
-class SentCondition(_Node):
+class SentCondition(DefinitionModel):
     """Activation history: "was sent campaign X in the last 7 days". Control customers were
     not sent, so they never match."""
 

@@ -34,11 +34,8 @@ from pydantic import (
     model_validator,
 )
 
-from audience.definitions.references import (
-    CONTROL_CHARACTERS,
-    DefinitionModel,
-    DestinationSettings,
-)
+from audience.definitions.base import DefinitionModel, DestinationSettings
+from audience.definitions.references import CONTROL_CHARACTERS
 from audience.definitions.templates import DEFAULT_TEMPLATE, validate_template
 from audience.delivery.destinations import TYPES, settings_model
 

@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from audience.definitions.base import DefinitionModel
 from audience.definitions.campaign import Percent, SentAttribute
 from audience.definitions.conditions import Condition, check_depth
 from audience.definitions.names import DestinationNames, Name
@@ -60,11 +61,7 @@ _FIELDS_BY_TYPE: dict[str, set[str]] = {
 }
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class Wait(_Model):
+class Wait(DefinitionModel):
     """A length of time: `{value: 3, unit: days}`."""
 
     value: int = Field(strict=True, gt=0)
@@ -86,7 +83,7 @@ class Wait(_Model):
         return f"{self.value} {unit}"
 
 
-class SplitPath(_Model):
+class SplitPath(DefinitionModel):
     """One way out of a split: a share of the customers (percent split) or those matching a
     segment or condition (conditional split); `next` is where they go (None: the path ends)."""
 
@@ -110,21 +107,21 @@ class SplitPath(_Model):
         return self.segment is not None or self.where is not None
 
 
-class Node(_Model):
+class Node(DefinitionModel):
     """One step of a journey; which fields it takes depends on its `type`."""
 
     name: Name
     type: NodeType
     next: str | None = None
-    destinations: DestinationNames = []
-    attributes: dict[str, list[SentAttribute]] = {}
+    destinations: DestinationNames = Field(default_factory=list)
+    attributes: dict[str, list[SentAttribute]] = Field(default_factory=dict)
     value: int | None = Field(default=None, strict=True, gt=0)
     unit: DelayUnit | None = None
     until: str | None = Field(default=None, min_length=1)
     at_most: Wait | None = None
     matched: str | None = None
     timed_out: str | None = None
-    paths: list[SplitPath] = []
+    paths: list[SplitPath] = Field(default_factory=list)
     seed: str | None = None
 
     @model_validator(mode="before")
@@ -241,20 +238,20 @@ class Edge(BaseModel):
     control: bool = False
 
 
-class Journey(_Model):
+class Journey(DefinitionModel):
     """Entry and exit segments, and the graph customers move along."""
 
     kind: Literal["journey"] = "journey"
     name: Name
     description: str = ""
     include: list[str] = Field(min_length=1)
-    exclude: list[str] = []
-    exit: list[str] = []
-    goals: list[str] = []
+    exclude: list[str] = Field(default_factory=list)
+    exit: list[str] = Field(default_factory=list)
+    goals: list[str] = Field(default_factory=list)
     allow_reentry: bool = False
     schedule: Schedule = Schedule.model_validate({"every": {"value": 1, "unit": "days"}})
     nodes: list[Node] = Field(min_length=1)
-    removed_nodes: dict[str, str] = {}
+    removed_nodes: dict[str, str] = Field(default_factory=dict)
     """When a new version drops nodes customers are at: where they go (a node of this version)
     or `release` (they leave the journey)."""
 

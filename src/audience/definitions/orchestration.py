@@ -19,18 +19,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from audience.definitions.base import DefinitionModel
 from audience.definitions.destination import Destination, FileOptions
 from audience.definitions.names import Name
 from audience.definitions.schedule import Schedule
 from audience.errors import ScheduleError
 
 
-class Orchestration(BaseModel):
+class Orchestration(DefinitionModel):
     """A query's result, sent to one destination with its file options."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["orchestration"] = "orchestration"
     name: Name

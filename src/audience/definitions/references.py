@@ -1,4 +1,4 @@
-"""`${VAR}` references in definitions, and what every destination type's settings model shares.
+"""`${VAR}` references in definitions: where they may stand, and when they are checked.
 
 Strings in a destination's settings may hold `${VAR}` references. They are kept exactly as
 written — a reference may name a secret, whose value must never be stored or exported — and are
@@ -9,10 +9,8 @@ again with `context={EXPANDED: True}`, so checks that could not judge a referenc
 from __future__ import annotations
 
 import re
-from abc import abstractmethod
-from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo
+from pydantic import ValidationInfo
 
 # Pass `context={"expanded": True}` to validate settings whose `${VAR}` were already expanded.
 EXPANDED = "expanded"
@@ -46,20 +44,3 @@ def reference_only(value: str | None, info: ValidationInfo) -> str | None:
 def is_reference(value: str) -> bool:
     """Whether `value` is exactly one `${VAR}` reference."""
     return _ONLY_REFERENCE.match(value) is not None
-
-
-class DefinitionModel(BaseModel):
-    """A part of a definition: unknown keys are refused, and a loaded value never changes."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DestinationSettings(DefinitionModel):
-    """The `settings:` of one destination type; each type's package defines its own."""
-
-    TAKES_RECORDS: ClassVar[bool] = False
-    """Whether the destination takes records (a webhook) rather than files."""
-
-    @abstractmethod
-    def place(self) -> str:
-        """Where files go, as written: destinations with the same place share a folder."""

@@ -31,8 +31,9 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
 from croniter import CroniterError, croniter
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import field_validator, model_validator
 
+from audience.definitions.base import DefinitionModel
 from audience.errors import ScheduleError
 
 CatchUp = Literal["latest", "all", "skip"]
@@ -43,11 +44,7 @@ _TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 _DATE = re.compile(r"\d{4}-\d\d-\d\d")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class End(_Model):
+class End(DefinitionModel):
     """When a repeating schedule stops: `on` a date (the last local day that may have a run) or
     `after` a number of successful runs. `end: 2027-06-30` is short for `end: {on: 2027-06-30}`."""
 
@@ -66,7 +63,7 @@ class End(_Model):
         return self
 
 
-class _Repeating(_Model):
+class _Repeating(DefinitionModel):
     """What every repeating schedule has: a time zone, an optional start and end, and a
     catch-up policy."""
 
@@ -219,7 +216,7 @@ class Interval(_Repeating):
         return self
 
 
-class Upstream(_Model):
+class Upstream(DefinitionModel):
     """Another activation whose successful runs start this one's: `after: {campaign: NAME}`
     or `after: {orchestration: NAME}`."""
 
@@ -246,7 +243,7 @@ class Upstream(_Model):
         return self.campaign or self.orchestration or ""
 
 
-class Schedule(_Model):
+class Schedule(DefinitionModel):
     """Exactly one of: `once` (asap, or a moment with its UTC offset), `recurring` (calendar),
     `every` (an interval) or `after` (each successful run of another activation)."""
 

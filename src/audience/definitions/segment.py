@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from audience.definitions.base import DefinitionModel
 from audience.definitions.conditions import Condition, check_depth
 from audience.definitions.names import Name
 
 
-class Segment(BaseModel):
+class Segment(DefinitionModel):
     """A named audience: a condition tree (`where` minus `exclude`) or a SQL query of ids."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["segment"] = "segment"
     name: Name

@@ -27,8 +27,9 @@ from typing import Any
 import pyarrow as pa
 from pydantic import ValidationError
 
+from audience.definitions.base import DestinationSettings
 from audience.definitions.destination import Destination, FileOptions
-from audience.definitions.references import EXPANDED, DestinationSettings
+from audience.definitions.references import EXPANDED
 from audience.delivery import formats, naming, packaging
 from audience.delivery.destinations import opener
 from audience.delivery.destinations.base import (

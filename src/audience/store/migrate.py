@@ -4,7 +4,8 @@ The store may share its database (and default schema) with other applications, s
 Audience's is prefixed `audience_`, Alembic's version table included. Migrations run inside one
 transaction that first takes a lock (PostgreSQL: a transaction-level advisory lock; SQLite: a
 write lock from `BEGIN IMMEDIATE`), so two processes opening a new store together do not both try
-to create it: the second waits, then finds it current.
+to create it: the second waits, then finds it current. A store already at `HEAD` is seen so by
+one query, without loading Alembic (a quarter of a second of every command's start).
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine, column, inspect, select, table, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from audience.errors import WorkspaceError
 from audience.store.models import VERSION_TABLE
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+HEAD = "0004"
+"""The newest revision in `migrations/versions` (a test holds the two together)."""
 
 ADVISORY_LOCK_KEY = 0x61756469656E6365  # "audience" in ASCII: one lock for every store's upgrade
 """PostgreSQL advisory lock held while a store's schema is upgraded."""
@@ -34,6 +36,11 @@ server opening workspaces) take turns; the database lock below covers other proc
 
 def upgrade(engine: Engine) -> None:
     """Migrate the store to the newest revision, under a lock, in one transaction."""
+    if _at_head(engine):
+        return
+    from alembic import command
+    from alembic.config import Config
+
     with _IN_THIS_PROCESS, engine.connect() as connection:
         if connection.dialect.name == "sqlite":
             # pysqlite begins transactions lazily and never before DDL; take the write lock now
@@ -48,6 +55,16 @@ def upgrade(engine: Engine) -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
         connection.commit()
+
+
+def _at_head(engine: Engine) -> bool:
+    """Whether the store is already at `HEAD` (False when it has no version table yet)."""
+    versions = table(VERSION_TABLE, column("version_num"))
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(select(versions.c.version_num)).scalars()) == [HEAD]
+    except SQLAlchemyError:
+        return False  # no version table yet: a new store
 
 
 def _refuse_unprefixed_store(connection: Connection) -> None:

@@ -9,8 +9,8 @@ import sys
 import pytest
 from pydantic import ValidationError
 
+from audience.definitions.base import DestinationSettings
 from audience.definitions.destination import Destination
-from audience.definitions.references import DestinationSettings
 from audience.delivery.destinations import TYPES, opener, settings_model
 
 SAMPLE_SETTINGS = {

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from audience.definitions.references import DestinationSettings
+    from audience.definitions.base import DestinationSettings
     from audience.delivery.destinations.base import DestinationClient
 
 TYPES = {

@@ -7,7 +7,8 @@ import posixpath
 
 from pydantic import Field, field_validator
 
-from audience.definitions.references import CONTROL_CHARACTERS, DestinationSettings
+from audience.definitions.base import DestinationSettings
+from audience.definitions.references import CONTROL_CHARACTERS
 
 
 class FilesystemSettings(DestinationSettings):

@@ -14,10 +14,9 @@ from pydantic import (
     model_validator,
 )
 
+from audience.definitions.base import DefinitionModel, DestinationSettings
 from audience.definitions.references import (
     CONTROL_CHARACTERS,
-    DefinitionModel,
-    DestinationSettings,
     checkable,
     expanded,
     is_reference,

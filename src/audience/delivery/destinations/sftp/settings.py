@@ -6,7 +6,8 @@ import posixpath
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from audience.definitions.references import CONTROL_CHARACTERS, DestinationSettings, reference_only
+from audience.definitions.base import DestinationSettings
+from audience.definitions.references import CONTROL_CHARACTERS, reference_only
 
 
 class SftpSettings(DestinationSettings):

@@ -7,7 +7,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from audience.definitions.references import DestinationSettings, checkable, reference_only
+from audience.definitions.base import DestinationSettings
+from audience.definitions.references import checkable, reference_only
 
 
 class WebhookSettings(DestinationSettings):
