@@ -21,6 +21,10 @@ AudienceError
 │   │                                reads files (anything but one read-only query)
 │   └── TemplateError                a filename template that is unsafe or names unknown values
 ├── WorkspaceError                   no workspace, or a broken audience.toml
+│   └── SecretKeyError               no secret key set, or one that opens none of the secrets
+├── InvalidInput(ValueError)         a bad argument that is not a definition (a role, a name)
+├── NotSignedIn                      no credentials, or wrong ones (the API's 401)
+├── NotAllowed                       signed in, but the role does not allow it (the API's 403)
 ├── NotFound                         a named definition or run that does not exist
 ├── EngineError                      the database said no (bad SQL, lost connection)
 ├── DeliveryError
@@ -162,6 +166,28 @@ class TemplateError(DefinitionError):
 
 class WorkspaceError(AudienceError):
     """The workspace is missing or its settings are broken."""
+
+
+class SecretKeyError(WorkspaceError):
+    """No secret key is set (`AUDIENCE_SECRET_KEY` or `[secrets] key_file`), or the key set
+    cannot open a stored secret (it was rotated away, or belongs to another workspace)."""
+
+
+class InvalidInput(AudienceError, ValueError):
+    """An argument that is not part of a definition is wrong; `field` names it."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class NotSignedIn(AudienceError):
+    """No credentials, or credentials that match no one (unknown user, wrong password, a token
+    that is revoked or expired). Never says which, so it reveals nothing."""
+
+
+class NotAllowed(AudienceError):
+    """Signed in, but the user's role does not allow this."""
 
 
 class NotFound(AudienceError):

@@ -85,6 +85,17 @@ class WorkerSettings(_Section):
     retry_cap_seconds: float = Field(default=3600.0, gt=0)
 
 
+class SecretsSettings(_Section):
+    """The key that encrypts stored secrets (Fernet). It never sits in `audience.toml` or in the
+    store: give it in `AUDIENCE__SECRETS__KEY`, or name a file outside the workspace that holds
+    it. Several keys, newest first (comma-separated, or one a line in the file), rotate: the
+    first encrypts, any opens, and `audience secret rotate` re-encrypts everything with the
+    first."""
+
+    key: str | None = None
+    key_file: str | None = None
+
+
 class Settings(_Section):
     """Everything `audience.toml` holds."""
 
@@ -92,6 +103,7 @@ class Settings(_Section):
     tables: TableSettings = TableSettings()
     store: StoreSettings = StoreSettings()
     worker: WorkerSettings = WorkerSettings()
+    secrets: SecretsSettings = SecretsSettings()
 
 
 DEFAULT_SCHEMA = "audience"
@@ -135,6 +147,11 @@ def load_settings(directory: Path, environ: dict[str, str] | None = None) -> Set
         data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise WorkspaceError(f"{path}: {exc}") from None
+    if isinstance(data.get("secrets"), dict) and "key" in data["secrets"]:
+        raise WorkspaceError(
+            f"{path}: secrets.key: the secret key never sits in {SETTINGS_FILE}; set "
+            "AUDIENCE__SECRETS__KEY or point secrets.key_file at a file outside the workspace"
+        )
     for key, value in (os.environ if environ is None else environ).items():
         if key.startswith(ENV_PREFIX):
             section, _, name = key[len(ENV_PREFIX) :].lower().partition("__")

@@ -6,11 +6,12 @@ operations: apply definitions, export them, compute and record segment insights,
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 from sqlglot import exp
@@ -54,7 +55,7 @@ from audience.definitions.kinds import KINDS, Activation, Definition
 from audience.definitions.loader import LoadedDocument, dump_documents, load_paths
 from audience.definitions.orchestration import Orchestration
 from audience.definitions.segment import Segment
-from audience.delivery.destinations.base import DestinationClient
+from audience.delivery.destinations.base import DestinationClient, ReferenceValues
 from audience.delivery.encryption import check_key
 from audience.delivery.shipment import open_destination
 from audience.engines import Engine, open_engine
@@ -81,6 +82,11 @@ from audience.store.metadata import (
     resolve_url,
 )
 from audience.store.runs import Run
+
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
+
+    from audience.store.secrets import Secrets
 
 Clock = Callable[[], datetime]
 D = TypeVar("D", Segment, Destination, Campaign)
@@ -379,7 +385,24 @@ class Workspace:
 
     def open_client(self, destination: Destination) -> DestinationClient:
         """Open a destination for delivery (a relative folder is in the workspace)."""
-        return open_destination(destination, root=self.directory)
+        return open_destination(destination, root=self.directory, environ=self.references)
+
+    @cached_property
+    def secrets(self) -> Secrets:
+        """The workspace's stored secrets (`${secret:NAME}`), under its secret key."""
+        return self.store.secrets(self._secret_keys)
+
+    @cached_property
+    def references(self) -> ReferenceValues:
+        """What `${VAR}` and `${secret:NAME}` in destinations stand for."""
+        return ReferenceValues(os.environ, self.secrets.value)
+
+    def _secret_keys(self) -> MultiFernet:
+        from audience.store.secrets import read_keys
+
+        settings = self.settings.secrets
+        key_file = settings.key_file
+        return read_keys(settings.key, None if key_file is None else self.directory / key_file)
 
     def campaign_setting(
         self,
@@ -395,6 +418,7 @@ class Workspace:
             ctx=ctx or self.compile_context(now=now),
             destinations=self.destinations() if destinations is None else destinations,
             open_client=self.open_client,
+            references=self.references,
             clock=self.clock,
         )
 

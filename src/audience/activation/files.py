@@ -184,6 +184,7 @@ def send_files(
                 schema=reader.schema,
                 claimed=claimed,
                 earlier=earlier,
+                references=setting.references,
             )
         for delivery in delivered:
             yield recording.published(delivery, sub_audience=file.sub_audience, group=file.group)

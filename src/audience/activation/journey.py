@@ -428,6 +428,7 @@ def _send(
                     schema=reader.schema,
                     claimed=claimed,
                     earlier=earlier,
+                    references=setting.references,
                 )
             for delivery in delivered:
                 recording.published(delivery, sub_audience=node_name, group=None)

@@ -150,6 +150,7 @@ def run_orchestration(
             client=client,
             schema=reader.schema,
             earlier=recording.earlier_files(),
+            references=setting.references,
         )
     files = [recording.published(delivery) for delivery in delivered]
     counts: dict[str, Any] = {

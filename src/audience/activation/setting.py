@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,5 +45,8 @@ class CampaignSetting:
     ctx: CompileContext
     destinations: Mapping[str, Destination]
     open_client: Callable[[Destination], DestinationClient] = field(default=open_destination)
+    references: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    """What `${VAR}` and `${secret:NAME}` stand for, for what `open_client` does not open (PGP
+    keys)."""
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     """The wall clock, for when a run starts and ends (`now` is when it was due)."""

@@ -122,6 +122,28 @@ def open_workspace(
         yield workspace
 
 
+def cli_actor() -> str:
+    """Who the audit log says did what a command does: the operating-system user."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (a container's)
+        return f"cli:uid-{os.getuid()}"
+
+
+def read_secret_input(prompt: str, *, from_stdin: bool, confirm: bool = False) -> str:
+    """A password or secret: the first line of standard input when asked (for scripts), else
+    typed at a hidden prompt. Never an argument, which would sit in the shell's history and in
+    the process list."""
+    import sys
+
+    if from_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    value: str = typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+    return value
+
+
 def as_utc(moment: datetime | None) -> datetime | None:
     """`--now` in UTC (without an offset it is UTC already): stored times are all UTC."""
     if moment is None:

@@ -12,7 +12,16 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from audience.cli import campaigns, destinations, journeys, orchestrations, runtime, segments
+from audience.cli import (
+    accounts,
+    campaigns,
+    destinations,
+    journeys,
+    orchestrations,
+    runtime,
+    secrets,
+    segments,
+)
 from audience.cli.campaigns import RunProgress, plan_table, print_run, run_json
 from audience.cli.common import (
     AudienceGroup,
@@ -75,6 +84,10 @@ app.command("worker")(runtime.worker)
 app.add_typer(journeys.app, name="journey")
 app.add_typer(orchestrations.app, name="orchestration")
 app.add_typer(destinations.app, name="destination")
+app.add_typer(secrets.app, name="secret")
+app.add_typer(accounts.users_app, name="user")
+app.add_typer(accounts.tokens_app, name="token")
+app.command("audit")(accounts.audit)
 for kind, group in (("campaign", campaigns.app), ("orchestration", orchestrations.app)):
     for verb, summary in (
         ("schedule", f"Put the {kind} on its schedule, from now (a worker sends it when due)."),

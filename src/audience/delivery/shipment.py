@@ -353,6 +353,7 @@ def deliver(
     schema: pa.Schema | None = None,
     claimed: RunNames | None = None,
     earlier: Mapping[str, EarlierFile] | None = None,
+    references: Mapping[str, str] | None = None,
 ) -> list[Delivery]:
     """Send one audience file (or its numbered parts) to `destination`.
 
@@ -361,9 +362,11 @@ def deliver(
     `claimed` holds the names the run's other files took (see `RunNames`). `earlier` holds,
     by URI, the files earlier attempts of the run recorded as published: they are not sent
     again, even if the receiver has taken them away since (a drop folder that is emptied).
-    Returns one `Delivery` per file written: the data files, then the manifest and the success
-    file when the destination asks for them. An empty audience sends a file with just the
-    header (`file.empty: header`) or nothing at all (`file.empty: none`).
+    `references` give `${VAR}` and `${secret:NAME}` in the PGP options their values (the
+    process's environment by default). Returns one `Delivery` per file written: the data
+    files, then the manifest and the success file when the destination asks for them. An
+    empty audience sends a file with just the header (`file.empty: header`) or nothing at all
+    (`file.empty: none`).
     """
     options = destination.file
     if schema is None and isinstance(batches, pa.RecordBatchReader):
@@ -382,7 +385,11 @@ def deliver(
         return [_send_records(destination, client, rows, names, run_id, claimed, earlier, what)]
     file_schema = formats.output_schema(schema, options)
     recipient = (
-        Recipient(options.pgp, where=f"destination {destination.name!r}", environ=os.environ)
+        Recipient(
+            options.pgp,
+            where=f"destination {destination.name!r}",
+            environ=os.environ if references is None else references,
+        )
         if options.pgp is not None
         else None
     )

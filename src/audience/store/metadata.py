@@ -7,11 +7,12 @@ migrations, applied when the store is opened (see `migrate`). Every table is pre
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine, create_engine, func, select
@@ -20,9 +21,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from audience.errors import WorkspaceError
 from audience.store.activations import ActivationLog
+from audience.store.audit import AuditLog
 from audience.store.migrate import upgrade
 from audience.store.models import DefinitionVersion, InsightSnapshot, aware
 from audience.store.runs import RunLog
+
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
+
+    from audience.store.accounts import Accounts
+    from audience.store.secrets import Secrets
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,20 @@ class MetadataStore:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.runs = RunLog(self._sessions)
         self.activations = ActivationLog(self._sessions)
+        self.audit = AuditLog(self._sessions)
+
+    @cached_property
+    def accounts(self) -> Accounts:
+        """Users and their API tokens (argon2 is loaded only by commands that need it)."""
+        from audience.store.accounts import Accounts
+
+        return Accounts(self._sessions)
+
+    def secrets(self, keys: Callable[[], MultiFernet]) -> Secrets:
+        """The stored secrets, opened with `keys` (read only when a secret is)."""
+        from audience.store.secrets import Secrets
+
+        return Secrets(self._sessions, keys)
 
     def session(self) -> Session:
         """A new session; use it as a context manager."""

@@ -20,7 +20,7 @@ from audience.errors import WorkspaceError
 from audience.store.models import VERSION_TABLE
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0004"
+HEAD = "0005"
 """The newest revision in `migrations/versions` (a test holds the two together)."""
 
 ADVISORY_LOCK_KEY = 0x61756469656E6365  # "audience" in ASCII: one lock for every store's upgrade

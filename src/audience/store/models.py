@@ -155,3 +155,57 @@ class ActivationRecord(Base):
     last_due: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     """The newest due time a run was made for (or that resuming passed over)."""
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class UserRecord(Base):
+    """Someone who signs in to the API or web UI, with a role (viewer, editor or admin)."""
+
+    __tablename__ = "audience_users"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """argon2id; None for an account that signs in with tokens only."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TokenRecord(Base):
+    """An API token: only its SHA-256 is kept; the token itself is shown once."""
+
+    __tablename__ = "audience_tokens"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user_name: Mapped[str] = mapped_column(
+        ForeignKey("audience_users.name", ondelete="CASCADE"), index=True
+    )
+    label: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class SecretRecord(Base):
+    """A credential, encrypted with the workspace's secret key (Fernet); never stored in clear."""
+
+    __tablename__ = "audience_secrets"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    ciphertext: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class AuditRecord(Base):
+    """Who did what, when: definitions applied, activations launched or paused, secrets, users
+    and tokens changed, sign-ins."""
+
+    __tablename__ = "audience_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(400))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -9,11 +9,11 @@ a file of another run is never overwritten. On any failure nothing is left behin
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-from audience.definitions.references import REFERENCE
+from audience.definitions.references import REFERENCE, SECRET_PREFIX
 from audience.errors import TerminalDeliveryError
 
 if TYPE_CHECKING:
@@ -135,19 +135,51 @@ def check_name(name: str) -> str:
     return name
 
 
-def expand(text: str, *, field: str, destination: str, environ: Mapping[str, str]) -> str:
-    """Replace each `${VAR}` in `text` by the environment variable's value.
+class ReferenceValues(Mapping[str, str]):
+    """What references stand for: `${VAR}` the environment's variable, `${secret:NAME}` the
+    stored secret, looked up one at a time and only when a destination refers to it."""
 
-    Raises TerminalDeliveryError naming the variable (never a value) when one is not set.
+    def __init__(self, environ: Mapping[str, str], secret: Callable[[str], str | None]) -> None:
+        self._environ = environ
+        self._secret = secret
+
+    def __getitem__(self, reference: str) -> str:
+        if reference.startswith(SECRET_PREFIX):
+            value = self._secret(reference.removeprefix(SECRET_PREFIX))
+            if value is None:
+                raise KeyError(reference)
+            return value
+        return self._environ[reference]
+
+    def __iter__(self) -> Iterator[str]:
+        # Secrets are not listed: a mapping of references is for looking up, not for showing.
+        return iter(self._environ)
+
+    def __len__(self) -> int:
+        return len(self._environ)
+
+
+def expand(text: str, *, field: str, destination: str, environ: Mapping[str, str]) -> str:
+    """Replace each `${VAR}` (and `${secret:NAME}`) in `text` by its value in `environ`.
+
+    Raises TerminalDeliveryError naming the reference (never a value) when one has no value.
     """
 
     def value(match: re.Match[str]) -> str:
-        variable = match.group(1)
-        if variable not in environ:
+        reference = match.group(1)
+        try:
+            return environ[reference]
+        except KeyError:
+            pass
+        if reference.startswith(SECRET_PREFIX):
+            name = reference.removeprefix(SECRET_PREFIX)
             raise TerminalDeliveryError(
-                f"destination {destination!r}: {field} refers to ${{{variable}}}, "
-                "which is not set in the environment"
+                f"destination {destination!r}: {field} refers to ${{{reference}}}, but no "
+                f"secret {name!r} is stored; set it with `audience secret set {name}`"
             )
-        return environ[variable]
+        raise TerminalDeliveryError(
+            f"destination {destination!r}: {field} refers to ${{{reference}}}, "
+            "which is not set in the environment"
+        )
 
     return REFERENCE.sub(value, text)

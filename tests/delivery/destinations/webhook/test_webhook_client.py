@@ -10,6 +10,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from audience.delivery.destinations.webhook.client import SIGNATURE_HEADER, Webh
 from audience.delivery.destinations.webhook.settings import WebhookSettings
 from audience.errors import DefinitionError, TerminalDeliveryError, TransientDeliveryError
 from audience.scheduling.worker import Worker
+from audience.settings import SecretsSettings
+from audience.store.secrets import new_key
 from audience.workspace import Workspace
 from realservices import NOW
 
@@ -224,3 +227,52 @@ def test_a_campaign_run_retried_after_503s_sends_each_batch_once(
     assert sum(len(batch) for batch in accepted.values()) == run.counts["sent"]
     ids = [r["amperity_id"] for batch in accepted.values() for r in batch]
     assert len(ids) == len(set(ids))  # nobody counted twice by a receiver honouring the keys
+
+
+def test_stored_secrets_sign_and_authorise_requests_and_never_show(
+    fresh_workspace: Workspace, receiver: tuple[Receiver, str]
+) -> None:
+    """`${secret:NAME}` in a destination: the stored value signs and authorises each request,
+    and appears in no export, run or error; a secret removed fails the run, naming it."""
+    state, url = receiver
+    ws = fresh_workspace
+    ws.settings.secrets = SecretsSettings(key=new_key())
+    ws.secrets.set("hook.key", "k3y-value-1", actor="test", now=NOW)
+    ws.secrets.set("hook_token", "t0ken-value-2", actor="test", now=NOW)
+    documents = [
+        {
+            "kind": "destination",
+            "name": "partner",
+            "type": "webhook",
+            "settings": {
+                "url": url,
+                "secret": "${secret:hook.key}",
+                "headers": {"Authorization": "Bearer ${secret:hook_token}"},
+                "max_attempts": 1,
+            },
+            "file": {"format": "json"},
+        },
+        {
+            "kind": "orchestration",
+            "name": "Partner feed",
+            "query": "select amperity_id, email from customer_360 order by amperity_id limit 7",
+            "destination": "partner",
+        },
+    ]
+    ws.apply_documents([validate_data(d) for d in documents])
+    run = ws.run_now("orchestration", "Partner feed")
+    assert run.status == "succeeded", run.error
+    check, request = state.requests  # the connection check before the first byte, then data
+    assert check["body"]["records"] == [] and len(request["body"]["records"]) == 7
+    for sent in (check, request):
+        expected = hmac.new(b"k3y-value-1", sent["raw"], hashlib.sha256).hexdigest()
+        assert sent["headers"][SIGNATURE_HEADER.lower()] == f"sha256={expected}"
+        assert sent["headers"]["authorization"] == "Bearer t0ken-value-2"
+    ws.secrets.remove("hook_token", actor="test", now=NOW)
+    failed = ws.run_now("orchestration", "Partner feed", now=NOW + timedelta(minutes=1))
+    assert failed.status == "failed" and failed.error_kind == "terminal"
+    assert "${secret:hook_token}" in (failed.error or "")
+    assert "audience secret set hook_token" in (failed.error or "")
+    shown = json.dumps([ws.export(), failed.error, [r.error for r in ws.store.runs.history()]])
+    assert "k3y-value-1" not in shown and "t0ken-value-2" not in shown
+    assert len(state.requests) == 2  # nothing sent without the secret

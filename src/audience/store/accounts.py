@@ -1,0 +1,295 @@
+"""Users, their roles, and their API tokens.
+
+Passwords are hashed with argon2id (argon2-cffi); a token is shown once when it is made and kept
+only as its SHA-256 (a token is 256 random bits, so a fast hash is enough, and lets a request be
+checked by one indexed lookup). Roles are ordered: a viewer reads, an editor also changes
+definitions, plans and test-sends, an admin also launches activations and manages destinations,
+secrets and users.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from audience.definitions.names import check_name
+from audience.errors import InvalidInput, NotFound, NotSignedIn, StateError
+from audience.store.audit import AuditLog
+from audience.store.models import TokenRecord, UserRecord, aware
+
+ROLES = ("viewer", "editor", "admin")
+"""From least to most allowed; each role may do what the ones before it may."""
+MIN_PASSWORD_LENGTH = 12
+TOKEN_PREFIX = "aud_"
+LAST_USED_EVERY = timedelta(minutes=1)
+"""A token's last use is written at most this often, so reading status costs no write."""
+
+
+@cache
+def _hasher() -> PasswordHasher:
+    return PasswordHasher()
+
+
+@cache
+def _unknown_user_hash() -> str:
+    # Checked against when the user does not exist, so both answers take as long.
+    return _hasher().hash(secrets.token_urlsafe(16))
+
+
+@dataclass(frozen=True)
+class User:
+    """Someone who may sign in."""
+
+    name: str
+    role: str
+    created_at: datetime
+    has_password: bool
+
+    def may(self, role: str) -> bool:
+        """Whether this user's role includes `role`'s rights."""
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+
+@dataclass(frozen=True)
+class Token:
+    """An API token as listed: never the token itself."""
+
+    id: str
+    user: str
+    label: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    def state(self, now: datetime) -> str:
+        """active, expired or revoked."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A token just made: `secret` is what the client sends, shown this once."""
+
+    token: Token
+    secret: str
+
+
+def _user(record: UserRecord) -> User:
+    return User(
+        record.name, record.role, aware(record.created_at), record.password_hash is not None
+    )
+
+
+def _token(record: TokenRecord) -> Token:
+    def when(moment: datetime | None) -> datetime | None:
+        return None if moment is None else aware(moment)
+
+    return Token(
+        record.id,
+        record.user_name,
+        record.label,
+        aware(record.created_at),
+        when(record.expires_at),
+        when(record.revoked_at),
+        when(record.last_used_at),
+    )
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def check_role(role: str) -> str:
+    """`role` if it is one of ROLES, else InvalidInput naming them."""
+    if role not in ROLES:
+        raise InvalidInput(f"unknown role {role!r}; the roles are {', '.join(ROLES)}", field="role")
+    return role
+
+
+def check_password(password: str) -> str:
+    """`password` if it is long enough, else InvalidInput."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"a password has at least {MIN_PASSWORD_LENGTH} characters", field="password"
+        )
+    return password
+
+
+class Accounts:
+    """The `audience_users` and `audience_tokens` tables."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def add_user(
+        self, name: str, role: str, password: str | None, *, actor: str, now: datetime
+    ) -> User:
+        """A new user; StateError if the name is taken."""
+        try:
+            name = check_name(name)
+        except ValueError as error:
+            raise InvalidInput(str(error), field="name") from None
+        record = UserRecord(
+            name=name,
+            role=check_role(role),
+            password_hash=None if password is None else _hasher().hash(check_password(password)),
+            created_at=now,
+        )
+        try:
+            with self._sessions() as session, session.begin():
+                session.add(record)
+                session.flush()
+                AuditLog.add(
+                    session,
+                    at=now,
+                    actor=actor,
+                    action="user.add",
+                    target=name,
+                    detail={"role": role},
+                )
+        except IntegrityError:
+            raise StateError(f"user {name!r} already exists") from None
+        return _user(record)
+
+    def users(self) -> list[User]:
+        """Every user, by name."""
+        with self._sessions() as session:
+            return [_user(r) for r in session.scalars(select(UserRecord).order_by(UserRecord.name))]
+
+    def user(self, name: str) -> User:
+        """One user; NotFound if there is none of that name."""
+        with self._sessions() as session:
+            record = session.get(UserRecord, name)
+            if record is None:
+                raise NotFound(f"user {name!r} does not exist")
+            return _user(record)
+
+    def remove_user(self, name: str, *, actor: str, now: datetime) -> None:
+        """Remove a user and every token of theirs."""
+        with self._sessions() as session, session.begin():
+            if session.get(UserRecord, name) is None:
+                raise NotFound(f"user {name!r} does not exist")
+            session.execute(delete(TokenRecord).where(TokenRecord.user_name == name))
+            session.execute(delete(UserRecord).where(UserRecord.name == name))
+            AuditLog.add(session, at=now, actor=actor, action="user.remove", target=name)
+
+    def sign_in(self, name: str, password: str, *, now: datetime) -> User:
+        """The user whose password this is; NotSignedIn (saying nothing more) otherwise."""
+        with self._sessions() as session, session.begin():
+            record = session.get(UserRecord, name)
+            stored = record.password_hash if record is not None else None
+            try:
+                _hasher().verify(stored or _unknown_user_hash(), password)
+                matched = stored is not None
+            except (VerificationError, InvalidHashError):
+                matched = False
+            AuditLog.add(
+                session,
+                at=now,
+                actor=name,
+                action="sign_in" if matched else "sign_in.refused",
+                target=name,
+            )
+        # Raised once the refusal is on record (raising inside would roll it back).
+        if not matched or record is None:
+            raise NotSignedIn("wrong user name or password")
+        return _user(record)
+
+    def create_token(
+        self,
+        user: str,
+        label: str,
+        *,
+        expires_at: datetime | None,
+        actor: str,
+        now: datetime,
+    ) -> IssuedToken:
+        """A new token for `user`, valid until `expires_at` (None: until revoked)."""
+        if expires_at is not None and expires_at <= now:
+            raise InvalidInput("an expiry must be in the future", field="expires")
+        identifier = secrets.token_hex(4)
+        secret = f"{TOKEN_PREFIX}{identifier}_{secrets.token_urlsafe(32)}"
+        record = TokenRecord(
+            id=identifier,
+            user_name=user,
+            label=label,
+            sha256=_digest(secret),
+            created_at=now,
+            expires_at=expires_at,
+        )
+        with self._sessions() as session, session.begin():
+            if session.get(UserRecord, user) is None:
+                raise NotFound(f"user {user!r} does not exist")
+            session.add(record)
+            AuditLog.add(
+                session,
+                at=now,
+                actor=actor,
+                action="token.create",
+                target=f"{user}/{identifier}",
+                detail={"label": label},
+            )
+        return IssuedToken(_token(record), secret)
+
+    def tokens(self, user: str | None = None) -> list[Token]:
+        """Tokens (of one user, or everyone's), newest first."""
+        query = select(TokenRecord).order_by(TokenRecord.created_at.desc(), TokenRecord.id)
+        if user is not None:
+            query = query.where(TokenRecord.user_name == user)
+        with self._sessions() as session:
+            return [_token(r) for r in session.scalars(query)]
+
+    def revoke_token(self, identifier: str, *, actor: str, now: datetime) -> Token:
+        """Revoke a token at once; StateError if it already was."""
+        with self._sessions() as session, session.begin():
+            record = session.get(TokenRecord, identifier)
+            if record is None:
+                raise NotFound(f"token {identifier!r} does not exist")
+            if record.revoked_at is not None:
+                raise StateError(f"token {identifier!r} is already revoked")
+            record.revoked_at = now
+            AuditLog.add(
+                session,
+                at=now,
+                actor=actor,
+                action="token.revoke",
+                target=f"{record.user_name}/{identifier}",
+            )
+            return _token(record)
+
+    def user_for_token(self, secret: str, *, now: datetime) -> User:
+        """Who `secret` belongs to; NotSignedIn if it is unknown, revoked or expired."""
+        if not secret.startswith(TOKEN_PREFIX):
+            raise NotSignedIn("not an Audience API token")
+        with self._sessions() as session:
+            found = session.execute(
+                select(TokenRecord, UserRecord)
+                .join(UserRecord, UserRecord.name == TokenRecord.user_name)
+                .where(TokenRecord.sha256 == _digest(secret))
+            ).first()
+            if found is None:
+                raise NotSignedIn("unknown API token")
+            token, user = found
+            if _token(token).state(now) != "active":
+                raise NotSignedIn(f"this API token is {_token(token).state(now)}")
+            last = token.last_used_at
+            if last is None or aware(last) + LAST_USED_EVERY <= now:
+                session.execute(
+                    update(TokenRecord).where(TokenRecord.id == token.id).values(last_used_at=now)
+                )
+                session.commit()
+            return _user(user)

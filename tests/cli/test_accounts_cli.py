@@ -1,0 +1,118 @@
+"""`audience user|token|secret|audit` through the CLI: passwords and secret values come in on
+standard input and never go out; each mistake is one line and exit code 1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from audience.cli.main import app
+from audience.settings import SETTINGS_FILE, render_settings
+from audience.store.secrets import new_key
+
+runner = CliRunner()
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / SETTINGS_FILE).write_text(render_settings("duckdb", None))
+    monkeypatch.setenv("AUDIENCE__SECRETS__KEY", new_key())
+    return tmp_path
+
+
+def audience(workspace: Path, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    result = runner.invoke(app, [*args, "-w", str(workspace)], input=stdin)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_users_and_tokens(workspace: Path) -> None:
+    code, printed, _ = audience(
+        workspace, "user", "add", "alice", "--role", "admin", "--password-stdin", stdin=PASSWORD
+    )
+    assert code == 0 and "Added user 'alice' (admin)" in printed
+    code, printed, _ = audience(workspace, "token", "create", "alice", "--expires", "30d", "--json")
+    issued = json.loads(printed)
+    assert code == 0 and issued["token"].startswith("aud_") and issued["state"] == "active"
+    code, printed, _ = audience(workspace, "token", "list", "--json")
+    (listed,) = json.loads(printed)
+    assert "token" not in listed and listed["id"] == issued["id"]
+    assert issued["token"] not in printed
+    assert audience(workspace, "token", "revoke", issued["id"])[0] == 0
+    code, printed, _ = audience(workspace, "token", "list", "--json")
+    assert json.loads(printed)[0]["state"] == "revoked"
+    code, printed, _ = audience(workspace, "user", "list", "--json")
+    assert json.loads(printed) == [
+        {
+            "name": "alice",
+            "role": "admin",
+            "created_at": json.loads(printed)[0]["created_at"],
+            "has_password": True,
+        }
+    ]
+    assert audience(workspace, "user", "remove", "alice")[0] == 0
+    assert json.loads(audience(workspace, "user", "list", "--json")[1]) == []
+    code, printed, _ = audience(workspace, "audit", "--json")
+    actions = [entry["action"] for entry in json.loads(printed)]
+    assert actions == ["user.remove", "token.revoke", "token.create", "user.add"]
+    assert PASSWORD not in printed
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (("user", "add", "bob", "--role", "boss", "--no-password"), None, "role: unknown role"),
+        (("user", "add", "bob", "--password-stdin"), "short", "password: a password has at"),
+        (("user", "remove", "nobody"), None, "user 'nobody' does not exist"),
+        (("token", "create", "nobody"), None, "user 'nobody' does not exist"),
+        (("token", "revoke", "ffffffff"), None, "token 'ffffffff' does not exist"),
+        (("secret", "set", "1bad", "--stdin"), "v", "name: a secret's name starts"),
+        (("secret", "set", "empty", "--stdin"), "", "value: a secret cannot be empty"),
+        (("secret", "rm", "nothing"), None, "secret 'nothing' does not exist"),
+    ],
+)
+def test_mistakes_are_one_line(
+    workspace: Path, args: tuple[str, ...], stdin: str | None, message: str
+) -> None:
+    code, printed, errors = audience(workspace, *args, stdin=stdin)
+    assert code == 1 and printed == ""
+    assert errors.startswith("error: ") and message in errors
+    assert errors.count("\n") == 1
+
+
+def test_secrets_go_in_and_never_come_out(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, printed, _ = audience(workspace, "secret", "set", "sftp.password", stdin="pa55-w0rd\n")
+    assert code == 0 and printed == "Stored secret 'sftp.password'\n"
+    code, printed, _ = audience(workspace, "secret", "set", "sftp.password", stdin="pa55-w1rd")
+    assert code == 0 and printed.startswith("Replaced")
+    code, printed, _ = audience(workspace, "secret", "list", "--json")
+    (listed,) = json.loads(printed)
+    assert listed["name"] == "sftp.password" and "pa55" not in printed
+    database = (workspace / ".audience" / "state.db").read_bytes()
+    assert b"pa55" not in database
+    # Rotation: a new key in front of the old one, then the old one dropped.
+    import os
+
+    old = os.environ["AUDIENCE__SECRETS__KEY"]
+    monkeypatch.setenv("AUDIENCE__SECRETS__KEY", f"{new_key()},{old}")
+    code, printed, _ = audience(workspace, "secret", "rotate")
+    assert code == 0 and "Re-encrypted 1 secret with the newest key" in printed
+    monkeypatch.setenv("AUDIENCE__SECRETS__KEY", old)
+    code, _, errors = audience(workspace, "secret", "rotate")
+    assert code == 1 and "cannot be opened with the secret key set" in errors
+    monkeypatch.delenv("AUDIENCE__SECRETS__KEY")
+    code, _, errors = audience(workspace, "secret", "set", "x", "--stdin", stdin="v")
+    assert code == 1 and "no secret key is set" in errors
+    assert audience(workspace, "secret", "list")[0] == 0  # listing needs no key
+    actions = [e["action"] for e in json.loads(audience(workspace, "audit", "--json")[1])]
+    assert actions == ["secret.rotate", "secret.set", "secret.set"]
+
+
+def test_a_secret_key_in_the_settings_file_is_refused(workspace: Path) -> None:
+    settings = workspace / SETTINGS_FILE
+    settings.write_text(settings.read_text() + f'\n[secrets]\nkey = "{new_key()}"\n')
+    code, _, errors = audience(workspace, "secret", "list")
+    assert code == 1 and "secrets.key: the secret key never sits in audience.toml" in errors
