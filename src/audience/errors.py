@@ -24,6 +24,7 @@ AudienceError
 │   └── SecretKeyError               no secret key set, or one that opens none of the secrets
 ├── InvalidInput(ValueError)         a bad argument that is not a definition (a role, a name)
 ├── NotSignedIn                      no credentials, or wrong ones (the API's 401)
+├── TooManySignIns                   sign-ins refused for a while after repeated failures (429)
 ├── NotAllowed                       signed in, but the role does not allow it (the API's 403)
 ├── NotFound                         a named definition or run that does not exist
 ├── EngineError                      the database said no (bad SQL, lost connection)
@@ -177,6 +178,7 @@ class InvalidInput(AudienceError, ValueError):
     """An argument that is not part of a definition is wrong; `field` names it."""
 
     def __init__(self, message: str, *, field: str) -> None:
+        self.message = message
         self.field = field
         super().__init__(f"{field}: {message}")
 
@@ -184,6 +186,14 @@ class InvalidInput(AudienceError, ValueError):
 class NotSignedIn(AudienceError):
     """No credentials, or credentials that match no one (unknown user, wrong password, a token
     that is revoked or expired). Never says which, so it reveals nothing."""
+
+
+class TooManySignIns(AudienceError):
+    """Too many failed sign-ins for a name or from an address; `retry_after` seconds to wait."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class NotAllowed(AudienceError):

@@ -140,6 +140,8 @@ class Workspace:
         another moment (tests move it by hand)."""
         self.notify = notify
         """Hears what the user should know while waiting (a busy database), if anyone listens."""
+        self.actor = "python"
+        """Who the audit log says does what this workspace does (`cli:<user>`, an API user)."""
 
     @classmethod
     def open(
@@ -230,6 +232,9 @@ class Workspace:
         changes = self.store.save_definitions(
             ((d.kind, d.name, _body(d)) for d in checked), self.clock()
         )
+        for change in changes:
+            if change.changed:
+                self.audit("apply", f"{change.kind}/{change.name}", {"version": change.version})
         for journey, at_removed_nodes in stranded:
             # they enter their new node now, or as of the journey's latest run when that was
             # simulated later (`tick --now`): the travel log and delays go forward in time
@@ -288,6 +293,12 @@ class Workspace:
                 self.engine.rows(probe)
             except EngineError as exc:
                 raise InvalidValue(f"the engine rejected the query: {exc}", field="sql") from None
+
+    def audit(self, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
+        """Record in the audit log that this workspace's actor did `action` to `target`."""
+        self.store.audit.record(
+            at=self.lease_clock(), actor=self.actor, action=action, target=target, detail=detail
+        )
 
     def export(self) -> str:
         """Every definition as YAML that `apply` takes back unchanged, even into an empty

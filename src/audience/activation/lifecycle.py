@@ -102,12 +102,14 @@ class Activations:
         ws.store.activations.set_state(
             kind, name, state="scheduled", now=now, since=now, keep_last_due=False
         )
+        ws.audit("schedule", f"{kind}/{name}")
         return self.status_of(kind, name)
 
     def pause(self, kind: str, name: str) -> ActivationStatus:
         """Stop starting new runs (a run under way finishes)."""
         self._expect(kind, name, "scheduled", "pause")
         self._ws.store.activations.set_state(kind, name, state="paused", now=self._ws.clock())
+        self._ws.audit("pause", f"{kind}/{name}")
         return self.status_of(kind, name)
 
     def resume(self, kind: str, name: str) -> ActivationStatus:
@@ -118,6 +120,7 @@ class Activations:
         now = ws.clock()
         last_due = max(paused.last_due or now, now) if self._repeats(kind, name) else None
         ws.store.activations.set_state(kind, name, state="scheduled", now=now, last_due=last_due)
+        ws.audit("resume", f"{kind}/{name}")
         return self.status_of(kind, name)
 
     def cancel(self, kind: str, name: str) -> ActivationStatus:
@@ -133,6 +136,7 @@ class Activations:
             raise StateError(f"{kind} {name!r} is {shown}; its schedule has no runs left to cancel")
         ws.store.activations.set_state(kind, name, state="canceled", now=now)
         ws.store.runs.cancel_queued(kind, name, now=now)
+        ws.audit("cancel", f"{kind}/{name}")
         return self.status_of(kind, name)
 
     def end(self, name: str, *, release: bool) -> ActivationStatus:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -24,9 +24,6 @@ from audience.cli.common import (
     read_secret_input,
 )
 
-if TYPE_CHECKING:
-    from audience.store.accounts import Token, User
-
 users_app = typer.Typer(cls=AudienceGroup, help="Users of the API and web UI, and their roles.")
 tokens_app = typer.Typer(cls=AudienceGroup, help="API tokens (Authorization: Bearer …).")
 HERE = Path(".")
@@ -36,29 +33,6 @@ _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
 def _when(moment: datetime | None) -> str:
     return "—" if moment is None else moment.isoformat(timespec="minutes")
-
-
-def user_json(user: User) -> dict[str, object]:
-    """A user as `--json` prints it."""
-    return {
-        "name": user.name,
-        "role": user.role,
-        "created_at": user.created_at.isoformat(),
-        "has_password": user.has_password,
-    }
-
-
-def token_json(token: Token, now: datetime) -> dict[str, object]:
-    """A token as `--json` prints it: never the token itself."""
-    return {
-        "id": token.id,
-        "user": token.user,
-        "label": token.label,
-        "state": token.state(now),
-        "created_at": token.created_at.isoformat(),
-        "expires_at": None if token.expires_at is None else token.expires_at.isoformat(),
-        "last_used_at": None if token.last_used_at is None else token.last_used_at.isoformat(),
-    }
 
 
 @users_app.command("add")
@@ -85,7 +59,7 @@ def add_user(
     with open_workspace(workspace) as ws:
         user = ws.store.accounts.add_user(name, role, password, actor=cli_actor(), now=ws.clock())
     if as_json:
-        print_json(user_json(user))
+        print_json(user.to_json())
     else:
         out.print(f"Added user {escape(user.name)!r} ({user.role})")
 
@@ -96,7 +70,7 @@ def list_users(workspace: WorkspaceOption = HERE, as_json: JsonOption = False) -
     with open_workspace(workspace) as ws:
         users = ws.store.accounts.users()
     if as_json:
-        print_json([user_json(u) for u in users])
+        print_json([u.to_json() for u in users])
         return
     table = Table("user", "role", "password", "since", title="Users")
     for user in users:
@@ -154,7 +128,7 @@ def create_token(
             user, label, expires_at=parse_expiry(expires, now), actor=cli_actor(), now=now
         )
     if as_json:
-        print_json({**token_json(issued.token, now), "token": issued.secret})
+        print_json({**issued.token.to_json(now), "token": issued.secret})
         return
     out.print(f"Token {issued.token.id} for {escape(user)!r} — shown once, keep it safe:")
     out.print(issued.secret, soft_wrap=True)
@@ -171,7 +145,7 @@ def list_tokens(
         now = ws.clock()
         tokens = ws.store.accounts.tokens(user)
     if as_json:
-        print_json([token_json(t, now) for t in tokens])
+        print_json([t.to_json(now) for t in tokens])
         return
     table = Table("id", "user", "label", "state", "expires", "last used", title="API tokens")
     for token in tokens:
@@ -209,19 +183,7 @@ def audit(
     with open_workspace(workspace) as ws:
         entries = ws.store.audit.entries(limit=limit, before=before)
     if as_json:
-        print_json(
-            [
-                {
-                    "id": e.id,
-                    "at": e.at.isoformat(),
-                    "actor": e.actor,
-                    "action": e.action,
-                    "target": e.target,
-                    "detail": e.detail,
-                }
-                for e in entries
-            ]
-        )
+        print_json([e.to_json() for e in entries])
         return
     if not entries:
         out.print("The audit log is empty" if before is None else "No older entries")

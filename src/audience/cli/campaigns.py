@@ -74,21 +74,6 @@ class RunProgress:
             self._bars.advance(self._task, rows)
 
 
-def run_json(run: Run) -> dict[str, Any]:
-    """The public JSON shape of a run (a campaign's, or an orchestration's: `sent` rows)."""
-    return {
-        **run.to_json(),
-        run.activation_kind: run.activation_name,
-        "sent": sent_of(run),
-        "control": int(run.counts.get("control", 0)),
-    }
-
-
-def sent_of(run: Run) -> int:
-    """Customers a campaign run sent; rows an orchestration run sent."""
-    return int(run.counts.get("sent", run.counts.get("rows", 0)))
-
-
 @app.command()
 def plan(
     name: NameArgument,
@@ -146,7 +131,7 @@ def print_run(run: Run, as_json: bool = False) -> None:
     if run.status == "succeeded" and not run.is_test and run.counts.get("audience") == 0:
         _warn_empty(run.activation_name, bool(run.counts.get("newly_qualified_only")))
     if as_json:
-        print_json(run_json(run))
+        print_json(run.to_json())
     else:
         out.print(_run_line(run))
         if run.deliveries:

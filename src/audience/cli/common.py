@@ -118,6 +118,7 @@ def open_workspace(
         if clock is None
         else Workspace.open(directory, clock, notify=_notice)
     )
+    opened.actor = cli_actor()
     with opened as workspace:
         yield workspace
 

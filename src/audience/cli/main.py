@@ -21,8 +21,9 @@ from audience.cli import (
     runtime,
     secrets,
     segments,
+    serve,
 )
-from audience.cli.campaigns import RunProgress, plan_table, print_run, run_json
+from audience.cli.campaigns import RunProgress, plan_table, print_run
 from audience.cli.common import (
     AudienceGroup,
     JsonOption,
@@ -88,6 +89,7 @@ app.add_typer(secrets.app, name="secret")
 app.add_typer(accounts.users_app, name="user")
 app.add_typer(accounts.tokens_app, name="token")
 app.command("audit")(accounts.audit)
+app.command("serve")(serve.serve)
 for kind, group in (("campaign", campaigns.app), ("orchestration", orchestrations.app)):
     for verb, summary in (
         ("schedule", f"Put the {kind} on its schedule, from now (a worker sends it when due)."),
@@ -185,7 +187,7 @@ def demo(
                 "profiles": profiles,
                 "seed": seed,
                 "segments": [r.to_json() for r in results],
-                "campaign": {"plan": plan.to_json(), "run": run_json(run)},
+                "campaign": {"plan": plan.to_json(), "run": run.to_json()},
                 "journey": journey.to_json(),
                 "results": measured.model_dump(mode="json"),
             }

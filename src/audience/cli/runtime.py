@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 from typer._click.core import Context
 
-from audience.cli.campaigns import RunProgress, print_run, run_json, sent_of
+from audience.cli.campaigns import RunProgress, print_run
 from audience.cli.common import (
     AudienceGroup,
     JsonOption,
@@ -202,7 +202,7 @@ def runs(
     with open_workspace(workspace) as ws:
         found = ws.runs(name)
     if as_json:
-        print_json([run_json(r) for r in found])
+        print_json([r.to_json() for r in found])
         return
     rows = [
         {
@@ -210,7 +210,7 @@ def runs(
             "activation": r.activation_name,
             "scheduled for": r.scheduled_for.isoformat(timespec="minutes"),
             "status": r.status + (" (test)" if r.is_test else ""),
-            "sent": sent_of(r),
+            "sent": r.sent,
             "control": r.counts.get("control", 0),
             "files": len({d.uri for d in r.deliveries if d.role == "data"}),
         }
@@ -252,7 +252,7 @@ def cancel(
     with simulated_workspace(workspace, now) as ws:
         canceled = ws.activations.cancel_run(run_id)
     if as_json:
-        print_json({**run_json(canceled.run), "leftovers_removed": canceled.leftovers_removed})
+        print_json({**canceled.run.to_json(), "leftovers_removed": canceled.leftovers_removed})
     else:
         removed = canceled.leftovers_removed
         cleaned = f"; removed {removed} half-written file{'s' * (removed != 1)}" if removed else ""

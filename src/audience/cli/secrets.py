@@ -50,12 +50,7 @@ def list_secrets(workspace: WorkspaceOption = HERE, as_json: JsonOption = False)
     with open_workspace(workspace) as ws:
         secrets = ws.secrets.names()
     if as_json:
-        print_json(
-            [
-                {"name": s.name, "updated_at": s.updated_at.isoformat(), "updated_by": s.updated_by}
-                for s in secrets
-            ]
-        )
+        print_json([s.to_json() for s in secrets])
         return
     table = Table("secret", "set at", "by", title="Secrets")
     for secret in secrets:

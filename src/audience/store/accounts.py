@@ -58,6 +58,15 @@ class User:
         """Whether this user's role includes `role`'s rights."""
         return ROLES.index(self.role) >= ROLES.index(role)
 
+    def to_json(self) -> dict[str, object]:
+        """The user as `user list --json` and the API show them."""
+        return {
+            "name": self.name,
+            "role": self.role,
+            "created_at": self.created_at.isoformat(),
+            "has_password": self.has_password,
+        }
+
 
 @dataclass(frozen=True)
 class Token:
@@ -78,6 +87,22 @@ class Token:
         if self.expires_at is not None and self.expires_at <= now:
             return "expired"
         return "active"
+
+    def to_json(self, now: datetime) -> dict[str, object]:
+        """The token as `token list --json` and the API show it: never the token itself."""
+
+        def when(moment: datetime | None) -> str | None:
+            return None if moment is None else moment.isoformat()
+
+        return {
+            "id": self.id,
+            "user": self.user,
+            "label": self.label,
+            "state": self.state(now),
+            "created_at": self.created_at.isoformat(),
+            "expires_at": when(self.expires_at),
+            "last_used_at": when(self.last_used_at),
+        }
 
 
 @dataclass(frozen=True)
@@ -270,6 +295,22 @@ class Accounts:
                 target=f"{record.user_name}/{identifier}",
             )
             return _token(record)
+
+    def end_session(self, secret: str, *, actor: str, now: datetime) -> None:
+        """Revoke the token `secret` (a signed-in session's), if it is still active."""
+        with self._sessions() as session, session.begin():
+            record = session.scalars(
+                select(TokenRecord).where(TokenRecord.sha256 == _digest(secret))
+            ).first()
+            if record is not None and record.revoked_at is None:
+                record.revoked_at = now
+                AuditLog.add(
+                    session,
+                    at=now,
+                    actor=actor,
+                    action="sign_out",
+                    target=f"{record.user_name}/{record.id}",
+                )
 
     def user_for_token(self, secret: str, *, now: datetime) -> User:
         """Who `secret` belongs to; NotSignedIn if it is unknown, revoked or expired."""

@@ -25,6 +25,17 @@ class AuditEntry:
     target: str
     detail: dict[str, Any]
 
+    def to_json(self) -> dict[str, Any]:
+        """The entry as `audience audit --json` and the API show it."""
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "action": self.action,
+            "target": self.target,
+            "detail": self.detail,
+        }
+
 
 class AuditLog:
     """The `audience_audit` table."""

@@ -140,7 +140,7 @@ class Run:
     deliveries: list[DeliveredFile] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        """The run as JSON-ready data."""
+        """The run as JSON-ready data: the shape of `runs --json` and the API's runs."""
         return {
             "run_id": self.id,
             "activation": self.activation_name,
@@ -171,7 +171,17 @@ class Run:
                 }
                 for d in self.deliveries
             ],
+            # The activation's name under its kind, what was sent and held back: the keys
+            # `campaign run --json` has always had, for every kind.
+            self.activation_kind: self.activation_name,
+            "sent": self.sent,
+            "control": int(self.counts.get("control", 0)),
         }
+
+    @property
+    def sent(self) -> int:
+        """Customers a campaign or journey run sent; rows an orchestration run sent."""
+        return int(self.counts.get("sent", self.counts.get("rows", 0)))
 
 
 def error_kind(error: BaseException) -> str:

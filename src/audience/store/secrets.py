@@ -74,6 +74,14 @@ class SecretInfo:
     updated_at: datetime
     updated_by: str
 
+    def to_json(self) -> dict[str, str]:
+        """The secret as `secret list --json` and the API show it: never its value."""
+        return {
+            "name": self.name,
+            "updated_at": self.updated_at.isoformat(),
+            "updated_by": self.updated_by,
+        }
+
 
 class Secrets:
     """The `audience_secrets` table."""

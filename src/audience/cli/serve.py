@@ -1,0 +1,31 @@
+"""`audience serve`: the REST API (and, later, the web UI) over one workspace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from audience.cli.common import WorkspaceOption, err
+
+HERE = Path(".")
+
+
+def serve(
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on; 0.0.0.0 opens it to the network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8000,
+    workspace: WorkspaceOption = HERE,
+) -> None:
+    """Serve the REST API (OpenAPI at /docs). Every route but /health needs an API token or a
+    signed-in session: make the first admin with `audience user add NAME --role admin`."""
+    import uvicorn
+
+    from audience.server.app import create_app
+    from audience.settings import load_settings
+
+    load_settings(workspace)  # a missing or broken workspace is one line, before listening
+    err.print(f"Serving {workspace.resolve()} on http://{host}:{port} (API docs: /docs)")
+    uvicorn.run(create_app(workspace), host=host, port=port, log_level="warning")

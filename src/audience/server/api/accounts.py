@@ -1,0 +1,131 @@
+"""Users, API tokens, secrets and the audit log: an admin's, except each user's own tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+from pydantic import BaseModel, Field
+
+from audience.errors import NotAllowed
+from audience.server.api.paging import Limit, Offset, page
+from audience.server.app import Admin, ServedDep, Viewer
+
+router = APIRouter(tags=["accounts"])
+
+
+class NewUser(BaseModel):
+    """A user to add: no password means one who signs in with tokens only."""
+
+    name: str
+    role: str = "viewer"
+    password: str | None = None
+
+
+class NewToken(BaseModel):
+    """A token to make, for oneself (or, by an admin, for `user`)."""
+
+    label: str = Field(default="api", min_length=1, max_length=200)
+    user: str | None = None
+    expires_at: datetime | None = None
+
+
+class SecretValue(BaseModel):
+    """A secret's value: written, never read back."""
+
+    value: str
+
+
+@router.get("/users")
+def list_users(
+    serving: ServedDep, user: Admin, limit: Limit = 100, offset: Offset = 0
+) -> dict[str, Any]:
+    """Every user and their role (`user list --json`)."""
+    return page([u.to_json() for u in serving.workspace.store.accounts.users()], limit, offset)
+
+
+@router.post("/users", status_code=status.HTTP_201_CREATED)
+def add_user(new: NewUser, serving: ServedDep, user: Admin) -> dict[str, Any]:
+    """Add a user (409 if the name is taken, 422 for a bad role or a short password)."""
+    added = serving.workspace.store.accounts.add_user(
+        new.name, new.role, new.password, actor=user.name, now=serving.clock()
+    )
+    return added.to_json()
+
+
+@router.delete("/users/{name}")
+def remove_user(name: str, serving: ServedDep, user: Admin) -> dict[str, bool]:
+    """Remove a user; their tokens and sessions stop working at once."""
+    serving.workspace.store.accounts.remove_user(name, actor=user.name, now=serving.clock())
+    return {"removed": True}
+
+
+@router.get("/tokens")
+def list_tokens(
+    serving: ServedDep, user: Viewer, limit: Limit = 100, offset: Offset = 0
+) -> dict[str, Any]:
+    """Tokens (an admin sees everyone's, others their own); never the tokens themselves."""
+    now = serving.clock()
+    found = serving.workspace.store.accounts.tokens(None if user.may("admin") else user.name)
+    return page([t.to_json(now) for t in found], limit, offset)
+
+
+@router.post("/tokens", status_code=status.HTTP_201_CREATED)
+def create_token(new: NewToken, serving: ServedDep, user: Viewer) -> dict[str, Any]:
+    """A new token, shown in this answer only (`token` key)."""
+    owner = new.user or user.name
+    if owner != user.name and not user.may("admin"):
+        raise NotAllowed("only an admin makes tokens for someone else")
+    now = serving.clock()
+    issued = serving.workspace.store.accounts.create_token(
+        owner, new.label, expires_at=new.expires_at, actor=user.name, now=now
+    )
+    return {**issued.token.to_json(now), "token": issued.secret}
+
+
+@router.delete("/tokens/{identifier}")
+def revoke_token(identifier: str, serving: ServedDep, user: Viewer) -> dict[str, Any]:
+    """Revoke a token (one's own, or anyone's for an admin): it stops working at once."""
+    accounts = serving.workspace.store.accounts
+    owned = {t.id for t in accounts.tokens(user.name)}
+    if identifier not in owned and not user.may("admin"):
+        raise NotAllowed("only an admin revokes someone else's token")
+    now = serving.clock()
+    return accounts.revoke_token(identifier, actor=user.name, now=now).to_json(now)
+
+
+@router.get("/secrets")
+def list_secrets(serving: ServedDep, user: Admin) -> list[dict[str, Any]]:
+    """The secrets' names and who set them when; never a value."""
+    with serving.use(user) as ws:
+        found = ws.secrets.names()
+    return [s.to_json() for s in found]
+
+
+@router.put("/secrets/{name}")
+def set_secret(name: str, secret: SecretValue, serving: ServedDep, user: Admin) -> dict[str, Any]:
+    """Store a secret under `name` (use it as `${secret:NAME}`); the value is not echoed."""
+    with serving.use(user) as ws:
+        created = ws.secrets.set(name, secret.value, actor=user.name, now=serving.clock())
+    return {"name": name, "created": created}
+
+
+@router.delete("/secrets/{name}")
+def remove_secret(name: str, serving: ServedDep, user: Admin) -> dict[str, bool]:
+    """Delete a secret; destinations that refer to it fail until it is set again."""
+    with serving.use(user) as ws:
+        ws.secrets.remove(name, actor=user.name, now=serving.clock())
+    return {"removed": True}
+
+
+@router.get("/audit")
+def audit(
+    serving: ServedDep,
+    user: Admin,
+    limit: Limit = 100,
+    before: Annotated[int | None, Query(description="Entries older than this id.")] = None,
+) -> list[dict[str, Any]]:
+    """Who did what, when; newest first (`audience audit --json`)."""
+    entries = serving.workspace.store.audit.entries(limit=limit, before=before)
+    return [e.to_json() for e in entries]

@@ -1,0 +1,87 @@
+"""Signing in and out of a browser session, and who the caller is."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel
+
+from audience.errors import NotSignedIn
+from audience.server.app import ServedDep, signed_in
+from audience.server.auth import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    SESSION_LENGTH,
+    csrf_token,
+)
+from audience.store.accounts import User
+
+router = APIRouter(tags=["auth"])
+
+
+class Credentials(BaseModel):
+    """A user name and password."""
+
+    name: str
+    password: str
+
+
+def _me(user: User) -> dict[str, Any]:
+    return {"name": user.name, "role": user.role}
+
+
+@router.post("/auth/login")
+def login(
+    credentials: Credentials, request: Request, response: Response, serving: ServedDep
+) -> dict[str, Any]:
+    """Sign in: a session cookie (HttpOnly, SameSite=Strict) and its CSRF token, which every
+    request that changes something must send back as `X-CSRF-Token`."""
+    now = serving.clock()
+    address = request.client.host if request.client else "unknown"
+    keys = [f"name:{credentials.name}", f"address:{address}"]
+    serving.limiter.check(keys, now)
+    accounts = serving.workspace.store.accounts
+    try:
+        user = accounts.sign_in(credentials.name, credentials.password, now=now)
+    except NotSignedIn:
+        serving.limiter.failed(keys, now)
+        raise
+    session = accounts.create_token(
+        user.name, "session", expires_at=now + SESSION_LENGTH, actor=user.name, now=now
+    )
+    secure = request.url.scheme == "https" or address in {"127.0.0.1", "::1", "localhost"}
+    lifetime = int(SESSION_LENGTH.total_seconds())
+    response.set_cookie(
+        SESSION_COOKIE,
+        session.secret,
+        max_age=lifetime,
+        httponly=True,
+        secure=secure,
+        samesite="strict",
+    )
+    csrf = csrf_token(session.secret)
+    response.set_cookie(CSRF_COOKIE, csrf, max_age=lifetime, secure=secure, samesite="strict")
+    return {**_me(user), "csrf_token": csrf, "expires_at": session.token.expires_at}
+
+
+@router.post("/auth/logout")
+def logout(
+    request: Request,
+    response: Response,
+    serving: ServedDep,
+    user: Annotated[User, Depends(signed_in)],
+) -> dict[str, bool]:
+    """End this browser session (its token is revoked at once)."""
+    session = request.cookies.get(SESSION_COOKIE)
+    if session is not None:
+        serving.workspace.store.accounts.end_session(session, actor=user.name, now=serving.clock())
+    response.delete_cookie(SESSION_COOKIE)
+    response.delete_cookie(CSRF_COOKIE)
+    return {"signed_out": True}
+
+
+@router.get("/me")
+def me(user: Annotated[User, Depends(signed_in)]) -> dict[str, Any]:
+    """Who the credentials belong to, and their role."""
+    return _me(user)

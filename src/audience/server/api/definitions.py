@@ -1,0 +1,51 @@
+"""Definitions: apply documents (the YAML shapes of SPEC Appendix A, as JSON) and read them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+
+from audience.definitions.loader import validate_data
+from audience.errors import DefinitionError, NotAllowed, NotFound
+from audience.server.app import Editor, ServedDep
+
+router = APIRouter(prefix="/definitions", tags=["definitions"])
+
+ADMIN_KINDS = frozenset({"destination"})
+"""Kinds only an admin may apply: a destination says where customer data goes."""
+
+
+@router.post("")
+def apply(
+    documents: Annotated[
+        list[dict[str, Any]],
+        Body(description="Documents as `audience apply -f` takes them, as a JSON list."),
+    ],
+    serving: ServedDep,
+    user: Editor,
+) -> list[dict[str, Any]]:
+    """Validate every document against the others, the store and the engine, then save them
+    all — or none (`apply --json`). A bad one is a 422 naming its index and field."""
+    loaded = []
+    for index, data in enumerate(documents):
+        try:
+            loaded.append(validate_data(data, origin=f"document {index}"))
+        except DefinitionError as error:
+            error.field = f"{index}.{error.field}" if error.field else str(index)
+            raise
+        if data.get("kind") in ADMIN_KINDS and not user.may("admin"):
+            raise NotAllowed(f"applying a {data['kind']} needs the admin role")
+    with serving.use(user) as ws:
+        changes = ws.apply_documents(loaded)
+    return [vars(change) for change in changes]
+
+
+@router.get("/{kind}/{name}")
+def definition(kind: str, name: str, serving: ServedDep, user: Editor) -> dict[str, Any]:
+    """The current version of one definition, as applied (`${VAR}` references as written)."""
+    with serving.use(user) as ws:
+        stored = ws.store.definition(kind, name)
+    if stored is None:
+        raise NotFound(f"{kind} {name!r} does not exist")
+    return {"kind": kind, "name": name, "version": stored.version, "body": stored.body}

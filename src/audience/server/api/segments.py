@@ -1,0 +1,62 @@
+"""Segments: the list, one segment, its insights (and breakdown), history, SQL and preview."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from audience.server.api.paging import Limit, Offset, page
+from audience.server.app import ServedDep, Viewer
+
+router = APIRouter(prefix="/segments", tags=["segments"])
+
+
+@router.get("")
+def list_segments(
+    serving: ServedDep, user: Viewer, limit: Limit = 100, offset: Offset = 0
+) -> dict[str, Any]:
+    """Every segment: newest version, its status, the active version (`segment list --json`)."""
+    with serving.use(user) as ws:
+        summaries = ws.segment_summaries()
+    return page([s.model_dump(mode="json") for s in summaries], limit, offset)
+
+
+@router.get("/{name}/insights")
+def insights(
+    name: str,
+    serving: ServedDep,
+    user: Viewer,
+    by: Annotated[str | None, Query(description="Break the audience down by this.")] = None,
+) -> dict[str, Any]:
+    """Compute the segment's insights now and record them (`segment insights --json`)."""
+    with serving.use(user) as ws:
+        return ws.segment_insights(name, by=by).to_json()
+
+
+@router.get("/{name}/history")
+def history(name: str, serving: ServedDep, user: Viewer) -> list[dict[str, Any]]:
+    """Every recorded insights refresh, oldest first (`segment history --json`)."""
+    with serving.use(user) as ws:
+        return ws.segment_history(name)
+
+
+@router.get("/{name}/sql")
+def sql(name: str, serving: ServedDep, user: Viewer) -> dict[str, str]:
+    """The SQL that selects the segment's customers on this workspace's engine."""
+    with serving.use(user) as ws:
+        return {"segment": name, "sql": ws.segment_sql(name)}
+
+
+@router.get("/{name}/preview")
+def preview(
+    name: str,
+    serving: ServedDep,
+    user: Viewer,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="How many rows.")] = 10,
+) -> list[dict[str, Any]]:
+    """The first customers of the segment, with their profile (`segment preview --json`)."""
+    with serving.use(user) as ws:
+        table = ws.segment_preview(name, limit=limit)
+    rows: list[dict[str, Any]] = table.to_pylist()
+    return rows

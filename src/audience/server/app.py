@@ -1,0 +1,118 @@
+"""The application: `create_app(directory)` serves one workspace.
+
+The workspace is opened once, when the server starts. Requests that use it take turns (a lock):
+one DuckDB connection serves one thread at a time, and on DuckDB the customer database is let go
+after each request, so a worker or the CLI in another process can use it in between (the runtime's
+rule for the embedded default). Credentials are checked without waiting for that turn.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+
+from audience import __version__
+from audience.server import errors
+from audience.server.auth import SignInLimiter, request_user, require
+from audience.store.accounts import User
+from audience.workspace import Workspace, utc_now
+
+
+@dataclass
+class Served:
+    """The workspace a server serves, and what its requests share."""
+
+    workspace: Workspace
+    clock: Callable[[], datetime]
+    limiter: SignInLimiter = field(default_factory=SignInLimiter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def use(self, user: User) -> Iterator[Workspace]:
+        """The workspace, for one request of `user` at a time (the audit log names them)."""
+        with self.lock:
+            ws = self.workspace
+            ws.actor = user.name
+            try:
+                yield ws
+            finally:
+                if ws.settings.engine.type == "duckdb":
+                    ws.release_engine()
+
+
+def served(request: Request) -> Served:
+    """What the application serves."""
+    found: Served = request.app.state.served
+    return found
+
+
+ServedDep = Annotated[Served, Depends(served)]
+
+
+async def signed_in(request: Request, serving: ServedDep) -> User:
+    """The user making the request (any role)."""
+    return await request_user(request, serving.workspace.store.accounts, serving.clock)
+
+
+async def viewer(user: Annotated[User, Depends(signed_in)]) -> User:
+    """Someone who may read."""
+    return require(user, "viewer")
+
+
+async def editor(user: Annotated[User, Depends(signed_in)]) -> User:
+    """Someone who may change definitions, plan and test-send."""
+    return require(user, "editor")
+
+
+async def admin(user: Annotated[User, Depends(signed_in)]) -> User:
+    """Someone who may launch activations and manage destinations, secrets and users."""
+    return require(user, "admin")
+
+
+Viewer = Annotated[User, Depends(viewer)]
+Editor = Annotated[User, Depends(editor)]
+Admin = Annotated[User, Depends(admin)]
+
+
+def create_app(directory: Path, *, clock: Callable[[], datetime] = utc_now) -> FastAPI:
+    """The API serving the workspace in `directory` (on `clock`: tests pass their own)."""
+    from audience.server.api import accounts, activations, auth, definitions, runs, segments
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with Workspace.open(directory, clock) as ws:
+            ws.store.accounts  # noqa: B018 — opened before requests race to open it
+            app.state.served = Served(ws, clock)
+            yield
+
+    app = FastAPI(
+        title="Audience",
+        version=__version__,
+        description="Segments, campaigns, journeys and orchestrations over HTTP: the same "
+        "operations and JSON shapes as the `audience` CLI.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+
+    @app.get("/health", tags=["server"])
+    def health() -> dict[str, bool]:
+        """Whether the server answers (needs no credentials)."""
+        return {"ok": True}
+
+    for router in (
+        auth.router,
+        segments.router,
+        definitions.router,
+        activations.router,
+        runs.router,
+        accounts.router,
+    ):
+        app.include_router(router)
+    return app

@@ -1,0 +1,74 @@
+"""Every `AudienceError` a request can cause, as its HTTP status: bad input is a 422 naming the
+field (the shape FastAPI gives its own validation errors), a missing thing a 404, a conflict
+with the current state a 409; never a 500 for something the caller did."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from audience.errors import (
+    AudienceError,
+    DefinitionError,
+    DeliveryError,
+    EngineError,
+    InvalidInput,
+    NotAllowed,
+    NotFound,
+    NotSignedIn,
+    StateError,
+    TooManySignIns,
+    WorkspaceError,
+)
+
+STATUS_BY_ERROR: tuple[tuple[type[AudienceError], int], ...] = (
+    (DefinitionError, 422),
+    (InvalidInput, 422),
+    (NotSignedIn, 401),
+    (TooManySignIns, 429),
+    (NotAllowed, 403),
+    (NotFound, 404),
+    (StateError, 409),
+    (EngineError, 502),
+    (DeliveryError, 502),
+    (WorkspaceError, 503),
+)
+"""First match wins; an AudienceError not listed is a 400."""
+
+
+def status_of(error: AudienceError) -> int:
+    """The HTTP status that answers `error`."""
+    return next((status for kind, status in STATUS_BY_ERROR if isinstance(error, kind)), 400)
+
+
+def _field_error(error: DefinitionError | InvalidInput) -> list[dict[str, object]]:
+    field = error.field or ""
+    return [
+        {
+            "loc": ["body", *field.split(".")] if field else ["body"],
+            "msg": error.message,
+            "type": type(error).__name__,
+            **(
+                {"where": error.where} if isinstance(error, DefinitionError) and error.where else {}
+            ),
+        }
+    ]
+
+
+async def _answer(request: Request, error: Exception) -> JSONResponse:
+    del request
+    assert isinstance(error, AudienceError)
+    status = status_of(error)
+    if isinstance(error, DefinitionError | InvalidInput):
+        body: dict[str, object] = {"detail": _field_error(error)}
+    else:
+        body = {"detail": " ".join(str(error).split()), "error": type(error).__name__}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(error, TooManySignIns):
+        headers = {"Retry-After": str(max(1, round(error.retry_after)))}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Answer every AudienceError by its status."""
+    app.add_exception_handler(AudienceError, _answer)

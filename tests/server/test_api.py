@@ -1,0 +1,279 @@
+"""The REST API over a real DuckDB workspace: every route refuses callers without credentials
+and those whose role does not allow it; bad input is a 422 naming the field, a missing thing a
+404, a conflict a 409; sessions need their CSRF token; secrets go in and never come out."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from audience.server.app import create_app
+from audience.server.auth import CSRF_HEADER, MAX_FAILURES
+from audience.settings import SETTINGS_FILE, render_settings
+from audience.workspace import Workspace
+from realservices import fixed_clock
+
+PASSWORD = "correct horse battery staple"
+SEGMENT = {
+    "kind": "segment",
+    "name": "Gold",
+    "where": {"attribute": "loyalty_tier", "op": "=", "value": "gold"},
+}
+PUBLIC = {"/health", "/auth/login", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+
+@pytest.fixture
+def directory(tmp_path: Path, sample_database: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from audience.store.secrets import new_key
+
+    (tmp_path / SETTINGS_FILE).write_text(render_settings("duckdb", None))
+    shutil.copy(sample_database, tmp_path / "customer360.duckdb")
+    monkeypatch.setenv("AUDIENCE__SECRETS__KEY", new_key())
+    with Workspace.open(tmp_path, fixed_clock) as ws:
+        accounts = ws.store.accounts
+        for name, role in (("vera", "viewer"), ("ed", "editor"), ("ada", "admin")):
+            accounts.add_user(name, role, PASSWORD, actor="test", now=fixed_clock())
+    return tmp_path
+
+
+@pytest.fixture
+def client(directory: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(directory, clock=fixed_clock)) as client:
+        yield client
+
+
+def bearer(client: TestClient, user: str) -> dict[str, str]:
+    """Headers with a new API token of `user`'s (made through the API, signed in)."""
+    session = client.post("/auth/login", json={"name": user, "password": PASSWORD})
+    assert session.status_code == 200, session.text
+    made = client.post(
+        "/tokens", json={"label": "t"}, headers={CSRF_HEADER: session.json()["csrf_token"]}
+    )
+    assert made.status_code == 201, made.text
+    client.cookies.clear()
+    return {"Authorization": f"Bearer {made.json()['token']}"}
+
+
+def _path(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "x", path.replace("{kinds}", "campaigns"))
+
+
+def test_every_route_but_health_needs_credentials(client: TestClient) -> None:
+    assert client.get("/health").json() == {"ok": True}
+    checked = 0
+    for path, operations in client.get("/openapi.json").json()["paths"].items():
+        if path in PUBLIC:
+            continue
+        for method in operations:
+            answer = client.request(method.upper(), _path(path), json={})
+            assert answer.status_code == 401, (method, path, answer.text)
+            assert answer.headers["www-authenticate"] == "Bearer"
+            checked += 1
+    assert checked >= 20
+    wrong = client.get("/status", headers={"Authorization": "Bearer aud_0000_nothing"})
+    assert wrong.status_code == 401
+
+
+def test_each_role_reaches_its_routes_only(client: TestClient) -> None:
+    vera, ed, ada = (bearer(client, u) for u in ("vera", "ed", "ada"))
+    assert client.get("/status", headers=vera).status_code == 200
+    assert client.post("/definitions", json=[SEGMENT], headers=vera).status_code == 403
+    applied = client.post("/definitions", json=[SEGMENT], headers=ed)
+    assert applied.status_code == 200, applied.text
+    assert applied.json() == [{"kind": "segment", "name": "Gold", "version": 1, "changed": True}]
+    destination = {
+        "kind": "destination",
+        "name": "out",
+        "type": "filesystem",
+        "settings": {"path": "out"},
+    }
+    refused = client.post("/definitions", json=[destination], headers=ed)
+    assert refused.status_code == 403 and "admin" in refused.json()["detail"]
+    assert client.post("/definitions", json=[destination], headers=ada).status_code == 200
+    for admin_only in ("/users", "/secrets", "/audit"):
+        assert client.get(admin_only, headers=ed).status_code == 403
+        assert client.get(admin_only, headers=ada).status_code == 200
+
+
+def test_a_campaign_is_planned_scheduled_and_followed(client: TestClient, directory: Path) -> None:
+    ada = bearer(client, "ada")
+    campaign = {
+        "kind": "campaign",
+        "name": "Gold offer",
+        "audience": {"include": ["Gold"]},
+        "treatments": [{"name": "Offer", "percent": 90, "destinations": ["out"]}],
+        "control": 10,
+    }
+    destination = {
+        "kind": "destination",
+        "name": "out",
+        "type": "filesystem",
+        "settings": {"path": "out"},
+        "default_attributes": ["amperity_id", "email"],
+    }
+    applied = client.post("/definitions", json=[SEGMENT, destination, campaign], headers=ada)
+    assert applied.status_code == 200, applied.text
+    plan = client.get("/campaigns/Gold offer/plan", headers=ada).json()
+    with Workspace.open(directory, fixed_clock) as ws:
+        assert plan == ws.campaign_plan("Gold offer").to_json()  # the CLI's --json shape
+    scheduled = client.post("/campaigns/Gold offer/schedule", headers=ada)
+    assert scheduled.status_code == 200 and scheduled.json()["status"] == "scheduled"
+    again = client.post("/campaigns/Gold offer/schedule", headers=ada)
+    assert again.status_code == 409 and "scheduled already" in again.json()["detail"]
+    (row,) = client.get("/status", headers=ada).json()
+    assert (row["kind"], row["name"], row["status"]) == ("campaign", "Gold offer", "scheduled")
+    assert client.get("/campaigns/Nothing/plan", headers=ada).status_code == 404
+    assert client.get("/runs", headers=ada).json() == {
+        "items": [],
+        "total": 0,
+        "limit": 100,
+        "offset": 0,
+    }
+    insights = client.get("/segments/Gold/insights", headers=ada)
+    assert insights.status_code == 200 and insights.json()["customers"] > 0
+    entries = [
+        (e["actor"], e["action"], e["target"]) for e in client.get("/audit", headers=ada).json()
+    ]
+    assert ("ada", "schedule", "campaign/Gold offer") in entries
+    assert ("ada", "apply", "campaign/Gold offer") in entries
+
+
+@pytest.mark.parametrize(
+    ("documents", "location"),
+    [
+        (
+            [
+                {
+                    "kind": "segment",
+                    "name": "X",
+                    "where": {"attribute": "nope", "op": "=", "value": 1},
+                }
+            ],
+            None,
+        ),
+        (
+            [
+                {
+                    "kind": "segment",
+                    "name": "X",
+                    "where": {"attribute": "state", "op": "~", "value": 1},
+                }
+            ],
+            None,
+        ),
+        ([{"kind": "rocket", "name": "X"}], ["body", "0", "kind"]),
+        ([SEGMENT, {"kind": "campaign", "name": "C"}], None),
+    ],
+)
+def test_bad_definitions_are_422_naming_the_field(
+    client: TestClient, documents: list[dict[str, Any]], location: list[str] | None
+) -> None:
+    answer = client.post("/definitions", json=documents, headers=bearer(client, "ed"))
+    assert answer.status_code == 422, answer.text
+    (problem,) = answer.json()["detail"]
+    assert problem["msg"] and problem["type"]
+    assert problem["loc"][0] == "body" and len(problem["loc"]) > 1
+    if location is not None:
+        assert problem["loc"] == location
+    assert client.get("/segments", headers=bearer(client, "ed")).json()["total"] == 0
+
+
+def test_a_session_needs_its_csrf_token_to_change_anything(client: TestClient) -> None:
+    signed = client.post("/auth/login", json={"name": "ada", "password": PASSWORD})
+    assert signed.status_code == 200
+    csrf = signed.json()["csrf_token"]
+    cookie = signed.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert client.get("/me").json() == {"name": "ada", "role": "admin"}
+    refused = client.post("/definitions", json=[SEGMENT])
+    assert refused.status_code == 401 and "CSRF" in refused.json()["detail"]
+    assert (
+        client.post("/definitions", json=[SEGMENT], headers={CSRF_HEADER: "0" * 64}).status_code
+        == 401
+    )
+    assert (
+        client.post("/definitions", json=[SEGMENT], headers={CSRF_HEADER: csrf}).status_code == 200
+    )
+    assert client.post("/auth/logout", headers={CSRF_HEADER: csrf}).status_code == 200
+    stolen = signed.cookies.get("audience_session")
+    assert client.get("/me", cookies={"audience_session": stolen}).status_code == 401
+
+
+def test_sign_ins_are_limited_after_repeated_failures(client: TestClient) -> None:
+    for _ in range(MAX_FAILURES):
+        wrong = client.post("/auth/login", json={"name": "ada", "password": "not the password"})
+        assert wrong.status_code == 401
+    blocked = client.post("/auth/login", json={"name": "ada", "password": PASSWORD})
+    assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
+    refused = [
+        e
+        for e in client.get("/audit", headers=_admin_token(client)).json()
+        if e["action"] == "sign_in.refused"
+    ]
+    assert len(refused) == MAX_FAILURES
+
+
+def _admin_token(client: TestClient) -> dict[str, str]:
+    # Straight from the store: the API's sign-in is blocked in this test.
+    ws = client.app.state.served.workspace  # type: ignore[attr-defined]
+    issued = ws.store.accounts.create_token(
+        "ada", "t", expires_at=None, actor="test", now=fixed_clock()
+    )
+    return {"Authorization": f"Bearer {issued.secret}"}
+
+
+def test_a_revoked_token_stops_working_at_once(client: TestClient) -> None:
+    ada = bearer(client, "ada")
+    (token,) = [
+        t
+        for t in client.get("/tokens", headers=ada).json()["items"]
+        if t["user"] == "ada" and t["label"] == "t"
+    ]
+    other = bearer(client, "vera")
+    assert client.delete(f"/tokens/{token['id']}", headers=other).status_code == 403
+    assert client.delete(f"/tokens/{token['id']}", headers=ada).status_code == 200
+    assert client.get("/status", headers=ada).status_code == 401
+
+
+def test_secrets_go_in_and_never_come_out(client: TestClient) -> None:
+    ada = bearer(client, "ada")
+    value = "pa55-w0rd-never-shown"
+    stored = client.put("/secrets/sftp.password", json={"value": value}, headers=ada)
+    assert stored.status_code == 200 and stored.json() == {"name": "sftp.password", "created": True}
+    bad = client.put("/secrets/1bad", json={"value": value}, headers=ada)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "name"]
+    answers = [
+        client.get(path, headers=ada).text
+        for path in ("/secrets", "/audit", "/users", "/tokens", "/status", "/openapi.json")
+    ]
+    assert all(value not in answer for answer in answers)
+    assert json.loads(answers[0])[0]["name"] == "sftp.password"
+    assert client.delete("/secrets/sftp.password", headers=ada).status_code == 200
+    assert client.delete("/secrets/sftp.password", headers=ada).status_code == 404
+
+
+def test_users_are_managed_by_admins(client: TestClient) -> None:
+    ada = bearer(client, "ada")
+    added = client.post(
+        "/users", json={"name": "new", "role": "editor", "password": PASSWORD}, headers=ada
+    )
+    assert added.status_code == 201 and added.json()["role"] == "editor"
+    assert client.post("/users", json={"name": "new"}, headers=ada).status_code == 409
+    bad = client.post("/users", json={"name": "x", "role": "boss"}, headers=ada)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "role"]
+    assert client.delete("/users/new", headers=ada).status_code == 200
+    assert client.delete("/users/new", headers=ada).status_code == 404
+
+
+def test_the_openapi_description_names_every_route(client: TestClient) -> None:
+    described = client.get("/openapi.json").json()["paths"]
+    assert {"/status", "/definitions", "/segments/{name}/insights", "/runs/{run_id}"} <= set(
+        described
+    )
