@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,7 @@ def directory(tmp_path: Path, sample_database: Path, monkeypatch: pytest.MonkeyP
 
 @pytest.fixture
 def client(directory: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(directory, clock=fixed_clock)) as client:
+    with TestClient(create_app(directory, clock=fixed_clock, worker=False)) as client:
         yield client
 
 
@@ -277,3 +279,48 @@ def test_the_openapi_description_names_every_route(client: TestClient) -> None:
     assert {"/status", "/definitions", "/segments/{name}/insights", "/runs/{run_id}"} <= set(
         described
     )
+
+
+def test_a_run_is_accepted_then_polled_until_the_servers_worker_has_sent_it(
+    directory: Path,
+) -> None:
+    errors: list[BaseException] = []
+    app = create_app(directory, clock=fixed_clock, worker=True, on_worker_error=errors.append)
+    with TestClient(app) as client:
+        ada = bearer(client, "ada")
+        documents = [
+            SEGMENT,
+            {
+                "kind": "destination",
+                "name": "out",
+                "type": "filesystem",
+                "settings": {"path": "out"},
+                "file": {"format": "csv", "compression": "none"},
+                "default_attributes": ["amperity_id", "email"],
+            },
+            {
+                "kind": "campaign",
+                "name": "Gold offer",
+                "audience": {"include": ["Gold"]},
+                "treatments": [{"name": "Offer", "percent": 90, "destinations": ["out"]}],
+                "control": 10,
+            },
+        ]
+        assert client.post("/definitions", json=documents, headers=ada).status_code == 200
+        accepted = client.post("/campaigns/Gold offer/run", headers=ada)
+        assert accepted.status_code == 202, accepted.text
+        assert accepted.json()["status"] == "queued"
+        location = accepted.headers["location"]
+        assert location == f"/runs/{accepted.json()['run_id']}"
+        twice = client.post("/campaigns/Gold offer/run", headers=ada)
+        assert twice.status_code == 409  # the same second's run exists
+        deadline = time.monotonic() + 60
+        while (run := client.get(location, headers=ada).json())["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline, run
+            threading.Event().wait(0.05)
+        assert run["status"] == "succeeded", run
+        assert run["trigger"] == "manual" and errors == []
+        (delivery,) = [d for d in run["deliveries"] if d["role"] == "data"]
+        sent = Path(delivery["uri"].removeprefix("file://")).read_text().splitlines()
+        assert sent[0] == "amperity_id,email" and len(sent) - 1 == delivery["rows"] == run["sent"]
+        assert client.post("/campaigns/Nothing/run", headers=ada).status_code == 404

@@ -36,7 +36,7 @@ from audience.errors import DefinitionError, NotFound, StateError
 from audience.scheduling.describe import describe
 from audience.scheduling.schedule import ScheduleHistory, next_run
 from audience.store.activations import RUNNING_STATES, ScheduledActivation
-from audience.store.runs import Run
+from audience.store.runs import DueRun, Run
 
 if TYPE_CHECKING:
     from audience.workspace import Workspace
@@ -158,6 +158,16 @@ class Activations:
         else:
             ws.store.activations.set_state("journey", name, state="ending", now=now)
         return self.status_of("journey", name)
+
+    def queue_now(self, kind: str, name: str) -> Run:
+        """Queue a run of the activation due now (to the second), for a worker to send; the
+        run as queued (a StateError if one is due at that second already)."""
+        ws = self._ws
+        _, version = self.definition(kind, name)
+        moment = ws.clock().replace(microsecond=0)
+        run = ws.store.runs.queue(DueRun(kind, name, version, moment, trigger="manual"))
+        ws.audit("run", f"{kind}/{name}", {"run_id": run.id})
+        return run
 
     def retry(self, run_id: str, *, progress: Progress | None = None) -> Run:
         """Run a failed or canceled run again now, as its next attempt."""

@@ -136,7 +136,7 @@ def worker(
     @contextmanager
     def one_worker() -> Iterator[Worker]:
         with simulated_workspace(workspace, now) as ws:
-            yield Worker(ws, on_run=_report, on_error=_report_error)
+            yield Worker(ws, on_run=_report, on_error=report_worker_error)
 
     def interrupted(signum: int, frame: FrameType | None) -> None:
         del signum, frame
@@ -149,7 +149,8 @@ def worker(
     serve_together(one_worker, concurrency=concurrency, once=once, stop=stop)
 
 
-def _report_error(error: BaseException) -> None:
+def report_worker_error(error: BaseException) -> None:
+    """One red line for what went wrong outside a run (the worker goes on)."""
     err.print(
         f"[red]worker:[/red] {escape(str(error) or type(error).__name__)}; going on",
         soft_wrap=True,

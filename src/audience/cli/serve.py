@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from audience.cli.common import WorkspaceOption, err
+from audience.cli.runtime import report_worker_error
 
 HERE = Path(".")
 
@@ -17,6 +18,15 @@ def serve(
         str, typer.Option("--host", help="Address to listen on; 0.0.0.0 opens it to the network.")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8000,
+    worker: Annotated[
+        bool | None,
+        typer.Option(
+            "--worker/--no-worker",
+            help="Run a worker in the server (default: on a DuckDB workspace; with PostgreSQL "
+            "run `audience worker` processes instead).",
+            show_default=False,
+        ),
+    ] = None,
     workspace: WorkspaceOption = HERE,
 ) -> None:
     """Serve the REST API (OpenAPI at /docs). Every route but /health needs an API token or a
@@ -28,4 +38,5 @@ def serve(
 
     load_settings(workspace)  # a missing or broken workspace is one line, before listening
     err.print(f"Serving {workspace.resolve()} on http://{host}:{port} (API docs: /docs)")
-    uvicorn.run(create_app(workspace), host=host, port=port, log_level="warning")
+    app = create_app(workspace, worker=worker, on_worker_error=report_worker_error)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

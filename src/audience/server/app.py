@@ -21,6 +21,7 @@ from fastapi import Depends, FastAPI, Request
 from audience import __version__
 from audience.server import errors
 from audience.server.auth import SignInLimiter, request_user, require
+from audience.server.worker import BackgroundWorker
 from audience.store.accounts import User
 from audience.workspace import Workspace, utc_now
 
@@ -31,6 +32,8 @@ class Served:
 
     workspace: Workspace
     clock: Callable[[], datetime]
+    worker: BackgroundWorker | None = None
+    """The worker in this process, if it runs one (woken when a request queues a run)."""
     limiter: SignInLimiter = field(default_factory=SignInLimiter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -81,16 +84,31 @@ Editor = Annotated[User, Depends(editor)]
 Admin = Annotated[User, Depends(admin)]
 
 
-def create_app(directory: Path, *, clock: Callable[[], datetime] = utc_now) -> FastAPI:
-    """The API serving the workspace in `directory` (on `clock`: tests pass their own)."""
+def create_app(
+    directory: Path,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    worker: bool | None = None,
+    on_worker_error: Callable[[BaseException], None] | None = None,
+) -> FastAPI:
+    """The API serving the workspace in `directory` (on `clock`: tests pass their own), with a
+    worker in the process when `worker` says (by default on DuckDB, the embedded default)."""
     from audience.server.api import accounts, activations, auth, definitions, runs, segments
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with Workspace.open(directory, clock) as ws:
             ws.store.accounts  # noqa: B018 — opened before requests race to open it
-            app.state.served = Served(ws, clock)
-            yield
+            runs_here = ws.settings.engine.type == "duckdb" if worker is None else worker
+            background = BackgroundWorker(directory, clock, on_worker_error) if runs_here else None
+            app.state.served = Served(ws, clock, background)
+            if background is not None:
+                background.start()
+            try:
+                yield
+            finally:
+                if background is not None:
+                    background.stop()
 
     app = FastAPI(
         title="Audience",

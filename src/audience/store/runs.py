@@ -90,6 +90,8 @@ class DueRun:
     name: str
     version: int
     scheduled_for: datetime
+    trigger: str = "schedule"
+    """schedule (owed by a schedule), or manual (asked for now: the API's run)."""
 
 
 @dataclass(frozen=True)
@@ -265,7 +267,7 @@ class RunLog:
         if not due:
             return 0
         rows = [
-            _new_values(d.kind, d.name, d.version, utc(d.scheduled_for), False, "schedule")
+            _new_values(d.kind, d.name, d.version, utc(d.scheduled_for), False, d.trigger)
             for d in due
         ]
         dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
@@ -280,6 +282,18 @@ class RunLog:
             .returning(RunRecord.id)
         )
         return len(queued.all())
+
+    def queue(self, due: DueRun) -> Run:
+        """Queue one run for a worker to claim (a manual one, asked for over the API);
+        StateError when its activation has a run due at that time already."""
+        with self._sessions() as session, session.begin():
+            if not self.enqueue(session, [due]):
+                raise StateError(
+                    f"{due.kind} {due.name!r} has a run due at "
+                    f"{utc(due.scheduled_for).isoformat()} already"
+                )
+            row = session.scalars(_due(due.kind, due.name, due.scheduled_for)).one()
+            return _run(row, [])
 
     def claim(
         self, *, worker: str, now: datetime, lease: LeaseTerms, max_attempts: int

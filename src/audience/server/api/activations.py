@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from audience.activation.lifecycle import ActivationStatus
 from audience.server.app import Admin, Editor, ServedDep, Viewer
@@ -50,6 +50,24 @@ def status_of(
     """One activation's row of the Activations page."""
     with serving.use(user) as ws:
         return ws.activations.status_of(PLURALS[kinds], name).to_json()
+
+
+@router.post("/{kinds}/{name}/run", status_code=202)
+def run(
+    kinds: Literal["campaigns", "orchestrations", "journeys"],
+    name: str,
+    response: Response,
+    serving: ServedDep,
+    user: Admin,
+) -> dict[str, Any]:
+    """Queue a run now, for the server's worker (or any `audience worker`) to send; poll the
+    run at `Location` (`GET /runs/{run_id}`) until it has succeeded or failed."""
+    with serving.use(user) as ws:
+        queued = ws.activations.queue_now(PLURALS[kinds], name)
+    if serving.worker is not None:
+        serving.worker.wake()
+    response.headers["Location"] = f"/runs/{queued.id}"
+    return queued.to_json()
 
 
 @router.post("/{kinds}/{name}/{verb}")
