@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 
@@ -84,6 +84,19 @@ Editor = Annotated[User, Depends(editor)]
 Admin = Annotated[User, Depends(admin)]
 
 
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No credentials, or wrong ones"},
+    403: {"description": "The role does not allow this"},
+    404: {"description": "No such thing"},
+    409: {"description": "The current state does not allow this"},
+    422: {"description": "Bad input; `detail[].loc` names the field"},
+    429: {"description": "Too many failed sign-ins; see Retry-After"},
+    502: {"description": "The customer database or a destination failed"},
+    503: {"description": "The workspace is misconfigured (its settings or secret key)"},
+}
+"""What any route may answer besides success, for the OpenAPI description."""
+
+
 def create_app(
     directory: Path,
     *,
@@ -132,5 +145,5 @@ def create_app(
         runs.router,
         accounts.router,
     ):
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
     return app
