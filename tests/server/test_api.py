@@ -64,7 +64,7 @@ def bearer(client: TestClient, user: str) -> dict[str, str]:
 
 
 def _path(path: str) -> str:
-    return re.sub(r"\{[^}]+\}", "x", path.replace("{kinds}", "campaigns"))
+    return re.sub(r"\{[^}]+\}", "x", path)
 
 
 def test_every_route_but_health_needs_credentials(client: TestClient) -> None:
@@ -324,3 +324,55 @@ def test_a_run_is_accepted_then_polled_until_the_servers_worker_has_sent_it(
         sent = Path(delivery["uri"].removeprefix("file://")).read_text().splitlines()
         assert sent[0] == "amperity_id,email" and len(sent) - 1 == delivery["rows"] == run["sent"]
         assert client.post("/campaigns/Nothing/run", headers=ada).status_code == 404
+
+
+def _wait_for(client: TestClient, location: str, headers: dict[str, str]) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while (run := client.get(location, headers=headers).json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, run
+        threading.Event().wait(0.05)
+    return run
+
+
+def test_a_failed_run_is_retried_and_results_previews_and_overlap_answer(directory: Path) -> None:
+    with TestClient(create_app(directory, clock=fixed_clock, worker=True)) as client:
+        ada = bearer(client, "ada")
+        (directory / "blocked").write_text("a file where the folder should be")
+        documents = [
+            SEGMENT,
+            {**SEGMENT, "name": "Silver", "where": {**SEGMENT["where"], "value": "silver"}},  # type: ignore[dict-item]
+            {
+                "kind": "destination",
+                "name": "drop",
+                "type": "filesystem",
+                "settings": {"path": "blocked/out"},
+                "default_attributes": ["amperity_id", "email"],
+            },
+            {
+                "kind": "orchestration",
+                "name": "Extract",
+                "query": "select amperity_id, email from customer_360 where loyalty_tier = 'gold'",
+                "destination": "drop",
+            },
+        ]
+        assert client.post("/definitions", json=documents, headers=ada).status_code == 200
+        preview = client.get("/orchestrations/Extract/preview?rows=3", headers=ada).json()
+        assert len(preview["rows"]) == 3 and preview["columns"] == ["amperity_id", "email"]
+        assert client.get("/destinations/drop/test", headers=ada).status_code == 502
+        accepted = client.post("/orchestrations/Extract/run", headers=ada)
+        failed = _wait_for(client, accepted.headers["location"], ada)
+        assert failed["status"] == "failed" and failed["error_kind"] == "terminal", failed
+        (directory / "blocked").unlink()
+        retried = client.post(f"/runs/{failed['run_id']}/retry", headers=ada)
+        assert retried.status_code == 202 and retried.json()["status"] == "queued", retried.text
+        done = _wait_for(client, retried.headers["location"], ada)
+        assert done["status"] == "succeeded" and done["attempt"] == 2, done
+        sent = Path(done["deliveries"][0]["uri"].removeprefix("file://")).read_text().splitlines()
+        assert done["sent"] == len(sent) - 1 > 3
+        again = client.post(f"/runs/{failed['run_id']}/retry", headers=ada)
+        assert again.status_code == 409 and "succeeded" in again.json()["detail"]
+        overlap = client.get("/segments/overlap?name=Gold&name=Silver", headers=ada)
+        assert overlap.status_code == 200, overlap.text
+        bad_window = client.get("/campaigns/Nothing/results?window=forever", headers=ada)
+        assert bad_window.status_code == 422
+        assert bad_window.json()["detail"][0]["loc"] == ["body", "window"]

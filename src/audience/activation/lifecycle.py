@@ -169,6 +169,13 @@ class Activations:
         ws.audit("run", f"{kind}/{name}", {"run_id": run.id})
         return run
 
+    def queue_retry(self, run_id: str) -> Run:
+        """Queue a failed or canceled run again, for a worker to run as its next attempt."""
+        ws = self._ws
+        run = ws.store.runs.requeue(ws.store.runs.find(run_id).id, now=ws.clock())
+        ws.audit("retry", f"{run.activation_kind}/{run.activation_name}", {"run_id": run.id})
+        return run
+
     def retry(self, run_id: str, *, progress: Progress | None = None) -> Run:
         """Run a failed or canceled run again now, as its next attempt."""
         ws = self._ws

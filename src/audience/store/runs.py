@@ -493,16 +493,22 @@ class RunLog:
         time, in one transaction (no worker can take it in between)."""
         now, held = utc(now), lease.now()
         with locked_session(self._sessions) as session:
-            row = _locked_row(session, run_id)
-            if row.status == "succeeded":
-                raise StateError(f"run {row.id} succeeded; there is nothing to retry")
-            if row.status in ACTIVE:
-                raise StateError(f"run {row.id} is {row.status} already")
-            if row.is_test:
-                raise StateError(f"run {row.id} was a test send; send a new test instead")
+            row = _retryable(session, run_id)
             _refuse_if_busy(session, row.activation_kind, row.activation_name, row.id, held)
             _remember_attempt(row, now, row.error or row.status, row.error_kind or row.status)
             _start(row, version=row.version, now=now, worker=worker, until=held + lease.length)
+            session.flush()
+            return _run(row, [])
+
+    def requeue(self, run_id: str, *, now: datetime) -> Run:
+        """Queue a failed (or canceled) run again, for a worker to claim as its next attempt
+        for the same due time (the API's retry, which answers before the run has ended)."""
+        now = utc(now)
+        with locked_session(self._sessions) as session:
+            row = _retryable(session, run_id)
+            _remember_attempt(row, now, row.error or row.status, row.error_kind or row.status)
+            row.status, row.ended_at, row.not_before = "queued", None, None
+            row.claimed_by, row.lease_expires_at = None, None
             session.flush()
             return _run(row, [])
 
@@ -788,6 +794,18 @@ def _start(row: RunRecord, *, version: int, now: datetime, worker: str, until: d
     row.claimed_by = worker
     row.lease_expires_at = until
     row.not_before = None
+
+
+def _retryable(session: Session, run_id: str) -> RunRecord:
+    """The run, locked, if it may be retried: StateError for a success, an active run or a test."""
+    row = _locked_row(session, run_id)
+    if row.status == "succeeded":
+        raise StateError(f"run {row.id} succeeded; there is nothing to retry")
+    if row.status in ACTIVE:
+        raise StateError(f"run {row.id} is {row.status} already")
+    if row.is_test:
+        raise StateError(f"run {row.id} was a test send; send a new test instead")
+    return row
 
 
 def _refuse_if_busy(session: Session, kind: str, name: str, run_id: str, held: datetime) -> None:

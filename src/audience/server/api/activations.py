@@ -3,21 +3,18 @@ and cancel for campaigns, orchestrations and journeys."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
 from audience.activation.lifecycle import ActivationStatus
+from audience.activation.results import CampaignResults, parse_window
 from audience.server.app import Admin, Editor, ServedDep, Viewer
 
 router = APIRouter(tags=["activations"])
 
 Kind = Literal["campaign", "journey", "orchestration"]
-PLURALS: dict[str, Kind] = {
-    "campaigns": "campaign",
-    "journeys": "journey",
-    "orchestrations": "orchestration",
-}
 
 
 @router.get("/status")
@@ -40,46 +37,97 @@ def plan(name: str, serving: ServedDep, user: Editor) -> dict[str, Any]:
         return ws.campaign_plan(name).to_json()
 
 
-@router.get("/{kinds}/{name}/status")
-def status_of(
-    kinds: Literal["campaigns", "journeys", "orchestrations"],
+def _routes_of(kinds: str, kind: Kind, *, verbs: bool) -> None:
+    """The routes of one kind of activation: its status, a run now, and (when it has a
+    schedule to change by hand) schedule, pause, resume and cancel."""
+
+    @router.get(f"/{kinds}/{{name}}/status", name=f"{kind}_status")
+    def status_of(name: str, serving: ServedDep, user: Viewer) -> dict[str, Any]:
+        """One activation's row of the Activations page."""
+        with serving.use(user) as ws:
+            return ws.activations.status_of(kind, name).to_json()
+
+    @router.post(f"/{kinds}/{{name}}/run", status_code=202, name=f"{kind}_run")
+    def run(name: str, response: Response, serving: ServedDep, user: Admin) -> dict[str, Any]:
+        """Queue a run now, for the server's worker (or any `audience worker`) to send; poll
+        the run at `Location` (`GET /runs/{run_id}`) until it has succeeded or failed."""
+        with serving.use(user) as ws:
+            queued = ws.activations.queue_now(kind, name)
+        if serving.worker is not None:
+            serving.worker.wake()
+        response.headers["Location"] = f"/runs/{queued.id}"
+        return queued.to_json()
+
+    if not verbs:
+        return
+
+    @router.post(f"/{kinds}/{{name}}/{{verb}}", name=f"{kind}_schedule_change")
+    def change_schedule(
+        name: str,
+        verb: Literal["schedule", "pause", "resume", "cancel"],
+        serving: ServedDep,
+        user: Admin,
+    ) -> dict[str, Any]:
+        """Put the activation on its schedule, pause it, resume it or cancel it (409 when its
+        state does not allow that); answers with its new status."""
+        with serving.use(user) as ws:
+            changed: ActivationStatus = getattr(ws.activations, verb)(kind, name)
+        return changed.to_json()
+
+
+_routes_of("campaigns", "campaign", verbs=True)
+_routes_of("orchestrations", "orchestration", verbs=True)
+_routes_of("journeys", "journey", verbs=False)
+
+
+@router.get("/campaigns/{name}/results", response_model=CampaignResults)
+def results(
     name: str,
     serving: ServedDep,
     user: Viewer,
-) -> dict[str, Any]:
-    """One activation's row of the Activations page."""
+    window: Annotated[
+        str, Query(description="How long each customer is measured: 30d, 4w.")
+    ] = "30d",
+    as_of: Annotated[datetime | None, Query(description="Measure as things stood then.")] = None,
+) -> CampaignResults:
+    """Treatment against control, with intervals (`campaign results --json`)."""
+    span = parse_window(window, field="window")
+    if as_of is not None and as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=UTC)  # a time without an offset is UTC, as in the CLI
     with serving.use(user) as ws:
-        return ws.activations.status_of(PLURALS[kinds], name).to_json()
+        return ws.results.campaign(name, window=span, as_of=as_of)
 
 
-@router.post("/{kinds}/{name}/run", status_code=202)
-def run(
-    kinds: Literal["campaigns", "orchestrations", "journeys"],
+@router.get("/orchestrations/{name}/preview")
+def orchestration_preview(
     name: str,
-    response: Response,
     serving: ServedDep,
-    user: Admin,
+    user: Editor,
+    rows: Annotated[int, Query(ge=1, le=1000, description="How many rows.")] = 10,
 ) -> dict[str, Any]:
-    """Queue a run now, for the server's worker (or any `audience worker`) to send; poll the
-    run at `Location` (`GET /runs/{run_id}`) until it has succeeded or failed."""
+    """The first rows the orchestration's next run would send, and how many in all."""
     with serving.use(user) as ws:
-        queued = ws.activations.queue_now(PLURALS[kinds], name)
-    if serving.worker is not None:
-        serving.worker.wake()
-    response.headers["Location"] = f"/runs/{queued.id}"
-    return queued.to_json()
+        return ws.orchestration_preview(name, rows).to_json()
 
 
-@router.post("/{kinds}/{name}/{verb}")
-def change_schedule(
-    kinds: Literal["campaigns", "orchestrations"],
-    name: str,
-    verb: Literal["schedule", "pause", "resume", "cancel"],
-    serving: ServedDep,
-    user: Admin,
-) -> dict[str, Any]:
-    """Put the activation on its schedule, pause it, resume it or cancel it (409 when its
-    state does not allow that); answers with its new status."""
+@router.get("/journeys/{name}/counts")
+def journey_counts(name: str, serving: ServedDep, user: Viewer) -> dict[str, Any]:
+    """Customers at each node and path of a journey, its exits and goals."""
     with serving.use(user) as ws:
-        changed: ActivationStatus = getattr(ws.activations, verb)(PLURALS[kinds], name)
-    return changed.to_json()
+        return ws.journey_counts(name).to_json()
+
+
+@router.get("/journeys/{name}/customers/{customer_id}")
+def journey_path(
+    name: str, customer_id: str, serving: ServedDep, user: Viewer
+) -> list[dict[str, Any]]:
+    """One customer's travel log in a journey."""
+    with serving.use(user) as ws:
+        return [step.to_json() for step in ws.journey_path(name, customer_id)]
+
+
+@router.get("/destinations/{name}/test")
+def destination_test(name: str, serving: ServedDep, user: Admin) -> dict[str, Any]:
+    """Connect, sign in and check that files can be written there; nothing is sent."""
+    with serving.use(user) as ws:
+        return {"destination": name, "ok": True, "address": ws.destination_test(name)}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from audience.server.api.paging import Limit, Offset, page
-from audience.server.app import ServedDep, Viewer
+from audience.server.app import Admin, ServedDep, Viewer
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -31,3 +31,24 @@ def run(run_id: str, serving: ServedDep, user: Viewer) -> dict[str, Any]:
     """One run (an unambiguous prefix of its id will do)."""
     with serving.use(user) as ws:
         return ws.store.runs.find(run_id).to_json()
+
+
+@router.post("/{run_id}/retry", status_code=202)
+def retry(run_id: str, response: Response, serving: ServedDep, user: Admin) -> dict[str, Any]:
+    """Queue a failed or canceled run again, as its next attempt for the same due time (409
+    for a success, a run under way or a test send); poll it at `Location`."""
+    with serving.use(user) as ws:
+        queued = ws.activations.queue_retry(run_id)
+    if serving.worker is not None:
+        serving.worker.wake()
+    response.headers["Location"] = f"/runs/{queued.id}"
+    return queued.to_json()
+
+
+@router.post("/{run_id}/cancel")
+def cancel(run_id: str, serving: ServedDep, user: Admin) -> dict[str, Any]:
+    """Cancel a queued or failed run, or one whose worker's lease has expired (its leftovers
+    at the destinations are removed)."""
+    with serving.use(user) as ws:
+        canceled = ws.activations.cancel_run(run_id)
+    return {**canceled.run.to_json(), "leftovers_removed": canceled.leftovers_removed}

@@ -60,3 +60,14 @@ def preview(
         table = ws.segment_preview(name, limit=limit)
     rows: list[dict[str, Any]] = table.to_pylist()
     return rows
+
+
+@router.get("/overlap")
+def overlap(
+    serving: ServedDep,
+    user: Viewer,
+    names: Annotated[list[str], Query(alias="name", description="Two to five segments.")],
+) -> dict[str, Any]:
+    """How two to five segments overlap, pair by pair (`segment overlap --json`)."""
+    with serving.use(user) as ws:
+        return ws.segment_overlap(names).to_json()
