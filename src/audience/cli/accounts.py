@@ -174,7 +174,8 @@ def revoke_token(
 def audit(
     limit: Annotated[int, typer.Option("--limit", min=1, help="How many entries.")] = 50,
     before: Annotated[
-        int | None, typer.Option("--before", help="Entries older than this id (paging).")
+        int | None,
+        typer.Option("--before", min=1, max=2**63 - 1, help="Entries older than this id (paging)."),
     ] = None,
     workspace: WorkspaceOption = HERE,
     as_json: JsonOption = False,

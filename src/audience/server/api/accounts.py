@@ -124,7 +124,9 @@ def audit(
     serving: ServedDep,
     user: Admin,
     limit: Limit = 100,
-    before: Annotated[int | None, Query(description="Entries older than this id.")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="Entries older than this id.")
+    ] = None,
 ) -> list[dict[str, Any]]:
     """Who did what, when; newest first (`audience audit --json`)."""
     entries = serving.workspace.store.audit.entries(limit=limit, before=before)
