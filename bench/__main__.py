@@ -1,8 +1,8 @@
 """`make bench`: generate the sample once, then run every benchmark and print its table; then
 the runtime under load (`bench/runtime.py`, on PostgreSQL). `python -m bench runtime` runs that
 one alone; `python -m bench orchestration` the sample and the orchestrations' table alone;
-`python -m bench results` (or `journey`) the sample and the campaign results' (or the
-journeys') table alone.
+`python -m bench results` (or `journey`, or `api`) the sample and the campaign results' (or the
+journeys', or the REST API's) table alone.
 
 BENCH_PROFILES (default 1,000,000) sets the size; BENCH_REPEAT (default 5) how many timed runs
 each insights query gets; BENCH_MEMORY_LIMIT (e.g. 1GB; default: DuckDB's own, 80 % of RAM) caps
@@ -23,12 +23,12 @@ from rich.console import Console
 
 from audience.settings import EngineSettings, Settings
 from audience.workspace import Workspace
-from bench import campaign, insights, journey, orchestration, results, runtime
+from bench import api, campaign, insights, journey, orchestration, results, runtime
 
 
 def main() -> None:
     """Run the sample's benchmarks, then the runtime's; with an argument (`runtime`,
-    `orchestration`, `results`, `journey`) only that one."""
+    `orchestration`, `results`, `journey`, `api`) only that one."""
     console = Console()
     only = sys.argv[1:2]
     if only != ["runtime"]:
@@ -63,6 +63,8 @@ def sample(console: Console, *, only: str | None = None) -> None:
         # Whole processes of their own: the database is closed here first.
         if only in (None, "orchestration"):
             console.print(orchestration.run(Path(folder), Path(folder) / "bench.duckdb", profiles))
+        if only in (None, "api"):
+            console.print(api.run(Path(folder), Path(folder) / "bench.duckdb", profiles))
 
 
 if __name__ == "__main__":

@@ -475,6 +475,9 @@ class Workspace:
             lease=lease_of(self),
             is_test=test_records is not None,
         )
+        self.audit(
+            "test" if test_records is not None else "run", f"{kind}/{name}", {"run_id": run.id}
+        )
         return execute(
             self, run, worker=this_process(), progress=progress, test_records=test_records
         )

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -376,3 +378,17 @@ def test_a_failed_run_is_retried_and_results_previews_and_overlap_answer(directo
         bad_window = client.get("/campaigns/Nothing/results?window=forever", headers=ada)
         assert bad_window.status_code == 422
         assert bad_window.json()["detail"][0]["loc"] == ["body", "window"]
+
+
+def test_the_duckdb_database_is_let_go_when_requests_pause(
+    client: TestClient, directory: Path
+) -> None:
+    """Another process (the CLI, a worker) gets the customer database once requests pause."""
+    ada = bearer(client, "ada")
+    assert client.post("/definitions", json=[SEGMENT], headers=ada).status_code == 200
+    assert client.get("/segments/Gold/insights", headers=ada).status_code == 200
+    probe = f"import duckdb, sys; duckdb.connect({str(directory / 'customer360.duckdb')!r}).close()"
+    deadline = time.monotonic() + 20
+    while subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode != 0:
+        assert time.monotonic() < deadline, "the server kept the database"
+    assert client.get("/segments/Gold/insights", headers=ada).status_code == 200  # opened again

@@ -182,6 +182,7 @@ class Activations:
         run = ws.store.runs.restart(
             ws.store.runs.find(run_id).id, worker=this_process(), now=ws.clock(), lease=lease_of(ws)
         )
+        ws.audit("retry", f"{run.activation_kind}/{run.activation_name}", {"run_id": run.id})
         return execute(ws, run, worker=this_process(), progress=progress)
 
     def cancel_run(self, run_id: str) -> CanceledRun:

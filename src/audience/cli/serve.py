@@ -39,4 +39,4 @@ def serve(
     load_settings(workspace)  # a missing or broken workspace is one line, before listening
     err.print(f"Serving {workspace.resolve()} on http://{host}:{port} (API docs: /docs)")
     app = create_app(workspace, worker=worker, on_worker_error=report_worker_error)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -1,9 +1,10 @@
 """The application: `create_app(directory)` serves one workspace.
 
-The workspace is opened once, when the server starts. Requests that use it take turns (a lock):
-one DuckDB connection serves one thread at a time, and on DuckDB the customer database is let go
-after each request, so a worker or the CLI in another process can use it in between (the runtime's
-rule for the embedded default). Credentials are checked without waiting for that turn.
+The workspace is opened once, when the server starts. Requests that use the customer database
+take turns (a lock): one DuckDB connection serves one thread at a time, and on DuckDB the database
+is let go as soon as requests pause, so a worker or the CLI in another process can use it in
+between (the runtime's rule for the embedded default). Credentials, status, runs and accounts
+read only the metadata store and do not wait for that turn.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from audience.server.worker import BackgroundWorker
 from audience.store.accounts import User
 from audience.workspace import Workspace, utc_now
 
+IDLE_RELEASE_SECONDS = 1.0
+"""How long a DuckDB workspace's database stays open after a request, for the next one."""
+
 
 @dataclass
 class Served:
@@ -37,17 +41,39 @@ class Served:
     limiter: SignInLimiter = field(default_factory=SignInLimiter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    _release: threading.Timer | None = None
+
     @contextmanager
     def use(self, user: User) -> Iterator[Workspace]:
-        """The workspace, for one request of `user` at a time (the audit log names them)."""
+        """The workspace, for one request of `user` at a time (the audit log names them).
+
+        On DuckDB the customer database is let go once no request has used it for
+        `IDLE_RELEASE_SECONDS`: a burst of requests (an editor refreshing insights as the user
+        types) keeps DuckDB's cache warm, and a CLI command or worker waiting for the file gets
+        it in the first pause."""
         with self.lock:
+            if self._release is not None:
+                self._release.cancel()
             ws = self.workspace
             ws.actor = user.name
             try:
                 yield ws
             finally:
                 if ws.settings.engine.type == "duckdb":
-                    ws.release_engine()
+                    self._release = threading.Timer(IDLE_RELEASE_SECONDS, self._let_go)
+                    self._release.daemon = True
+                    self._release.start()
+
+    def _let_go(self) -> None:
+        with self.lock:
+            self.workspace.release_engine()
+
+    def close(self) -> None:
+        """Stop the worker and let the database go."""
+        if self._release is not None:
+            self._release.cancel()
+        if self.worker is not None:
+            self.worker.stop()
 
 
 def served(request: Request) -> Served:
@@ -114,14 +140,13 @@ def create_app(
             ws.store.accounts  # noqa: B018 — opened before requests race to open it
             runs_here = ws.settings.engine.type == "duckdb" if worker is None else worker
             background = BackgroundWorker(directory, clock, on_worker_error) if runs_here else None
-            app.state.served = Served(ws, clock, background)
+            serving = app.state.served = Served(ws, clock, background)
             if background is not None:
                 background.start()
             try:
                 yield
             finally:
-                if background is not None:
-                    background.stop()
+                serving.close()
 
     app = FastAPI(
         title="Audience",
