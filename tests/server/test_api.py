@@ -392,3 +392,39 @@ def test_the_duckdb_database_is_let_go_when_requests_pause(
     while subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode != 0:
         assert time.monotonic() < deadline, "the server kept the database"
     assert client.get("/segments/Gold/insights", headers=ada).status_code == 200  # opened again
+
+
+def test_an_editor_test_sends_a_sample_and_journeys_answer_for_their_state(
+    client: TestClient, directory: Path
+) -> None:
+    ada, ed = bearer(client, "ada"), bearer(client, "ed")
+    documents = [
+        SEGMENT,
+        {
+            "kind": "destination",
+            "name": "out",
+            "type": "filesystem",
+            "settings": {"path": "out"},
+            "file": {"compression": "none"},
+            "default_attributes": ["amperity_id", "email"],
+        },
+        {
+            "kind": "campaign",
+            "name": "Gold offer",
+            "audience": {"include": ["Gold"]},
+            "treatments": [{"name": "Offer", "percent": 90, "destinations": ["out"]}],
+            "control": 10,
+        },
+    ]
+    assert client.post("/definitions", json=documents, headers=ada).status_code == 200
+    sent = client.post("/campaigns/Gold offer/test?records=3", headers=ed)
+    assert sent.status_code == 200, sent.text
+    run = sent.json()
+    assert run["test"] is True and run["status"] == "succeeded"
+    (delivery,) = [d for d in run["deliveries"] if d["role"] == "data"]
+    path = Path(delivery["uri"].removeprefix("file://"))
+    assert path.name.startswith("TEST_") and len(path.read_text().splitlines()) == 1 + 3
+    assert client.post("/campaigns/Gold offer/test?records=0", headers=ed).status_code == 422
+    assert client.post("/campaigns/Gold offer/run", headers=ed).status_code == 403
+    assert client.post("/journeys/Nope/activate", headers=ada).status_code == 404
+    assert client.post("/journeys/Nope/end", headers=ada).status_code == 404

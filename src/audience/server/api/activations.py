@@ -76,6 +76,40 @@ def _routes_of(kinds: str, kind: Kind, *, verbs: bool) -> None:
         return changed.to_json()
 
 
+@router.post("/journeys/{name}/activate")
+def activate_journey(name: str, serving: ServedDep, user: Admin) -> dict[str, Any]:
+    """Start the journey on its schedule: a worker admits and moves customers at each run."""
+    with serving.use(user) as ws:
+        return ws.activations.schedule("journey", name).to_json()
+
+
+@router.post("/journeys/{name}/end")
+def end_journey(
+    name: str,
+    serving: ServedDep,
+    user: Admin,
+    release: Annotated[
+        bool, Query(description="Let everyone inside go now, not at the end of their paths.")
+    ] = False,
+) -> dict[str, Any]:
+    """End the journey: no one is admitted any more (409 when it is not active)."""
+    with serving.use(user) as ws:
+        return ws.activations.end(name, release=release).to_json()
+
+
+@router.post("/campaigns/{name}/test")
+def test_send(
+    name: str,
+    serving: ServedDep,
+    user: Editor,
+    records: Annotated[int, Query(ge=1, le=1000, description="Rows per file.")] = 10,
+) -> dict[str, Any]:
+    """Send a sample of `records` rows per file, named TEST_…, without touching the ledger;
+    answered when sent (a sample is small), with the test run."""
+    with serving.use(user) as ws:
+        return ws.campaign_run(name, test_records=records).to_json()
+
+
 _routes_of("campaigns", "campaign", verbs=True)
 _routes_of("orchestrations", "orchestration", verbs=True)
 _routes_of("journeys", "journey", verbs=False)
