@@ -131,7 +131,7 @@ def test_a_campaign_is_planned_scheduled_and_followed(client: TestClient, direct
     assert scheduled.status_code == 200 and scheduled.json()["status"] == "scheduled"
     again = client.post("/campaigns/Gold offer/schedule", headers=ada)
     assert again.status_code == 409 and "scheduled already" in again.json()["detail"]
-    (row,) = client.get("/status", headers=ada).json()
+    (row,) = client.get("/status", headers=ada).json()["items"]
     assert (row["kind"], row["name"], row["status"]) == ("campaign", "Gold offer", "scheduled")
     assert client.get("/campaigns/Nothing/plan", headers=ada).status_code == 404
     assert client.get("/runs", headers=ada).json() == {

@@ -58,7 +58,7 @@ def test_serve_answers_on_loopback_with_a_token(tmp_path: Path) -> None:
                 time.sleep(0.1)
         assert httpx.get(f"{base}/status").status_code == 401
         answer = httpx.get(f"{base}/status", headers={"Authorization": f"Bearer {token}"})
-        assert answer.status_code == 200 and answer.json() == []
+        assert answer.status_code == 200 and answer.json()["items"] == []
         assert httpx.get(f"{base}/docs").status_code == 200
     finally:
         server.terminate()

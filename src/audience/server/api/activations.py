@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response
 
 from audience.activation.lifecycle import ActivationStatus
 from audience.activation.results import CampaignResults, parse_window
+from audience.server.api.paging import Limit, Offset, page
 from audience.server.app import Admin, Editor, ServedDep, Viewer
 
 router = APIRouter(tags=["activations"])
@@ -22,12 +23,15 @@ def status(
     serving: ServedDep,
     user: Viewer,
     kind: Annotated[Kind | None, Query(description="Only activations of this kind.")] = None,
-) -> list[dict[str, Any]]:
-    """Every activation: kind, name, status, schedule in words, next due, last run
-    (`audience status --json`)."""
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """Every activation: kind, name, status, schedule in words, next due, last run (each item
+    as `audience status --json` prints it)."""
     del user  # signed in as a viewer: that is all status needs
     # The metadata store only: no turn on the customer database.
-    return [s.to_json() for s in serving.workspace.activations.status(kind)]
+    found = serving.workspace.activations.status(kind)
+    return page([s.to_json() for s in found], limit, offset)
 
 
 @router.get("/campaigns/{name}/plan")
