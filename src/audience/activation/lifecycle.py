@@ -35,6 +35,7 @@ from audience.definitions.schedule import Schedule, check_schedule
 from audience.errors import DefinitionError, NotFound, StateError
 from audience.scheduling.describe import describe
 from audience.scheduling.schedule import ScheduleHistory, next_run
+from audience.shapes import Day, Moment, Shape
 from audience.store.activations import RUNNING_STATES, ScheduledActivation
 from audience.store.runs import DueRun, Run
 
@@ -62,25 +63,52 @@ class ActivationStatus:
     last_run: Run | None
     launch_date: date | None
 
+    def shape(self) -> StatusRow:
+        """The row as `audience status --json` prints it and the API answers it."""
+        last = self.last_run
+        return StatusRow(
+            kind=self.kind,
+            name=self.name,
+            status=self.status,
+            schedule=self.schedule,
+            next_due=self.next_due,
+            launch_date=self.launch_date,
+            last_run=None
+            if last is None
+            else LastRun(
+                run_id=last.id,
+                scheduled_for=last.scheduled_for,
+                status=last.status,
+                error=last.error,
+            ),
+        )
+
     def to_json(self) -> dict[str, Any]:
         """The public JSON shape of `audience status --json`."""
-        last = self.last_run
-        return {
-            "kind": self.kind,
-            "name": self.name,
-            "status": self.status,
-            "schedule": self.schedule,
-            "next_due": self.next_due.isoformat() if self.next_due else None,
-            "launch_date": self.launch_date.isoformat() if self.launch_date else None,
-            "last_run": None
-            if last is None
-            else {
-                "run_id": last.id,
-                "scheduled_for": last.scheduled_for.isoformat(),
-                "status": last.status,
-                "error": last.error,
-            },
-        }
+        return self.shape().model_dump(mode="json")
+
+
+class LastRun(Shape):
+    """An activation's latest run, as its status row shows it."""
+
+    run_id: str
+    scheduled_for: Moment
+    status: str
+    error: str | None
+
+
+class StatusRow(Shape):
+    """One row of the Activations page."""
+
+    kind: str
+    name: str
+    status: str
+    """draft, scheduled, running, delivered, completed, error, paused, canceled, ending…"""
+    schedule: str
+    """The schedule in words."""
+    next_due: Moment | None
+    launch_date: Day | None
+    last_run: LastRun | None
 
 
 class Activations:

@@ -128,7 +128,7 @@ def create_token(
             user, label, expires_at=parse_expiry(expires, now), actor=cli_actor(), now=now
         )
     if as_json:
-        print_json({**issued.token.to_json(now), "token": issued.secret})
+        print_json(issued.shape(now).model_dump(mode="json"))
         return
     out.print(f"Token {issued.token.id} for {escape(user)!r} — shown once, keep it safe:")
     out.print(issued.secret, soft_wrap=True)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from audience.definitions.names import check_name
 from audience.errors import InvalidInput, NotFound, NotSignedIn, StateError
+from audience.shapes import Moment, Shape
 from audience.store.audit import AuditLog
 from audience.store.models import TokenRecord, UserRecord, aware
 
@@ -58,14 +59,18 @@ class User:
         """Whether this user's role includes `role`'s rights."""
         return ROLES.index(self.role) >= ROLES.index(role)
 
-    def to_json(self) -> dict[str, object]:
+    def shape(self) -> UserShape:
         """The user as `user list --json` and the API show them."""
-        return {
-            "name": self.name,
-            "role": self.role,
-            "created_at": self.created_at.isoformat(),
-            "has_password": self.has_password,
-        }
+        return UserShape(
+            name=self.name,
+            role=self.role,
+            created_at=self.created_at,
+            has_password=self.has_password,
+        )
+
+    def to_json(self) -> dict[str, object]:
+        """`shape()` as JSON data."""
+        return self.shape().model_dump(mode="json")
 
 
 @dataclass(frozen=True)
@@ -88,21 +93,49 @@ class Token:
             return "expired"
         return "active"
 
-    def to_json(self, now: datetime) -> dict[str, object]:
+    def shape(self, now: datetime) -> TokenShape:
         """The token as `token list --json` and the API show it: never the token itself."""
+        return TokenShape(
+            id=self.id,
+            user=self.user,
+            label=self.label,
+            state=self.state(now),
+            created_at=self.created_at,
+            expires_at=self.expires_at,
+            last_used_at=self.last_used_at,
+        )
 
-        def when(moment: datetime | None) -> str | None:
-            return None if moment is None else moment.isoformat()
+    def to_json(self, now: datetime) -> dict[str, object]:
+        """`shape(now)` as JSON data."""
+        return self.shape(now).model_dump(mode="json")
 
-        return {
-            "id": self.id,
-            "user": self.user,
-            "label": self.label,
-            "state": self.state(now),
-            "created_at": self.created_at.isoformat(),
-            "expires_at": when(self.expires_at),
-            "last_used_at": when(self.last_used_at),
-        }
+
+class UserShape(Shape):
+    """A user, as listed."""
+
+    name: str
+    role: str
+    created_at: Moment
+    has_password: bool
+
+
+class TokenShape(Shape):
+    """An API token, as listed: never the token itself."""
+
+    id: str
+    user: str
+    label: str
+    state: str
+    """active, expired or revoked."""
+    created_at: Moment
+    expires_at: Moment | None
+    last_used_at: Moment | None
+
+
+class IssuedTokenShape(TokenShape):
+    """A token just made, with the token itself: shown this once."""
+
+    token: str
 
 
 @dataclass(frozen=True)
@@ -111,6 +144,10 @@ class IssuedToken:
 
     token: Token
     secret: str
+
+    def shape(self, now: datetime) -> IssuedTokenShape:
+        """The new token as `token create --json` and `POST /tokens` show it, token included."""
+        return IssuedTokenShape(**self.token.shape(now).model_dump(), token=self.secret)
 
 
 def _user(record: UserRecord) -> User:

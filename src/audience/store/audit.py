@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from audience.shapes import Moment, Shape
 from audience.store.models import AuditRecord, aware
 
 
@@ -25,16 +26,31 @@ class AuditEntry:
     target: str
     detail: dict[str, Any]
 
-    def to_json(self) -> dict[str, Any]:
+    def shape(self) -> AuditShape:
         """The entry as `audience audit --json` and the API show it."""
-        return {
-            "id": self.id,
-            "at": self.at.isoformat(),
-            "actor": self.actor,
-            "action": self.action,
-            "target": self.target,
-            "detail": self.detail,
-        }
+        return AuditShape(
+            id=self.id,
+            at=self.at,
+            actor=self.actor,
+            action=self.action,
+            target=self.target,
+            detail=self.detail,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """`shape()` as JSON data."""
+        return self.shape().model_dump(mode="json")
+
+
+class AuditShape(Shape):
+    """An entry of the audit log."""
+
+    id: int
+    at: Moment
+    actor: str
+    action: str
+    target: str
+    detail: dict[str, Any]
 
 
 class AuditLog:

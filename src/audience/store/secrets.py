@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from audience.definitions.references import SECRET_NAME
 from audience.errors import InvalidInput, NotFound, SecretKeyError
+from audience.shapes import Moment, Shape
 from audience.store.audit import AuditLog
 from audience.store.models import SecretRecord, aware
 
@@ -74,13 +75,21 @@ class SecretInfo:
     updated_at: datetime
     updated_by: str
 
-    def to_json(self) -> dict[str, str]:
+    def shape(self) -> SecretShape:
         """The secret as `secret list --json` and the API show it: never its value."""
-        return {
-            "name": self.name,
-            "updated_at": self.updated_at.isoformat(),
-            "updated_by": self.updated_by,
-        }
+        return SecretShape(name=self.name, updated_at=self.updated_at, updated_by=self.updated_by)
+
+    def to_json(self) -> dict[str, object]:
+        """`shape()` as JSON data."""
+        return self.shape().model_dump(mode="json")
+
+
+class SecretShape(Shape):
+    """A secret, as listed: its name and who last set it, when; never its value."""
+
+    name: str
+    updated_at: Moment
+    updated_by: str
 
 
 class Secrets:

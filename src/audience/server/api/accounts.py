@@ -11,6 +11,10 @@ from pydantic import BaseModel, Field
 from audience.errors import NotAllowed
 from audience.server.api.paging import Limit, Offset, page
 from audience.server.app import Admin, ServedDep, Viewer
+from audience.shapes import Page
+from audience.store.accounts import IssuedTokenShape, TokenShape, UserShape
+from audience.store.audit import AuditShape
+from audience.store.secrets import SecretShape
 
 router = APIRouter(tags=["accounts"])
 
@@ -40,18 +44,18 @@ class SecretValue(BaseModel):
 @router.get("/users")
 def list_users(
     serving: ServedDep, user: Admin, limit: Limit = 100, offset: Offset = 0
-) -> dict[str, Any]:
+) -> Page[UserShape]:
     """Every user and their role (`user list --json`)."""
-    return page([u.to_json() for u in serving.workspace.store.accounts.users()], limit, offset)
+    return page([u.shape() for u in serving.workspace.store.accounts.users()], limit, offset)
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED)
-def add_user(new: NewUser, serving: ServedDep, user: Admin) -> dict[str, Any]:
+def add_user(new: NewUser, serving: ServedDep, user: Admin) -> UserShape:
     """Add a user (409 if the name is taken, 422 for a bad role or a short password)."""
     added = serving.workspace.store.accounts.add_user(
         new.name, new.role, new.password, actor=user.name, now=serving.clock()
     )
-    return added.to_json()
+    return added.shape()
 
 
 @router.delete("/users/{name}")
@@ -64,15 +68,15 @@ def remove_user(name: str, serving: ServedDep, user: Admin) -> dict[str, bool]:
 @router.get("/tokens")
 def list_tokens(
     serving: ServedDep, user: Viewer, limit: Limit = 100, offset: Offset = 0
-) -> dict[str, Any]:
+) -> Page[TokenShape]:
     """Tokens (an admin sees everyone's, others their own); never the tokens themselves."""
     now = serving.clock()
     found = serving.workspace.store.accounts.tokens(None if user.may("admin") else user.name)
-    return page([t.to_json(now) for t in found], limit, offset)
+    return page([t.shape(now) for t in found], limit, offset)
 
 
 @router.post("/tokens", status_code=status.HTTP_201_CREATED)
-def create_token(new: NewToken, serving: ServedDep, user: Viewer) -> dict[str, Any]:
+def create_token(new: NewToken, serving: ServedDep, user: Viewer) -> IssuedTokenShape:
     """A new token, shown in this answer only (`token` key)."""
     owner = new.user or user.name
     if owner != user.name and not user.may("admin"):
@@ -81,26 +85,26 @@ def create_token(new: NewToken, serving: ServedDep, user: Viewer) -> dict[str, A
     issued = serving.workspace.store.accounts.create_token(
         owner, new.label, expires_at=new.expires_at, actor=user.name, now=now
     )
-    return {**issued.token.to_json(now), "token": issued.secret}
+    return issued.shape(now)
 
 
 @router.delete("/tokens/{identifier}")
-def revoke_token(identifier: str, serving: ServedDep, user: Viewer) -> dict[str, Any]:
+def revoke_token(identifier: str, serving: ServedDep, user: Viewer) -> TokenShape:
     """Revoke a token (one's own, or anyone's for an admin): it stops working at once."""
     accounts = serving.workspace.store.accounts
     owned = {t.id for t in accounts.tokens(user.name)}
     if identifier not in owned and not user.may("admin"):
         raise NotAllowed("only an admin revokes someone else's token")
     now = serving.clock()
-    return accounts.revoke_token(identifier, actor=user.name, now=now).to_json(now)
+    return accounts.revoke_token(identifier, actor=user.name, now=now).shape(now)
 
 
 @router.get("/secrets")
-def list_secrets(serving: ServedDep, user: Admin) -> list[dict[str, Any]]:
+def list_secrets(serving: ServedDep, user: Admin) -> list[SecretShape]:
     """The secrets' names and who set them when; never a value."""
     with serving.use(user) as ws:
         found = ws.secrets.names()
-    return [s.to_json() for s in found]
+    return [s.shape() for s in found]
 
 
 @router.put("/secrets/{name}")
@@ -127,7 +131,7 @@ def audit(
     before: Annotated[
         int | None, Query(ge=1, le=2**63 - 1, description="Entries older than this id.")
     ] = None,
-) -> list[dict[str, Any]]:
+) -> list[AuditShape]:
     """Who did what, when; newest first (`audience audit --json`)."""
     entries = serving.workspace.store.audit.entries(limit=limit, before=before)
-    return [e.to_json() for e in entries]
+    return [e.shape() for e in entries]

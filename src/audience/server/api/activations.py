@@ -8,10 +8,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from audience.activation.lifecycle import ActivationStatus
+from audience.activation.lifecycle import ActivationStatus, StatusRow
 from audience.activation.results import CampaignResults, parse_window
 from audience.server.api.paging import Limit, Offset, page
 from audience.server.app import Admin, Editor, ServedDep, Viewer
+from audience.shapes import Page
 
 router = APIRouter(tags=["activations"])
 
@@ -25,13 +26,13 @@ def status(
     kind: Annotated[Kind | None, Query(description="Only activations of this kind.")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
-) -> dict[str, Any]:
+) -> Page[StatusRow]:
     """Every activation: kind, name, status, schedule in words, next due, last run (each item
     as `audience status --json` prints it)."""
     del user  # signed in as a viewer: that is all status needs
     # The metadata store only: no turn on the customer database.
     found = serving.workspace.activations.status(kind)
-    return page([s.to_json() for s in found], limit, offset)
+    return page([s.shape() for s in found], limit, offset)
 
 
 @router.get("/campaigns/{name}/plan")
@@ -47,10 +48,10 @@ def _routes_of(kinds: str, kind: Kind, *, verbs: bool) -> None:
     schedule to change by hand) schedule, pause, resume and cancel."""
 
     @router.get(f"/{kinds}/{{name}}/status", name=f"{kind}_status")
-    def status_of(name: str, serving: ServedDep, user: Viewer) -> dict[str, Any]:
+    def status_of(name: str, serving: ServedDep, user: Viewer) -> StatusRow:
         """One activation's row of the Activations page."""
-        with serving.use(user) as ws:
-            return ws.activations.status_of(kind, name).to_json()
+        del user
+        return serving.workspace.activations.status_of(kind, name).shape()
 
     @router.post(f"/{kinds}/{{name}}/run", status_code=202, name=f"{kind}_run")
     def run(name: str, response: Response, serving: ServedDep, user: Admin) -> dict[str, Any]:
@@ -72,19 +73,19 @@ def _routes_of(kinds: str, kind: Kind, *, verbs: bool) -> None:
         verb: Literal["schedule", "pause", "resume", "cancel"],
         serving: ServedDep,
         user: Admin,
-    ) -> dict[str, Any]:
+    ) -> StatusRow:
         """Put the activation on its schedule, pause it, resume it or cancel it (409 when its
         state does not allow that); answers with its new status."""
         with serving.use(user) as ws:
             changed: ActivationStatus = getattr(ws.activations, verb)(kind, name)
-        return changed.to_json()
+        return changed.shape()
 
 
 @router.post("/journeys/{name}/activate")
-def activate_journey(name: str, serving: ServedDep, user: Admin) -> dict[str, Any]:
+def activate_journey(name: str, serving: ServedDep, user: Admin) -> StatusRow:
     """Start the journey on its schedule: a worker admits and moves customers at each run."""
     with serving.use(user) as ws:
-        return ws.activations.schedule("journey", name).to_json()
+        return ws.activations.schedule("journey", name).shape()
 
 
 @router.post("/journeys/{name}/end")
@@ -95,10 +96,10 @@ def end_journey(
     release: Annotated[
         bool, Query(description="Let everyone inside go now, not at the end of their paths.")
     ] = False,
-) -> dict[str, Any]:
+) -> StatusRow:
     """End the journey: no one is admitted any more (409 when it is not active)."""
     with serving.use(user) as ws:
-        return ws.activations.end(name, release=release).to_json()
+        return ws.activations.end(name, release=release).shape()
 
 
 @router.post("/campaigns/{name}/test")

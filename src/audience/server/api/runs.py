@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Response
 
 from audience.server.api.paging import Limit, Offset, page
 from audience.server.app import Admin, ServedDep, Viewer
+from audience.shapes import Page
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -19,7 +20,7 @@ def list_runs(
     activation: Annotated[str | None, Query(description="Only this activation's runs.")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
-) -> dict[str, Any]:
+) -> Page[dict[str, Any]]:
     """Runs, newest first, with counts, errors and deliveries."""
     del user
     found = serving.workspace.runs(activation)  # the metadata store only: no turn needed

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from audience.server.api.paging import Limit, Offset, page
 from audience.server.app import ServedDep, Viewer
+from audience.shapes import Page
 
 router = APIRouter(prefix="/segments", tags=["segments"])
 
@@ -15,7 +16,7 @@ router = APIRouter(prefix="/segments", tags=["segments"])
 @router.get("")
 def list_segments(
     serving: ServedDep, user: Viewer, limit: Limit = 100, offset: Offset = 0
-) -> dict[str, Any]:
+) -> Page[dict[str, Any]]:
     """Every segment: newest version, its status, the active version (`segment list --json`)."""
     with serving.use(user) as ws:
         summaries = ws.segment_summaries()
