@@ -322,6 +322,9 @@ def test_a_run_is_accepted_then_polled_until_the_servers_worker_has_sent_it(
             threading.Event().wait(0.05)
         assert run["status"] == "succeeded", run
         assert run["trigger"] == "manual" and errors == []
+        stored = app.state.served.workspace.store.runs.find(run["run_id"])
+        assert run == stored.to_json()  # the CLI's `runs --json` item, key for key
+        assert run["campaign"] == "Gold offer" and "journey" not in run
         (delivery,) = [d for d in run["deliveries"] if d["role"] == "data"]
         sent = Path(delivery["uri"].removeprefix("file://")).read_text().splitlines()
         assert sent[0] == "amperity_id,email" and len(sent) - 1 == delivery["rows"] == run["sent"]

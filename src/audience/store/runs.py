@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import SerializerFunctionWrapHandler, model_serializer
 from sqlalchemy import (
     DateTime,
     Engine,
@@ -61,6 +62,7 @@ from audience.errors import (
     TerminalDeliveryError,
     TransientDeliveryError,
 )
+from audience.shapes import Moment, Shape
 from audience.store.locking import locked_session
 from audience.store.models import ActivationRecord, DeliveryRecord, RunRecord, aware
 
@@ -141,49 +143,104 @@ class Run:
     retries: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[DeliveredFile] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        """The run as JSON-ready data: the shape of `runs --json` and the API's runs."""
-        return {
-            "run_id": self.id,
-            "activation": self.activation_name,
-            "kind": self.activation_kind,
-            "version": self.version,
-            "scheduled_for": self.scheduled_for.isoformat(),
-            "started_at": self.started_at.isoformat() if self.started_at else None,
-            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
-            "status": self.status,
-            "test": self.is_test,
-            "attempt": self.attempt,
-            "trigger": self.trigger,
-            "counts": self.counts,
-            "error": self.error,
-            "error_kind": self.error_kind,
-            "retries": self.retries,
-            "next_attempt_at": self.not_before.isoformat() if self.not_before else None,
-            "deliveries": [
-                {
-                    "destination": d.destination,
-                    "sub_audience": d.sub_audience,
-                    "group": d.group,
-                    "role": d.role,
-                    "uri": d.uri,
-                    "rows": d.rows,
-                    "bytes": d.bytes,
-                    "sha256": d.sha256,
-                }
+    def shape(self) -> RunShape:
+        """The run as `runs --json` prints it and the API answers it."""
+        return RunShape(
+            run_id=self.id,
+            activation=self.activation_name,
+            kind=self.activation_kind,
+            version=self.version,
+            scheduled_for=self.scheduled_for,
+            started_at=self.started_at,
+            ended_at=self.ended_at,
+            status=self.status,
+            test=self.is_test,
+            attempt=self.attempt,
+            trigger=self.trigger,
+            counts=self.counts,
+            error=self.error,
+            error_kind=self.error_kind,
+            retries=self.retries,
+            next_attempt_at=self.not_before,
+            deliveries=[
+                DeliveryShape(
+                    destination=d.destination,
+                    sub_audience=d.sub_audience,
+                    group=d.group,
+                    role=d.role,
+                    uri=d.uri,
+                    rows=d.rows,
+                    bytes=d.bytes,
+                    sha256=d.sha256,
+                )
                 for d in self.deliveries
             ],
-            # The activation's name under its kind, what was sent and held back: the keys
-            # `campaign run --json` has always had, for every kind.
-            self.activation_kind: self.activation_name,
-            "sent": self.sent,
-            "control": int(self.counts.get("control", 0)),
-        }
+            **{self.activation_kind: self.activation_name},
+            sent=self.sent,
+            control=int(self.counts.get("control", 0)),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """`shape()` as JSON data."""
+        return self.shape().model_dump(mode="json")
 
     @property
     def sent(self) -> int:
         """Customers a campaign or journey run sent; rows an orchestration run sent."""
         return int(self.counts.get("sent", self.counts.get("rows", 0)))
+
+
+class DeliveryShape(Shape):
+    """One file a run put on a destination."""
+
+    destination: str
+    sub_audience: str | None
+    group: str | None
+    role: str
+    """data, manifest or success."""
+    uri: str
+    rows: int
+    bytes: int
+    sha256: str
+
+
+class RunShape(Shape):
+    """A run: what, when, how it went, what it sent where."""
+
+    run_id: str
+    activation: str
+    kind: str
+    version: int
+    scheduled_for: Moment
+    started_at: Moment | None
+    ended_at: Moment | None
+    status: str
+    """queued, running, succeeded, failed or canceled."""
+    test: bool
+    attempt: int
+    trigger: str | None
+    counts: dict[str, Any]
+    error: str | None
+    error_kind: str | None
+    retries: list[dict[str, Any]]
+    next_attempt_at: Moment | None
+    deliveries: list[DeliveryShape]
+    # The activation's name under its kind (`"campaign": "Win back"`): the key `campaign run
+    # --json` has always had; only the run's own kind is printed.
+    campaign: str | None = None
+    journey: str | None = None
+    orchestration: str | None = None
+    sent: int
+    """Customers sent (rows, for an orchestration)."""
+    control: int
+
+    @model_serializer(mode="wrap")
+    def _its_kind_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for kind in ("campaign", "journey", "orchestration"):
+            if kind != self.kind:
+                data.pop(kind, None)
+        return data
 
 
 def error_kind(error: BaseException) -> str:

@@ -13,6 +13,7 @@ from audience.activation.results import CampaignResults, parse_window
 from audience.server.api.paging import Limit, Offset, page
 from audience.server.app import Admin, Editor, ServedDep, Viewer
 from audience.shapes import Page
+from audience.store.runs import RunShape
 
 router = APIRouter(tags=["activations"])
 
@@ -54,7 +55,7 @@ def _routes_of(kinds: str, kind: Kind, *, verbs: bool) -> None:
         return serving.workspace.activations.status_of(kind, name).shape()
 
     @router.post(f"/{kinds}/{{name}}/run", status_code=202, name=f"{kind}_run")
-    def run(name: str, response: Response, serving: ServedDep, user: Admin) -> dict[str, Any]:
+    def run(name: str, response: Response, serving: ServedDep, user: Admin) -> RunShape:
         """Queue a run now, for the server's worker (or any `audience worker`) to send; poll
         the run at `Location` (`GET /runs/{run_id}`) until it has succeeded or failed."""
         with serving.use(user) as ws:
@@ -62,7 +63,7 @@ def _routes_of(kinds: str, kind: Kind, *, verbs: bool) -> None:
         if serving.worker is not None:
             serving.worker.wake()
         response.headers["Location"] = f"/runs/{queued.id}"
-        return queued.to_json()
+        return queued.shape()
 
     if not verbs:
         return
@@ -108,11 +109,11 @@ def test_send(
     serving: ServedDep,
     user: Editor,
     records: Annotated[int, Query(ge=1, le=1000, description="Rows per file.")] = 10,
-) -> dict[str, Any]:
+) -> RunShape:
     """Send a sample of `records` rows per file, named TEST_…, without touching the ledger;
     answered when sent (a sample is small), with the test run."""
     with serving.use(user) as ws:
-        return ws.campaign_run(name, test_records=records).to_json()
+        return ws.campaign_run(name, test_records=records).shape()
 
 
 _routes_of("campaigns", "campaign", verbs=True)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 from audience.server.api.paging import Limit, Offset, page
 from audience.server.app import Admin, ServedDep, Viewer
 from audience.shapes import Page
+from audience.store.runs import RunShape
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -20,22 +21,22 @@ def list_runs(
     activation: Annotated[str | None, Query(description="Only this activation's runs.")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
-) -> Page[dict[str, Any]]:
+) -> Page[RunShape]:
     """Runs, newest first, with counts, errors and deliveries."""
     del user
     found = serving.workspace.runs(activation)  # the metadata store only: no turn needed
-    return page([r.to_json() for r in found], limit, offset)
+    return page([r.shape() for r in found], limit, offset)
 
 
 @router.get("/{run_id}")
-def run(run_id: str, serving: ServedDep, user: Viewer) -> dict[str, Any]:
+def run(run_id: str, serving: ServedDep, user: Viewer) -> RunShape:
     """One run (an unambiguous prefix of its id will do)."""
     del user
-    return serving.workspace.store.runs.find(run_id).to_json()
+    return serving.workspace.store.runs.find(run_id).shape()
 
 
 @router.post("/{run_id}/retry", status_code=202)
-def retry(run_id: str, response: Response, serving: ServedDep, user: Admin) -> dict[str, Any]:
+def retry(run_id: str, response: Response, serving: ServedDep, user: Admin) -> RunShape:
     """Queue a failed or canceled run again, as its next attempt for the same due time (409
     for a success, a run under way or a test send); poll it at `Location`."""
     with serving.use(user) as ws:
@@ -43,7 +44,7 @@ def retry(run_id: str, response: Response, serving: ServedDep, user: Admin) -> d
     if serving.worker is not None:
         serving.worker.wake()
     response.headers["Location"] = f"/runs/{queued.id}"
-    return queued.to_json()
+    return queued.shape()
 
 
 @router.post("/{run_id}/cancel")
