@@ -374,3 +374,25 @@ def test_a_cli_run_split_by_size_or_bundled_sends_every_row_once(
     assert rows == [{k: as_text(v) for k, v in row.items()} for row in expected]
     assert result["sent"] == listed["rows"] == len(expected)
     assert result["counts"]["files"] == len(listed["files"])
+
+
+def test_parts_published_before_a_failure_are_on_the_run_record(
+    fresh_workspace: Workspace, tmp_path: Path
+) -> None:
+    """Each part is recorded as it is published: a run that fails at its third part shows the
+    two it delivered (an operator must see what is at the destination)."""
+    ws = fresh_workspace
+    out = tmp_path / "out"
+    apply(ws, folder(out, filename="{{ activation_name }}", split_rows=100), orchestration("Parts"))
+    first = ws.run_now("orchestration", "Parts", now=NOW)
+    assert first.status == "succeeded", first.error
+    parts = sorted(d.uri for d in first.deliveries if d.role == "data")
+    assert len(parts) >= 3
+    for uri in parts[:2]:
+        Path(uri.removeprefix("file://")).unlink()  # the third is the first run's: not ours
+    second = ws.run_now("orchestration", "Parts", now=NOW + timedelta(minutes=1))
+    assert second.status == "failed" and "not written by this run" in (second.error or "")
+    recorded = [d for d in second.deliveries if d.role == "data"]
+    assert sorted(d.uri for d in recorded) == parts[:2]
+    assert [d.rows for d in recorded] == [100, 100]
+    assert all(Path(d.uri.removeprefix("file://")).is_file() for d in recorded)

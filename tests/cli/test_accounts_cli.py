@@ -31,9 +31,9 @@ def audience(workspace: Path, *args: str, stdin: str | None = None) -> tuple[int
 
 def test_users_and_tokens(workspace: Path) -> None:
     code, printed, _ = audience(
-        workspace, "user", "add", "alice", "--role", "admin", "--password-stdin", stdin=PASSWORD
+        workspace, "user", "add", "alice", "--role", "editor", "--password-stdin", stdin=PASSWORD
     )
-    assert code == 0 and "Added user 'alice' (admin)" in printed
+    assert code == 0 and "Added user 'alice' (editor)" in printed
     code, printed, _ = audience(workspace, "token", "create", "alice", "--expires", "30d", "--json")
     issued = json.loads(printed)
     assert code == 0 and issued["token"].startswith("aud_") and issued["state"] == "active"
@@ -48,7 +48,7 @@ def test_users_and_tokens(workspace: Path) -> None:
     assert json.loads(printed) == [
         {
             "name": "alice",
-            "role": "admin",
+            "role": "editor",
             "created_at": json.loads(printed)[0]["created_at"],
             "has_password": True,
         }
@@ -116,3 +116,24 @@ def test_a_secret_key_in_the_settings_file_is_refused(workspace: Path) -> None:
     settings.write_text(settings.read_text() + f'\n[secrets]\nkey = "{new_key()}"\n')
     code, _, errors = audience(workspace, "secret", "list")
     assert code == 1 and "secrets.key: the secret key never sits in audience.toml" in errors
+
+
+def test_a_key_file_goes_in_whole_and_far_expiries_are_refused(workspace: Path) -> None:
+    key = (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\nAAAA\n"
+        "-----END OPENSSH PRIVATE KEY-----\n"
+    )
+    assert audience(workspace, "secret", "set", "sftp.key", "--stdin", stdin=key)[0] == 0
+    from audience.workspace import Workspace
+
+    with Workspace.open(workspace) as ws:
+        assert ws.secrets.value("sftp.key") == key.removesuffix("\n")
+    audience(workspace, "user", "add", "ada", "--role", "admin", "--no-password")
+    code, _, errors = audience(workspace, "token", "create", "ada", "--expires", "99999999d")
+    assert code == 2 and "calendar" in errors and "--expires" in errors
+    code, _, errors = audience(workspace, "user", "remove", "ada")
+    assert code == 1 and "'ada' is the only admin" in errors
+    code, _, errors = audience(workspace, "token", "create", "ada", "--label", "x" * 201)
+    assert code == 1 and "label:" in errors
+    code, _, errors = audience(workspace, "user", "add", "bo", "--password-stdin", stdin=" " * 12)
+    assert code == 1 and "password:" in errors

@@ -183,7 +183,7 @@ def test_bad_definitions_are_422_naming_the_field(
     assert answer.status_code == 422, answer.text
     (problem,) = answer.json()["detail"]
     assert problem["msg"] and problem["type"]
-    assert problem["loc"][0] == "body" and len(problem["loc"]) > 1
+    assert problem["loc"][0] == "body" and problem["loc"][1].isdigit()
     if location is not None:
         assert problem["loc"] == location
     assert client.get("/segments", headers=bearer(client, "ed")).json()["total"] == 0
@@ -431,3 +431,30 @@ def test_an_editor_test_sends_a_sample_and_journeys_answer_for_their_state(
     assert client.post("/campaigns/Gold offer/run", headers=ed).status_code == 403
     assert client.post("/journeys/Nope/activate", headers=ada).status_code == 404
     assert client.post("/journeys/Nope/end", headers=ada).status_code == 404
+
+
+def test_a_refused_request_never_echoes_what_was_sent(client: TestClient) -> None:
+    leaked = "MyRealPassw0rd-LEAK"
+    wrong_shape = client.post("/auth/login", json={"name": 1, "password": leaked, "x": [1]})
+    assert wrong_shape.status_code in (401, 422) and leaked not in wrong_shape.text
+    missing = client.post("/auth/login", json={"password": leaked})
+    assert missing.status_code == 422 and leaked not in missing.text
+    ada = bearer(client, "ada")
+    typo = client.put("/secrets/s1", json={"valu": leaked}, headers=ada)
+    assert typo.status_code == 422 and leaked not in typo.text
+    assert typo.json()["detail"][0]["loc"] == ["body", "value"]
+    only = client.delete("/users/ada", headers=ada)
+    assert only.status_code == 409 and "only admin" in only.json()["detail"]
+
+
+def test_names_with_slashes_and_spaces_reach_their_routes(client: TestClient) -> None:
+    ada = bearer(client, "ada")
+    segment = {**SEGMENT, "name": "Black Friday / Cyber Monday"}
+    assert client.post("/definitions", json=[segment], headers=ada).status_code == 200
+    quoted = "Black%20Friday%20%2F%20Cyber%20Monday"
+    insights = client.get(f"/segments/{quoted}/insights", headers=ada)
+    assert insights.status_code == 200, insights.text
+    assert insights.json()["segment"] == segment["name"]
+    stored = client.get(f"/definitions/segment/{quoted}", headers=ada)
+    assert stored.status_code == 200 and stored.json()["name"] == segment["name"]
+    assert client.get("/segments/Black%20Friday/insights", headers=ada).status_code == 404

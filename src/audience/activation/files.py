@@ -17,7 +17,7 @@ from audience.definitions.campaign import REMAINING, Campaign
 from audience.definitions.destination import Destination
 from audience.definitions.journey import Journey
 from audience.definitions.orchestration import Orchestration
-from audience.delivery.destinations.base import DestinationClient
+from audience.delivery.destinations.base import Delivery, DestinationClient
 from audience.delivery.naming import NameValues
 from audience.delivery.shipment import RunNames, deliver, discard_unfinished, final_names
 from audience.errors import FileNameCollision
@@ -172,10 +172,20 @@ def send_files(
             ordered=destination.file.split,
         )
         progress.step(f"{file.group or 'all treatments'} → {destination.name}", rows)
+        recorded: list[DeliveredFile] = []
+
+        def record(
+            delivery: Delivery, file: CampaignFile = file, into: list[DeliveredFile] = recorded
+        ) -> None:
+            # The moment it is published, before the next part is sent.
+            into.append(
+                recording.published(delivery, sub_audience=file.sub_audience, group=file.group)
+            )
+
         # Closed however delivery ends: an open result would block the engine's clean-up, whose
         # error would then hide the real cause of the failure.
         with setting.engine.stream(query) as reader:
-            delivered = deliver(
+            deliver(
                 destination,
                 _reported(reader, progress),
                 names=values,
@@ -185,9 +195,9 @@ def send_files(
                 claimed=claimed,
                 earlier=earlier,
                 references=setting.references,
+                on_published=record,
             )
-        for delivery in delivered:
-            yield recording.published(delivery, sub_audience=file.sub_audience, group=file.group)
+        yield from recorded
 
 
 def discard_leftovers(

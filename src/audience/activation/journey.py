@@ -14,6 +14,7 @@ transaction. So a run that fails before that changes nothing but files the retry
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -419,6 +420,7 @@ def _send(
             )
             progress.step(f"{node_name} → {destination.name}")
             with setting.engine.stream(query) as reader:
+                # Each file is recorded the moment it is published, before the next is sent.
                 delivered = deliver(
                     place,
                     reader,
@@ -429,10 +431,11 @@ def _send(
                     claimed=claimed,
                     earlier=earlier,
                     references=setting.references,
+                    on_published=functools.partial(
+                        recording.published, sub_audience=node_name, group=None
+                    ),
                 )
-            for delivery in delivered:
-                recording.published(delivery, sub_audience=node_name, group=None)
-                files += delivery.role == "data"
+            files += sum(delivery.role == "data" for delivery in delivered)
     return files
 
 

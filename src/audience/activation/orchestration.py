@@ -31,7 +31,7 @@ from audience.delivery.naming import NameValues
 from audience.delivery.shipment import deliver, discard_unfinished, final_names
 from audience.engines.base import Engine
 from audience.errors import EngineError, InvalidValue, UnknownReference, UnsafeQuery
-from audience.store.runs import Run, RunLog
+from audience.store.runs import DeliveredFile, Run, RunLog
 
 SOURCE = "source"
 """The alias the user's query gets when Audience wraps it."""
@@ -141,8 +141,10 @@ def run_orchestration(
     statement = _sent(orchestration, query, mark, ordered=ordered)
     progress.step(f"{orchestration.name} → {destination.name}")
     watch = _Watch(orchestration.incremental_by)
+    files: list[DeliveredFile] = []
     with setting.engine.stream(statement) as reader:
-        delivered = deliver(
+        # Each file is recorded the moment it is published, before the next part is sent.
+        deliver(
             destination,
             watch.batches(reader, progress),
             names=_names(orchestration, run.scheduled_for),
@@ -151,8 +153,8 @@ def run_orchestration(
             schema=reader.schema,
             earlier=recording.earlier_files(),
             references=setting.references,
+            on_published=lambda delivery: files.append(recording.published(delivery)),
         )
-    files = [recording.published(delivery) for delivery in delivered]
     counts: dict[str, Any] = {
         "rows": watch.rows,
         "files": sum(1 for f in files if f.role == "data"),

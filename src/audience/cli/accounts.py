@@ -100,7 +100,12 @@ def parse_expiry(text: str | None, now: datetime) -> datetime | None:
         return None
     duration = _DURATION.match(text)
     if duration:
-        return now + timedelta(**{_UNITS[duration.group(2)]: int(duration.group(1))})
+        try:
+            return now + timedelta(**{_UNITS[duration.group(2)]: int(duration.group(1))})
+        except OverflowError:
+            raise typer.BadParameter(
+                f"{text!r} is further away than a calendar goes", param_hint="--expires"
+            ) from None
     try:
         return as_utc(datetime.fromisoformat(text.strip()))
     except ValueError:

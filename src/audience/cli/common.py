@@ -134,13 +134,14 @@ def cli_actor() -> str:
 
 
 def read_secret_input(prompt: str, *, from_stdin: bool, confirm: bool = False) -> str:
-    """A password or secret: the first line of standard input when asked (for scripts), else
-    typed at a hidden prompt. Never an argument, which would sit in the shell's history and in
-    the process list."""
+    """A password or secret: all of standard input when asked (for scripts; a key file's many
+    lines included, less the final line break), else typed at a hidden prompt. Never an
+    argument, which would sit in the shell's history and in the process list."""
     import sys
 
     if from_stdin or not sys.stdin.isatty():
-        return sys.stdin.readline().rstrip("\r\n")
+        text = sys.stdin.read()
+        return text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
     value: str = typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
     return value
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -354,6 +354,7 @@ def deliver(
     claimed: RunNames | None = None,
     earlier: Mapping[str, EarlierFile] | None = None,
     references: Mapping[str, str] | None = None,
+    on_published: Callable[[Delivery], object] | None = None,
 ) -> list[Delivery]:
     """Send one audience file (or its numbered parts) to `destination`.
 
@@ -363,10 +364,11 @@ def deliver(
     by URI, the files earlier attempts of the run recorded as published: they are not sent
     again, even if the receiver has taken them away since (a drop folder that is emptied).
     `references` give `${VAR}` and `${secret:NAME}` in the PGP options their values (the
-    process's environment by default). Returns one `Delivery` per file written: the data
-    files, then the manifest and the success file when the destination asks for them. An
-    empty audience sends a file with just the header (`file.empty: header`) or nothing at all
-    (`file.empty: none`).
+    process's environment by default). `on_published` hears of each file the moment it is
+    published (a part of several, the manifest…), so a run can record it before the next.
+    Returns one `Delivery` per file written: the data files, then the manifest and the success
+    file when the destination asks for them. An empty audience sends a file with just the
+    header (`file.empty: header`) or nothing at all (`file.empty: none`).
     """
     options = destination.file
     if schema is None and isinstance(batches, pa.RecordBatchReader):
@@ -381,8 +383,11 @@ def deliver(
     claimed = claimed or RunNames()
     earlier = earlier or {}
     what = f"{names.group_name or 'the file'} for {destination.name!r}"
+    note = on_published or _unheard
     if isinstance(client, RecordReceiver):
-        return [_send_records(destination, client, rows, names, run_id, claimed, earlier, what)]
+        sent = _send_records(destination, client, rows, names, run_id, claimed, earlier, what)
+        note(sent)
+        return [sent]
     file_schema = formats.output_schema(schema, options)
     recipient = (
         Recipient(
@@ -395,7 +400,17 @@ def deliver(
     )
     try:
         return _deliver_files(
-            destination, client, rows, file_schema, names, run_id, claimed, earlier, what, recipient
+            destination,
+            client,
+            rows,
+            file_schema,
+            names,
+            run_id,
+            claimed,
+            earlier,
+            what,
+            recipient,
+            note,
         )
     finally:
         if recipient is not None:
@@ -413,6 +428,7 @@ def _deliver_files(
     earlier: Mapping[str, EarlierFile],
     what: str,
     recipient: Recipient | None,
+    note: Callable[[Delivery], object],
 ) -> list[Delivery]:
     options = destination.file
     prepared = formats.prepare(rows if rows is not None else iter(()), options)
@@ -422,13 +438,16 @@ def _deliver_files(
 
     parts = packaging.split(prepared, options.split_rows, options.split_bytes, encoder)
     send = _send_bundle if options.bundled else _send_parts
-    deliveries = send(destination, client, parts, names, run_id, claimed, earlier, what, recipient)
+    deliveries = send(
+        destination, client, parts, names, run_id, claimed, earlier, what, recipient, note
+    )
     if options.manifest:
         deliveries.append(
             _publish_manifest(
                 destination, deliveries, names, run_id, client, claimed, what, earlier
             )
         )
+        note(deliveries[-1])
     if options.success_file:
         # Last of all: its presence tells the receiver that every other file is complete.
         name = _set_name(destination, names, run_id, packaging.SUCCESS_SUFFIX)
@@ -439,7 +458,12 @@ def _deliver_files(
             deliveries.append(_delivery(destination, name, published, 0, "success"))
         else:
             deliveries.append(_earlier(destination, name, known, "success"))
+        note(deliveries[-1])
     return deliveries
+
+
+def _unheard(delivery: Delivery) -> None:
+    del delivery
 
 
 def _publish(
@@ -471,8 +495,9 @@ def _send_parts(
     earlier: Mapping[str, EarlierFile],
     what: str,
     recipient: Recipient | None,
+    note: Callable[[Delivery], object],
 ) -> list[Delivery]:
-    """Each part as a file of its own."""
+    """Each part as a file of its own, each heard of (`note`) as soon as it is published."""
     options = destination.file
     deliveries: list[Delivery] = []
     for part in parts:
@@ -482,6 +507,7 @@ def _send_parts(
         if known is not None:
             part.skip(known.rows)
             deliveries.append(_earlier(destination, name, known, "data"))
+            note(deliveries[-1])
             continue
         member = naming.member_name(name, options.format, options.compression)
         packaged = packaging.package(
@@ -490,6 +516,7 @@ def _send_parts(
         published = _publish(client, name, packaged, run_id, recipient)
         part.drain()
         deliveries.append(_delivery(destination, name, published, part.rows, "data"))
+        note(deliveries[-1])
     return deliveries
 
 
@@ -503,6 +530,7 @@ def _send_bundle(
     earlier: Mapping[str, EarlierFile],
     what: str,
     recipient: Recipient | None,
+    note: Callable[[Delivery], object],
 ) -> list[Delivery]:
     """Every part as a member of one tar archive: one file to publish, whole or not at all."""
     options = destination.file
@@ -512,7 +540,9 @@ def _send_bundle(
     if known is not None:
         for _part in parts:  # each part is drained as the next is taken
             pass
-        return [_earlier(destination, name, known, "data")]
+        found = _earlier(destination, name, known, "data")
+        note(found)
+        return [found]
     taken: list[packaging.Part] = []
 
     def members() -> Iterator[tuple[str, Iterable[bytes]]]:
@@ -525,7 +555,9 @@ def _send_bundle(
     published = _publish(client, name, packaged, run_id, recipient)
     for part in parts:  # the archive was there already: count the rows it holds
         taken.append(part)
-    return [_delivery(destination, name, published, sum(p.rows for p in taken), "data")]
+    bundled = _delivery(destination, name, published, sum(p.rows for p in taken), "data")
+    note(bundled)
+    return [bundled]
 
 
 def discard_unfinished(

@@ -5,6 +5,8 @@ with the current state a 409; never a 500 for something the caller did."""
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from audience.errors import (
@@ -69,6 +71,18 @@ async def _answer(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
+    # FastAPI's own 422, without the `input` it would echo: a password or a secret's value.
+    del request
+    assert isinstance(error, RequestValidationError)
+    problems = [
+        {key: value for key, value in problem.items() if key not in {"input", "ctx", "url"}}
+        for problem in error.errors()
+    ]
+    return JSONResponse({"detail": jsonable_encoder(problems)}, status_code=422)
+
+
 def install(app: FastAPI) -> None:
-    """Answer every AudienceError by its status."""
+    """Answer every AudienceError by its status, and bad requests without echoing them."""
     app.add_exception_handler(AudienceError, _answer)
+    app.add_exception_handler(RequestValidationError, _invalid_request)

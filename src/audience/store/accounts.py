@@ -31,6 +31,7 @@ ROLES = ("viewer", "editor", "admin")
 """From least to most allowed; each role may do what the ones before it may."""
 MIN_PASSWORD_LENGTH = 12
 TOKEN_PREFIX = "aud_"
+MAX_LABEL_LENGTH = 200
 LAST_USED_EVERY = timedelta(minutes=1)
 """A token's last use is written at most this often, so reading status costs no write."""
 
@@ -183,8 +184,8 @@ def check_role(role: str) -> str:
 
 
 def check_password(password: str) -> str:
-    """`password` if it is long enough, else InvalidInput."""
-    if len(password) < MIN_PASSWORD_LENGTH:
+    """`password` if it is long enough (and more than spaces), else InvalidInput."""
+    if len(password) < MIN_PASSWORD_LENGTH or not password.strip():
         raise InvalidInput(
             f"a password has at least {MIN_PASSWORD_LENGTH} characters", field="password"
         )
@@ -243,8 +244,20 @@ class Accounts:
     def remove_user(self, name: str, *, actor: str, now: datetime) -> None:
         """Remove a user and every token of theirs."""
         with self._sessions() as session, session.begin():
-            if session.get(UserRecord, name) is None:
+            record = session.get(UserRecord, name)
+            if record is None:
                 raise NotFound(f"user {name!r} does not exist")
+            if (
+                record.role == "admin"
+                and not session.scalars(
+                    select(UserRecord.name).where(
+                        UserRecord.role == "admin", UserRecord.name != name
+                    )
+                ).first()
+            ):
+                raise StateError(
+                    f"{name!r} is the only admin; add another admin before removing them"
+                )
             session.execute(delete(TokenRecord).where(TokenRecord.user_name == name))
             session.execute(delete(UserRecord).where(UserRecord.name == name))
             AuditLog.add(session, at=now, actor=actor, action="user.remove", target=name)
@@ -283,6 +296,11 @@ class Accounts:
         """A new token for `user`, valid until `expires_at` (None: until revoked)."""
         if expires_at is not None and expires_at <= now:
             raise InvalidInput("an expiry must be in the future", field="expires")
+        if not label.strip() or len(label) > MAX_LABEL_LENGTH:
+            raise InvalidInput(
+                f"a label says what the token is for, in 1 to {MAX_LABEL_LENGTH} characters",
+                field="label",
+            )
         identifier = secrets.token_hex(4)
         secret = f"{TOKEN_PREFIX}{identifier}_{secrets.token_urlsafe(32)}"
         record = TokenRecord(

@@ -61,7 +61,8 @@ def check_secret_name(name: str) -> str:
     """`name` if `${secret:NAME}` can refer to it, else InvalidInput."""
     if not SECRET_NAME.match(name):
         raise InvalidInput(
-            "a secret's name starts with a letter or _ and holds letters, digits, _ . or -",
+            "a secret's name starts with a letter or _ and holds up to 200 letters, digits, "
+            "_ . or -",
             field="name",
         )
     return name

@@ -67,3 +67,36 @@ def test_reading_destinations_imports_no_client_library() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert loaded == ""
+
+
+@pytest.mark.parametrize(
+    ("destination_type", "field", "settings"),
+    [
+        ("filesystem", "path", {"path": "${secret:token}"}),
+        ("s3", "prefix", {"bucket": "acme", "prefix": "x/${secret:token}/"}),
+        ("sftp", "user", {"host": "h", "user": "${secret:token}", "password": "${P}"}),
+        ("webhook", "url", {"url": "https://h.example.com/in?key=${secret:token}"}),
+    ],
+)
+def test_a_stored_secret_stands_only_where_it_is_never_shown(
+    destination_type: str, field: str, settings: dict[str, str]
+) -> None:
+    """A file's address, a connection error and the run log would show it anywhere else."""
+    with pytest.raises(ValidationError) as caught:
+        Destination.model_validate({"name": "d", "type": destination_type, "settings": settings})
+    assert f"{field}: a stored secret" in str(caught.value)
+
+
+def test_secret_fields_take_stored_secrets() -> None:
+    for destination_type, settings in (
+        ("sftp", {"host": "h", "user": "u", "private_key": "${secret:sftp.key}"}),
+        ("webhook", {"url": "https://h.example.com", "headers": {"X-Key": "${secret:k}"}}),
+        (
+            "s3",
+            {
+                "bucket": "acme",
+                "credentials": {"access_key_id": "${secret:a}", "secret_access_key": "${secret:b}"},
+            },
+        ),
+    ):
+        Destination.model_validate({"name": "d", "type": destination_type, "settings": settings})

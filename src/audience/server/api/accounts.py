@@ -58,7 +58,7 @@ def add_user(new: NewUser, serving: ServedDep, user: Admin) -> UserShape:
     return added.shape()
 
 
-@router.delete("/users/{name}")
+@router.delete("/users/{name:path}")
 def remove_user(name: str, serving: ServedDep, user: Admin) -> dict[str, bool]:
     """Remove a user; their tokens and sessions stop working at once."""
     serving.workspace.store.accounts.remove_user(name, actor=user.name, now=serving.clock())
@@ -107,7 +107,7 @@ def list_secrets(serving: ServedDep, user: Admin) -> list[SecretShape]:
     return [s.shape() for s in found]
 
 
-@router.put("/secrets/{name}")
+@router.put("/secrets/{name:path}")
 def set_secret(name: str, secret: SecretValue, serving: ServedDep, user: Admin) -> dict[str, Any]:
     """Store a secret under `name` (use it as `${secret:NAME}`); the value is not echoed."""
     with serving.use(user) as ws:
@@ -115,7 +115,7 @@ def set_secret(name: str, secret: SecretValue, serving: ServedDep, user: Admin) 
     return {"name": name, "created": created}
 
 
-@router.delete("/secrets/{name}")
+@router.delete("/secrets/{name:path}")
 def remove_secret(name: str, serving: ServedDep, user: Admin) -> dict[str, bool]:
     """Delete a secret; destinations that refer to it fail until it is set again."""
     with serving.use(user) as ws:

@@ -36,7 +36,7 @@ def status(
     return page([s.shape() for s in found], limit, offset)
 
 
-@router.get("/campaigns/{name}/plan")
+@router.get("/campaigns/{name:path}/plan")
 def plan(name: str, serving: ServedDep, user: Editor) -> dict[str, Any]:
     """Who would land in each sub-audience and group if the campaign ran now; nothing is sent
     (`campaign plan --json`)."""
@@ -48,13 +48,13 @@ def _routes_of(kinds: str, kind: Kind, *, verbs: bool) -> None:
     """The routes of one kind of activation: its status, a run now, and (when it has a
     schedule to change by hand) schedule, pause, resume and cancel."""
 
-    @router.get(f"/{kinds}/{{name}}/status", name=f"{kind}_status")
+    @router.get(f"/{kinds}/{{name:path}}/status", name=f"{kind}_status")
     def status_of(name: str, serving: ServedDep, user: Viewer) -> StatusRow:
         """One activation's row of the Activations page."""
         del user
         return serving.workspace.activations.status_of(kind, name).shape()
 
-    @router.post(f"/{kinds}/{{name}}/run", status_code=202, name=f"{kind}_run")
+    @router.post(f"/{kinds}/{{name:path}}/run", status_code=202, name=f"{kind}_run")
     def run(name: str, response: Response, serving: ServedDep, user: Admin) -> RunShape:
         """Queue a run now, for the server's worker (or any `audience worker`) to send; poll
         the run at `Location` (`GET /runs/{run_id}`) until it has succeeded or failed."""
@@ -68,7 +68,7 @@ def _routes_of(kinds: str, kind: Kind, *, verbs: bool) -> None:
     if not verbs:
         return
 
-    @router.post(f"/{kinds}/{{name}}/{{verb}}", name=f"{kind}_schedule_change")
+    @router.post(f"/{kinds}/{{name:path}}/{{verb}}", name=f"{kind}_schedule_change")
     def change_schedule(
         name: str,
         verb: Literal["schedule", "pause", "resume", "cancel"],
@@ -82,14 +82,14 @@ def _routes_of(kinds: str, kind: Kind, *, verbs: bool) -> None:
         return changed.shape()
 
 
-@router.post("/journeys/{name}/activate")
+@router.post("/journeys/{name:path}/activate")
 def activate_journey(name: str, serving: ServedDep, user: Admin) -> StatusRow:
     """Start the journey on its schedule: a worker admits and moves customers at each run."""
     with serving.use(user) as ws:
         return ws.activations.schedule("journey", name).shape()
 
 
-@router.post("/journeys/{name}/end")
+@router.post("/journeys/{name:path}/end")
 def end_journey(
     name: str,
     serving: ServedDep,
@@ -103,7 +103,7 @@ def end_journey(
         return ws.activations.end(name, release=release).shape()
 
 
-@router.post("/campaigns/{name}/test")
+@router.post("/campaigns/{name:path}/test")
 def test_send(
     name: str,
     serving: ServedDep,
@@ -121,7 +121,7 @@ _routes_of("orchestrations", "orchestration", verbs=True)
 _routes_of("journeys", "journey", verbs=False)
 
 
-@router.get("/campaigns/{name}/results", response_model=CampaignResults)
+@router.get("/campaigns/{name:path}/results", response_model=CampaignResults)
 def results(
     name: str,
     serving: ServedDep,
@@ -139,7 +139,7 @@ def results(
         return ws.results.campaign(name, window=span, as_of=as_of)
 
 
-@router.get("/orchestrations/{name}/preview")
+@router.get("/orchestrations/{name:path}/preview")
 def orchestration_preview(
     name: str,
     serving: ServedDep,
@@ -151,14 +151,14 @@ def orchestration_preview(
         return ws.orchestration_preview(name, rows).to_json()
 
 
-@router.get("/journeys/{name}/counts")
+@router.get("/journeys/{name:path}/counts")
 def journey_counts(name: str, serving: ServedDep, user: Viewer) -> dict[str, Any]:
     """Customers at each node and path of a journey, its exits and goals."""
     with serving.use(user) as ws:
         return ws.journey_counts(name).to_json()
 
 
-@router.get("/journeys/{name}/customers/{customer_id}")
+@router.get("/journeys/{name:path}/customers/{customer_id}")
 def journey_path(
     name: str, customer_id: str, serving: ServedDep, user: Viewer
 ) -> list[dict[str, Any]]:
@@ -167,7 +167,7 @@ def journey_path(
         return [step.to_json() for step in ws.journey_path(name, customer_id)]
 
 
-@router.get("/destinations/{name}/test")
+@router.get("/destinations/{name:path}/test")
 def destination_test(name: str, serving: ServedDep, user: Admin) -> dict[str, Any]:
     """Connect, sign in and check that files can be written there; nothing is sent."""
     with serving.use(user) as ws:

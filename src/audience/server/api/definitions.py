@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
@@ -12,6 +13,7 @@ from audience.server.app import Editor, ServedDep
 
 router = APIRouter(prefix="/definitions", tags=["definitions"])
 
+_DOCUMENT = re.compile(r"^document (\d+):")
 ADMIN_KINDS = frozenset({"destination"})
 """Kinds only an admin may apply: a destination says where customer data goes."""
 
@@ -37,11 +39,18 @@ def apply(
         if data.get("kind") in ADMIN_KINDS and not user.may("admin"):
             raise NotAllowed(f"applying a {data['kind']} needs the admin role")
     with serving.use(user) as ws:
-        changes = ws.apply_documents(loaded)
+        try:
+            changes = ws.apply_documents(loaded)
+        except DefinitionError as error:
+            # Checked against the others and the engine: the error says which document.
+            found = _DOCUMENT.match(error.where or "")
+            if found and not (error.field or "").startswith(f"{found[1]}."):
+                error.field = f"{found[1]}.{error.field}" if error.field else found[1]
+            raise
     return [vars(change) for change in changes]
 
 
-@router.get("/{kind}/{name}")
+@router.get("/{kind}/{name:path}")
 def definition(kind: str, name: str, serving: ServedDep, user: Editor) -> dict[str, Any]:
     """The current version of one definition, as applied (`${VAR}` references as written)."""
     with serving.use(user) as ws:

@@ -23,7 +23,7 @@ def list_segments(
     return page([s.model_dump(mode="json") for s in summaries], limit, offset)
 
 
-@router.get("/{name}/insights")
+@router.get("/{name:path}/insights")
 def insights(
     name: str,
     serving: ServedDep,
@@ -35,21 +35,21 @@ def insights(
         return ws.segment_insights(name, by=by).to_json()
 
 
-@router.get("/{name}/history")
+@router.get("/{name:path}/history")
 def history(name: str, serving: ServedDep, user: Viewer) -> list[dict[str, Any]]:
     """Every recorded insights refresh, oldest first (`segment history --json`)."""
     with serving.use(user) as ws:
         return ws.segment_history(name)
 
 
-@router.get("/{name}/sql")
+@router.get("/{name:path}/sql")
 def sql(name: str, serving: ServedDep, user: Viewer) -> dict[str, str]:
     """The SQL that selects the segment's customers on this workspace's engine."""
     with serving.use(user) as ws:
         return {"segment": name, "sql": ws.segment_sql(name)}
 
 
-@router.get("/{name}/preview")
+@router.get("/{name:path}/preview")
 def preview(
     name: str,
     serving: ServedDep,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -73,6 +73,15 @@ S3Credentials = Literal["default"] | AccessKeyCredentials | AssumeRoleCredential
 
 class S3Settings(DestinationSettings):
     """An Amazon S3 bucket, or any S3-compatible store reached through `endpoint_url`."""
+
+    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "credentials.access_key_id",
+            "credentials.secret_access_key",
+            "credentials.session_token",
+            "credentials.external_id",
+        }
+    )
 
     bucket: str
     prefix: str = ""

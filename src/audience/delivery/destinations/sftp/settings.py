@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+from typing import ClassVar
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -15,6 +16,8 @@ class SftpSettings(DestinationSettings):
     key line, `ssh-ed25519 AAAA…`), else the `known_hosts` file (default ~/.ssh/known_hosts).
     Log in with `private_key_file` (a key file on this machine), `private_key` (the key's text,
     a `${VAR}`) or `password` (a `${VAR}`)."""
+
+    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"password", "private_key"})
 
     host: str = Field(min_length=1)
     port: int = Field(default=22, ge=1, le=65535)

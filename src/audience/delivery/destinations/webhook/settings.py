@@ -18,6 +18,8 @@ class WebhookSettings(DestinationSettings):
     the body>`. Requests failing with 429, 5xx or a lost connection are tried again
     (`max_attempts` in all, honouring Retry-After)."""
 
+    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"secret", "headers.*"})
+
     TAKES_RECORDS: ClassVar[bool] = True
 
     url: str = Field(min_length=1)
