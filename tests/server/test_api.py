@@ -30,6 +30,23 @@ SEGMENT = {
     "name": "Gold",
     "where": {"attribute": "loyalty_tier", "op": "=", "value": "gold"},
 }
+OUT = {
+    "kind": "destination",
+    "name": "out",
+    "type": "filesystem",
+    "settings": {"path": "out"},
+    "file": {"format": "csv", "compression": "none"},
+    "default_attributes": ["amperity_id", "email"],
+}
+GOLD_OFFER = {
+    "kind": "campaign",
+    "name": "Gold offer",
+    "audience": {"include": ["Gold"]},
+    "treatments": [{"name": "Offer", "percent": 90, "destinations": ["out"]}],
+    "control": 10,
+}
+CAMPAIGN = [SEGMENT, OUT, GOLD_OFFER]
+"""A segment, a folder and a campaign sending the segment to it."""
 PUBLIC = {"/health", "/auth/login", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
 
@@ -108,21 +125,7 @@ def test_each_role_reaches_its_routes_only(client: TestClient) -> None:
 
 def test_a_campaign_is_planned_scheduled_and_followed(client: TestClient, directory: Path) -> None:
     ada = bearer(client, "ada")
-    campaign = {
-        "kind": "campaign",
-        "name": "Gold offer",
-        "audience": {"include": ["Gold"]},
-        "treatments": [{"name": "Offer", "percent": 90, "destinations": ["out"]}],
-        "control": 10,
-    }
-    destination = {
-        "kind": "destination",
-        "name": "out",
-        "type": "filesystem",
-        "settings": {"path": "out"},
-        "default_attributes": ["amperity_id", "email"],
-    }
-    applied = client.post("/definitions", json=[SEGMENT, destination, campaign], headers=ada)
+    applied = client.post("/definitions", json=CAMPAIGN, headers=ada)
     assert applied.status_code == 200, applied.text
     plan = client.get("/campaigns/Gold offer/plan", headers=ada).json()
     with Workspace.open(directory, fixed_clock) as ws:
@@ -290,25 +293,7 @@ def test_a_run_is_accepted_then_polled_until_the_servers_worker_has_sent_it(
     app = create_app(directory, clock=fixed_clock, worker=True, on_worker_error=errors.append)
     with TestClient(app) as client:
         ada = bearer(client, "ada")
-        documents = [
-            SEGMENT,
-            {
-                "kind": "destination",
-                "name": "out",
-                "type": "filesystem",
-                "settings": {"path": "out"},
-                "file": {"format": "csv", "compression": "none"},
-                "default_attributes": ["amperity_id", "email"],
-            },
-            {
-                "kind": "campaign",
-                "name": "Gold offer",
-                "audience": {"include": ["Gold"]},
-                "treatments": [{"name": "Offer", "percent": 90, "destinations": ["out"]}],
-                "control": 10,
-            },
-        ]
-        assert client.post("/definitions", json=documents, headers=ada).status_code == 200
+        assert client.post("/definitions", json=CAMPAIGN, headers=ada).status_code == 200
         accepted = client.post("/campaigns/Gold offer/run", headers=ada)
         assert accepted.status_code == 202, accepted.text
         assert accepted.json()["status"] == "queued"
@@ -401,25 +386,7 @@ def test_an_editor_test_sends_a_sample_and_journeys_answer_for_their_state(
     client: TestClient, directory: Path
 ) -> None:
     ada, ed = bearer(client, "ada"), bearer(client, "ed")
-    documents = [
-        SEGMENT,
-        {
-            "kind": "destination",
-            "name": "out",
-            "type": "filesystem",
-            "settings": {"path": "out"},
-            "file": {"compression": "none"},
-            "default_attributes": ["amperity_id", "email"],
-        },
-        {
-            "kind": "campaign",
-            "name": "Gold offer",
-            "audience": {"include": ["Gold"]},
-            "treatments": [{"name": "Offer", "percent": 90, "destinations": ["out"]}],
-            "control": 10,
-        },
-    ]
-    assert client.post("/definitions", json=documents, headers=ada).status_code == 200
+    assert client.post("/definitions", json=CAMPAIGN, headers=ada).status_code == 200
     sent = client.post("/campaigns/Gold offer/test?records=3", headers=ed)
     assert sent.status_code == 200, sent.text
     run = sent.json()

@@ -17,13 +17,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 
 from audience import __version__
 from audience.server import errors
 from audience.server.auth import SignInLimiter, request_user, require
 from audience.server.worker import BackgroundWorker
 from audience.store.accounts import User
+from audience.store.runs import Run, RunShape
 from audience.workspace import Workspace, utc_now
 
 IDLE_RELEASE_SECONDS = 1.0
@@ -63,6 +64,14 @@ class Served:
                     self._release = threading.Timer(IDLE_RELEASE_SECONDS, self._let_go)
                     self._release.daemon = True
                     self._release.start()
+
+    def accepted(self, queued: Run, response: Response) -> RunShape:
+        """A run just queued, as a 202's body: the worker is woken, and `Location` says where
+        to poll it."""
+        if self.worker is not None:
+            self.worker.wake()
+        response.headers["Location"] = f"/runs/{queued.id}"
+        return queued.shape()
 
     def _let_go(self) -> None:
         with self.lock:

@@ -60,10 +60,7 @@ def _routes_of(kinds: str, kind: Kind, *, verbs: bool) -> None:
         the run at `Location` (`GET /runs/{run_id}`) until it has succeeded or failed."""
         with serving.use(user) as ws:
             queued = ws.activations.queue_now(kind, name)
-        if serving.worker is not None:
-            serving.worker.wake()
-        response.headers["Location"] = f"/runs/{queued.id}"
-        return queued.shape()
+        return serving.accepted(queued, response)
 
     if not verbs:
         return

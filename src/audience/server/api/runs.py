@@ -41,10 +41,7 @@ def retry(run_id: str, response: Response, serving: ServedDep, user: Admin) -> R
     for a success, a run under way or a test send); poll it at `Location`."""
     with serving.use(user) as ws:
         queued = ws.activations.queue_retry(run_id)
-    if serving.worker is not None:
-        serving.worker.wake()
-    response.headers["Location"] = f"/runs/{queued.id}"
-    return queued.shape()
+    return serving.accepted(queued, response)
 
 
 @router.post("/{run_id}/cancel")
