@@ -429,3 +429,20 @@ def test_a_schedule_whose_runs_would_name_their_files_alike_is_refused(ws: Works
     apply(ws, GOLD, by_day, campaign("Daily", DAILY))  # a day apart: names differ
     by_run = {**by_day, "file": {**by_day["file"], "filename": "{{ campaign_name }}_{{ run_id }}"}}
     apply(ws, by_run, campaign("Often", often))
+
+
+def test_a_canceled_run_leaves_the_status_of_the_last_run_that_happened(
+    ws: Workspace, clock: Clock
+) -> None:
+    apply(ws, campaign("Once", {"once": "asap"}))
+    assert ws.activations.status_of("campaign", "Once").status == "draft"
+    assert ws.campaign_run("Once").status == "succeeded"
+    clock.now = NOW + timedelta(hours=1)
+    queued = ws.activations.queue_now("campaign", "Once")
+    ws.activations.cancel_run(queued.id)
+    shown = ws.activations.status_of("campaign", "Once")
+    assert shown.status == "delivered" and shown.last_run is not None
+    assert shown.last_run.status == "canceled"  # the row still shows the newest run
+    apply(ws, campaign("Never", {"once": "asap"}))
+    ws.activations.cancel_run(ws.activations.queue_now("campaign", "Never").id)
+    assert ws.activations.status_of("campaign", "Never").status == "draft"

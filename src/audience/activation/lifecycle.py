@@ -258,6 +258,12 @@ class Activations:
             # a run made by hand as of a later moment (`--now`): the next one comes after it
             history = replace(history, last_due=last.scheduled_for)
             now = max(now, last.scheduled_for)
+        # A canceled run is one that did not happen: the status follows the last that did.
+        counted = (
+            last
+            if last is None or last.status != "canceled"
+            else ws.store.runs.latest(kind, name, succeeded=True)
+        )
         upcoming = (
             next_run(schedule, history=history, now=now)
             if recorded is not None and recorded.state in RUNNING_STATES
@@ -266,7 +272,7 @@ class Activations:
         return ActivationStatus(
             kind=kind,
             name=name,
-            status=_status(kind, recorded, last, upcoming, ws.store.runs.active(kind, name)),
+            status=_status(kind, recorded, counted, upcoming, ws.store.runs.active(kind, name)),
             schedule=describe(schedule, history),
             next_due=upcoming,
             last_run=last,
