@@ -2,30 +2,32 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from audience.compile.conditions import CompileContext
 from audience.compile.insights import MAX_OVERLAP, breakdown_query, insights_query, overlap_query
 from audience.definitions.segment import Segment
 from audience.engines.base import Engine
 from audience.errors import InvalidValue
+from audience.shapes import Shape
 
 
-@dataclass(frozen=True)
-class BreakdownRow:
-    """One value of the breakdown attribute among the members."""
+class BreakdownRow(Shape):
+    """Customers and revenue of one value of the breakdown attribute."""
 
     value: Any
     customers: int
     revenue_1y: float
 
 
-@dataclass(frozen=True)
-class Insights:
-    """The figures of SPEC §2 for one segment at one moment (`to_json` gives the public keys)."""
+class Insights(Shape):
+    """The figures of SPEC §2 for one segment at one moment (the shape of `segment insights
+    --json` and of the API's insights; `breakdown` only when one was asked for)."""
 
     segment: str
     customers: int
@@ -41,15 +43,19 @@ class Insights:
     average_order_value: float
     computed_at: str
     breakdown_by: str | None = None
-    breakdown: list[BreakdownRow] = field(default_factory=list)
+    breakdown: list[BreakdownRow] = Field(default_factory=list)
+
+    @model_serializer(mode="wrap")
+    def _breakdown_when_asked(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self.breakdown_by is None:
+            data.pop("breakdown_by", None)
+            data.pop("breakdown", None)
+        return data
 
     def to_json(self) -> dict[str, Any]:
         """The public JSON shape (keys of the foundation issue; `breakdown` only when asked)."""
-        data = asdict(self)
-        if self.breakdown_by is None:
-            data.pop("breakdown_by")
-            data.pop("breakdown")
-        return data
+        return self.model_dump(mode="json")
 
     def figures(self) -> dict[str, Any]:
         """What the insight history keeps of a refresh."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlglot import exp
@@ -21,11 +20,11 @@ from audience.compile.conditions import CompileContext
 from audience.compile.sql import count_if, table
 from audience.definitions.campaign import CONTROL_GROUP, Campaign
 from audience.engines.base import Engine
+from audience.shapes import Shape
 from audience.store.runs import DeliveredFile
 
 
-@dataclass(frozen=True)
-class GroupCount:
+class GroupCount(Shape):
     """Customers of one treatment (or the control group) of one sub-audience."""
 
     name: str
@@ -33,8 +32,7 @@ class GroupCount:
     customers: int
 
 
-@dataclass(frozen=True)
-class SubAudienceCount:
+class SubAudienceCount(Shape):
     """Customers of one sub-audience and of each of its groups."""
 
     name: str
@@ -42,39 +40,21 @@ class SubAudienceCount:
     groups: list[GroupCount]
 
 
-@dataclass(frozen=True)
-class CampaignPlan:
-    """What a run would do now: who lands where, who is excluded, who each destination drops."""
+class CampaignPlan(Shape):
+    """What a run would do now: who lands where, who is excluded, who each destination drops
+    (the shape of `campaign plan --json` and of the API's plan)."""
 
     campaign: str
     audience: int
     excluded: int
     unmatched: int
+    newly_qualified_only: bool
     sub_audiences: list[SubAudienceCount]
     shrink: dict[str, int]
-    newly_qualified_only: bool
 
     def to_json(self) -> dict[str, Any]:
         """The public JSON shape of `campaign plan --json`."""
-        return {
-            "campaign": self.campaign,
-            "audience": self.audience,
-            "excluded": self.excluded,
-            "unmatched": self.unmatched,
-            "newly_qualified_only": self.newly_qualified_only,
-            "sub_audiences": [
-                {
-                    "name": s.name,
-                    "customers": s.customers,
-                    "groups": [
-                        {"name": g.name, "control": g.control, "customers": g.customers}
-                        for g in s.groups
-                    ],
-                }
-                for s in self.sub_audiences
-            ],
-            "shrink": self.shrink,
-        }
+        return self.model_dump(mode="json")
 
 
 def campaign_plan(
@@ -96,13 +76,17 @@ def campaign_plan(
         names = [t.name for t in sub.treatments] + ([CONTROL_GROUP] if sub.control else [])
         groups = [
             GroupCount(
-                name,
-                name == CONTROL_GROUP,
-                int(found.get((sub.name, name), {}).get("customers", 0)),
+                name=name,
+                control=name == CONTROL_GROUP,
+                customers=int(found.get((sub.name, name), {}).get("customers", 0)),
             )
             for name in names
         ]
-        subs.append(SubAudienceCount(sub.name, sum(g.customers for g in groups), groups))
+        subs.append(
+            SubAudienceCount(
+                name=sub.name, customers=sum(g.customers for g in groups), groups=groups
+            )
+        )
     shrink = {
         d.name: sum(int(r.get(f"shrink_{i}") or 0) for r in rows) for i, d in enumerate(columns)
     }

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 
 from audience.activation.lifecycle import ActivationStatus, StatusRow
+from audience.activation.plan import CampaignPlan
 from audience.activation.results import CampaignResults, parse_window
 from audience.server.api.paging import Limit, Offset, page
 from audience.server.app import Admin, Editor, ServedDep, Viewer
@@ -37,11 +38,11 @@ def status(
 
 
 @router.get("/campaigns/{name:path}/plan")
-def plan(name: str, serving: ServedDep, user: Editor) -> dict[str, Any]:
+def plan(name: str, serving: ServedDep, user: Editor) -> CampaignPlan:
     """Who would land in each sub-audience and group if the campaign ran now; nothing is sent
     (`campaign plan --json`)."""
     with serving.use(user) as ws:
-        return ws.campaign_plan(name).to_json()
+        return ws.campaign_plan(name)
 
 
 def _routes_of(kinds: str, kind: Kind, *, verbs: bool) -> None:

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from audience.activation.insights import Insights
 from audience.server.api.paging import Limit, Offset, page
 from audience.server.app import ServedDep, Viewer
 from audience.shapes import Page
@@ -29,10 +30,10 @@ def insights(
     serving: ServedDep,
     user: Viewer,
     by: Annotated[str | None, Query(description="Break the audience down by this.")] = None,
-) -> dict[str, Any]:
+) -> Insights:
     """Compute the segment's insights now and record them (`segment insights --json`)."""
     with serving.use(user) as ws:
-        return ws.segment_insights(name, by=by).to_json()
+        return ws.segment_insights(name, by=by)
 
 
 @router.get("/{name:path}/history")
