@@ -170,7 +170,7 @@ class WorkspaceError(AudienceError):
 
 
 class SecretKeyError(WorkspaceError):
-    """No secret key is set (`AUDIENCE_SECRET_KEY` or `[secrets] key_file`), or the key set
+    """No secret key is set (`AUDIENCE__SECRETS__KEY` or `[secrets] key_file`), or the key set
     cannot open a stored secret (it was rotated away, or belongs to another workspace)."""
 
 

@@ -446,3 +446,14 @@ def test_a_canceled_run_leaves_the_status_of_the_last_run_that_happened(
     apply(ws, campaign("Never", {"once": "asap"}))
     ws.activations.cancel_run(ws.activations.queue_now("campaign", "Never").id)
     assert ws.activations.status_of("campaign", "Never").status == "draft"
+
+
+def test_a_failure_before_a_canceled_run_still_shows_as_an_error(
+    ws: Workspace, clock: Clock
+) -> None:
+    apply(ws, campaign("Flaky", {"once": "asap"}))
+    (ws.directory / "out").write_text("a file where the folder should be")
+    assert ws.campaign_run("Flaky").status == "failed"
+    clock.now = NOW + timedelta(hours=1)
+    ws.activations.cancel_run(ws.activations.queue_now("campaign", "Flaky").id)
+    assert ws.activations.status_of("campaign", "Flaky").status == "error"

@@ -66,7 +66,9 @@ def directory(tmp_path: Path, sample_database: Path, monkeypatch: pytest.MonkeyP
 
 @pytest.fixture
 def client(directory: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(directory, clock=fixed_clock, worker=False)) as client:
+    with TestClient(
+        create_app(directory, clock=fixed_clock, worker=False), base_url="https://testserver"
+    ) as client:
         yield client
 
 
@@ -291,7 +293,7 @@ def test_a_run_is_accepted_then_polled_until_the_servers_worker_has_sent_it(
 ) -> None:
     errors: list[BaseException] = []
     app = create_app(directory, clock=fixed_clock, worker=True, on_worker_error=errors.append)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="https://testserver") as client:
         ada = bearer(client, "ada")
         assert client.post("/definitions", json=CAMPAIGN, headers=ada).status_code == 200
         accepted = client.post("/campaigns/Gold offer/run", headers=ada)
@@ -325,7 +327,9 @@ def _wait_for(client: TestClient, location: str, headers: dict[str, str]) -> dic
 
 
 def test_a_failed_run_is_retried_and_results_previews_and_overlap_answer(directory: Path) -> None:
-    with TestClient(create_app(directory, clock=fixed_clock, worker=True)) as client:
+    with TestClient(
+        create_app(directory, clock=fixed_clock, worker=True), base_url="https://testserver"
+    ) as client:
         ada = bearer(client, "ada")
         (directory / "blocked").write_text("a file where the folder should be")
         documents = [
@@ -425,3 +429,27 @@ def test_names_with_slashes_and_spaces_reach_their_routes(client: TestClient) ->
     stored = client.get(f"/definitions/segment/{quoted}", headers=ada)
     assert stored.status_code == 200 and stored.json()["name"] == segment["name"]
     assert client.get("/segments/Black%20Friday/insights", headers=ada).status_code == 404
+
+
+def test_sign_ins_sent_together_cannot_pass_the_limit(client: TestClient) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def wrong(_: int) -> int:
+        answer = client.post("/auth/login", json={"name": "ada", "password": "not it at all"})
+        return answer.status_code
+
+    with ThreadPoolExecutor(10) as pool:
+        statuses = list(pool.map(wrong, range(30)))
+    assert statuses.count(401) <= MAX_FAILURES and statuses.count(429) >= 30 - MAX_FAILURES
+    assert set(statuses) <= {401, 429}
+
+
+def test_odd_sign_ins_and_expiries_are_422s_or_work(client: TestClient) -> None:
+    long = client.post("/auth/login", json={"name": "n" * 5000, "password": "x"})
+    assert long.status_code == 422 and long.json()["detail"][0]["loc"] == ["body", "name"]
+    ada = bearer(client, "ada")
+    naive = client.post(
+        "/tokens", json={"label": "later", "expires_at": "2030-01-01T00:00:00"}, headers=ada
+    )
+    assert naive.status_code == 201, naive.text
+    assert naive.json()["expires_at"] == "2030-01-01T00:00:00+00:00"

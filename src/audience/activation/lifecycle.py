@@ -185,6 +185,7 @@ class Activations:
             ws.store.runs.cancel_queued("journey", name, now=now)
         else:
             ws.store.activations.set_state("journey", name, state="ending", now=now)
+        ws.audit("end", f"journey/{name}", {"release": release})
         return self.status_of("journey", name)
 
     def queue_now(self, kind: str, name: str) -> Run:
@@ -262,7 +263,7 @@ class Activations:
         counted = (
             last
             if last is None or last.status != "canceled"
-            else ws.store.runs.latest(kind, name, succeeded=True)
+            else ws.store.runs.latest(kind, name, happened=True)
         )
         upcoming = (
             next_run(schedule, history=history, now=now)

@@ -54,13 +54,7 @@ def is_empty_text(value: exp.Expr) -> exp.Expr:
     blank = (
         exp.Case()
         .when(exp.EQ(this=value.copy(), expression=string("")), exp.true())
-        .when(
-            exp.EQ(
-                this=exp.StrPosition(this=string(BLANK), substr=first),
-                expression=exp.Literal.number(0),
-            ),
-            exp.false(),
-        )
+        .when(exp.not_(exp.In(this=first, expressions=[string(c) for c in BLANK])), exp.false())
         .else_(exp.EQ(this=trimmed, expression=string("")))
     )
     return exp.paren(exp.or_(value.copy().is_(exp.null()), blank), copy=False)

@@ -78,9 +78,10 @@ class Served:
             self.workspace.release_engine()
 
     def close(self) -> None:
-        """Stop the worker and let the database go."""
-        if self._release is not None:
-            self._release.cancel()
+        """Stop the worker and the idle timer (the workspace is closed by its opener)."""
+        with self.lock:
+            if self._release is not None:
+                self._release.cancel()
         if self.worker is not None:
             self.worker.stop()
 

@@ -47,8 +47,10 @@ class SignInLimiter:
     failures: dict[str, deque[datetime]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def check(self, keys: list[str], now: datetime) -> None:
-        """Raise TooManySignIns if any of `keys` has failed too often lately."""
+    def attempt(self, keys: list[str], now: datetime) -> None:
+        """Count a sign-in attempt against each of `keys` before its password is checked (so
+        attempts sent together cannot all pass the limit); TooManySignIns if any of them has
+        failed too often lately. `succeeded` takes the count back."""
         with self.lock:
             for key in keys:
                 recent = self._recent(key, now)
@@ -57,17 +59,25 @@ class SignInLimiter:
                     raise TooManySignIns(
                         "too many failed sign-ins; try again later", retry_after=wait
                     )
+            for key in keys:
+                self.failures.setdefault(key, deque()).append(now)
 
-    def failed(self, keys: list[str], now: datetime) -> None:
-        """Count a failed sign-in against each of `keys`."""
+    def succeeded(self, keys: list[str], now: datetime) -> None:
+        """The attempt counted at `now` signed in: it is no failure."""
         with self.lock:
             for key in keys:
-                self._recent(key, now).append(now)
+                recent = self.failures.get(key)
+                if recent is not None and now in recent:
+                    recent.remove(now)
+                if not recent:
+                    self.failures.pop(key, None)
 
     def _recent(self, key: str, now: datetime) -> deque[datetime]:
-        recent = self.failures.setdefault(key, deque())
+        recent = self.failures.get(key, deque())
         while recent and recent[0] + WINDOW <= now:
             recent.popleft()
+        if not recent:
+            self.failures.pop(key, None)  # names tried once are not kept for ever
         return recent
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from argon2 import PasswordHasher
@@ -294,6 +294,8 @@ class Accounts:
         now: datetime,
     ) -> IssuedToken:
         """A new token for `user`, valid until `expires_at` (None: until revoked)."""
+        if expires_at is not None and expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=UTC)  # a time without an offset is UTC
         if expires_at is not None and expires_at <= now:
             raise InvalidInput("an expiry must be in the future", field="expires")
         if not label.strip() or len(label) > MAX_LABEL_LENGTH:

@@ -637,8 +637,11 @@ class RunLog:
         with self._sessions() as session:
             return [_run(row, _deliveries(session, row.id)) for row in session.scalars(query)]
 
-    def latest(self, kind: str, name: str, *, succeeded: bool = False) -> Run | None:
-        """The activation's newest real run by due time (or its newest success), if any."""
+    def latest(
+        self, kind: str, name: str, *, succeeded: bool = False, happened: bool = False
+    ) -> Run | None:
+        """The activation's newest real run by due time (or its newest success, or its newest
+        run that was not canceled), if any."""
         query = (
             select(RunRecord)
             .where(
@@ -646,6 +649,7 @@ class RunLog:
                 RunRecord.activation_name == name,
                 RunRecord.is_test.is_(False),
                 *((RunRecord.status == "succeeded",) if succeeded else ()),
+                *((RunRecord.status != "canceled",) if happened else ()),
             )
             .order_by(RunRecord.scheduled_for.desc())
             .limit(1)

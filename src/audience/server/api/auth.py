@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from audience.errors import NotSignedIn
 from audience.server.app import ServedDep, signed_in
 from audience.server.auth import (
     CSRF_COOKIE,
@@ -23,8 +22,8 @@ router = APIRouter(tags=["auth"])
 class Credentials(BaseModel):
     """A user name and password."""
 
-    name: str
-    password: str
+    name: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=1, max_length=1024)
 
 
 def _me(user: User) -> dict[str, Any]:
@@ -40,17 +39,15 @@ def login(
     now = serving.clock()
     address = request.client.host if request.client else "unknown"
     keys = [f"name:{credentials.name}", f"address:{address}"]
-    serving.limiter.check(keys, now)
+    serving.limiter.attempt(keys, now)
     accounts = serving.workspace.store.accounts
-    try:
-        user = accounts.sign_in(credentials.name, credentials.password, now=now)
-    except NotSignedIn:
-        serving.limiter.failed(keys, now)
-        raise
+    user = accounts.sign_in(credentials.name, credentials.password, now=now)
+    serving.limiter.succeeded(keys, now)
     session = accounts.create_token(
         user.name, "session", expires_at=now + SESSION_LENGTH, actor=user.name, now=now
     )
-    secure = request.url.scheme == "https" or address in {"127.0.0.1", "::1", "localhost"}
+    # Secure (sent over HTTPS only) except to a browser on this machine over plain HTTP.
+    secure = request.url.scheme == "https" or address not in {"127.0.0.1", "::1", "localhost"}
     lifetime = int(SESSION_LENGTH.total_seconds())
     response.set_cookie(
         SESSION_COOKIE,

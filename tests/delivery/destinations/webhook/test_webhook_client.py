@@ -276,3 +276,32 @@ def test_stored_secrets_sign_and_authorise_requests_and_never_show(
     shown = json.dumps([ws.export(), failed.error, [r.error for r in ws.store.runs.history()]])
     assert "k3y-value-1" not in shown and "t0ken-value-2" not in shown
     assert len(state.requests) == 2  # nothing sent without the secret
+
+
+def test_a_header_that_cannot_be_sent_fails_the_run_without_showing_it(
+    fresh_workspace: Workspace, receiver: tuple[Receiver, str]
+) -> None:
+    state, url = receiver
+    ws = fresh_workspace
+    ws.settings.secrets = SecretsSettings(key=new_key())
+    ws.secrets.set("token", "Bearer t0ken-value\n", actor="test", now=NOW)
+    documents = [
+        {
+            "kind": "destination",
+            "name": "partner",
+            "type": "webhook",
+            "settings": {"url": url, "headers": {"Authorization": "${secret:token}"}},
+            "file": {"format": "json"},
+        },
+        {
+            "kind": "orchestration",
+            "name": "Feed",
+            "query": "select amperity_id from customer_360 limit 3",
+            "destination": "partner",
+        },
+    ]
+    ws.apply_documents([validate_data(d) for d in documents])
+    run = ws.run_now("orchestration", "Feed")
+    assert run.status == "failed" and run.error_kind == "terminal"
+    assert "control character" in (run.error or "") and "t0ken-value" not in (run.error or "")
+    assert state.requests == []

@@ -29,7 +29,7 @@ _SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
 
 
 class AccessKeyCredentials(DefinitionModel):
-    """Static access keys; the secret parts must be `${VAR}` references."""
+    """Static access keys; the secret parts must be references (`${secret:NAME}` or `${VAR}`)."""
 
     access_key_id: str = Field(min_length=1)
     secret_access_key: str = Field(min_length=1)
@@ -40,8 +40,9 @@ class AccessKeyCredentials(DefinitionModel):
     def _secret_from_environment(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and not expanded(info) and not is_reference(value):
             raise ValueError(
-                "credentials never sit in definitions as plain text: write a reference to an "
-                "environment variable, e.g. ${AWS_SECRET_ACCESS_KEY}"
+                "credentials never sit in definitions as plain text: write a reference to a "
+                "stored secret or an environment variable, e.g. ${secret:aws_secret} or "
+                "${AWS_SECRET_ACCESS_KEY}"
             )
         return value
 

@@ -150,6 +150,13 @@ class WebhookClient:
             self._pace()
             try:
                 response = self._http.post(settings.url, content=body, headers=headers)
+            except httpx.LocalProtocolError:
+                # A request httpx will not send (a header value with a line break): its message
+                # quotes the header, which may hold a secret. Retrying cannot help.
+                raise TerminalDeliveryError(
+                    f"{self._where(what)}: a header cannot be sent as it is (a line break or "
+                    "other control character in its value)"
+                ) from None
             except httpx.TransportError as error:
                 failure = TransientDeliveryError(
                     f"{self._where(what)}: {error or type(error).__name__}"
