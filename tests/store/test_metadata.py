@@ -229,3 +229,28 @@ def test_the_migrations_make_what_the_models_describe(store: MetadataStore) -> N
         differences = compare_metadata(context, Base.metadata)
     # Tables of other applications sharing the schema are not Audience's business.
     assert [d for d in differences if d[0] != "remove_table"] == []
+
+
+def test_the_next_run_waits_while_an_earlier_one_is_being_taken_over(
+    store: MetadataStore,
+) -> None:
+    """A run whose worker died is taken over before its activation's next run starts, even by
+    a worker that finds it locked by the worker taking it over (PostgreSQL's SKIP LOCKED)."""
+    runs, minute = store.runs, timedelta(minutes=1)
+    lease, later = LeaseTerms(minute, lambda: T0), LeaseTerms(minute, lambda: T0 + 2 * minute)
+    with store.session() as session, session.begin():
+        runs.enqueue(session, [DueRun("campaign", "A", 1, T0)])
+    dead = runs.claim(worker="w1", now=T0, lease=lease, max_attempts=3)
+    assert dead is not None
+    with store.session() as session, session.begin():
+        runs.enqueue(session, [DueRun("campaign", "A", 1, T0 + minute)])
+    if store.engine.dialect.name == "postgresql":
+        with store.engine.connect() as holder, holder.begin():
+            # Another worker holds the dead run's row, taking it over.
+            holder.execute(
+                text("select id from audience_runs where id = :id for update"), {"id": dead.id}
+            )
+            assert runs.claim(worker="w2", now=T0 + 2 * minute, lease=later, max_attempts=3) is None
+    taken = runs.claim(worker="w2", now=T0 + 2 * minute, lease=later, max_attempts=3)
+    assert taken is not None and (taken.id, taken.attempt) == (dead.id, 2)
+    assert runs.claim(worker="w3", now=T0 + 2 * minute, lease=later, max_attempts=3) is None

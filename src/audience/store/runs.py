@@ -761,7 +761,17 @@ def _claimable() -> Select[RunRecord]:
         other.id != RunRecord.id,
         ~other.is_test,
     )
-    busy = exists().where(same, other.status == running, other.lease_expires_at >= lease_now)
+    # Another run of the activation is under way; or an earlier one whose worker died is
+    # waiting to be taken over, which must happen first: a worker that skips it (another
+    # worker holds it, taking it over) must not start the next run beside it.
+    busy = exists().where(
+        same,
+        other.status == running,
+        or_(
+            other.lease_expires_at >= lease_now,
+            other.scheduled_for < RunRecord.scheduled_for,
+        ),
+    )
     behind = exists().where(
         same, other.status == queued, other.scheduled_for < RunRecord.scheduled_for
     )
