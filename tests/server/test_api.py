@@ -247,6 +247,9 @@ def test_a_revoked_token_stops_working_at_once(client: TestClient) -> None:
     ]
     other = bearer(client, "vera")
     assert client.delete(f"/tokens/{token['id']}", headers=other).status_code == 403
+    for_ada = client.post("/tokens", json={"label": "x", "user": "ada"}, headers=other)
+    assert for_ada.status_code == 403 and "only an admin" in for_ada.json()["detail"]
+    assert all(t["user"] == "vera" for t in client.get("/tokens", headers=other).json()["items"])
     assert client.delete(f"/tokens/{token['id']}", headers=ada).status_code == 200
     assert client.get("/status", headers=ada).status_code == 401
 

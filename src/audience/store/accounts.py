@@ -22,13 +22,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from audience.definitions.names import check_name
-from audience.errors import InvalidInput, NotFound, NotSignedIn, StateError
+from audience.errors import InvalidInput, NotAllowed, NotFound, NotSignedIn, StateError
 from audience.shapes import Moment, Shape
 from audience.store.audit import AuditLog
 from audience.store.models import TokenRecord, UserRecord, aware
 
 ROLES = ("viewer", "editor", "admin")
 """From least to most allowed; each role may do what the ones before it may."""
+APPLIED_BY_ADMINS = frozenset({"destination"})
+"""Kinds only an admin may apply: a destination says where customer data goes."""
 MIN_PASSWORD_LENGTH = 12
 TOKEN_PREFIX = "aud_"
 MAX_LABEL_LENGTH = 200
@@ -176,6 +178,11 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+def role_to_apply(kind: str) -> str:
+    """The role a user needs to apply a definition of `kind`."""
+    return "admin" if kind in APPLIED_BY_ADMINS else "editor"
+
+
 def check_role(role: str) -> str:
     """`role` if it is one of ROLES, else InvalidInput naming them."""
     if role not in ROLES:
@@ -292,8 +299,12 @@ class Accounts:
         expires_at: datetime | None,
         actor: str,
         now: datetime,
+        by: User | None = None,
     ) -> IssuedToken:
-        """A new token for `user`, valid until `expires_at` (None: until revoked)."""
+        """A new token for `user`, valid until `expires_at` (None: until revoked); asked for
+        `by` a signed-in user (the API), only an admin makes one for someone else."""
+        if by is not None and by.name != user and not by.may("admin"):
+            raise NotAllowed("only an admin makes tokens for someone else")
         if expires_at is not None and expires_at.tzinfo is None:
             expires_at = expires_at.replace(tzinfo=UTC)  # a time without an offset is UTC
         if expires_at is not None and expires_at <= now:
@@ -327,6 +338,10 @@ class Accounts:
             )
         return IssuedToken(_token(record), secret)
 
+    def tokens_seen_by(self, user: User) -> list[Token]:
+        """The tokens `user` may see: everyone's for an admin, else their own."""
+        return self.tokens(None if user.may("admin") else user.name)
+
     def tokens(self, user: str | None = None) -> list[Token]:
         """Tokens (of one user, or everyone's), newest first."""
         query = select(TokenRecord).order_by(TokenRecord.created_at.desc(), TokenRecord.id)
@@ -335,12 +350,17 @@ class Accounts:
         with self._sessions() as session:
             return [_token(r) for r in session.scalars(query)]
 
-    def revoke_token(self, identifier: str, *, actor: str, now: datetime) -> Token:
-        """Revoke a token at once; StateError if it already was."""
+    def revoke_token(
+        self, identifier: str, *, actor: str, now: datetime, by: User | None = None
+    ) -> Token:
+        """Revoke a token at once; StateError if it already was. Asked for `by` a signed-in
+        user (the API), only an admin revokes someone else's."""
         with self._sessions() as session, session.begin():
             record = session.get(TokenRecord, identifier)
             if record is None:
                 raise NotFound(f"token {identifier!r} does not exist")
+            if by is not None and record.user_name != by.name and not by.may("admin"):
+                raise NotAllowed("only an admin revokes someone else's token")
             if record.revoked_at is not None:
                 raise StateError(f"token {identifier!r} is already revoked")
             record.revoked_at = now

@@ -10,12 +10,11 @@ from fastapi import APIRouter, Body
 from audience.definitions.loader import validate_data
 from audience.errors import DefinitionError, NotAllowed, NotFound
 from audience.server.app import Editor, ServedDep
+from audience.store.accounts import role_to_apply
 
 router = APIRouter(prefix="/definitions", tags=["definitions"])
 
 _DOCUMENT = re.compile(r"^document (\d+):")
-ADMIN_KINDS = frozenset({"destination"})
-"""Kinds only an admin may apply: a destination says where customer data goes."""
 
 
 @router.post("")
@@ -36,8 +35,9 @@ def apply(
         except DefinitionError as error:
             error.field = f"{index}.{error.field}" if error.field else str(index)
             raise
-        if data.get("kind") in ADMIN_KINDS and not user.may("admin"):
-            raise NotAllowed(f"applying a {data['kind']} needs the admin role")
+        role = role_to_apply(loaded[-1].definition.kind)
+        if not user.may(role):
+            raise NotAllowed(f"applying a {loaded[-1].definition.kind} needs the {role} role")
     with serving.use(user) as ws:
         try:
             changes = ws.apply_documents(loaded)
