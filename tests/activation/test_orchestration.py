@@ -155,6 +155,7 @@ def test_an_incremental_run_sends_only_rows_above_the_last_high_water_mark(
     )
     preview = ws.orchestration_preview("Events", rows=5).to_json()
     assert preview["high_water_mark"] == 100 and [r["id"] for r in preview["rows"]][:1] != [1]
+    assert preview["total"] == 20  # only the rows above the mark
     second = ws.run_now("orchestration", "Events", now=NOW + timedelta(days=1))
     assert second.counts["rows"] == 20 and second.counts["high_water_mark"] == 120
     third = ws.run_now("orchestration", "Events", now=NOW + timedelta(days=2))

@@ -45,6 +45,8 @@ class OrchestrationPreview:
 
     table: pa.Table
     high_water_mark: Any
+    total: int
+    """How many rows the next run would send in all."""
 
     def to_json(self) -> dict[str, Any]:
         """The public JSON shape of `orchestration preview --json`."""
@@ -52,6 +54,7 @@ class OrchestrationPreview:
             "columns": self.table.column_names,
             "rows": [{k: _json_value(v) for k, v in row.items()} for row in self.table.to_pylist()],
             "high_water_mark": self.high_water_mark,
+            "total": self.total,
         }
 
 
@@ -115,10 +118,14 @@ def preview_orchestration(
     """The first `rows` rows the next run would send (above the current high-water mark)."""
     query = checked_query(orchestration, setting.engine, setting.ctx.catalog)
     mark = last_high_water_mark(orchestration, setting.runs)
-    reader = setting.engine.stream(_sent(orchestration, query, mark, ordered=False).limit(rows))
+    sent = _sent(orchestration, query, mark, ordered=False)
+    reader = setting.engine.stream(sent.limit(rows))
     with reader:
         table = reader.read_all()
-    return OrchestrationPreview(table, mark)
+    counted = exp.select(exp.alias_(exp.func("COUNT", exp.Star()), "n")).from_(
+        sent.subquery("sent")
+    )
+    return OrchestrationPreview(table, mark, int(setting.engine.rows(counted)[0]["n"]))
 
 
 def run_orchestration(

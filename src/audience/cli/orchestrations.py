@@ -39,6 +39,7 @@ def preview(
         print_json(shown.to_json())
         return
     out.print(arrow_table(f"Preview — {name}", shown.table, out.width))
+    out.print(f"{shown.total:,} rows in all would be sent")
     if shown.high_water_mark is not None:
         out.print(f"Rows above the last run's high-water mark: {shown.high_water_mark}")
 
