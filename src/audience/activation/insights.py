@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -114,8 +113,7 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
 
-@dataclass(frozen=True)
-class Pair:
+class Pair(Shape):
     """Two segments' common customers, and what share of each they are."""
 
     first: str
@@ -126,19 +124,28 @@ class Pair:
     share_of_second: float | None
 
 
-@dataclass(frozen=True)
-class Overlap:
-    """How up to five segments overlap: each one's customers, and each pair's common ones."""
+class SegmentSize(Shape):
+    """One segment of an overlap, and its customers."""
 
-    customers: dict[str, int]
+    segment: str
+    customers: int
+
+
+class Overlap(Shape):
+    """How up to five segments overlap: each one's customers, and each pair's common ones (the
+    shape of `audience segment overlap --json` and of the API's overlap)."""
+
+    segments: list[SegmentSize]
     pairs: list[Pair]
+
+    @property
+    def customers(self) -> dict[str, int]:
+        """Each segment's customers, by name."""
+        return {s.segment: s.customers for s in self.segments}
 
     def to_json(self) -> dict[str, Any]:
         """The public JSON shape of `audience segment overlap --json`."""
-        return {
-            "segments": [{"segment": s, "customers": n} for s, n in self.customers.items()],
-            "pairs": [asdict(p) for p in self.pairs],
-        }
+        return self.model_dump(mode="json")
 
 
 def compute_overlap(engine: Engine, segments: list[Segment], ctx: CompileContext) -> Overlap:
@@ -159,11 +166,12 @@ def compute_overlap(engine: Engine, segments: list[Segment], ctx: CompileContext
             second = names[j]
             pairs.append(
                 Pair(
-                    first,
-                    second,
-                    both,
-                    _share(both, customers[first]),
-                    _share(both, customers[second]),
+                    first=first,
+                    second=second,
+                    both=both,
+                    share_of_first=_share(both, customers[first]),
+                    share_of_second=_share(both, customers[second]),
                 )
             )
-    return Overlap(customers, pairs)
+    sizes = [SegmentSize(segment=name, customers=n) for name, n in customers.items()]
+    return Overlap(segments=sizes, pairs=pairs)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from audience.activation.insights import Insights
+from audience.activation.insights import Insights, Overlap
 from audience.server.api.paging import Limit, Offset, page
 from audience.server.app import ServedDep, Viewer
 from audience.shapes import Page
@@ -69,7 +69,7 @@ def overlap(
     serving: ServedDep,
     user: Viewer,
     names: Annotated[list[str], Query(alias="name", description="Two to five segments.")],
-) -> dict[str, Any]:
+) -> Overlap:
     """How two to five segments overlap, pair by pair (`segment overlap --json`)."""
     with serving.use(user) as ws:
-        return ws.segment_overlap(names).to_json()
+        return ws.segment_overlap(names)
