@@ -3,8 +3,8 @@
 The workspace is opened once, when the server starts. Requests that use the customer database
 take turns (a lock): one DuckDB connection serves one thread at a time, and on DuckDB the database
 is let go as soon as requests pause, so a worker or the CLI in another process can use it in
-between (the runtime's rule for the embedded default). Credentials, status, runs and accounts
-read only the metadata store and do not wait for that turn.
+between (the runtime's rule for the embedded default). Credentials, status, runs, accounts and
+secrets read only the metadata store and do not wait for that turn.
 """
 
 from __future__ import annotations
