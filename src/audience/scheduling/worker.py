@@ -40,10 +40,11 @@ if TYPE_CHECKING:
 
 REFRESH_STATISTICS_AFTER = 50
 """Runs queued in one go after which the run log's statistics are refreshed."""
-QUEUE_ROUND = 5
-"""Activations a worker queues in one transaction: few enough that the first round's runs are
-there to claim (by any worker) while it queues the next, and workers starting together queue
-different ones (each skips the rows another holds)."""
+FIRST_QUEUE_ROUND = 5
+"""Activations a worker queues in its first transaction: few enough that the first runs are
+there to claim (by any worker) at once, while it queues the rest in rounds that double (so a
+burst of 500 takes 7 transactions, not 100), and workers starting together queue different
+ones (each skips the rows another holds)."""
 
 
 class Worker:
@@ -87,9 +88,10 @@ class Worker:
         """Queue the runs every scheduled activation owes at `now`; how many were queued.
 
         What is owed is worked out once, from a few reads (schedules, definitions, success
-        counts), without locks. Then the owed activations are queued a round of `QUEUE_ROUND`
-        at a time, each round one short transaction holding those rows and looking again, so
-        the runs are there to claim at once — by this worker or any other. Workers starting
+        counts), without locks. Then the owed activations are queued in rounds, `FIRST_QUEUE_ROUND`
+        first and twice as many each round after, each round one short transaction holding those
+        rows and looking again, so the first runs are there to claim at once — by this worker or
+        any other. Workers starting
         together share the queueing: each takes the owed activations in an order of its own,
         skips rows another holds and, between rounds, drops those whose newest due time moved
         (another worker queued them). After a burst, the database's statistics are refreshed
@@ -111,9 +113,9 @@ class Worker:
             )
         ]
         self._order.shuffle(owed)
-        queued = 0
+        queued, size = 0, FIRST_QUEUE_ROUND
         while owed:
-            round_, owed = owed[:QUEUE_ROUND], owed[QUEUE_ROUND:]
+            round_, owed, size = owed[:size], owed[size:], size * 2
             queued += self._queue(round_, definitions, now)
             if owed:
                 last_dues = ws.store.activations.last_dues()
