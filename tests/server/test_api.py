@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -318,6 +319,10 @@ def test_a_run_is_accepted_then_polled_until_the_servers_worker_has_sent_it(
         (delivery,) = [d for d in run["deliveries"] if d["role"] == "data"]
         sent = Path(delivery["uri"].removeprefix("file://")).read_text().splitlines()
         assert sent[0] == "amperity_id,email" and len(sent) - 1 == delivery["rows"] == run["sent"]
+        again = client.post("/campaigns/Gold offer/run", headers=ada)  # the first one has ended
+        assert again.status_code == 202, again.text
+        first, second = (datetime.fromisoformat(r["scheduled_for"]) for r in (run, again.json()))
+        assert second - first == timedelta(seconds=1)  # the same second's run is taken: the next
         assert client.post("/campaigns/Nothing/run", headers=ada).status_code == 404
 
 

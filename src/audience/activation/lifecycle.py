@@ -189,12 +189,14 @@ class Activations:
         return self.status_of("journey", name)
 
     def queue_now(self, kind: str, name: str) -> Run:
-        """Queue a run of the activation due now (to the second), for a worker to send; the
-        run as queued (a StateError if one is due at that second already)."""
+        """Queue a run of the activation due now (to the second, so that `--now` can name
+        it), for a worker to send; the run as queued. A StateError if one is queued or running
+        at that second already; when that one has ended, the run is due a second later."""
         ws = self._ws
         _, version = self.definition(kind, name)
         moment = ws.clock().replace(microsecond=0)
-        run = ws.store.runs.queue(DueRun(kind, name, version, moment, trigger="manual"))
+        due = DueRun(kind, name, version, moment, trigger="manual")
+        run = ws.store.runs.queue(due, later_if_ended=True)
         ws.audit("run", f"{kind}/{name}", {"run_id": run.id})
         return run
 

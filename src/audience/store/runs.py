@@ -25,7 +25,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -340,15 +340,21 @@ class RunLog:
         )
         return len(queued.all())
 
-    def queue(self, due: DueRun) -> Run:
+    def queue(self, due: DueRun, *, later_if_ended: bool = False) -> Run:
         """Queue one run for a worker to claim (a manual one, asked for over the API);
-        StateError when its activation has a run due at that time already."""
+        StateError when its activation has a run due at that time already — unless
+        `later_if_ended` and that run has ended: then the first later second that is free
+        (two runs asked for in one second, the first one done, are two runs)."""
         with self._sessions() as session, session.begin():
-            if not self.enqueue(session, [due]):
-                raise StateError(
-                    f"{due.kind} {due.name!r} has a run due at "
-                    f"{utc(due.scheduled_for).isoformat()} already"
-                )
+            while not self.enqueue(session, [due]):
+                taken = session.scalars(_due(due.kind, due.name, due.scheduled_for)).first()
+                if not later_if_ended or taken is None or taken.status in ACTIVE:
+                    raise StateError(
+                        f"{due.kind} {due.name!r} has a run due at "
+                        f"{utc(due.scheduled_for).isoformat()} already"
+                        + (f" ({taken.status}, run {taken.id})" if taken is not None else "")
+                    )
+                due = replace(due, scheduled_for=due.scheduled_for + timedelta(seconds=1))
             row = session.scalars(_due(due.kind, due.name, due.scheduled_for)).one()
             return _run(row, [])
 
