@@ -137,3 +137,20 @@ def test_a_key_file_goes_in_whole_and_far_expiries_are_refused(workspace: Path) 
     assert code == 1 and "label:" in errors
     code, _, errors = audience(workspace, "user", "add", "bo", "--password-stdin", stdin=" " * 12)
     assert code == 1 and "password:" in errors
+
+
+def test_roles_and_passwords_change_from_the_cli(workspace: Path) -> None:
+    audience(workspace, "user", "add", "ada", "--role", "admin", "--no-password")
+    audience(workspace, "user", "add", "bob", "--no-password")
+    code, _, error = audience(workspace, "user", "role", "ada", "viewer")
+    assert code == 1 and "'ada' is the only admin" in error and len(error.strip().splitlines()) == 1
+    code, printed, _ = audience(workspace, "user", "role", "bob", "editor", "--json")
+    assert code == 0 and json.loads(printed)["role"] == "editor"
+    code, printed, _ = audience(
+        workspace, "user", "password", "bob", "--password-stdin", stdin=PASSWORD
+    )
+    assert code == 0 and "Password of 'bob' set" in printed
+    users = {u["name"]: u for u in json.loads(audience(workspace, "user", "list", "--json")[1])}
+    assert users["bob"]["has_password"] and not users["ada"]["has_password"]
+    code, _, error = audience(workspace, "user", "password", "bob", "--password-stdin", stdin="x")
+    assert code == 1 and "12" in error

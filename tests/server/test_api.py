@@ -285,6 +285,38 @@ def test_users_are_managed_by_admins(client: TestClient) -> None:
     assert client.delete("/users/new", headers=ada).status_code == 404
 
 
+def test_roles_and_passwords_change_and_the_only_admin_stays_one(client: TestClient) -> None:
+    ada, ed = bearer(client, "ada"), bearer(client, "ed")
+    assert client.patch("/users/vera", json={"role": "editor"}, headers=ed).status_code == 403
+    last = client.patch("/users/ada", json={"role": "viewer"}, headers=ada)
+    assert last.status_code == 409 and "only admin" in last.json()["detail"]
+    promoted = client.patch("/users/vera", json={"role": "admin"}, headers=ada)
+    assert promoted.status_code == 200 and promoted.json()["role"] == "admin"
+    bad = client.patch("/users/vera", json={"role": "boss"}, headers=ada)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "role"]
+    assert client.patch("/users/nobody", json={"role": "viewer"}, headers=ada).status_code == 404
+    # Ed changes his own password from a browser session: that session ends with it.
+    signed_in = client.post("/auth/login", json={"name": "ed", "password": PASSWORD})
+    csrf = {CSRF_HEADER: signed_in.json()["csrf_token"]}
+    new = "a different long password"
+    wrong = client.put(
+        "/me/password", json={"current_password": "nope", "new_password": new}, headers=csrf
+    )
+    assert wrong.status_code == 401
+    changed = client.put(
+        "/me/password", json={"current_password": PASSWORD, "new_password": new}, headers=csrf
+    )
+    assert changed.status_code == 200, changed.text
+    assert client.get("/me").status_code == 401  # the session's token was revoked
+    assert client.get("/me", headers=ed).json()["name"] == "ed"  # his API token still works
+    client.cookies.clear()
+    assert client.post("/auth/login", json={"name": "ed", "password": PASSWORD}).status_code == 401
+    assert client.post("/auth/login", json={"name": "ed", "password": new}).status_code == 200
+    client.cookies.clear()
+    short = client.patch("/users/ed", json={"password": "short"}, headers=ada)
+    assert short.status_code == 422 and short.json()["detail"][0]["loc"] == ["body", "password"]
+
+
 def test_the_openapi_description_names_every_route(client: TestClient) -> None:
     described = client.get("/openapi.json").json()["paths"]
     assert {"/status", "/definitions", "/segments/{name}/insights", "/runs/{run_id}"} <= set(

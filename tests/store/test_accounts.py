@@ -85,6 +85,46 @@ def test_a_name_is_taken_once(store: MetadataStore) -> None:
     assert [(u.name, u.role) for u in store.accounts.users()] == [("alice", "viewer")]
 
 
+def test_roles_change_but_the_only_admin_stays_one(store: MetadataStore) -> None:
+    accounts = store.accounts
+    accounts.add_user("alice", "admin", None, actor="t", now=T0)
+    accounts.add_user("bob", "viewer", None, actor="t", now=T0)
+    with pytest.raises(StateError, match="'alice' is the only admin"):
+        accounts.set_role("alice", "editor", actor="t", now=T0)
+    with pytest.raises(InvalidInput):
+        accounts.set_role("bob", "owner", actor="t", now=T0)
+    with pytest.raises(NotFound):
+        accounts.set_role("carol", "viewer", actor="t", now=T0)
+    assert accounts.set_role("bob", "admin", actor="alice", now=T0).role == "admin"
+    assert accounts.set_role("alice", "viewer", actor="bob", now=T0).role == "viewer"
+    assert {u.name: u.role for u in accounts.users()} == {"alice": "viewer", "bob": "admin"}
+    changes = [(e.target, e.detail) for e in store.audit.entries() if e.action == "user.role"]
+    assert changes == [
+        ("alice", {"role": "viewer", "was": "admin"}),
+        ("bob", {"role": "admin", "was": "viewer"}),
+    ]
+
+
+def test_a_new_password_ends_the_users_sessions_not_their_tokens(store: MetadataStore) -> None:
+    from audience.store.accounts import SESSION_LABEL
+
+    accounts = store.accounts
+    accounts.add_user("alice", "editor", PASSWORD, actor="t", now=T0)
+    session = accounts.create_token("alice", SESSION_LABEL, expires_at=None, actor="t", now=T0)
+    token = accounts.create_token("alice", "ci", expires_at=None, actor="t", now=T0)
+    with pytest.raises(InvalidInput):
+        accounts.set_password("alice", "short", actor="t", now=T0)
+    accounts.set_password("alice", "a much longer new password", actor="t", now=T0)
+    with pytest.raises(NotSignedIn):
+        accounts.sign_in("alice", PASSWORD, now=T0)
+    assert accounts.sign_in("alice", "a much longer new password", now=T0).name == "alice"
+    with pytest.raises(NotSignedIn, match="revoked"):
+        accounts.user_for_token(session.secret, now=T0)
+    assert accounts.user_for_token(token.secret, now=T0).name == "alice"
+    assert "a much longer new password" not in _everything_stored(store)
+    assert not accounts.set_password("alice", None, actor="t", now=T0).has_password
+
+
 def test_tokens_work_until_revoked_expired_or_their_user_removed(store: MetadataStore) -> None:
     accounts = store.accounts
     accounts.add_user("alice", "admin", None, actor="t", now=T0)

@@ -94,6 +94,45 @@ def remove_user(
     out.print(f"Removed user {escape(name)!r} and their tokens")
 
 
+@users_app.command("role")
+def set_role(
+    name: Annotated[str, typer.Argument(help="The user.")],
+    role: Annotated[str, typer.Argument(help="viewer, editor or admin.")],
+    workspace: WorkspaceOption = HERE,
+    as_json: JsonOption = False,
+) -> None:
+    """Give a user another role (the only admin keeps theirs)."""
+    with open_workspace(workspace) as ws:
+        user = ws.store.accounts.set_role(name, role, actor=cli_actor(), now=ws.clock())
+    if as_json:
+        print_json(user.to_json())
+    else:
+        out.print(f"{escape(user.name)!r} is now {user.role}")
+
+
+@users_app.command("password")
+def set_password(
+    name: Annotated[str, typer.Argument(help="The user.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    no_password: Annotated[
+        bool, typer.Option("--no-password", help="Remove it: the user signs in with tokens.")
+    ] = False,
+    workspace: WorkspaceOption = HERE,
+) -> None:
+    """Set a user's password (asked for, hidden); their browser sessions end."""
+    password = (
+        None
+        if no_password
+        else read_secret_input("Password", from_stdin=password_stdin, confirm=True)
+    )
+    with open_workspace(workspace) as ws:
+        ws.store.accounts.set_password(name, password, actor=cli_actor(), now=ws.clock())
+    done = "removed" if password is None else "set"
+    out.print(f"Password of {escape(name)!r} {done}; their browser sessions have ended")
+
+
 def parse_expiry(text: str | None, now: datetime) -> datetime | None:
     """`--expires`: a duration from now (`30d`, `12h`, `90m`) or an ISO 8601 time."""
     if text is None:

@@ -34,6 +34,9 @@ APPLIED_BY_ADMINS = frozenset({"destination"})
 MIN_PASSWORD_LENGTH = 12
 TOKEN_PREFIX = "aud_"
 MAX_LABEL_LENGTH = 200
+SESSION_LABEL = "session"
+"""The label of the tokens that hold browser sessions (sign-in makes one, sign-out revokes it;
+a change of password revokes them all)."""
 LAST_USED_EVERY = timedelta(minutes=1)
 """A token's last use is written at most this often, so reading status costs no write."""
 
@@ -254,20 +257,54 @@ class Accounts:
             record = session.get(UserRecord, name)
             if record is None:
                 raise NotFound(f"user {name!r} does not exist")
-            if (
-                record.role == "admin"
-                and not session.scalars(
-                    select(UserRecord.name).where(
-                        UserRecord.role == "admin", UserRecord.name != name
-                    )
-                ).first()
-            ):
-                raise StateError(
-                    f"{name!r} is the only admin; add another admin before removing them"
-                )
+            _refuse_losing_the_last_admin(session, record, "removing them")
             session.execute(delete(TokenRecord).where(TokenRecord.user_name == name))
             session.execute(delete(UserRecord).where(UserRecord.name == name))
             AuditLog.add(session, at=now, actor=actor, action="user.remove", target=name)
+
+    def set_role(self, name: str, role: str, *, actor: str, now: datetime) -> User:
+        """Give a user another role (from their next request on: roles are read per request);
+        the only admin keeps theirs."""
+        role = check_role(role)
+        with self._sessions() as session, session.begin():
+            record = session.get(UserRecord, name, with_for_update=True)
+            if record is None:
+                raise NotFound(f"user {name!r} does not exist")
+            if role != "admin":
+                _refuse_losing_the_last_admin(session, record, f"making them {role}")
+            AuditLog.add(
+                session,
+                at=now,
+                actor=actor,
+                action="user.role",
+                target=name,
+                detail={"role": role, "was": record.role},
+            )
+            record.role = role
+            session.flush()
+            return _user(record)
+
+    def set_password(self, name: str, password: str | None, *, actor: str, now: datetime) -> User:
+        """Set (or, with None, remove) a user's password; their browser sessions end, so a
+        stolen session does not outlive the change (their API tokens stay)."""
+        digest = None if password is None else _hasher().hash(check_password(password))
+        with self._sessions() as session, session.begin():
+            record = session.get(UserRecord, name, with_for_update=True)
+            if record is None:
+                raise NotFound(f"user {name!r} does not exist")
+            record.password_hash = digest
+            session.execute(
+                update(TokenRecord)
+                .where(
+                    TokenRecord.user_name == name,
+                    TokenRecord.label == SESSION_LABEL,
+                    TokenRecord.revoked_at.is_(None),
+                )
+                .values(revoked_at=now)
+            )
+            AuditLog.add(session, at=now, actor=actor, action="user.password", target=name)
+            session.flush()
+            return _user(record)
 
     def sign_in(self, name: str, password: str, *, now: datetime) -> User:
         """The user whose password this is; NotSignedIn (saying nothing more) otherwise."""
@@ -411,3 +448,15 @@ class Accounts:
                 )
                 session.commit()
             return _user(user)
+
+
+def _refuse_losing_the_last_admin(session: Session, record: UserRecord, doing: str) -> None:
+    """StateError when `record` is the only admin: a workspace keeps someone who can launch,
+    manage users and read the audit log."""
+    if record.role != "admin":
+        return
+    others = select(UserRecord.name).where(
+        UserRecord.role == "admin", UserRecord.name != record.name
+    )
+    if session.scalars(others).first() is None:
+        raise StateError(f"{record.name!r} is the only admin; add another admin before {doing}")

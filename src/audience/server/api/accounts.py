@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
 from pydantic import BaseModel, Field
 
 from audience.server.api.paging import Limit, Offset, page
@@ -46,6 +46,49 @@ def list_users(
 ) -> Page[UserShape]:
     """Every user and their role (`user list --json`)."""
     return page([u.shape() for u in serving.workspace.store.accounts.users()], limit, offset)
+
+
+class UserChange(BaseModel):
+    """What to change of a user: their role, their password, or both."""
+
+    role: str | None = None
+    password: str | None = Field(default=None, description="A new password (12+ characters).")
+
+
+@router.patch("/users/{name:path}")
+def change_user(name: str, change: UserChange, serving: ServedDep, user: Admin) -> UserShape:
+    """Give a user another role (409 for the only admin) or a new password (their browser
+    sessions end; their API tokens stay)."""
+    accounts, now = serving.workspace.store.accounts, serving.clock()
+    changed = accounts.user(name)
+    if change.password is not None:
+        changed = accounts.set_password(name, change.password, actor=user.name, now=now)
+    if change.role is not None:
+        changed = accounts.set_role(name, change.role, actor=user.name, now=now)
+    return changed.shape()
+
+
+class PasswordChange(BaseModel):
+    """One's own password, and the new one."""
+
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+@router.put("/me/password")
+def change_own_password(
+    change: PasswordChange, request: Request, serving: ServedDep, user: Viewer
+) -> UserShape:
+    """Change one's own password (401 if the current one is wrong, limited like sign-in);
+    every browser session of one's own ends, this one included."""
+    now = serving.clock()
+    address = request.client.host if request.client else "unknown"
+    keys = [f"name:{user.name}", f"address:{address}"]
+    serving.limiter.attempt(keys, now)
+    accounts = serving.workspace.store.accounts
+    accounts.sign_in(user.name, change.current_password, now=now)
+    serving.limiter.succeeded(keys, now)
+    return accounts.set_password(user.name, change.new_password, actor=user.name, now=now).shape()
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED)

@@ -14,7 +14,7 @@ from audience.server.auth import (
     SESSION_LENGTH,
     csrf_token,
 )
-from audience.store.accounts import User
+from audience.store.accounts import SESSION_LABEL, User
 
 router = APIRouter(tags=["auth"])
 
@@ -44,7 +44,7 @@ def login(
     user = accounts.sign_in(credentials.name, credentials.password, now=now)
     serving.limiter.succeeded(keys, now)
     session = accounts.create_token(
-        user.name, "session", expires_at=now + SESSION_LENGTH, actor=user.name, now=now
+        user.name, SESSION_LABEL, expires_at=now + SESSION_LENGTH, actor=user.name, now=now
     )
     # Secure (sent over HTTPS only) except to a browser on this machine over plain HTTP.
     secure = request.url.scheme == "https" or address not in {"127.0.0.1", "::1", "localhost"}
