@@ -155,6 +155,46 @@ def test_a_campaign_is_planned_scheduled_and_followed(client: TestClient, direct
     assert ("ada", "apply", "campaign/Gold offer") in entries
 
 
+def test_a_plan_is_started_then_polled_until_it_answers(client: TestClient) -> None:
+    ada, vera = bearer(client, "ada"), bearer(client, "vera")
+    assert client.post("/definitions", json=CAMPAIGN, headers=ada).status_code == 200
+    started = client.post("/campaigns/Gold offer/plan", headers=ada)
+    assert started.status_code == 202, started.text
+    job = started.json()
+    assert job["campaign"] == "Gold offer" and job["status"] in ("running", "succeeded")
+    assert started.headers["location"] == f"/plans/{job['job_id']}"
+    deadline = time.monotonic() + 60
+    while (job := client.get(started.headers["location"], headers=ada).json())["status"] == (
+        "running"
+    ):
+        assert time.monotonic() < deadline, job
+        threading.Event().wait(0.02)
+    assert job["status"] == "succeeded" and job["error"] is None and job["ended_at"]
+    assert job["plan"] == client.get("/campaigns/Gold offer/plan", headers=ada).json()
+    assert client.post("/campaigns/Nothing/plan", headers=ada).status_code == 404
+    assert client.post("/campaigns/Gold offer/plan", headers=vera).status_code == 403
+    assert client.get("/plans/nothing", headers=ada).status_code == 404
+
+
+def test_a_plan_that_fails_says_how_as_the_route_would_have() -> None:
+    from audience.errors import NotFound
+    from audience.server.jobs import PlanJobs
+
+    jobs = PlanJobs(fixed_clock)
+
+    def gone() -> Any:
+        raise NotFound("segment 'Gold' does not exist")
+
+    job = jobs.start("Gold offer", gone)
+    jobs.close()  # lets the job end first
+    deadline = time.monotonic() + 10
+    while (ended := jobs.get(job.job_id)).status == "running":
+        assert time.monotonic() < deadline
+        threading.Event().wait(0.01)
+    assert (ended.status, ended.error_status) == ("failed", 404)
+    assert ended.error == "segment 'Gold' does not exist" and ended.plan is None
+
+
 @pytest.mark.parametrize(
     ("documents", "location"),
     [

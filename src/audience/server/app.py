@@ -22,6 +22,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from audience import __version__
 from audience.server import errors
 from audience.server.auth import SignInLimiter, request_user, require
+from audience.server.jobs import PlanJobs
 from audience.server.worker import BackgroundWorker
 from audience.store.accounts import User
 from audience.store.runs import Run, RunShape
@@ -40,9 +41,14 @@ class Served:
     worker: BackgroundWorker | None = None
     """The worker in this process, if it runs one (woken when a request queues a run)."""
     limiter: SignInLimiter = field(default_factory=SignInLimiter)
+    plans: PlanJobs = field(init=False)
+    """Plans started by one request and answered by polling."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     _release: threading.Timer | None = None
+
+    def __post_init__(self) -> None:
+        self.plans = PlanJobs(self.clock)
 
     @contextmanager
     def use(self, user: User) -> Iterator[Workspace]:
@@ -84,6 +90,7 @@ class Served:
                 self._release.cancel()
         if self.worker is not None:
             self.worker.stop()
+        self.plans.close()
 
 
 def served(request: Request) -> Served:
@@ -142,7 +149,15 @@ def create_app(
 ) -> FastAPI:
     """The API serving the workspace in `directory` (on `clock`: tests pass their own), with a
     worker in the process when `worker` says (by default on DuckDB, the embedded default)."""
-    from audience.server.api import accounts, activations, auth, definitions, runs, segments
+    from audience.server.api import (
+        accounts,
+        activations,
+        auth,
+        definitions,
+        plans,
+        runs,
+        segments,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -176,6 +191,7 @@ def create_app(
         auth.router,
         segments.router,
         definitions.router,
+        plans.router,  # before activations' POST /campaigns/{name}/{verb}, which would take it
         activations.router,
         runs.router,
         accounts.router,
