@@ -301,9 +301,13 @@ class Workspace:
         )
 
     def export(self) -> str:
-        """Every definition as YAML that `apply` takes back unchanged, even into an empty
-        workspace: each segment's active version and, where a draft edit of it is newer, that
-        draft after it (`status: draft`); each definition after those it uses."""
+        """Every definition as YAML that `apply` takes back unchanged (`exported`)."""
+        return dump_documents(self.exported())
+
+    def exported(self) -> list[Definition]:
+        """Every definition as `apply` takes it back unchanged, even into an empty workspace:
+        each segment's active version and, where a draft edit of it is newer, that draft after
+        it (`status: draft`)."""
         active = {stored.name: stored for stored in self.store.active_segments()}
         exported: list[StoredDefinition] = []
         for stored in self.store.definitions():
@@ -311,7 +315,7 @@ class Workspace:
             if under is not None and under.version != stored.version:
                 exported.append(under)  # what others use, then the draft edit over it
             exported.append(stored)
-        return dump_documents(KINDS[s.kind].model_validate(s.body) for s in exported)
+        return [KINDS[s.kind].model_validate(s.body) for s in exported]
 
     def segments(self) -> dict[str, Segment]:
         """The segments others may use, by name: each one's newest active version (a draft

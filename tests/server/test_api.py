@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from ruamel.yaml import YAML
 
 from audience.server.app import create_app
 from audience.server.auth import CSRF_HEADER, MAX_FAILURES
@@ -153,6 +154,26 @@ def test_a_campaign_is_planned_scheduled_and_followed(client: TestClient, direct
     ]
     assert ("ada", "schedule", "campaign/Gold offer") in entries
     assert ("ada", "apply", "campaign/Gold offer") in entries
+
+
+def test_definitions_are_exported_as_the_documents_apply_takes(
+    client: TestClient, directory: Path
+) -> None:
+    ada = bearer(client, "ada")
+    assert client.post("/definitions", json=CAMPAIGN, headers=ada).status_code == 200
+    exported = client.get("/definitions", headers=ada)
+    assert exported.status_code == 200, exported.text
+    names = [(d["kind"], d["name"]) for d in exported.json()]
+    assert sorted(names) == sorted((d["kind"], d["name"]) for d in CAMPAIGN)
+    assert names[-1] == ("campaign", "Gold offer")  # after what it uses
+    with Workspace.open(directory, fixed_clock) as ws:
+        assert exported.json() == list(YAML(typ="safe").load_all(ws.export()))  # `export`
+    again = client.post("/definitions", json=exported.json(), headers=ada).json()
+    assert [change["changed"] for change in again] == [False, False, False]  # unchanged
+    only = client.get("/definitions?kind=destination", headers=ada).json()
+    assert [d["name"] for d in only] == ["out"] and only[0]["settings"]["path"] == "out"
+    assert client.get("/definitions?kind=rocket", headers=ada).status_code == 422
+    assert client.get("/definitions", headers=bearer(client, "vera")).status_code == 403
 
 
 def test_a_plan_is_started_then_polled_until_it_answers(client: TestClient) -> None:

@@ -303,14 +303,18 @@ class _Reader:
             self.spellings[path] = match.group(0)
 
 
-def dump_documents(definitions: Iterable[Definition]) -> str:
-    """YAML text of the definitions, in a form `load_text` accepts unchanged, each after the
-    definitions it uses (so applying the documents one by one also works)."""
-    yaml = YAML(typ="rt")
-    buffer = io.StringIO()
-    documents = [
+def as_documents(definitions: Iterable[Definition]) -> list[dict[str, Any]]:
+    """The definitions as the documents `apply` takes (JSON-ready), each after the definitions
+    it uses (so applying the documents one by one also works)."""
+    return [
         {"kind": d.kind, **d.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
         for d in applicable_order(definitions)
     ]
-    yaml.dump_all(documents, buffer)
+
+
+def dump_documents(definitions: Iterable[Definition]) -> str:
+    """YAML text of the definitions, in a form `load_text` accepts unchanged (`as_documents`)."""
+    yaml = YAML(typ="rt")
+    buffer = io.StringIO()
+    yaml.dump_all(as_documents(definitions), buffer)
     return buffer.getvalue()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Query
 
-from audience.definitions.loader import validate_data
+from audience.definitions.loader import as_documents, validate_data
 from audience.errors import DefinitionError, NotAllowed, NotFound
 from audience.server.app import Editor, ServedDep
 from audience.store.accounts import role_to_apply
@@ -48,6 +48,23 @@ def apply(
                 error.field = f"{found[1]}.{error.field}" if error.field else found[1]
             raise
     return [vars(change) for change in changes]
+
+
+@router.get("")
+def export(
+    serving: ServedDep,
+    user: Editor,
+    kind: Annotated[
+        Literal["segment", "campaign", "journey", "orchestration", "destination"] | None,
+        Query(description="Only definitions of this kind."),
+    ] = None,
+) -> list[dict[str, Any]]:
+    """Every current definition as the documents `POST /definitions` takes back unchanged, each
+    after those it uses (`audience export`, as JSON); segments with a newer draft edit come
+    twice, active version first."""
+    with serving.use(user) as ws:
+        exported = ws.exported()
+    return as_documents(d for d in exported if kind is None or d.kind == kind)
 
 
 @router.get("/{kind}/{name:path}")
