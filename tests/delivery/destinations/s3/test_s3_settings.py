@@ -72,7 +72,7 @@ def test_credentials_shapes() -> None:
             "settings.credentials",
             {"access_key_id": "AK", "secret_access_key": "plain-text"},
             ("settings", "credentials", "secret_access_key"),
-            "never sit in definitions as plain text",
+            "never as plain text",
         ),
         (
             "settings.credentials",

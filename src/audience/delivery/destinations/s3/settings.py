@@ -19,7 +19,7 @@ from audience.definitions.references import (
     CONTROL_CHARACTERS,
     checkable,
     expanded,
-    is_reference,
+    reference_only,
 )
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -38,13 +38,7 @@ class AccessKeyCredentials(DefinitionModel):
     @field_validator("secret_access_key", "session_token")
     @classmethod
     def _secret_from_environment(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and not expanded(info) and not is_reference(value):
-            raise ValueError(
-                "credentials never sit in definitions as plain text: write a reference to a "
-                "stored secret or an environment variable, e.g. ${secret:aws_secret} or "
-                "${AWS_SECRET_ACCESS_KEY}"
-            )
-        return value
+        return reference_only(value, info)
 
 
 class AssumeRoleCredentials(DefinitionModel):
