@@ -10,9 +10,15 @@ DEMO := demo-workspace
 # for PGP encryption (which Audience itself needs when a destination encrypts); GNU time for the
 # benchmarks' peak memory.
 SYSTEM_PACKAGES := openssh-server gnupg time
+# The web UI's browser tests drive Debian's Chromium through Playwright (its own browser
+# download cannot work here): installed by `make test` only.
+BROWSER_PACKAGES := chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test lint bench clean system-packages
+FRONTEND := frontend
+FRONTEND_STAMP := $(FRONTEND)/node_modules/.installed
+
+.PHONY: install demo test lint bench clean system-packages browser-packages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +26,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The web UI's front-end packages (htmx, the CSS base; axe-core for its tests), exactly as
+# frontend/package-lock.json pins them, from the npm registry.
+$(FRONTEND_STAMP): $(FRONTEND)/package.json $(FRONTEND)/package-lock.json
+	npm ci --prefix $(FRONTEND) --no-audit --no-fund --loglevel=error
+	touch $(FRONTEND_STAMP)
+
+install: $(STAMP) $(FRONTEND_STAMP)
 
 demo: install
 	test -f $(DEMO)/audience.toml || $(BIN)/audience init $(DEMO)
@@ -36,11 +48,16 @@ system-packages:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) \
 	  || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES); }; }
 
-test: lint system-packages
+browser-packages:
+	@[ -x /usr/bin/chromium ] || { \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(BROWSER_PACKAGES) \
+	  || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(BROWSER_PACKAGES); }; }
+
+test: lint system-packages browser-packages
 	$(BIN)/pytest -n 2
 
 bench: install system-packages
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache $(FRONTEND)/node_modules

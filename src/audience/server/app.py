@@ -187,6 +187,9 @@ def create_app(
         """Whether the server answers (needs no credentials)."""
         return {"ok": True}
 
+    from audience.server.ui import install as install_ui
+
+    install_ui(app)
     for router in (
         auth.router,
         segments.router,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
-from audience.server.app import ServedDep, signed_in
+from audience.server.app import Served, ServedDep, signed_in
 from audience.server.auth import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -36,12 +37,24 @@ def login(
 ) -> dict[str, Any]:
     """Sign in: a session cookie (HttpOnly, SameSite=Strict) and its CSRF token, which every
     request that changes something must send back as `X-CSRF-Token`."""
+    user, csrf, expires_at = open_session(
+        credentials.name, credentials.password, request, response, serving
+    )
+    return {**_me(user), "csrf_token": csrf, "expires_at": expires_at}
+
+
+def open_session(
+    name: str, password: str, request: Request, response: Response, serving: Served
+) -> tuple[User, str, datetime | None]:
+    """Check a sign-in (limited per name and address) and set the session's cookies on
+    `response`: the user, the session's CSRF token and when the session ends. The API's
+    sign-in and the web UI's share it."""
     now = serving.clock()
     address = request.client.host if request.client else "unknown"
-    keys = [f"name:{credentials.name}", f"address:{address}"]
+    keys = [f"name:{name}", f"address:{address}"]
     serving.limiter.attempt(keys, now)
     accounts = serving.workspace.store.accounts
-    user = accounts.sign_in(credentials.name, credentials.password, now=now)
+    user = accounts.sign_in(name, password, now=now)
     serving.limiter.succeeded(keys, now)
     session = accounts.create_token(
         user.name, SESSION_LABEL, expires_at=now + SESSION_LENGTH, actor=user.name, now=now
@@ -59,7 +72,7 @@ def login(
     )
     csrf = csrf_token(session.secret)
     response.set_cookie(CSRF_COOKIE, csrf, max_age=lifetime, secure=secure, samesite="strict")
-    return {**_me(user), "csrf_token": csrf, "expires_at": session.token.expires_at}
+    return user, csrf, session.token.expires_at
 
 
 @router.post("/auth/logout")

@@ -1,0 +1,90 @@
+"""What every page shares: the templates (Jinja2, autoescaped), who is signed in, their CSRF
+token, and the answer for someone who is not signed in (the sign-in page, then back)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from audience import __version__
+from audience.errors import AudienceError, NotSignedIn
+from audience.server.app import ServedDep
+from audience.server.auth import SESSION_COOKIE, csrf_token, request_user
+from audience.server.ui.assets import missing_packages
+from audience.store.accounts import User
+
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+templates.env.globals["version"] = __version__
+
+
+def _when(moment: datetime | None) -> str:
+    """A moment as pages show it: to the minute, in UTC (what the CLI's --now takes)."""
+    return "—" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+templates.env.filters["when"] = _when
+
+NAVIGATION = (
+    ("Activations", "/ui/"),
+    ("Segments", "/ui/segments"),
+    ("Runs", "/ui/runs"),
+)
+
+
+class SignInFirst(AudienceError):
+    """A page asked for without a session: answered with the sign-in page (see `install`)."""
+
+    def __init__(self, next_page: str) -> None:
+        super().__init__("sign in first")
+        self.next_page = next_page
+
+
+async def page_user(request: Request, serving: ServedDep) -> User:
+    """The signed-in user of a page; SignInFirst (a redirect to the sign-in page) otherwise.
+    Forms must carry the session's CSRF token, as for the API."""
+    try:
+        return await request_user(request, serving.workspace.store.accounts, serving.clock)
+    except NotSignedIn:
+        if request.method != "GET":
+            raise  # a form from an ended session, or without its token: the API's 401
+        query = f"?{request.url.query}" if request.url.query else ""
+        raise SignInFirst(request.url.path + query) from None
+
+
+PageUser = Annotated[User, Depends(page_user)]
+
+
+def render(
+    request: Request,
+    template: str,
+    user: User | None,
+    *,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    """A page (or, for htmx, a fragment) with what every template may use."""
+    session = request.cookies.get(SESSION_COOKIE)
+    return templates.TemplateResponse(
+        request,
+        template,
+        {
+            "user": user,
+            "csrf": csrf_token(session) if session else "",
+            "navigation": NAVIGATION,
+            "missing": missing_packages(),
+            "path": request.url.path,
+            **context,
+        },
+        status_code=status_code,
+    )
+
+
+def sign_in_redirect(error: SignInFirst) -> RedirectResponse:
+    """Where a page sends someone not signed in: the sign-in page, then back."""
+    return RedirectResponse(f"/ui/login?next={quote(error.next_page, safe='/')}", status_code=303)
