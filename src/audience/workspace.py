@@ -305,7 +305,12 @@ class Workspace:
         """What `${VAR}` and `${secret:NAME}` in destinations stand for."""
         from audience.delivery.destinations.base import ReferenceValues
 
-        return ReferenceValues(os.environ, self.secrets.value)
+        return ReferenceValues(os.environ, self._secret_value)
+
+    def _secret_value(self, name: str) -> str | None:
+        # The secrets (and their cipher) are opened when a destination refers to one, not
+        # when any destination is opened.
+        return self.secrets.value(name)
 
     def _secret_keys(self) -> MultiFernet:
         from audience.store.secrets import read_keys
