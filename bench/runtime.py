@@ -63,7 +63,7 @@ BOOKKEEPING: dict[str, list[tuple[str, str, str]]] = {
             "postpone",
         )
     ],
-    "open customer database": [("audience.workspace", "", "open_engine")],
+    "open customer database": [("audience.engines", "", "open_engine")],
     "close customer database": [("audience.workspace", "Workspace", "release_engine")],
 }
 INSIDE_A_RUN = ("run log writes", "open customer database")

@@ -2,71 +2,22 @@
 
 It opens the engine and the metadata store named in `audience.toml`, and offers the user-level
 operations: apply definitions, export them, compute and record segment insights, load sample data.
+
+Each operation imports what it uses when it is called, never here: a command that only reads the
+metadata store (`status`, `segment list`, `runs`) must not load the engines, Arrow, the compiler
+or the delivery code (DESIGN §2, start-up is cheap; `tests/cli/test_startup.py` guards it).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-from sqlglot import exp
-
-from audience.activation.campaign import check_campaign, plan_campaign
-from audience.activation.files import check_runs_name_files_apart
-from audience.activation.history import StoredHistory
-from audience.activation.insights import Insights, Overlap, compute_insights, compute_overlap
-from audience.activation.journey import (
-    JourneyCounts,
-    Step,
-    check_edit,
-    check_journey,
-    customer_path,
-    journey_counts,
-    move_stranded,
-    refuse_going_back,
-)
-from audience.activation.lifecycle import Activations
-from audience.activation.orchestration import (
-    OrchestrationPreview,
-    check_orchestration,
-    preview_orchestration,
-)
-from audience.activation.plan import CampaignPlan
-from audience.activation.results import Results
-from audience.activation.runner import execute, lease_of, this_process
-from audience.activation.setting import CampaignSetting, Progress
-from audience.compile.catalog import Catalog
-from audience.compile.conditions import (
-    CompileContext,
-    parse_id_query,
-    segment_ids,
-    segment_predicate,
-)
-from audience.compile.readonly import read_only_query
-from audience.definitions.campaign import Campaign, rejoin_names
-from audience.definitions.destination import Destination
-from audience.definitions.journey import Journey
-from audience.definitions.kinds import KINDS, Activation, Definition
-from audience.definitions.loader import LoadedDocument, dump_documents, load_paths
-from audience.definitions.orchestration import Orchestration
-from audience.definitions.segment import Segment
-from audience.delivery.destinations.base import DestinationClient, ReferenceValues
-from audience.delivery.encryption import check_key
-from audience.delivery.shipment import open_destination
-from audience.engines import Engine, open_engine
-from audience.errors import (
-    DefinitionError,
-    EngineError,
-    InvalidValue,
-    NotFound,
-    StateError,
-    WorkspaceError,
-)
+from audience.errors import NotFound, StateError, WorkspaceError
 from audience.settings import (
     DEFAULT_SCHEMA,
     SETTINGS_FILE,
@@ -74,22 +25,38 @@ from audience.settings import (
     load_settings,
     render_settings,
 )
-from audience.store.metadata import (
-    AppliedChange,
-    MetadataStore,
-    SegmentSummary,
-    StoredDefinition,
-    resolve_url,
-)
-from audience.store.runs import Run
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from cryptography.fernet import MultiFernet
 
+    from audience.activation.insights import Insights, Overlap
+    from audience.activation.journey import JourneyCounts, Step
+    from audience.activation.lifecycle import Activations
+    from audience.activation.orchestration import OrchestrationPreview
+    from audience.activation.plan import CampaignPlan
+    from audience.activation.results import Results
+    from audience.activation.setting import CampaignSetting, Progress
+    from audience.compile.catalog import Catalog
+    from audience.compile.conditions import CompileContext
+    from audience.definitions.campaign import Campaign
+    from audience.definitions.destination import Destination
+    from audience.definitions.journey import Journey
+    from audience.definitions.kinds import Activation, Definition
+    from audience.definitions.loader import LoadedDocument
+    from audience.definitions.segment import Segment
+    from audience.delivery.destinations.base import DestinationClient, ReferenceValues
+    from audience.engines import Engine
+    from audience.store.metadata import (
+        AppliedChange,
+        MetadataStore,
+        SegmentSummary,
+        StoredDefinition,
+    )
+    from audience.store.runs import Run
     from audience.store.secrets import Secrets
 
 Clock = Callable[[], datetime]
-D = TypeVar("D", Segment, Destination, Campaign)
 
 
 def utc_now() -> datetime:
@@ -157,11 +124,15 @@ class Workspace:
     @cached_property
     def engine(self) -> Engine:
         """The customer-data engine, connected on first use."""
+        from audience.engines import open_engine
+
         return open_engine(self.settings.engine, self.directory, self.notify)
 
     @cached_property
     def store(self) -> MetadataStore:
         """The metadata store, migrated to the current schema on first use."""
+        from audience.store.metadata import MetadataStore, resolve_url
+
         return MetadataStore(resolve_url(self.settings.store.url, self.directory))
 
     @cached_property
@@ -186,6 +157,8 @@ class Workspace:
 
     def apply(self, paths: Sequence[Path]) -> list[AppliedChange]:
         """Validate every document of the files, then save them all — or nothing at all."""
+        from audience.definitions.loader import load_paths
+
         return self.apply_documents(load_paths(paths))
 
     def apply_documents(self, documents: Sequence[LoadedDocument]) -> list[AppliedChange]:
@@ -193,106 +166,9 @@ class Workspace:
 
         A name is given once, except that a segment may come as its active version followed by
         a draft edit of it (as `export` writes it): both are saved, in that order."""
-        _refuse_repeats(documents)
-        batch = [d.definition for d in documents if isinstance(d.definition, Segment)]
-        segments = {**self.segments(), **{s.name: s for s in batch if s.status == "active"}}
-        drafts = (self.draft_segments() | {s.name for s in batch}) - set(segments)
-        destinations = {**self.destinations(), **_of_kind(documents, Destination)}
-        ctx = self.compile_context(
-            segments=segments, drafts=drafts, pending=[d.definition for d in documents]
-        )
-        checked: list[Definition] = []
-        stranded: list[tuple[Journey, dict[str, int]]] = []
-        for document in documents:
-            definition = document.definition
-            try:
-                if isinstance(definition, Segment):
-                    self._check_segment(definition, ctx)
-                elif isinstance(definition, Destination):
-                    _check_default_attributes(definition, ctx)
-                    check_key(definition)
-                elif isinstance(definition, Campaign):
-                    definition = _with_segment_names(definition, set(segments) | drafts)
-                    setting = self.campaign_setting(ctx=ctx, destinations=destinations)
-                    check_campaign(definition, setting, self.engine.dialect)
-                elif isinstance(definition, Orchestration):
-                    setting = self.campaign_setting(ctx=ctx, destinations=destinations)
-                    check_orchestration(definition, setting, self.clock())
-                elif isinstance(definition, Journey):
-                    definition = _with_journey_segment_names(definition, set(segments) | drafts)
-                    setting = self.campaign_setting(ctx=ctx, destinations=destinations)
-                    check_journey(definition, setting, self.engine.dialect)
-                    stranded.append((definition, check_edit(definition, self.engine)))
-                if isinstance(definition, Campaign | Orchestration | Journey):
-                    check_runs_name_files_apart(definition, destinations, self.clock())
-            except DefinitionError as exc:
-                raise document.relocate(exc) from None
-            checked.append(definition)
-        self._check_dependents(checked, ctx, destinations, documents[0] if documents else None)
-        changes = self.store.save_definitions(
-            ((d.kind, d.name, _body(d)) for d in checked), self.clock()
-        )
-        for change in changes:
-            if change.changed:
-                self.audit("apply", f"{change.kind}/{change.name}", {"version": change.version})
-        for journey, at_removed_nodes in stranded:
-            # they enter their new node now, or as of the journey's latest run when that was
-            # simulated later (`tick --now`): the travel log and delays go forward in time
-            ran = self.store.runs.latest("journey", journey.name, succeeded=True)
-            moment = max(self.clock(), ran.scheduled_for) if ran is not None else self.clock()
-            move_stranded(journey, self.engine, at_removed_nodes, moment)
-        return changes
+        from audience.activation.applying import apply_documents
 
-    def _check_dependents(
-        self,
-        checked: Sequence[Definition],
-        ctx: CompileContext,
-        destinations: dict[str, Destination],
-        first: LoadedDocument | None,
-    ) -> None:
-        """Refuse a change that would break a stored campaign it does not replace."""
-        replaced = {d.name for d in checked if isinstance(d, Campaign)}
-        setting = self.campaign_setting(ctx=ctx, destinations=destinations)
-        for stored in self.store.definitions("campaign"):
-            if stored.name in replaced:
-                continue
-            campaign = Campaign.model_validate(stored.body)
-            try:
-                check_campaign(campaign, setting, self.engine.dialect)
-            except DefinitionError as exc:
-                if not self._campaign_is_valid(campaign):
-                    continue  # broken before this change (e.g. by a newer rule): not its doing
-                raise DefinitionError(
-                    f"this change would break campaign {stored.name!r}: {exc}",
-                    where=first.locate(None) if first is not None else None,
-                ) from None
-
-    def _campaign_is_valid(self, campaign: Campaign) -> bool:
-        """Whether a stored campaign passes today's checks against the stored definitions."""
-        try:
-            check_campaign(campaign, self.campaign_setting(), self.engine.dialect)
-        except DefinitionError:
-            return False
-        return True
-
-    def _check_segment(self, segment: Segment, ctx: CompileContext) -> None:
-        """Compile the segment (columns, operators, references); let the engine try its SQL."""
-        segment_ids(segment, ctx)
-        if segment.sql is not None:
-            # Read-only and reading only the customer database, as orchestrations' queries.
-            read_only_query(
-                segment.sql, dialect=self.engine.dialect, catalog=ctx.catalog, field="sql"
-            )
-            # The query alone, not inside the segment's IN (…): there, a column its own tables
-            # lack would silently mean the profile's column, and the segment everyone.
-            alone = parse_id_query(segment.sql).limit(0)
-            probe = exp.select(exp.Count(this=exp.Star())).from_(
-                exp.alias_(exp.Subquery(this=alone), "probe", copy=False)
-            )
-            try:
-                self.engine.rows(probe)
-            except EngineError as exc:
-                raise InvalidValue(f"the engine rejected the query: {exc}", field="sql") from None
+        return apply_documents(self, documents)
 
     def audit(self, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
         """Record in the audit log that this workspace's actor did `action` to `target`."""
@@ -302,12 +178,16 @@ class Workspace:
 
     def export(self) -> str:
         """Every definition as YAML that `apply` takes back unchanged (`exported`)."""
+        from audience.definitions.loader import dump_documents
+
         return dump_documents(self.exported())
 
     def exported(self) -> list[Definition]:
         """Every definition as `apply` takes it back unchanged, even into an empty workspace:
         each segment's active version and, where a draft edit of it is newer, that draft after
         it (`status: draft`)."""
+        from audience.definitions.kinds import KINDS
+
         active = {stored.name: stored for stored in self.store.active_segments()}
         exported: list[StoredDefinition] = []
         for stored in self.store.definitions():
@@ -320,6 +200,8 @@ class Workspace:
     def segments(self) -> dict[str, Segment]:
         """The segments others may use, by name: each one's newest active version (a draft
         edit is seen only by that segment's own insights and previews until it is activated)."""
+        from audience.definitions.segment import Segment
+
         return {
             stored.name: Segment.model_validate(stored.body)
             for stored in self.store.active_segments()
@@ -336,6 +218,8 @@ class Workspace:
 
     def segment(self, name: str) -> tuple[Segment, int]:
         """The current version of a segment and its version number."""
+        from audience.definitions.segment import Segment
+
         stored = self.store.definition("segment", name)
         if stored is None:
             raise NotFound(f"segment {name!r} does not exist; apply it first")
@@ -352,6 +236,11 @@ class Workspace:
         """What the compiler needs: the catalog, table names, the time, the segments (and the
         names of draft-only ones, so that using one says so), past activations (with the
         campaigns and journeys of `pending`, being applied)."""
+        from audience.activation.history import StoredHistory
+        from audience.compile.conditions import CompileContext
+        from audience.definitions.campaign import Campaign
+        from audience.definitions.journey import Journey
+
         senders: dict[str, list[Campaign | Journey]] = {}
         for definition in pending:
             if isinstance(definition, Campaign | Journey):
@@ -367,6 +256,9 @@ class Workspace:
 
     def _senders(self, name: str) -> list[Campaign | Journey]:
         """The stored campaign and journey of a name."""
+        from audience.definitions.campaign import Campaign
+        from audience.definitions.journey import Journey
+
         found: list[Campaign | Journey] = []
         for kind, model in (("campaign", Campaign), ("journey", Journey)):
             stored = self.store.definition(kind, name)
@@ -376,6 +268,8 @@ class Workspace:
 
     def destinations(self) -> dict[str, Destination]:
         """Every current destination by name."""
+        from audience.definitions.destination import Destination
+
         return {
             stored.name: Destination.model_validate(stored.body)
             for stored in self.store.definitions("destination")
@@ -393,6 +287,8 @@ class Workspace:
 
     def campaign(self, name: str) -> tuple[Campaign, int]:
         """The current version of a campaign and its version number."""
+        from audience.definitions.campaign import Campaign
+
         stored = self.store.definition("campaign", name)
         if stored is None:
             raise NotFound(f"campaign {name!r} does not exist; apply it first")
@@ -400,6 +296,8 @@ class Workspace:
 
     def open_client(self, destination: Destination) -> DestinationClient:
         """Open a destination for delivery (a relative folder is in the workspace)."""
+        from audience.delivery.shipment import open_destination
+
         return open_destination(destination, root=self.directory, environ=self.references)
 
     @cached_property
@@ -410,7 +308,14 @@ class Workspace:
     @cached_property
     def references(self) -> ReferenceValues:
         """What `${VAR}` and `${secret:NAME}` in destinations stand for."""
-        return ReferenceValues(os.environ, self.secrets.value)
+        from audience.delivery.destinations.base import ReferenceValues
+
+        return ReferenceValues(os.environ, self._secret_value)
+
+    def _secret_value(self, name: str) -> str | None:
+        # The secrets (and their cipher) are opened when a destination refers to one, not
+        # when any destination is opened.
+        return self.secrets.value(name)
 
     def _secret_keys(self) -> MultiFernet:
         from audience.store.secrets import read_keys
@@ -427,6 +332,8 @@ class Workspace:
         now: datetime | None = None,
     ) -> CampaignSetting:
         """What a campaign needs from this workspace."""
+        from audience.activation.setting import CampaignSetting
+
         return CampaignSetting(
             engine=self.engine,
             runs=self.store.runs,
@@ -441,6 +348,8 @@ class Workspace:
 
     def campaign_plan(self, name: str, *, now: datetime | None = None) -> CampaignPlan:
         """Who would land in each sub-audience and group if the campaign ran now."""
+        from audience.activation.campaign import plan_campaign
+
         campaign, _ = self.campaign(name)
         return plan_campaign(campaign, self.campaign_setting(now=now))
 
@@ -467,6 +376,8 @@ class Workspace:
     ) -> Run:
         """Run an activation by hand now, as the run due at `now` (default: this second), and
         record the run."""
+        from audience.activation.runner import execute, lease_of, this_process
+
         _, version = self.activations.definition(kind, name)
         moment = now or self.clock().replace(microsecond=0)
         run = self.store.runs.begin(
@@ -488,12 +399,17 @@ class Workspace:
 
     def orchestration_preview(self, name: str, rows: int = 10) -> OrchestrationPreview:
         """The first rows an orchestration's next run would send."""
+        from audience.activation.orchestration import preview_orchestration
+        from audience.definitions.orchestration import Orchestration
+
         definition, _ = self.activations.definition("orchestration", name)
         assert isinstance(definition, Orchestration)
         return preview_orchestration(definition, self.campaign_setting(), rows)
 
     def journey(self, name: str) -> Journey:
         """A journey's current definition."""
+        from audience.definitions.journey import Journey
+
         definition, _ = self.activations.definition("journey", name)
         assert isinstance(definition, Journey)
         return definition
@@ -503,6 +419,8 @@ class Workspace:
     ) -> Run:
         """Run a journey by hand as the run due at `now` — what its schedule would do then;
         refused while it is paused or after it ended."""
+        from audience.activation.journey import refuse_going_back
+
         self.journey(name)
         recorded = self.store.activations.get("journey", name)
         if recorded is not None and recorded.state in {"paused", "canceled"}:
@@ -515,32 +433,36 @@ class Workspace:
     def journey_counts(self, name: str, *, now: datetime | None = None) -> JourneyCounts:
         """Customers at each node of a journey now and in all, its exits and finishes; its
         goal segments as of `now` (default: the clock)."""
+        from audience.activation.journey import journey_counts
+
         return journey_counts(self.journey(name), self.engine, self.compile_context(now=now))
 
     def journey_path(self, name: str, customer_id: str) -> list[Step]:
         """One customer's travel log in a journey."""
+        from audience.activation.journey import customer_path
+
         return customer_path(self.journey(name), self.engine, customer_id)
 
     @cached_property
     def activations(self) -> Activations:
         """Scheduling, statuses and runs by hand, for every kind of activation."""
+        from audience.activation.lifecycle import Activations
+
         return Activations(self)
 
     @cached_property
     def results(self) -> Results:
         """Activations' results: treatment against control."""
+        from audience.activation.results import Results
+
         return Results(self)
 
     def check_activation(self, definition: Activation) -> None:
         """Check an activation against what it uses now (segments active, destinations and
         columns there, its query read-only), as applying it would."""
-        if isinstance(definition, Orchestration):
-            check_orchestration(definition, self.campaign_setting(), self.clock())
-        elif isinstance(definition, Journey):
-            check_journey(definition, self.campaign_setting(), self.engine.dialect)
-        else:
-            check_campaign(definition, self.campaign_setting(), self.engine.dialect)
-        check_runs_name_files_apart(definition, self.destinations(), self.clock())
+        from audience.activation.applying import check_activation
+
+        check_activation(self, definition)
 
     def release_engine(self) -> None:
         """Close the customer database until it is needed again: DuckDB lets one process
@@ -564,6 +486,8 @@ class Workspace:
         self, name: str, dialect: str | None = None, now: datetime | None = None
     ) -> str:
         """The compiled SQL of a segment's members, in `dialect` (default: the engine's)."""
+        from audience.compile.conditions import segment_ids
+
         segment, _ = self.segment(name)
         query = segment_ids(segment, self.compile_context(now=now))
         return query.sql(dialect or self.engine.dialect, pretty=True)
@@ -572,6 +496,8 @@ class Workspace:
         self, name: str, *, by: str | None = None, now: datetime | None = None
     ) -> Insights:
         """Compute a segment's insights now and record them in its history."""
+        from audience.activation.insights import compute_insights
+
         segment, version = self.segment(name)
         ctx = self.compile_context(now=now)
         insights = compute_insights(self.engine, segment, ctx, by=by)
@@ -580,6 +506,8 @@ class Workspace:
 
     def segment_overlap(self, names: Sequence[str], *, now: datetime | None = None) -> Overlap:
         """How two to five segments overlap, pair by pair."""
+        from audience.activation.insights import compute_overlap
+
         segments = [self.segment(name)[0] for name in names]
         return compute_overlap(self.engine, segments, self.compile_context(now=now))
 
@@ -592,6 +520,11 @@ class Workspace:
         self, name: str, *, limit: int = 10, now: datetime | None = None
     ) -> pa.Table:
         """The first `limit` members with their profile columns."""
+        import pyarrow as pa
+        from sqlglot import exp
+
+        from audience.compile.conditions import segment_predicate
+
         segment, _ = self.segment(name)
         ctx = self.compile_context(now=now)
         query = (
@@ -644,75 +577,3 @@ class Workspace:
         )
         record_tables(self.engine, [tables.events], seed=seed, profiles=profiles, now=self.clock())
         return added
-
-
-def _of_kind(documents: Iterable[LoadedDocument], kind: type[D]) -> dict[str, D]:
-    return {d.definition.name: d.definition for d in documents if isinstance(d.definition, kind)}
-
-
-def _refuse_repeats(documents: Sequence[LoadedDocument]) -> None:
-    """Each kind and name once; a segment may come twice as its active version, then a draft."""
-    seen: dict[tuple[str, str], list[LoadedDocument]] = {}
-    for document in documents:
-        definition = document.definition
-        earlier = seen.setdefault((definition.kind, definition.name), [])
-        if earlier and not (
-            len(earlier) == 1 and _is_draft_edit(earlier[0].definition, definition)
-        ):
-            pairing = (
-                "; a segment may come twice only as its active version, then a draft edit of it"
-                if isinstance(definition, Segment)
-                else ""
-            )
-            raise DefinitionError(
-                f"{definition.kind} {definition.name!r} is defined twice "
-                f"(first at {earlier[0].locate('name')}){pairing}",
-                where=document.locate("name"),
-                field="name",
-            )
-        earlier.append(document)
-
-
-def _is_draft_edit(first: Definition, second: Definition) -> bool:
-    return (
-        isinstance(first, Segment)
-        and isinstance(second, Segment)
-        and first.status == "active"
-        and second.status == "draft"
-    )
-
-
-def _check_default_attributes(destination: Destination, ctx: CompileContext) -> None:
-    """Each default attribute is a real column of its table (the source table by default)."""
-    for index, attribute in enumerate(destination.default_attributes):
-        source, table_name = (
-            (attribute, None) if isinstance(attribute, str) else (attribute.source, attribute.table)
-        )
-        ctx.catalog.kind(
-            table_name or ctx.tables.source, source, field_path=f"default_attributes.{index}"
-        )
-
-
-def _with_segment_names(campaign: Campaign, known: set[str]) -> Campaign:
-    """The campaign with include/exclude names rejoined where YAML split them at a comma."""
-    audience = campaign.audience.model_copy(
-        update={
-            "include": rejoin_names(campaign.audience.include, known),
-            "exclude": rejoin_names(campaign.audience.exclude, known),
-        }
-    )
-    return campaign.model_copy(update={"audience": audience})
-
-
-def _with_journey_segment_names(journey: Journey, known: set[str]) -> Journey:
-    """The journey with its segment lists rejoined where YAML split a name at a comma."""
-    return journey.model_copy(
-        update={
-            field: rejoin_names(getattr(journey, field), known)
-            for field in ("include", "exclude", "exit", "goals")
-        }
-    )
-
-
-def _body(definition: Definition) -> dict[str, Any]:
-    return definition.model_dump(mode="json", by_alias=True, exclude_defaults=True)

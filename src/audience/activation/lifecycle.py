@@ -22,11 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from audience.activation.files import discard_leftovers
-from audience.activation.journey import release_everyone
-from audience.activation.orchestration import discard_orchestration_leftovers
 from audience.activation.runner import ACTIVATION_KINDS, execute, lease_of, this_process
-from audience.activation.setting import Progress
 from audience.definitions.campaign import Campaign
 from audience.definitions.journey import Journey
 from audience.definitions.kinds import Activation
@@ -40,6 +36,7 @@ from audience.store.activations import RUNNING_STATES, ScheduledActivation
 from audience.store.runs import DueRun, Run
 
 if TYPE_CHECKING:
+    from audience.activation.setting import Progress
     from audience.workspace import Workspace
 
 
@@ -180,6 +177,8 @@ class Activations:
         if not release and current.state == "ending":
             raise StateError(f"journey {name!r} is ending already; --release lets everyone go now")
         if release:
+            from audience.activation.journey import release_everyone
+
             release_everyone(journey, ws.engine, now)
             ws.store.activations.set_state("journey", name, state="canceled", now=now)
             ws.store.runs.cancel_queued("journey", name, now=now)
@@ -226,12 +225,16 @@ class Activations:
             return CanceledRun(run, 0)  # an attempt that ended cleaned up after itself
         definition = self.definition(run.activation_kind, run.activation_name)[0]
         if isinstance(definition, Orchestration):
+            from audience.activation.orchestration import discard_orchestration_leftovers
+
             leftovers = discard_orchestration_leftovers(
                 definition, ws.destinations(), ws.open_client, run
             )
         elif isinstance(definition, Journey):
             leftovers = 0  # a journey's files are found by the retry, which recognises them
         else:
+            from audience.activation.files import discard_leftovers
+
             leftovers = discard_leftovers(definition, ws.destinations(), ws.open_client, run)
         return CanceledRun(run, leftovers)
 

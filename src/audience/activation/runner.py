@@ -8,16 +8,13 @@ import socket
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from audience.activation.campaign import run_campaign
-from audience.activation.journey import run_journey
-from audience.activation.orchestration import run_orchestration
 from audience.activation.recording import RetryPolicy, RunRecording
-from audience.activation.setting import Progress
 from audience.definitions.journey import Journey
 from audience.definitions.orchestration import Orchestration
 from audience.store.runs import LeaseTerms, Run
 
 if TYPE_CHECKING:
+    from audience.activation.setting import Progress
     from audience.workspace import Workspace
 
 ACTIVATION_KINDS = ("campaign", "journey", "orchestration")
@@ -62,9 +59,15 @@ def execute(
         if version != run.version:
             ws.store.runs.set_version(run.id, version)
         setting = ws.campaign_setting(now=run.scheduled_for)
+        # Each kind's runner is imported when a run of that kind comes: an orchestration's
+        # run loads neither the campaign compiler nor the journey's.
         if isinstance(definition, Orchestration):
+            from audience.activation.orchestration import run_orchestration
+
             return run_orchestration(definition, setting, recording, progress=progress)
         if isinstance(definition, Journey):
+            from audience.activation.journey import run_journey
+
             recorded = ws.store.activations.get("journey", definition.name)
             ending = recorded is not None and recorded.state == "ending"
             counts = run_journey(
@@ -76,6 +79,8 @@ def execute(
                     "journey", definition.name, state="canceled", now=ws.clock()
                 )
             return counts
+        from audience.activation.campaign import run_campaign
+
         return run_campaign(
             definition, setting, recording, progress=progress, test_records=test_records
         )

@@ -20,8 +20,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import gnupg
-
 from audience.definitions.destination import Destination, PgpOptions
 from audience.definitions.references import references
 from audience.delivery.destinations.base import expand
@@ -62,6 +60,9 @@ class Recipient:
 
     def __init__(self, options: PgpOptions, *, where: str, environ: Mapping[str, str]) -> None:
         self.armor = options.armor
+        # Imported here, a tenth of a second: only a delivery that encrypts pays for it.
+        import gnupg
+
         self._home = tempfile.mkdtemp(prefix="audience-gnupg-")
         try:
             self._gpg = gnupg.GPG(gnupghome=self._home)
