@@ -504,6 +504,24 @@ class Workspace:
         self.store.record_insights(segment.name, version, ctx.now, insights.figures())
         return insights
 
+    def insights_of(self, segment: Segment, *, now: datetime | None = None) -> Insights:
+        """The insights of a segment as edited, before it is saved (the editor's): checked as
+        `apply` checks it, computed, and recorded nowhere."""
+        from audience.activation.applying import check_segment
+        from audience.activation.insights import compute_insights
+
+        ctx = self.compile_context(now=now)
+        check_segment(self, segment, ctx)
+        return compute_insights(self.engine, segment, ctx)
+
+    def attribute_values(self, table: str, attribute: str, limit: int = 25) -> list[str]:
+        """The most frequent values of a column over everyone, most frequent first (the
+        picklists of the segment editor)."""
+        from audience.compile.insights import top_values_query
+
+        query = top_values_query(table, attribute, self.compile_context(), limit)
+        return [str(row["value"]) for row in self.engine.rows(query)]
+
     def segment_overlap(self, names: Sequence[str], *, now: datetime | None = None) -> Overlap:
         """How two to five segments overlap, pair by pair."""
         from audience.activation.insights import compute_overlap

@@ -98,6 +98,14 @@ class Visit:
         self.checked.append(self.page.url)
         return self.page
 
+    def settled(self) -> Page:
+        """The page once htmx has no request under way (a drop-down's change re-renders the
+        condition builder: a person waits for it to redraw, and so does the test)."""
+        self.page.wait_for_function(
+            "!document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling, .htmx-added')"
+        )
+        return self.page
+
     def sign_in(self, name: str) -> Page:
         """Sign in through the form, as a person would."""
         self.go("/ui/login")

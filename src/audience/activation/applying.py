@@ -53,7 +53,7 @@ def apply_documents(ws: Workspace, documents: Sequence[LoadedDocument]) -> list[
         definition = document.definition
         try:
             if isinstance(definition, Segment):
-                _check_segment(ws, definition, ctx)
+                check_segment(ws, definition, ctx)
             elif isinstance(definition, Destination):
                 _check_default_attributes(definition, ctx)
                 check_key(definition)
@@ -134,7 +134,7 @@ def _campaign_is_valid(ws: Workspace, campaign: Campaign) -> bool:
     return True
 
 
-def _check_segment(ws: Workspace, segment: Segment, ctx: CompileContext) -> None:
+def check_segment(ws: Workspace, segment: Segment, ctx: CompileContext) -> None:
     """Compile the segment (columns, operators, references); let the engine try its SQL."""
     segment_ids(segment, ctx)
     if segment.sql is not None:

@@ -97,6 +97,21 @@ def breakdown_query(segment: Segment, attribute: str, ctx: CompileContext) -> ex
     )
 
 
+def top_values_query(of: str, attribute: str, ctx: CompileContext, limit: int) -> exp.Select:
+    """The most frequent values of the column `attribute` of table `of` over everyone (a
+    picklist for editors): value, customers (rows), most frequent first."""
+    ctx.catalog.kind(of, attribute, field_path="attribute")
+    value = column(attribute)
+    return (
+        exp.select(exp.alias_(value, "value"), exp.alias_(exp.Count(this=exp.Star()), "customers"))
+        .from_(table(of))
+        .where(exp.Not(this=exp.Is(this=value.copy(), expression=exp.Null())))
+        .group_by(value.copy())
+        .order_by(exp.Ordered(this=exp.column("customers"), desc=True), exp.column("value"))
+        .limit(limit)
+    )
+
+
 def _is_member(ctx: CompileContext) -> exp.Expr:
     member_ids = exp.select(column(ctx.tables.id)).from_("members")
     return exp.In(this=column(ctx.tables.id), query=exp.Subquery(this=member_ids))
