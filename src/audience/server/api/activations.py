@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 
 from audience.activation.lifecycle import ActivationStatus, StatusRow
+from audience.activation.orchestration import OrchestrationPreviewShape
 from audience.activation.plan import CampaignPlan
 from audience.activation.results import CampaignResults, parse_window
 from audience.server.api.paging import Limit, Offset, page
@@ -143,10 +144,11 @@ def orchestration_preview(
     serving: ServedDep,
     user: Editor,
     rows: Annotated[int, Query(ge=1, le=1000, description="How many rows.")] = 10,
-) -> dict[str, Any]:
-    """The first rows the orchestration's next run would send, and how many in all."""
+) -> OrchestrationPreviewShape:
+    """The first rows the orchestration's next run would send, and how many in all
+    (`orchestration preview --json`)."""
     with serving.use(user) as ws:
-        return ws.orchestration_preview(name, rows).to_json()
+        return ws.orchestration_preview(name, rows).shape()
 
 
 @router.get("/journeys/{name:path}/counts")
