@@ -188,7 +188,7 @@ def demo(
                 "seed": seed,
                 "segments": [r.to_json() for r in results],
                 "campaign": {"plan": plan.to_json(), "run": run.to_json()},
-                "journey": journey.to_json(),
+                "journey": journey.model_dump(mode="json"),
                 "results": measured.model_dump(mode="json"),
             }
         )

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
+from audience.activation.journey import JourneyCounts, Step
 from audience.activation.lifecycle import ActivationStatus, StatusRow
 from audience.activation.orchestration import OrchestrationPreviewShape
 from audience.activation.plan import CampaignPlan
@@ -152,19 +153,18 @@ def orchestration_preview(
 
 
 @router.get("/journeys/{name:path}/counts")
-def journey_counts(name: str, serving: ServedDep, user: Viewer) -> dict[str, Any]:
-    """Customers at each node and path of a journey, its exits and goals."""
+def journey_counts(name: str, serving: ServedDep, user: Viewer) -> JourneyCounts:
+    """Customers at each node and path of a journey, its exits and goals (`journey status
+    --json`)."""
     with serving.use(user) as ws:
-        return ws.journey_counts(name).to_json()
+        return ws.journey_counts(name)
 
 
 @router.get("/journeys/{name:path}/customers/{customer_id}")
-def journey_path(
-    name: str, customer_id: str, serving: ServedDep, user: Viewer
-) -> list[dict[str, Any]]:
+def journey_path(name: str, customer_id: str, serving: ServedDep, user: Viewer) -> list[Step]:
     """One customer's travel log in a journey."""
     with serving.use(user) as ws:
-        return [step.to_json() for step in ws.journey_path(name, customer_id)]
+        return ws.journey_path(name, customer_id)
 
 
 @router.get("/destinations/{name:path}/test")
