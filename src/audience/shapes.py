@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, JsonValue, PlainSerializer, RootModel
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, PlainSerializer, RootModel
 from pydantic_core import to_jsonable_python
 
 if TYPE_CHECKING:
@@ -37,6 +37,16 @@ class Page(Shape, Generic[T]):
     total: int
     limit: int
     offset: int
+
+
+def left_out_when_none() -> Any:
+    """A field's default for a key that is absent from the JSON, not null, when there is
+    nothing to say (OpenAPI then lists it as optional)."""
+    return Field(default=None, exclude_if=_is_none)
+
+
+def _is_none(value: object) -> bool:
+    return value is None
 
 
 JsonRow = dict[str, JsonValue]

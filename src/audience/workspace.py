@@ -86,6 +86,7 @@ from audience.store.runs import Run
 if TYPE_CHECKING:
     from cryptography.fernet import MultiFernet
 
+    from audience.activation.insights import Refresh
     from audience.store.secrets import Secrets
 
 Clock = Callable[[], datetime]
@@ -579,10 +580,12 @@ class Workspace:
         segments = [self.segment(name)[0] for name in names]
         return compute_overlap(self.engine, segments, self.compile_context(now=now))
 
-    def segment_history(self, name: str) -> list[dict[str, Any]]:
+    def segment_history(self, name: str) -> list[Refresh]:
         """Every recorded insights refresh of a segment, oldest first."""
+        from audience.activation.insights import Refresh
+
         segment, _ = self.segment(name)
-        return self.store.insight_history(segment.name)
+        return [Refresh.model_validate(row) for row in self.store.insight_history(segment.name)]
 
     def segment_preview(
         self, name: str, *, limit: int = 10, now: datetime | None = None

@@ -186,7 +186,7 @@ def demo(
             {
                 "profiles": profiles,
                 "seed": seed,
-                "segments": [r.to_json() for r in results],
+                "segments": [r.model_dump(mode="json") for r in results],
                 "campaign": {"plan": plan.to_json(), "run": run.to_json()},
                 "journey": journey.model_dump(mode="json"),
                 "results": measured.model_dump(mode="json"),
