@@ -18,7 +18,6 @@ from audience.cli.common import (
     print_json,
 )
 from audience.cli.render import arrow_table, breakdown_table, insights_table, summary_table
-from audience.shapes import Rows
 
 app = typer.Typer(cls=AudienceGroup, help="Segments: insights, overlap, history, preview, SQL.")
 NameArgument = Annotated[str, typer.Argument(help="The segment's name.", show_default=False)]
@@ -93,6 +92,8 @@ def preview(
     with open_workspace(workspace) as ws:
         table = ws.segment_preview(name, limit=limit, now=as_utc(now))
     if as_json:
+        from audience.shapes import Rows  # here: --help needs no pydantic
+
         print_json(Rows.of(table).model_dump(mode="json"))
     else:
         out.print(arrow_table(f"Preview — {name}", table, out.width))
