@@ -229,7 +229,7 @@ def apply(
     with open_workspace(workspace) as ws:
         changes = ws.apply_documents([d for _, documents in found for d in documents])
     if as_json:
-        print_json([vars(change) for change in changes])
+        print_json([change.model_dump(mode="json") for change in changes])
     else:
         out.print(changes_table(changes))
 

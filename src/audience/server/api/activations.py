@@ -4,7 +4,7 @@ and cancel for campaigns, orchestrations and journeys."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
@@ -13,6 +13,7 @@ from audience.activation.lifecycle import ActivationStatus, StatusRow
 from audience.activation.orchestration import OrchestrationPreviewShape
 from audience.activation.plan import CampaignPlan
 from audience.activation.results import CampaignResults, parse_window
+from audience.delivery.destinations.base import DestinationCheck
 from audience.server.api.paging import Limit, Offset, page
 from audience.server.app import Admin, Editor, ServedDep, Viewer
 from audience.shapes import Page
@@ -168,7 +169,8 @@ def journey_path(name: str, customer_id: str, serving: ServedDep, user: Viewer) 
 
 
 @router.get("/destinations/{name:path}/test")
-def destination_test(name: str, serving: ServedDep, user: Admin) -> dict[str, Any]:
-    """Connect, sign in and check that files can be written there; nothing is sent."""
+def destination_test(name: str, serving: ServedDep, user: Admin) -> DestinationCheck:
+    """Connect, sign in and check that files can be written there; nothing is sent
+    (`destination test --json`)."""
     with serving.use(user) as ws:
-        return {"destination": name, "ok": True, "address": ws.destination_test(name)}
+        return DestinationCheck(destination=name, ok=True, address=ws.destination_test(name))
