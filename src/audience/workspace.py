@@ -516,7 +516,7 @@ class Workspace:
 
     def journey_path(self, name: str, customer_id: str) -> list[Step]:
         """One customer's travel log in a journey."""
-        return customer_path(self.journey(name), self.engine, customer_id)
+        return customer_path(self.journey(name), self.engine, customer_id, self.settings.tables)
 
     @cached_property
     def activations(self) -> Activations:

@@ -46,9 +46,11 @@ from audience.errors import (
     AudienceError,
     DefinitionError,
     FileNameCollision,
+    NotFound,
     StateError,
     UnknownReference,
 )
+from audience.settings import TableSettings
 from audience.shapes import Moment, Shape
 from audience.store.runs import Run
 
@@ -674,8 +676,17 @@ def _goal(
     return lines
 
 
-def customer_path(journey: Journey, engine: Engine, customer_id: str) -> list[Step]:
-    """One customer's travel log in this journey, oldest first."""
+def customer_path(
+    journey: Journey, engine: Engine, customer_id: str, tables: TableSettings
+) -> list[Step]:
+    """One customer's travel log in this journey, oldest first: empty for a customer who has
+    not entered it, NotFound for an id that is no customer's at all."""
+    unknown = NotFound(
+        f"customer {customer_id!r} is not in {tables.profile} and has no travel log in "
+        f"journey {journey.name!r}"
+    )
+    if "\x00" in customer_id:  # no one's: no engine keeps NUL in text (PostgreSQL refuses it)
+        raise unknown
     ensure_tables(engine)
     order = exp.Case(
         ifs=[
@@ -690,6 +701,8 @@ def customer_path(journey: Journey, engine: Engine, customer_id: str) -> list[St
         .where(exp.and_(sql.of_journey(journey), column(CUSTOMER).eq(string(customer_id))))
         .order_by(column(sql.AT), order)
     )
+    if not rows and not _is_customer(engine, customer_id, tables):
+        raise unknown
     return [
         Step(
             node=r["node"],
@@ -702,6 +715,17 @@ def customer_path(journey: Journey, engine: Engine, customer_id: str) -> list[St
         )
         for r in rows
     ]
+
+
+def _is_customer(engine: Engine, customer_id: str, tables: TableSettings) -> bool:
+    # Compared as text, as the travel log keeps ids: a number typed as an id is no error.
+    found = engine.rows(
+        exp.select(exp.Literal.number(1))
+        .from_(table(tables.profile))
+        .where(exp.cast(column(tables.id), exp.DataType.Type.TEXT).eq(string(customer_id)))
+        .limit(1)
+    )
+    return bool(found)
 
 
 def check_edit(journey: Journey, engine: Engine) -> dict[str, int]:

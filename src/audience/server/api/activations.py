@@ -161,11 +161,18 @@ def journey_counts(name: str, serving: ServedDep, user: Viewer) -> JourneyCounts
         return ws.journey_counts(name)
 
 
-@router.get("/journeys/{name:path}/customers/{customer_id}")
-def journey_path(name: str, customer_id: str, serving: ServedDep, user: Viewer) -> list[Step]:
-    """One customer's travel log in a journey."""
+@router.get("/journeys/{name:path}/path")
+def journey_path(
+    name: str,
+    serving: ServedDep,
+    user: Viewer,
+    customer: Annotated[str, Query(min_length=1, description="The customer's id.")],
+) -> list[Step]:
+    """One customer's travel log in a journey, oldest first (`journey path NAME CUSTOMER
+    --json`): empty for a customer who has not entered it; 404 for an unknown journey or
+    customer. The customer is a query parameter, as a journey's name may hold a `/`."""
     with serving.use(user) as ws:
-        return ws.journey_path(name, customer_id)
+        return ws.journey_path(name, customer)
 
 
 @router.get("/destinations/{name:path}/test")
