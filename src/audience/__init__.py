@@ -5,7 +5,7 @@ The Python API is the `Workspace` façade the CLI and the REST API call::
     from audience import Workspace
 
     with Workspace.open(Path("shop")) as ws:
-        print(ws.segment_insights("High value").to_json())
+        print(ws.segment_insights("High value").model_dump(mode="json"))
 
 It is loaded when first asked for, so `import audience` (and `audience --help`) stays light.
 """

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from cryptography.fernet import MultiFernet
 
-    from audience.activation.insights import Insights, Overlap
+    from audience.activation.insights import Insights, Overlap, Refresh
     from audience.activation.journey import JourneyCounts, Step
     from audience.activation.lifecycle import Activations
     from audience.activation.orchestration import OrchestrationPreview
@@ -441,7 +441,7 @@ class Workspace:
         """One customer's travel log in a journey."""
         from audience.activation.journey import customer_path
 
-        return customer_path(self.journey(name), self.engine, customer_id)
+        return customer_path(self.journey(name), self.engine, customer_id, self.settings.tables)
 
     @cached_property
     def activations(self) -> Activations:
@@ -529,10 +529,12 @@ class Workspace:
         segments = [self.segment(name)[0] for name in names]
         return compute_overlap(self.engine, segments, self.compile_context(now=now))
 
-    def segment_history(self, name: str) -> list[dict[str, Any]]:
+    def segment_history(self, name: str) -> list[Refresh]:
         """Every recorded insights refresh of a segment, oldest first."""
+        from audience.activation.insights import Refresh
+
         segment, _ = self.segment(name)
-        return self.store.insight_history(segment.name)
+        return [Refresh.model_validate(row) for row in self.store.insight_history(segment.name)]
 
     def segment_preview(
         self, name: str, *, limit: int = 10, now: datetime | None = None

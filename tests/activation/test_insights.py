@@ -81,7 +81,9 @@ def test_insights_match_a_hand_written_query(sample_workspace: Workspace) -> Non
 
 def test_insights_are_the_same_on_every_engine(sample_workspaces: dict[str, Workspace]) -> None:
     results = {
-        name: compute_insights(ws.engine, SEGMENT, ws.compile_context(), by="state").to_json()
+        name: compute_insights(ws.engine, SEGMENT, ws.compile_context(), by="state").model_dump(
+            mode="json"
+        )
         for name, ws in sample_workspaces.items()
     }
     assert results["duckdb"] == results["postgres"]

@@ -153,7 +153,7 @@ def test_an_incremental_run_sends_only_rows_above_the_last_high_water_mark(
     ws.engine.connection.execute(  # type: ignore[attr-defined]
         "insert into events select range, 'late' from range(101, 121)"
     )
-    preview = ws.orchestration_preview("Events", rows=5).to_json()
+    preview = ws.orchestration_preview("Events", rows=5).shape().model_dump(mode="json")
     assert preview["high_water_mark"] == 100 and [r["id"] for r in preview["rows"]][:1] != [1]
     assert preview["total"] == 20  # only the rows above the mark
     second = ws.run_now("orchestration", "Events", now=NOW + timedelta(days=1))

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlglot import exp
 from typer.testing import CliRunner
 
 from audience.cli.main import app
 from audience.settings import SETTINGS_FILE, render_settings
+from audience.workspace import Workspace
 
 INSIGHT_KEYS = {
     "customers",
@@ -258,3 +263,88 @@ def test_sql_sqlglot_cannot_parse_is_refused_in_one_line_without_its_warning(
     assert done.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'o.yaml'}:9: query: refused CALL: only a query may run"
     ]
+
+
+STEP_KEYS = {"node", "event", "at", "path", "is_control", "reason", "run_id"}
+GOAL_KEYS = {
+    "goal",
+    "path",
+    "is_control",
+    "customers",
+    "reached",
+    "conversion",
+    "lift_over_control",
+    "versus_control",
+}
+RUN_KEYS = {
+    "run_id",
+    "activation",
+    "kind",
+    "version",
+    "scheduled_for",
+    "started_at",
+    "ended_at",
+    "status",
+    "test",
+    "attempt",
+    "trigger",
+    "counts",
+    "error",
+    "error_kind",
+    "retries",
+    "next_attempt_at",
+    "deliveries",
+    "sent",
+    "control",
+}
+ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+EXTRACT = """\
+kind: destination
+name: files
+type: filesystem
+settings: {path: files}
+---
+kind: orchestration
+name: Extract
+query: select amperity_id, created_at, lifetime_revenue from customer_360
+destination: files
+"""
+
+
+def _json(*args: str | Path) -> Any:
+    code, out, err = audience(*args, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_json_answers_keep_their_keys(workspace: Path, tmp_path: Path) -> None:
+    """Scripts read these keys; the API answers the same models (tests/server)."""
+    shop = tmp_path / "shop"
+    shutil.copytree(workspace, shop)
+    status = _json("journey", "status", "Welcome series", "-w", shop)
+    assert set(status) >= {"journey", "in_journey", "nodes", "exited", "finished", "released"}
+    assert set(status["nodes"][0]) >= {"node", "type", "now", "entered"}
+    assert all(set(goal) >= GOAL_KEYS for goal in status["goals"]) and status["goals"]
+    (shop / "extract.yaml").write_text(EXTRACT)
+    assert audience("apply", "-w", shop, "-f", shop / "extract.yaml")[0] == 0
+    with Workspace.open(shop) as ws:
+        log = exp.maybe_parse("select min(customer_id) as id from audience_journey_log")
+        customer = ws.engine.rows(log)[0]["id"]
+        queued = ws.activations.queue_now("orchestration", "Extract").id
+    steps = _json("journey", "path", "Welcome series", customer, "-w", shop)
+    assert steps and all(set(step) == STEP_KEYS for step in steps)
+    assert ISO_TIME.match(steps[0]["at"])
+    preview = _json("orchestration", "preview", "Extract", "--rows", "2", "-w", shop)
+    assert set(preview) >= {"columns", "rows", "high_water_mark", "total"}
+    assert preview["columns"] == ["amperity_id", "created_at", "lifetime_revenue"]
+    assert [list(row) for row in preview["rows"]] == [preview["columns"]] * 2
+    assert ISO_TIME.match(preview["rows"][0]["created_at"])
+    (refresh, *_) = _json("segment", "history", "Lapsed customers", "-w", shop)
+    assert set(refresh) >= {"version", "segment", *INSIGHT_KEYS}
+    members = _json("segment", "preview", "Lapsed customers", "--limit", "2", "-w", shop)
+    assert len(members) == 2 and set(members[0]) >= {"amperity_id", "email", "created_at"}
+    assert ISO_TIME.match(members[0]["created_at"])  # as the API writes it
+    canceled = _json("runs", "cancel", queued, "-w", shop)
+    assert set(canceled) >= RUN_KEYS | {"orchestration", "leftovers_removed"}
+    assert canceled["status"] == "canceled" and canceled["orchestration"] == "Extract"
+    assert "campaign" not in canceled and canceled["leftovers_removed"] == 0

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from ruamel.yaml import YAML
+from sqlglot import exp
 
 from audience.server.app import create_app
 from audience.server.auth import CSRF_HEADER, MAX_FAILURES
@@ -385,6 +386,65 @@ def test_the_openapi_description_names_every_route(client: TestClient) -> None:
     )
 
 
+FREE_FORM = {
+    "Rows[]": "a preview's rows: which columns, of which types, is up to the query",
+    "DefinitionShape.body": "a document as written; its shape is its kind's (SPEC Appendix A)",
+    "GET /definitions[]": "documents as apply takes them; each one's shape is its kind's",
+    "RunShape.counts": "what a run counted depends on its kind and on the version that ran it",
+    "CanceledRunShape.counts": "the same counts, of a canceled run",
+    "CampaignPlan.shrink": "customers lost per destination: keyed by the destination's name",
+    "JourneyCounts.exited": "customers who left per exit segment: keyed by the segment's name",
+    "AuditShape.detail": "what each action records about itself",
+}
+"""Where an answer holds an object whose keys are not known in advance, and why that is right."""
+
+
+def _untyped_objects(spec: dict[str, Any]) -> set[str]:
+    """Every place a 2xx JSON answer holds an object described by no properties (a bare
+    `object`, or `additionalProperties` alone), named `Model.field`, with `[]` for an array's
+    items and `{}` for a map's values."""
+    components = spec["components"]["schemas"]
+    found: set[str] = set()
+
+    def walk(schema: dict[str, Any], where: str, seen: frozenset[str]) -> None:
+        if "$ref" in schema:
+            name = schema["$ref"].rsplit("/", 1)[-1]
+            if name not in seen:
+                walk(components[name], name, seen | {name})
+            return
+        is_object = schema.get("type") == "object" or "additionalProperties" in schema
+        if is_object and not schema.get("properties"):
+            found.add(where)
+        for name, field in schema.get("properties", {}).items():
+            walk(field, f"{where}.{name}", seen)
+        if isinstance(schema.get("items"), dict):
+            walk(schema["items"], f"{where}[]", seen)
+        if isinstance(schema.get("additionalProperties"), dict):
+            walk(schema["additionalProperties"], f"{where}{{}}", seen)
+        for option in (
+            *schema.get("anyOf", ()),
+            *schema.get("oneOf", ()),
+            *schema.get("allOf", ()),
+        ):
+            walk(option, where, seen)
+
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                schema = response.get("content", {}).get("application/json", {}).get("schema")
+                if status.startswith("2") and schema is not None:
+                    walk(schema, f"{method.upper()} {path}", frozenset())
+    return found
+
+
+def test_every_answer_is_described_field_by_field(client: TestClient) -> None:
+    """Each answer is a model, so OpenAPI says what it holds; free-form objects are only where
+    FREE_FORM says why."""
+    untyped = _untyped_objects(client.get("/openapi.json").json())
+    assert untyped - set(FREE_FORM) == set()
+    assert set(FREE_FORM) - untyped == set(), "no longer free-form: take it off the list"
+
+
 def test_a_run_is_accepted_then_polled_until_the_servers_worker_has_sent_it(
     directory: Path,
 ) -> None:
@@ -503,6 +563,48 @@ def test_an_editor_test_sends_a_sample_and_journeys_answer_for_their_state(
     assert client.post("/campaigns/Gold offer/run", headers=ed).status_code == 403
     assert client.post("/journeys/Nope/activate", headers=ada).status_code == 404
     assert client.post("/journeys/Nope/end", headers=ada).status_code == 404
+
+
+def test_a_customers_travel_log_is_asked_for_by_query_so_no_journey_name_is_ambiguous(
+    client: TestClient, directory: Path
+) -> None:
+    """A journey named `Gold/customers`: its status and a customer's log are told apart."""
+    ada = bearer(client, "ada")
+    journey = {
+        "kind": "journey",
+        "name": "Gold/customers",
+        "include": ["Gold"],
+        "schedule": {"every": {"value": 1, "unit": "days"}},
+        "nodes": [{"name": "Hello", "type": "activate", "destinations": ["out"]}],
+    }
+    assert client.post("/definitions", json=[SEGMENT, OUT, journey], headers=ada).status_code == 200
+    with Workspace.open(directory, fixed_clock) as ws:
+        ws.journey_tick("Gold/customers")
+        first = ws.engine.rows(
+            exp.maybe_parse(
+                "select min(case when loyalty_tier = 'gold' then amperity_id end) as gold, "
+                "min(case when loyalty_tier <> 'gold' then amperity_id end) as other "
+                "from customer_360"
+            )
+        )[0]
+        gold, other = first["gold"], first["other"]
+        steps = [s.model_dump(mode="json") for s in ws.journey_path("Gold/customers", gold)]
+        counts = ws.journey_counts("Gold/customers").model_dump(mode="json")
+    logged = client.get(f"/journeys/Gold/customers/path?customer={gold}", headers=ada)
+    assert logged.status_code == 200 and logged.json() == steps  # `journey path --json`
+    assert [(s["node"], s["event"]) for s in steps] == [("Hello", "entered"), ("Hello", "finished")]
+    status = client.get("/journeys/Gold/customers/status", headers=ada)
+    assert status.status_code == 200 and status.json()["name"] == "Gold/customers"
+    assert client.get("/journeys/Gold/customers/counts", headers=ada).json() == counts
+    not_entered = client.get(f"/journeys/Gold/customers/path?customer={other}", headers=ada)
+    assert not_entered.status_code == 200 and not_entered.json() == []
+    for unknown in (
+        "/journeys/Gold/customers/path?customer=nobody",
+        "/journeys/No/path?customer=x",
+    ):
+        answer = client.get(unknown, headers=ada)
+        assert answer.status_code == 404 and answer.json()["error"] == "NotFound", answer.text
+    assert client.get("/journeys/Gold/customers/path", headers=ada).status_code == 422
 
 
 def test_a_refused_request_never_echoes_what_was_sent(client: TestClient) -> None:

@@ -6,14 +6,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
-
 from audience.compile.conditions import CompileContext
 from audience.compile.insights import MAX_OVERLAP, breakdown_query, insights_query, overlap_query
 from audience.definitions.segment import Segment
 from audience.engines.base import Engine
 from audience.errors import InvalidValue
-from audience.shapes import Shape
+from audience.shapes import Shape, left_out_when_none
 
 
 class BreakdownRow(Shape):
@@ -24,9 +22,9 @@ class BreakdownRow(Shape):
     revenue_1y: float
 
 
-class Insights(Shape):
-    """The figures of SPEC §2 for one segment at one moment (the shape of `segment insights
-    --json` and of the API's insights; `breakdown` only when one was asked for)."""
+class Figures(Shape):
+    """The figures of SPEC §2 for one segment at one moment: what its history keeps of each
+    refresh."""
 
     segment: str
     customers: int
@@ -41,24 +39,28 @@ class Insights(Shape):
     orders_per_customer: float
     average_order_value: float
     computed_at: str
-    breakdown_by: str | None = None
-    breakdown: list[BreakdownRow] = Field(default_factory=list)
 
-    @model_serializer(mode="wrap")
-    def _breakdown_when_asked(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        if self.breakdown_by is None:
-            data.pop("breakdown_by", None)
-            data.pop("breakdown", None)
-        return data
 
-    def to_json(self) -> dict[str, Any]:
-        """The public JSON shape (keys of the foundation issue; `breakdown` only when asked)."""
-        return self.model_dump(mode="json")
+class Insights(Figures):
+    """A segment's figures now (the shape of `segment insights --json` and of the API's
+    insights), and its breakdown when one was asked for."""
+
+    breakdown_by: str | None = left_out_when_none()
+    breakdown: list[BreakdownRow] | None = left_out_when_none()
+    """The top values of `breakdown_by` (None, and no key, when none was asked for)."""
 
     def figures(self) -> dict[str, Any]:
         """What the insight history keeps of a refresh."""
-        return {k: v for k, v in self.to_json().items() if k not in {"breakdown", "breakdown_by"}}
+        return self.model_dump(mode="json", include=set(Figures.model_fields))
+
+
+class _Versioned(Shape):
+    version: int
+
+
+class Refresh(Figures, _Versioned):  # this order puts `version` first, as it has always been
+    """One recorded refresh of a segment's insights, of that version of it (an item of
+    `segment history --json`)."""
 
 
 def compute_insights(
@@ -72,12 +74,14 @@ def compute_insights(
     revenue = _money(row["revenue_1y"])
     all_revenue = _money(row["all_revenue_1y"])
     orders = int(row["orders_1y"] or 0)
-    breakdown = [
-        BreakdownRow(
-            value=r["value"], customers=int(r["customers"]), revenue_1y=_money(r["revenue_1y"])
-        )
-        for r in (engine.rows(breakdown_sql) if breakdown_sql is not None else [])
-    ]
+    breakdown = None
+    if breakdown_sql is not None:
+        breakdown = [
+            BreakdownRow(
+                value=r["value"], customers=int(r["customers"]), revenue_1y=_money(r["revenue_1y"])
+            )
+            for r in engine.rows(breakdown_sql)
+        ]
     return Insights(
         segment=segment.name,
         customers=customers,
@@ -142,10 +146,6 @@ class Overlap(Shape):
     def customers(self) -> dict[str, int]:
         """Each segment's customers, by name."""
         return {s.segment: s.customers for s in self.segments}
-
-    def to_json(self) -> dict[str, Any]:
-        """The public JSON shape of `audience segment overlap --json`."""
-        return self.model_dump(mode="json")
 
 
 def compute_overlap(engine: Engine, segments: list[Segment], ctx: CompileContext) -> Overlap:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -47,16 +46,18 @@ from audience.errors import (
     AudienceError,
     DefinitionError,
     FileNameCollision,
+    NotFound,
     StateError,
     UnknownReference,
 )
+from audience.settings import TableSettings
+from audience.shapes import Moment, Shape
 from audience.store.runs import Run
 
 KIND = "journey"
 
 
-@dataclass(frozen=True)
-class NodeCount:
+class NodeCount(Shape):
     """Customers at a node now, and all who ever entered it."""
 
     node: str
@@ -65,8 +66,7 @@ class NodeCount:
     entered: int
 
 
-@dataclass(frozen=True)
-class GoalCount:
+class GoalCount(Shape):
     """Of the customers who took one path (None: everyone who entered), how many are in a
     goal segment now; beside a control path, the lift over it (None when there are too few
     customers on either side to tell, as `versus_control` says)."""
@@ -76,83 +76,62 @@ class GoalCount:
     is_control: bool
     customers: int
     reached: int
+    conversion: float | None
+    """The share who reached the goal (None when no one took the path)."""
     lift_over_control: float | None
     versus_control: VersusControl | None = None
     """For a path beside a control: the difference in conversion and the lift, with 95 %
     intervals, and a verdict (None for everyone and for the control itself)."""
 
-    @property
-    def conversion(self) -> float | None:
-        """The share who reached the goal."""
-        return self.reached / self.customers if self.customers else None
+    @classmethod
+    def of(
+        cls,
+        goal: str,
+        path: str | None,
+        is_control: bool,
+        share: Share,
+        versus: VersusControl | None = None,
+    ) -> GoalCount:
+        """The line of `share` (who reached the goal of who took `path`) and its comparison."""
+        lift = versus.lift.estimate if versus is not None and versus.lift is not None else None
+        return cls(
+            goal=goal,
+            path=path,
+            is_control=is_control,
+            customers=share.n,
+            reached=share.hits,
+            conversion=share.hits / share.n if share.n else None,
+            lift_over_control=lift,
+            versus_control=versus,
+        )
 
-    def to_json(self) -> dict[str, Any]:
-        """The public JSON shape of one goal line of `audience journey status --json`."""
-        return {
-            "goal": self.goal,
-            "path": self.path,
-            "is_control": self.is_control,
-            "customers": self.customers,
-            "reached": self.reached,
-            "conversion": self.conversion,
-            "lift_over_control": self.lift_over_control,
-            "versus_control": None
-            if self.versus_control is None
-            else self.versus_control.model_dump(mode="json"),
-        }
 
-
-@dataclass(frozen=True)
-class JourneyCounts:
-    """A journey's counts per node, how many left it and how, and its goals per path."""
+class JourneyCounts(Shape):
+    """A journey's counts per node, how many left it and how, and its goals per path (the
+    shape of `audience journey status --json` and of the API's counts)."""
 
     journey: str
-    nodes: list[NodeCount]
     in_journey: int
+    nodes: list[NodeCount]
     exited: dict[str, int]
+    """Customers who left by matching an exit segment, by its name."""
     finished: int
     released: int
     goals: list[GoalCount]
 
-    def to_json(self) -> dict[str, Any]:
-        """The public JSON shape of `audience journey status --json`."""
-        return {
-            "journey": self.journey,
-            "in_journey": self.in_journey,
-            "nodes": [
-                {"node": n.node, "type": n.type, "now": n.now, "entered": n.entered}
-                for n in self.nodes
-            ],
-            "exited": self.exited,
-            "finished": self.finished,
-            "released": self.released,
-            "goals": [g.to_json() for g in self.goals],
-        }
 
-
-@dataclass(frozen=True)
-class Step:
-    """One line of a customer's travel log."""
+class Step(Shape):
+    """One line of a customer's travel log (`audience journey path --json` prints a list of
+    them)."""
 
     node: str
     event: str
-    at: datetime
+    at: Moment
+    """As the travel log holds it: UTC, with no offset where the engine keeps none."""
     path: str | None
     is_control: bool
     reason: str | None
     run_id: str
-
-    def to_json(self) -> dict[str, Any]:
-        """The public JSON shape of one step of `audience journey path --json`."""
-        return {
-            "node": self.node,
-            "event": self.event,
-            "at": self.at.isoformat(),
-            "path": self.path,
-            "is_control": self.is_control,
-            "reason": self.reason,
-            "run_id": self.run_id,
-        }
 
 
 def ensure_tables(engine: Engine) -> None:
@@ -626,7 +605,9 @@ def journey_counts(journey: Journey, engine: Engine, ctx: CompileContext) -> Jou
     return JourneyCounts(
         journey=journey.name,
         nodes=[
-            NodeCount(n.name, n.type, now.get(n.name, 0), entered.get(n.name, 0))
+            NodeCount(
+                node=n.name, type=n.type, now=now.get(n.name, 0), entered=entered.get(n.name, 0)
+            )
             for n in journey.nodes
         ],
         in_journey=sum(now.values()),
@@ -676,8 +657,8 @@ def _goal(
         if not path.control
     }
     lines = [
-        GoalCount(
-            name, None, False, int(everyone[0]["customers"]), int(everyone[0]["reached"]), None
+        GoalCount.of(
+            name, None, False, Share(int(everyone[0]["reached"]), int(everyone[0]["customers"]))
         )
     ]
     for row in by_path:
@@ -691,15 +672,21 @@ def _goal(
                 what="goal conversions",
                 without="this path's split holds no control back",
             )
-        lift = versus.lift.estimate if versus is not None and versus.lift is not None else None
-        lines.append(
-            GoalCount(name, row["path"], bool(row["is_control"]), path.n, path.hits, lift, versus)
-        )
+        lines.append(GoalCount.of(name, row["path"], bool(row["is_control"]), path, versus))
     return lines
 
 
-def customer_path(journey: Journey, engine: Engine, customer_id: str) -> list[Step]:
-    """One customer's travel log in this journey, oldest first."""
+def customer_path(
+    journey: Journey, engine: Engine, customer_id: str, tables: TableSettings
+) -> list[Step]:
+    """One customer's travel log in this journey, oldest first: empty for a customer who has
+    not entered it, NotFound for an id that is no customer's at all."""
+    unknown = NotFound(
+        f"customer {customer_id!r} is not in {tables.profile} and has no travel log in "
+        f"journey {journey.name!r}"
+    )
+    if "\x00" in customer_id:  # no one's: no engine keeps NUL in text (PostgreSQL refuses it)
+        raise unknown
     ensure_tables(engine)
     order = exp.Case(
         ifs=[
@@ -714,6 +701,8 @@ def customer_path(journey: Journey, engine: Engine, customer_id: str) -> list[St
         .where(exp.and_(sql.of_journey(journey), column(CUSTOMER).eq(string(customer_id))))
         .order_by(column(sql.AT), order)
     )
+    if not rows and not _is_customer(engine, customer_id, tables):
+        raise unknown
     return [
         Step(
             node=r["node"],
@@ -726,6 +715,17 @@ def customer_path(journey: Journey, engine: Engine, customer_id: str) -> list[St
         )
         for r in rows
     ]
+
+
+def _is_customer(engine: Engine, customer_id: str, tables: TableSettings) -> bool:
+    # Compared as text, as the travel log keeps ids: a number typed as an id is no error.
+    found = engine.rows(
+        exp.select(exp.Literal.number(1))
+        .from_(table(tables.profile))
+        .where(exp.cast(column(tables.id), exp.DataType.Type.TEXT).eq(string(customer_id)))
+        .limit(1)
+    )
+    return bool(found)
 
 
 def check_edit(journey: Journey, engine: Engine) -> dict[str, int]:

@@ -33,7 +33,7 @@ from audience.scheduling.describe import describe
 from audience.scheduling.schedule import ScheduleHistory, next_run
 from audience.shapes import Day, Moment, Shape
 from audience.store.activations import RUNNING_STATES, ScheduledActivation
-from audience.store.runs import DueRun, Run
+from audience.store.runs import DueRun, Run, RunShape
 
 if TYPE_CHECKING:
     from audience.activation.setting import Progress
@@ -45,6 +45,16 @@ class CanceledRun:
     """A run canceled by hand, and how many half-written leftovers of it were removed."""
 
     run: Run
+    leftovers_removed: int
+
+    def shape(self) -> CanceledRunShape:
+        """What `runs cancel --json` prints and the API answers."""
+        return CanceledRunShape(**dict(self.run.shape()), leftovers_removed=self.leftovers_removed)
+
+
+class CanceledRunShape(RunShape):
+    """A run canceled by hand, and how many half-written files of it were removed."""
+
     leftovers_removed: int
 
 

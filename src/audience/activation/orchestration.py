@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import JsonValue
 from sqlglot import exp
 
 from audience.activation.recording import RunRecording
@@ -31,6 +32,7 @@ from audience.delivery.naming import NameValues
 from audience.delivery.shipment import deliver, discard_unfinished, final_names
 from audience.engines.base import Engine
 from audience.errors import EngineError, InvalidValue, UnknownReference, UnsafeQuery
+from audience.shapes import Rows, Shape, json_value
 from audience.store.runs import DeliveredFile, Run, RunLog
 
 SOURCE = "source"
@@ -44,18 +46,28 @@ class OrchestrationPreview:
     """The first rows an orchestration would send, and the mark they are above."""
 
     table: pa.Table
-    high_water_mark: Any
+    high_water_mark: JsonValue
     total: int
     """How many rows the next run would send in all."""
 
-    def to_json(self) -> dict[str, Any]:
-        """The public JSON shape of `orchestration preview --json`."""
-        return {
-            "columns": self.table.column_names,
-            "rows": [{k: _json_value(v) for k, v in row.items()} for row in self.table.to_pylist()],
-            "high_water_mark": self.high_water_mark,
-            "total": self.total,
-        }
+    def shape(self) -> OrchestrationPreviewShape:
+        """What `orchestration preview --json` prints and the API answers."""
+        return OrchestrationPreviewShape(
+            columns=self.table.column_names,
+            rows=Rows.of(self.table, _json_value),
+            high_water_mark=self.high_water_mark,
+            total=self.total,
+        )
+
+
+class OrchestrationPreviewShape(Shape):
+    """The first rows an orchestration's next run would send: the query's columns, the rows,
+    the high-water mark they are above (null: none) and how many rows it would send in all."""
+
+    columns: list[str]
+    rows: Rows
+    high_water_mark: JsonValue
+    total: int
 
 
 def destination_of(
@@ -221,12 +233,11 @@ def _literal(mark: Any) -> exp.Expr:
     return exp.Literal.string(str(mark))
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return float(value) if value == value.to_integral_value() else str(value)
-    return value
+def _json_value(value: object) -> JsonValue:
+    # A whole decimal is a number, so a high-water mark of it compares as one (`_literal`).
+    if isinstance(value, decimal.Decimal) and value == value.to_integral_value():
+        return float(value)
+    return json_value(value)
 
 
 class _Watch:

@@ -31,6 +31,10 @@ def test_destination(
     with open_workspace(workspace) as ws:
         where = ws.destination_test(name)
     if as_json:
-        print_json({"destination": name, "ok": True, "address": where})
+        # here: --help needs no pydantic
+        from audience.delivery.destinations.base import DestinationCheck
+
+        checked = DestinationCheck(destination=name, ok=True, address=where)
+        print_json(checked.model_dump(mode="json"))
     else:
         out.print(f"Destination {escape(name)!r} is ready: files can be written to {escape(where)}")

@@ -100,7 +100,7 @@ def status(
     with open_workspace(workspace) as ws:
         counts = ws.journey_counts(name, now=as_utc(now))
     if as_json:
-        print_json(counts.to_json())
+        print_json(counts.model_dump(mode="json"))
         return
     print_journey_counts(counts, f"Journey — {name}")
 
@@ -155,7 +155,7 @@ def path(
     with open_workspace(workspace) as ws:
         steps = ws.journey_path(name, customer_id)
     if as_json:
-        print_json([s.to_json() for s in steps])
+        print_json([s.model_dump(mode="json") for s in steps])
         return
     if not steps:
         out.print(f"Customer {escape(customer_id)!r} has not entered journey {escape(name)!r}.")

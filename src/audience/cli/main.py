@@ -186,9 +186,9 @@ def demo(
             {
                 "profiles": profiles,
                 "seed": seed,
-                "segments": [r.to_json() for r in results],
+                "segments": [r.model_dump(mode="json") for r in results],
                 "campaign": {"plan": plan.to_json(), "run": run.to_json()},
-                "journey": journey.to_json(),
+                "journey": journey.model_dump(mode="json"),
                 "results": measured.model_dump(mode="json"),
             }
         )
@@ -229,7 +229,7 @@ def apply(
     with open_workspace(workspace) as ws:
         changes = ws.apply_documents([d for _, documents in found for d in documents])
     if as_json:
-        print_json([vars(change) for change in changes])
+        print_json([change.model_dump(mode="json") for change in changes])
     else:
         out.print(changes_table(changes))
 

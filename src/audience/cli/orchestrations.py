@@ -36,7 +36,7 @@ def preview(
     with open_workspace(workspace) as ws:
         shown = ws.orchestration_preview(name, rows)
     if as_json:
-        print_json(shown.to_json())
+        print_json(shown.shape().model_dump(mode="json"))
         return
     out.print(arrow_table(f"Preview — {name}", shown.table, out.width))
     out.print(f"{shown.total:,} rows in all would be sent")

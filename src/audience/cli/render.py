@@ -79,7 +79,7 @@ def breakdown_table(insights: Insights) -> Table:
     table = Table(title=f"{insights.segment} by {insights.breakdown_by}")
     rows = [
         (str(row.value), f"{row.customers:,}", f"{row.revenue_1y:,.2f}")
-        for row in insights.breakdown
+        for row in insights.breakdown or []
     ]
     text_column(table, str(insights.breakdown_by))
     number_column(table, "customers", [r[1] for r in rows])

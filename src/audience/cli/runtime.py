@@ -253,7 +253,7 @@ def cancel(
     with simulated_workspace(workspace, now) as ws:
         canceled = ws.activations.cancel_run(run_id)
     if as_json:
-        print_json({**canceled.run.to_json(), "leftovers_removed": canceled.leftovers_removed})
+        print_json(canceled.shape().model_dump(mode="json"))
     else:
         removed = canceled.leftovers_removed
         cleaned = f"; removed {removed} half-written file{'s' * (removed != 1)}" if removed else ""

@@ -51,7 +51,7 @@ def insights(
     with open_workspace(workspace) as ws:
         result = ws.segment_insights(name, by=by, now=as_utc(now))
     if as_json:
-        print_json(result.to_json())
+        print_json(result.model_dump(mode="json"))
         return
     out.print(insights_table(result))
     if result.breakdown_by is not None:
@@ -64,9 +64,9 @@ def history(
 ) -> None:
     """Every recorded insights refresh of a segment, oldest first."""
     with open_workspace(workspace) as ws:
-        rows = ws.segment_history(name)
+        refreshes = ws.segment_history(name)
     if as_json:
-        print_json(rows)
+        print_json([refresh.model_dump(mode="json") for refresh in refreshes])
         return
     columns = [
         "computed_at",
@@ -76,6 +76,7 @@ def history(
         "revenue_1y",
         "reachable_email",
     ]
+    rows = [refresh.model_dump() for refresh in refreshes]
     out.print(summary_table(f"History — {name}", rows, columns))
 
 
@@ -91,7 +92,9 @@ def preview(
     with open_workspace(workspace) as ws:
         table = ws.segment_preview(name, limit=limit, now=as_utc(now))
     if as_json:
-        print_json(table.to_pylist())
+        from audience.shapes import Rows  # here: --help needs no pydantic
+
+        print_json(Rows.of(table).model_dump(mode="json"))
     else:
         out.print(arrow_table(f"Preview — {name}", table, out.width))
 
@@ -126,7 +129,7 @@ def overlap(
     with open_workspace(workspace) as ws:
         result = ws.segment_overlap(names, now=as_utc(now))
     if as_json:
-        print_json(result.to_json())
+        print_json(result.model_dump(mode="json"))
         return
     rows = [
         {

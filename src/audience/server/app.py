@@ -24,6 +24,7 @@ from audience.server import errors
 from audience.server.auth import SignInLimiter, request_user, require
 from audience.server.jobs import PlanJobs
 from audience.server.worker import BackgroundWorker
+from audience.shapes import Shape
 from audience.store.accounts import User
 from audience.store.runs import Run, RunShape
 from audience.workspace import Workspace, utc_now
@@ -127,6 +128,12 @@ Editor = Annotated[User, Depends(editor)]
 Admin = Annotated[User, Depends(admin)]
 
 
+class Health(Shape):
+    """The server answers."""
+
+    ok: bool
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "No credentials, or wrong ones"},
     403: {"description": "The role does not allow this"},
@@ -183,9 +190,9 @@ def create_app(
     errors.install(app)
 
     @app.get("/health", tags=["server"])
-    def health() -> dict[str, bool]:
+    def health() -> Health:
         """Whether the server answers (needs no credentials)."""
-        return {"ok": True}
+        return Health(ok=True)
 
     from audience.server.ui import install as install_ui
 

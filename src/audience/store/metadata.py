@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from audience.errors import WorkspaceError
+from audience.shapes import Shape
 from audience.store.activations import ActivationLog
 from audience.store.audit import AuditLog
 from audience.store.migrate import upgrade
@@ -59,9 +60,9 @@ class SegmentSummary(BaseModel):
     applied_at: datetime
 
 
-@dataclass(frozen=True)
-class AppliedChange:
-    """What `apply` did with one document."""
+class AppliedChange(Shape):
+    """What `apply` did with one document (an item of `apply --json` and of the API's
+    answer)."""
 
     kind: str
     name: str
@@ -140,7 +141,9 @@ class MetadataStore:
                     active = _latest_active(session, name)
                     current = active if active is not None and active.body == body else current
                 if current is not None and current.body == body:
-                    changes.append(AppliedChange(kind, name, current.version, changed=False))
+                    changes.append(
+                        AppliedChange(kind=kind, name=name, version=current.version, changed=False)
+                    )
                     continue
                 version = 1 if current is None else current.version + 1
                 session.add(
@@ -148,7 +151,7 @@ class MetadataStore:
                         kind=kind, name=name, version=version, body=body, applied_at=now
                     )
                 )
-                changes.append(AppliedChange(kind, name, version, changed=True))
+                changes.append(AppliedChange(kind=kind, name=name, version=version, changed=True))
         return changes
 
     def definition(self, kind: str, name: str) -> StoredDefinition | None:

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import SerializerFunctionWrapHandler, model_serializer
 from sqlalchemy import (
     DateTime,
     Engine,
@@ -62,7 +61,7 @@ from audience.errors import (
     TerminalDeliveryError,
     TransientDeliveryError,
 )
-from audience.shapes import Moment, Shape
+from audience.shapes import Moment, Shape, left_out_when_none
 from audience.store.locking import locked_session
 from audience.store.models import ActivationRecord, DeliveryRecord, RunRecord, aware
 
@@ -190,6 +189,17 @@ class Run:
         return int(self.counts.get("sent", self.counts.get("rows", 0)))
 
 
+class RetryShape(Shape):
+    """An attempt of a run that did not succeed, kept when the next one began."""
+
+    attempt: int
+    at: str
+    """When it ended: UTC, ISO 8601."""
+    error: str
+    error_kind: str
+    """transient, terminal or abandoned (as `error_kind` of a run)."""
+
+
 class DeliveryShape(Shape):
     """One file a run put on a destination."""
 
@@ -222,25 +232,17 @@ class RunShape(Shape):
     counts: dict[str, Any]
     error: str | None
     error_kind: str | None
-    retries: list[dict[str, Any]]
+    retries: list[RetryShape]
     next_attempt_at: Moment | None
     deliveries: list[DeliveryShape]
     # The activation's name under its kind (`"campaign": "Win back"`): the key `campaign run
-    # --json` has always had; only the run's own kind is printed.
-    campaign: str | None = None
-    journey: str | None = None
-    orchestration: str | None = None
+    # --json` has always had; only the run's own kind is set, and printed.
+    campaign: str | None = left_out_when_none()
+    journey: str | None = left_out_when_none()
+    orchestration: str | None = left_out_when_none()
     sent: int
     """Customers sent (rows, for an orchestration)."""
     control: int
-
-    @model_serializer(mode="wrap")
-    def _its_kind_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        for kind in ("campaign", "journey", "orchestration"):
-            if kind != self.kind:
-                data.pop(kind, None)
-        return data
 
 
 def error_kind(error: BaseException) -> str:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from audience.definitions.references import REFERENCE, SECRET_PREFIX
 from audience.errors import TerminalDeliveryError
+from audience.shapes import Shape
 
 if TYPE_CHECKING:
     import re
@@ -24,6 +25,16 @@ if TYPE_CHECKING:
 RUN_ID_METADATA = "audience-run-id"
 SHA256_METADATA = "audience-sha256"
 Role = Literal["data", "manifest", "success"]
+
+
+class DestinationCheck(Shape):
+    """A destination checked: it can be reached and written to (`destination test --json`, and
+    the API's answer; a failed check is an error instead)."""
+
+    destination: str
+    ok: bool
+    address: str
+    """Where files go there: a URI ending in `/`."""
 
 
 @dataclass(frozen=True)

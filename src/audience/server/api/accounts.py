@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 from pydantic import BaseModel, Field
 
 from audience.server.api.paging import Limit, Offset, page
 from audience.server.app import Admin, ServedDep, Viewer
-from audience.shapes import Page
+from audience.shapes import Page, Shape
 from audience.store.accounts import IssuedTokenShape, TokenShape, UserShape
 from audience.store.audit import AuditShape
 from audience.store.secrets import SecretShape
@@ -38,6 +38,19 @@ class SecretValue(BaseModel):
     """A secret's value: written, never read back."""
 
     value: str
+
+
+class SecretSet(Shape):
+    """A secret stored: its name, and whether it is new (false: its value was replaced)."""
+
+    name: str
+    created: bool
+
+
+class Removed(Shape):
+    """A user or a secret removed."""
+
+    removed: bool
 
 
 @router.get("/users")
@@ -101,10 +114,10 @@ def add_user(new: NewUser, serving: ServedDep, user: Admin) -> UserShape:
 
 
 @router.delete("/users/{name:path}")
-def remove_user(name: str, serving: ServedDep, user: Admin) -> dict[str, bool]:
+def remove_user(name: str, serving: ServedDep, user: Admin) -> Removed:
     """Remove a user; their tokens and sessions stop working at once."""
     serving.workspace.store.accounts.remove_user(name, actor=user.name, now=serving.clock())
-    return {"removed": True}
+    return Removed(removed=True)
 
 
 @router.get("/tokens")
@@ -150,18 +163,18 @@ def list_secrets(serving: ServedDep, user: Admin) -> list[SecretShape]:
 
 
 @router.put("/secrets/{name:path}")
-def set_secret(name: str, secret: SecretValue, serving: ServedDep, user: Admin) -> dict[str, Any]:
+def set_secret(name: str, secret: SecretValue, serving: ServedDep, user: Admin) -> SecretSet:
     """Store a secret under `name` (use it as `${secret:NAME}`); the value is not echoed."""
     secrets = serving.workspace.secrets
     created = secrets.set(name, secret.value, actor=user.name, now=serving.clock())
-    return {"name": name, "created": created}
+    return SecretSet(name=name, created=created)
 
 
 @router.delete("/secrets/{name:path}")
-def remove_secret(name: str, serving: ServedDep, user: Admin) -> dict[str, bool]:
+def remove_secret(name: str, serving: ServedDep, user: Admin) -> Removed:
     """Delete a secret; destinations that refer to it fail until it is set again."""
     serving.workspace.secrets.remove(name, actor=user.name, now=serving.clock())
-    return {"removed": True}
+    return Removed(removed=True)
 
 
 @router.get("/audit")

@@ -4,13 +4,16 @@ and cancel for campaigns, orchestrations and journeys."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
+from audience.activation.journey import JourneyCounts, Step
 from audience.activation.lifecycle import ActivationStatus, StatusRow
+from audience.activation.orchestration import OrchestrationPreviewShape
 from audience.activation.plan import CampaignPlan
 from audience.activation.results import CampaignResults, parse_window
+from audience.delivery.destinations.base import DestinationCheck
 from audience.server.api.paging import Limit, Offset, page
 from audience.server.app import Admin, Editor, ServedDep, Viewer
 from audience.shapes import Page
@@ -143,30 +146,38 @@ def orchestration_preview(
     serving: ServedDep,
     user: Editor,
     rows: Annotated[int, Query(ge=1, le=1000, description="How many rows.")] = 10,
-) -> dict[str, Any]:
-    """The first rows the orchestration's next run would send, and how many in all."""
+) -> OrchestrationPreviewShape:
+    """The first rows the orchestration's next run would send, and how many in all
+    (`orchestration preview --json`)."""
     with serving.use(user) as ws:
-        return ws.orchestration_preview(name, rows).to_json()
+        return ws.orchestration_preview(name, rows).shape()
 
 
 @router.get("/journeys/{name:path}/counts")
-def journey_counts(name: str, serving: ServedDep, user: Viewer) -> dict[str, Any]:
-    """Customers at each node and path of a journey, its exits and goals."""
+def journey_counts(name: str, serving: ServedDep, user: Viewer) -> JourneyCounts:
+    """Customers at each node and path of a journey, its exits and goals (`journey status
+    --json`)."""
     with serving.use(user) as ws:
-        return ws.journey_counts(name).to_json()
+        return ws.journey_counts(name)
 
 
-@router.get("/journeys/{name:path}/customers/{customer_id}")
+@router.get("/journeys/{name:path}/path")
 def journey_path(
-    name: str, customer_id: str, serving: ServedDep, user: Viewer
-) -> list[dict[str, Any]]:
-    """One customer's travel log in a journey."""
+    name: str,
+    serving: ServedDep,
+    user: Viewer,
+    customer: Annotated[str, Query(min_length=1, description="The customer's id.")],
+) -> list[Step]:
+    """One customer's travel log in a journey, oldest first (`journey path NAME CUSTOMER
+    --json`): empty for a customer who has not entered it; 404 for an unknown journey or
+    customer. The customer is a query parameter, as a journey's name may hold a `/`."""
     with serving.use(user) as ws:
-        return [step.to_json() for step in ws.journey_path(name, customer_id)]
+        return ws.journey_path(name, customer)
 
 
 @router.get("/destinations/{name:path}/test")
-def destination_test(name: str, serving: ServedDep, user: Admin) -> dict[str, Any]:
-    """Connect, sign in and check that files can be written there; nothing is sent."""
+def destination_test(name: str, serving: ServedDep, user: Admin) -> DestinationCheck:
+    """Connect, sign in and check that files can be written there; nothing is sent
+    (`destination test --json`)."""
     with serving.use(user) as ws:
-        return {"destination": name, "ok": True, "address": ws.destination_test(name)}
+        return DestinationCheck(destination=name, ok=True, address=ws.destination_test(name))

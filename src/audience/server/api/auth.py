@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
@@ -15,6 +15,7 @@ from audience.server.auth import (
     SESSION_LENGTH,
     csrf_token,
 )
+from audience.shapes import Shape
 from audience.store.accounts import SESSION_LABEL, User
 
 router = APIRouter(tags=["auth"])
@@ -27,27 +28,41 @@ class Credentials(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
 
 
-def _me(user: User) -> dict[str, Any]:
-    return {"name": user.name, "role": user.role}
+class Me(Shape):
+    """Who the credentials belong to, and their role."""
+
+    name: str
+    role: str
+
+
+class SignedIn(Me):
+    """A browser session begun: who, the CSRF token its requests send back, and when it ends."""
+
+    csrf_token: str
+    expires_at: datetime | None
+    """In pydantic's ISO 8601 (`…Z` for UTC), as this answer has always given it."""
+
+
+class SignedOut(Shape):
+    """A browser session ended."""
+
+    signed_out: bool
 
 
 @router.post("/auth/login")
 def login(
     credentials: Credentials, request: Request, response: Response, serving: ServedDep
-) -> dict[str, Any]:
+) -> SignedIn:
     """Sign in: a session cookie (HttpOnly, SameSite=Strict) and its CSRF token, which every
     request that changes something must send back as `X-CSRF-Token`."""
-    user, csrf, expires_at = open_session(
-        credentials.name, credentials.password, request, response, serving
-    )
-    return {**_me(user), "csrf_token": csrf, "expires_at": expires_at}
+    return open_session(credentials.name, credentials.password, request, response, serving)
 
 
 def open_session(
     name: str, password: str, request: Request, response: Response, serving: Served
-) -> tuple[User, str, datetime | None]:
+) -> SignedIn:
     """Check a sign-in (limited per name and address) and set the session's cookies on
-    `response`: the user, the session's CSRF token and when the session ends. The API's
+    `response`: who signed in, the session's CSRF token and when the session ends. The API's
     sign-in and the web UI's share it."""
     now = serving.clock()
     address = request.client.host if request.client else "unknown"
@@ -72,7 +87,9 @@ def open_session(
     )
     csrf = csrf_token(session.secret)
     response.set_cookie(CSRF_COOKIE, csrf, max_age=lifetime, secure=secure, samesite="strict")
-    return user, csrf, session.token.expires_at
+    return SignedIn(
+        name=user.name, role=user.role, csrf_token=csrf, expires_at=session.token.expires_at
+    )
 
 
 @router.post("/auth/logout")
@@ -81,17 +98,17 @@ def logout(
     response: Response,
     serving: ServedDep,
     user: Annotated[User, Depends(signed_in)],
-) -> dict[str, bool]:
+) -> SignedOut:
     """End this browser session (its token is revoked at once)."""
     session = request.cookies.get(SESSION_COOKIE)
     if session is not None:
         serving.workspace.store.accounts.end_session(session, actor=user.name, now=serving.clock())
     response.delete_cookie(SESSION_COOKIE)
     response.delete_cookie(CSRF_COOKIE)
-    return {"signed_out": True}
+    return SignedOut(signed_out=True)
 
 
 @router.get("/me")
-def me(user: Annotated[User, Depends(signed_in)]) -> dict[str, Any]:
+def me(user: Annotated[User, Depends(signed_in)]) -> Me:
     """Who the credentials belong to, and their role."""
-    return _me(user)
+    return Me(name=user.name, role=user.role)

@@ -6,15 +6,29 @@ import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query
+from pydantic import JsonValue
 
 from audience.definitions.loader import as_documents, validate_data
 from audience.errors import DefinitionError, NotAllowed, NotFound
 from audience.server.app import Editor, ServedDep
+from audience.shapes import Shape
 from audience.store.accounts import role_to_apply
+from audience.store.metadata import AppliedChange
 
 router = APIRouter(prefix="/definitions", tags=["definitions"])
 
 _DOCUMENT = re.compile(r"^document (\d+):")
+
+
+class DefinitionShape(Shape):
+    """One definition's current version and its document as applied."""
+
+    kind: str
+    name: str
+    version: int
+    body: dict[str, JsonValue]
+    """The document as written (SPEC Appendix A), `${VAR}` references unresolved: its shape
+    is its kind's."""
 
 
 @router.post("")
@@ -25,7 +39,7 @@ def apply(
     ],
     serving: ServedDep,
     user: Editor,
-) -> list[dict[str, Any]]:
+) -> list[AppliedChange]:
     """Validate every document against the others, the store and the engine, then save them
     all — or none (`apply --json`). A bad one is a 422 naming its index and field."""
     loaded = []
@@ -47,7 +61,7 @@ def apply(
             if found and not (error.field or "").startswith(f"{found[1]}."):
                 error.field = f"{found[1]}.{error.field}" if error.field else found[1]
             raise
-    return [vars(change) for change in changes]
+    return changes
 
 
 @router.get("")
@@ -68,10 +82,10 @@ def export(
 
 
 @router.get("/{kind}/{name:path}")
-def definition(kind: str, name: str, serving: ServedDep, user: Editor) -> dict[str, Any]:
+def definition(kind: str, name: str, serving: ServedDep, user: Editor) -> DefinitionShape:
     """The current version of one definition, as applied (`${VAR}` references as written)."""
     with serving.use(user) as ws:
         stored = ws.store.definition(kind, name)
     if stored is None:
         raise NotFound(f"{kind} {name!r} does not exist")
-    return {"kind": kind, "name": name, "version": stored.version, "body": stored.body}
+    return DefinitionShape(kind=kind, name=name, version=stored.version, body=stored.body)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
+from audience.activation.lifecycle import CanceledRunShape
 from audience.server.api.paging import Limit, Offset, page
 from audience.server.app import Admin, ServedDep, Viewer
 from audience.shapes import Page
@@ -45,9 +46,8 @@ def retry(run_id: str, response: Response, serving: ServedDep, user: Admin) -> R
 
 
 @router.post("/{run_id}/cancel")
-def cancel(run_id: str, serving: ServedDep, user: Admin) -> dict[str, Any]:
+def cancel(run_id: str, serving: ServedDep, user: Admin) -> CanceledRunShape:
     """Cancel a queued or failed run, or one whose worker's lease has expired (its leftovers
-    at the destinations are removed)."""
+    at the destinations are removed; `runs cancel --json`)."""
     with serving.use(user) as ws:
-        canceled = ws.activations.cancel_run(run_id)
-    return {**canceled.run.to_json(), "leftovers_removed": canceled.leftovers_removed}
+        return ws.activations.cancel_run(run_id).shape()

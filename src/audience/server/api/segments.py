@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from audience.activation.insights import Insights, Overlap
+from audience.activation.insights import Insights, Overlap, Refresh
 from audience.server.api.paging import Limit, Offset, page
 from audience.server.app import ServedDep, Viewer
-from audience.shapes import Page
+from audience.shapes import Page, Rows, Shape
+from audience.store.metadata import SegmentSummary
 
 router = APIRouter(prefix="/segments", tags=["segments"])
+
+
+class SegmentSql(Shape):
+    """A segment's name and the SQL that selects its customers."""
+
+    segment: str
+    sql: str
 
 
 @router.get("")
 def list_segments(
     serving: ServedDep, user: Viewer, limit: Limit = 100, offset: Offset = 0
-) -> Page[dict[str, Any]]:
+) -> Page[SegmentSummary]:
     """Every segment: newest version, its status, the active version (`segment list --json`)."""
     with serving.use(user) as ws:
-        summaries = ws.segment_summaries()
-    return page([s.model_dump(mode="json") for s in summaries], limit, offset)
+        return page(ws.segment_summaries(), limit, offset)
 
 
 @router.get("/{name:path}/insights")
@@ -37,17 +44,18 @@ def insights(
 
 
 @router.get("/{name:path}/history")
-def history(name: str, serving: ServedDep, user: Viewer) -> list[dict[str, Any]]:
+def history(name: str, serving: ServedDep, user: Viewer) -> list[Refresh]:
     """Every recorded insights refresh, oldest first (`segment history --json`)."""
     with serving.use(user) as ws:
         return ws.segment_history(name)
 
 
 @router.get("/{name:path}/sql")
-def sql(name: str, serving: ServedDep, user: Viewer) -> dict[str, str]:
-    """The SQL that selects the segment's customers on this workspace's engine."""
+def sql(name: str, serving: ServedDep, user: Viewer) -> SegmentSql:
+    """The SQL that selects the segment's customers on this workspace's engine (`segment sql`
+    prints it)."""
     with serving.use(user) as ws:
-        return {"segment": name, "sql": ws.segment_sql(name)}
+        return SegmentSql(segment=name, sql=ws.segment_sql(name))
 
 
 @router.get("/{name:path}/preview")
@@ -56,12 +64,10 @@ def preview(
     serving: ServedDep,
     user: Viewer,
     limit: Annotated[int, Query(ge=1, le=10_000, description="How many rows.")] = 10,
-) -> list[dict[str, Any]]:
+) -> Rows:
     """The first customers of the segment, with their profile (`segment preview --json`)."""
     with serving.use(user) as ws:
-        table = ws.segment_preview(name, limit=limit)
-    rows: list[dict[str, Any]] = table.to_pylist()
-    return rows
+        return Rows.of(ws.segment_preview(name, limit=limit))
 
 
 @router.get("/overlap")
