@@ -353,6 +353,14 @@ class Workspace:
         campaign, _ = self.campaign(name)
         return plan_campaign(campaign, self.campaign_setting(now=now))
 
+    def plan_of(self, campaign: Campaign, *, now: datetime | None = None) -> CampaignPlan:
+        """The plan of a campaign as edited, before it is saved (the campaign builder's):
+        checked as `apply` checks it, then counted; nothing is recorded or sent."""
+        from audience.activation.campaign import plan_campaign
+
+        self.check_activation(campaign)
+        return plan_campaign(campaign, self.campaign_setting(now=now))
+
     def campaign_run(
         self,
         name: str,

@@ -6,14 +6,20 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from audience.server.ui import activations, runs, segments, session
+from audience.server.ui import activations, campaigns, runs, segments, session
 from audience.server.ui.assets import MEDIA_TYPES, asset_path
 from audience.server.ui.pages import SignInFirst, sign_in_redirect
 
 
 def install(app: FastAPI) -> None:
     """Add the pages, their files and the way in (`/` → the Activations page)."""
-    for router in (session.router, activations.router, segments.router, runs.router):
+    for router in (
+        session.router,
+        activations.router,
+        campaigns.router,
+        segments.router,
+        runs.router,
+    ):
         app.include_router(router, include_in_schema=False)
 
     @app.get("/", include_in_schema=False)

@@ -72,6 +72,7 @@ SAID = {
     "run": "Run queued: a worker sends it now",
     "activate": "Activated",
     "end": "Ending",
+    "saved": "Saved",
 }
 
 

@@ -46,7 +46,13 @@ class Node:
 
 def parse_form(form: Mapping[str, str]) -> dict[str, Node | None]:
     """The include and exclude blocks a posted form describes (None for a block not there)."""
-    return {block: _group(form, block) if f"{block}.match" in form else None for block in BLOCKS}
+    return {block: parse_group(form, block) for block in BLOCKS}
+
+
+def parse_group(form: Mapping[str, str], path: str) -> Node | None:
+    """The condition group posted at `path` (a segment's `w`, a sub-audience's `a.0.w`), or
+    None when the form has none there."""
+    return _group(form, path) if f"{path}.match" in form else None
 
 
 def _group(form: Mapping[str, str], path: str) -> Node:
@@ -75,9 +81,9 @@ def _group(form: Mapping[str, str], path: str) -> Node:
 
 
 def apply_action(blocks: dict[str, Node | None], action: str, first_column: str) -> None:
-    """Change the tree as a builder button asks: `add:P`, `group:P`, `segment:P`,
+    """Change the trees as a builder button asks: `add:P`, `group:P`, `segment:P`,
     `purchase:P` append to the group at P; `remove:C` takes out the row at C; `exclude` starts
-    the exclude block."""
+    the exclude block. `blocks` holds each tree by its root's path."""
     verb, _, path = action.partition(":")
     if verb == "exclude":
         if blocks.get("x") is None:
@@ -122,9 +128,13 @@ def _new_condition(column: str) -> Node:
 
 
 def _find(blocks: dict[str, Node | None], path: str) -> Node | None:
-    head, *rest = path.split(".")
-    node = blocks.get(head)
-    for part in rest:
+    root = max(
+        (key for key in blocks if path == key or path.startswith(key + ".")), key=len, default=None
+    )
+    if root is None:
+        return None
+    node = blocks[root]
+    for part in path[len(root) :].split(".")[1:]:
         if node is None or not part.isdigit() or int(part) >= len(node.children):
             return None
         node = node.children[int(part)]
@@ -141,8 +151,13 @@ def to_conditions(blocks: dict[str, Node | None], profile: Kinds, events: Kinds)
     for block, name in BLOCKS.items():
         node = blocks.get(block)
         if node is not None and node.children:
-            document[name] = _condition(node, profile, events)
+            document[name] = condition_of(node, profile, events)
     return document
+
+
+def condition_of(node: Node, profile: Kinds, events: Kinds) -> dict[str, Any]:
+    """One tree as a condition document."""
+    return _condition(node, profile, events)
 
 
 def _condition(node: Node, profile: Kinds, events: Kinds) -> dict[str, Any]:
@@ -219,11 +234,17 @@ def from_conditions(where: Any, exclude: Any) -> tuple[dict[str, Node | None], l
     unshown: list[str] = []
     blocks: dict[str, Node | None] = {"w": None, "x": None}
     for block, condition in (("w", where), ("x", exclude)):
-        if condition is None:
-            continue
-        node = _node(condition, unshown)
-        blocks[block] = node if node.type == "group" else Node(type="group", children=[node])
+        blocks[block] = group_of(condition, unshown)
     return blocks, unshown
+
+
+def group_of(condition: Any, unshown: list[str]) -> Node | None:
+    """The builder's group for a condition document (None for none); what it cannot show is
+    added to `unshown`."""
+    if condition is None:
+        return None
+    node = _node(condition, unshown)
+    return node if node.type == "group" else Node(type="group", children=[node])
 
 
 def _node(condition: Mapping[str, Any], unshown: list[str]) -> Node:

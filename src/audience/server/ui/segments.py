@@ -143,7 +143,7 @@ def segment_page(
 async def editor_changed(request: Request, serving: ServedDep, user: PageUser) -> HTMLResponse:
     """The builder as the form now stands (after the button pressed, if one was): htmx swaps
     it in, and its insights panel then loads."""
-    posted = await _posted(request)
+    posted = await posted_form(request)
     blocks = form_codec.parse_form(posted)
     with serving.use(user) as ws:
         profile = ws.catalog.columns(ws.settings.tables.profile)
@@ -161,7 +161,7 @@ async def editor_changed(request: Request, serving: ServedDep, user: PageUser) -
 @router.post("/segments/editor/insights", response_class=HTMLResponse)
 async def editor_insights(request: Request, serving: ServedDep, user: PageUser) -> HTMLResponse:
     """The count and insights of the segment as edited (nothing is saved or recorded)."""
-    posted = await _posted(request)
+    posted = await posted_form(request)
     try:
         with serving.use(user) as ws:
             document = _document(ws, posted, status="draft")
@@ -178,7 +178,7 @@ async def editor_insights(request: Request, serving: ServedDep, user: PageUser) 
 async def save(request: Request, serving: ServedDep, user: PageUser) -> Response:
     """Save the segment as a draft or activate it (an editor's): then its page; otherwise the
     editor again, each error beside its field."""
-    posted = await _posted(request)
+    posted = await posted_form(request)
     status = "active" if posted.get("status") == "active" else "draft"
     blocks = form_codec.parse_form(posted)
     try:
@@ -200,7 +200,8 @@ async def save(request: Request, serving: ServedDep, user: PageUser) -> Response
     return RedirectResponse(f"/ui/segments/{name}?said={status}", status_code=303)
 
 
-async def _posted(request: Request) -> dict[str, str]:
+async def posted_form(request: Request) -> dict[str, str]:
+    """The posted form's text fields."""
     form = await request.form()
     return {key: value for key, value in form.items() if isinstance(value, str)}
 
@@ -244,9 +245,14 @@ def _operators(kind: str) -> list[tuple[str, str]]:
     return [(op, OPERATOR_LABELS[op]) for op in OPERATOR_ORDER if op in allowed]
 
 
-def _builder_context(
-    serving: Served, user: User, blocks: dict[str, form_codec.Node | None]
+def condition_context(
+    serving: Served,
+    user: User,
+    blocks: dict[str, form_codec.Node | None],
+    builder_url: str = "/ui/segments/editor",
 ) -> dict[str, Any]:
+    """What the condition builder's parts need: the columns and their operators, picklists of
+    the columns in use, the segments, and where its buttons post."""
     with serving.use(user) as ws:
         tables = ws.settings.tables
         profile = _columns(ws.catalog.columns(tables.profile))
@@ -259,6 +265,7 @@ def _builder_context(
             if columns.get(column) == "string"
         }
     return {
+        "builder_url": builder_url,
         "blocks": blocks,
         "profile": profile,
         "events": events,
@@ -296,7 +303,7 @@ def _builder(
         user,
         form=posted,
         mode=posted.get("mode", "builder"),
-        **_builder_context(serving, user, blocks),
+        **condition_context(serving, user, blocks),
     )
 
 
@@ -323,5 +330,5 @@ def _editor_page(
         unshown=unshown or [],
         problem=problem,
         may_save=user.may("editor"),
-        **_builder_context(serving, user, blocks),
+        **condition_context(serving, user, blocks),
     )

@@ -6,3 +6,29 @@ document.addEventListener("submit", (event) => {
     event.preventDefault();
   }
 });
+
+// A sub-audience's percentages are added up as they are typed: treatments and control must
+// total 100 (the server says the same when the builder is drawn, and refuses to save otherwise).
+document.addEventListener("input", (event) => {
+  const field = event.target;
+  if (!field.classList || !field.classList.contains("percent")) {
+    return;
+  }
+  const group = field.closest(".sub-audience");
+  const said = group ? group.querySelector(".total") : null;
+  if (!said) {
+    return;
+  }
+  const values = Array.from(group.querySelectorAll("input.percent")).map((input) => input.value.trim());
+  if (values.some((value) => value === "" || Number.isNaN(Number(value)))) {
+    said.textContent = "Every percentage must be a number.";
+    said.className = "total bad";
+    return;
+  }
+  const total = Math.round(values.reduce((sum, value) => sum + Number(value), 0) * 1e6) / 1e6;
+  const ok = total === 100;
+  said.textContent = ok
+    ? "Treatments and control total 100 %."
+    : `Treatments and control total ${total} %: make it 100.`;
+  said.className = ok ? "total ok" : "total bad";
+});
