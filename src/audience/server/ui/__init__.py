@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from audience.server.ui import activations, campaigns, runs, segments, session
+from audience.server.ui import activations, campaigns, results, runs, segments, session
 from audience.server.ui.assets import MEDIA_TYPES, asset_path
 from audience.server.ui.pages import SignInFirst, sign_in_redirect
 
@@ -16,6 +16,7 @@ def install(app: FastAPI) -> None:
     for router in (
         session.router,
         activations.router,
+        results.router,  # before the builder's /campaigns/{name}/… routes
         campaigns.router,
         segments.router,
         runs.router,
