@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from audience.definitions.journey import Journey
     from audience.definitions.kinds import Activation, Definition
     from audience.definitions.loader import LoadedDocument
+    from audience.definitions.orchestration import Orchestration
     from audience.definitions.segment import Segment
     from audience.delivery.destinations.base import DestinationClient, ReferenceValues
     from audience.engines import Engine
@@ -413,6 +414,14 @@ class Workspace:
         definition, _ = self.activations.definition("orchestration", name)
         assert isinstance(definition, Orchestration)
         return preview_orchestration(definition, self.campaign_setting(), rows)
+
+    def preview_of(self, orchestration: Orchestration, rows: int = 10) -> OrchestrationPreview:
+        """The first rows an orchestration as edited would send, and how many in all, before it
+        is saved (the query editor's): checked as `apply` checks it; nothing is sent."""
+        from audience.activation.orchestration import preview_orchestration
+
+        self.check_activation(orchestration)
+        return preview_orchestration(orchestration, self.campaign_setting(), rows)
 
     def journey(self, name: str) -> Journey:
         """A journey's current definition."""

@@ -6,7 +6,15 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from audience.server.ui import activations, campaigns, results, runs, segments, session
+from audience.server.ui import (
+    activations,
+    campaigns,
+    orchestrations,
+    results,
+    runs,
+    segments,
+    session,
+)
 from audience.server.ui.assets import MEDIA_TYPES, asset_path
 from audience.server.ui.pages import SignInFirst, sign_in_redirect
 
@@ -18,6 +26,7 @@ def install(app: FastAPI) -> None:
         activations.router,
         results.router,  # before the builder's /campaigns/{name}/… routes
         campaigns.router,
+        orchestrations.router,
         segments.router,
         runs.router,
     ):

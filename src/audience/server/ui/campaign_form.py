@@ -338,7 +338,7 @@ def from_document(document: Mapping[str, Any]) -> tuple[CampaignForm, list[str]]
         match=str(document.get("match", "first")),
         files=str(document.get("files", "per_treatment")),
         launch_date=str(document.get("launch_date", "") or ""),
-        schedule=_schedule_fields(document.get("schedule", {"once": "asap"}), unshown),
+        schedule=schedule_fields(document.get("schedule", {"once": "asap"}), unshown),
     )
     subs = document.get("sub_audiences") or [
         {"name": "Everyone", "treatments": document.get("treatments", [])}
@@ -379,7 +379,8 @@ def rows_of(attributes: Sequence[Any]) -> list[AttributeRow]:
     ]
 
 
-def _schedule_fields(schedule: Mapping[str, Any], unshown: list[str]) -> dict[str, str]:
+def schedule_fields(schedule: Mapping[str, Any], unshown: list[str]) -> dict[str, str]:
+    """The schedule fields for a `schedule:` document (what they cannot show goes to `unshown`)."""
     once = schedule.get("once")
     if once is not None:
         if once == "asap":
