@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from audience.server.ui import (
     activations,
     campaigns,
+    destinations,
     orchestrations,
     results,
     runs,
@@ -27,6 +28,7 @@ def install(app: FastAPI) -> None:
         results.router,  # before the builder's /campaigns/{name}/… routes
         campaigns.router,
         orchestrations.router,
+        destinations.router,
         segments.router,
         runs.router,
     ):

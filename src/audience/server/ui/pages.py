@@ -34,6 +34,7 @@ NAVIGATION = (
     ("Activations", "/ui/"),
     ("Segments", "/ui/segments"),
     ("Runs", "/ui/runs"),
+    ("Destinations", "/ui/destinations"),
 )
 
 
