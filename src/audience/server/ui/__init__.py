@@ -10,6 +10,7 @@ from audience.server.ui import (
     activations,
     campaigns,
     destinations,
+    journeys,
     orchestrations,
     results,
     runs,
@@ -29,6 +30,7 @@ def install(app: FastAPI) -> None:
         campaigns.router,
         orchestrations.router,
         destinations.router,
+        journeys.router,
         segments.router,
         runs.router,
     ):

@@ -14,10 +14,11 @@ OWN = Path(__file__).parent / "static"
 PACKAGED = {
     "htmx.min.js": "htmx.org/dist/htmx.min.js",
     "pico.min.css": "@picocss/pico/css/pico.min.css",
+    "elk.bundled.js": "elkjs/lib/elk.bundled.js",
 }
 """Served name → path under node_modules."""
 
-OWN_FILES = ("app.css", "app.js")
+OWN_FILES = ("app.css", "app.js", "journey.js")
 
 MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css"}
 

@@ -1,0 +1,127 @@
+"""A journey in the browser: its canvas — the graph of nodes laid out by ELK (elkjs, from the
+npm registry) and drawn with the customers at each node now and in all, and on each path out
+of a split — with each node's details a click away, and the journey as YAML to edit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from audience.definitions.journey import Journey
+from audience.definitions.loader import dump_documents, load_text
+from audience.errors import AudienceError, DefinitionError, InvalidInput
+from audience.server.app import Served, ServedDep
+from audience.server.auth import require
+from audience.server.errors import status_of
+from audience.server.ui.pages import PageUser, render
+from audience.server.ui.segments import posted_form
+from audience.store.accounts import User
+
+router = APIRouter(prefix="/ui")
+
+START, END = "start", "end"
+
+
+@router.get("/journeys/{name:path}/canvas", response_class=HTMLResponse)
+def canvas(
+    request: Request, name: str, serving: ServedDep, user: PageUser, said: str | None = None
+) -> HTMLResponse:
+    """The journey drawn as a graph, with its counts."""
+    return _canvas(request, serving, user, name, said="Saved" if said == "saved" else None)
+
+
+@router.post("/journeys/{name:path}/save", response_class=HTMLResponse)
+async def save(request: Request, name: str, serving: ServedDep, user: PageUser) -> Response:
+    """Apply the journey as edited (an editor's): nodes added, removed or connected."""
+    text = (await posted_form(request)).get("document", "")
+    try:
+        require(user, "editor")
+        documents = load_text(text, origin="the form")
+        if len(documents) != 1 or not isinstance(documents[0].definition, Journey):
+            raise InvalidInput("write one document, of kind journey", field="document")
+        if documents[0].definition.name != name:
+            raise InvalidInput(f"the name is {name!r}", field="document")
+        with serving.use(user) as ws:
+            ws.apply_documents(documents)
+    except AudienceError as error:
+        return _canvas(request, serving, user, name, error=error, document=text)
+    return RedirectResponse(f"/ui/journeys/{name}/canvas?said=saved", status_code=303)
+
+
+def graph(journey: Journey, counts: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    """Nodes and edges for the canvas: every node with its counts (now, entered), a start, and
+    an end wherever a path ends; each edge with its label and, out of a split, how many took
+    it (those who entered the node it leads to, when only that path leads there)."""
+    nodes: list[dict[str, Any]] = [{"id": START, "label": "Start", "type": "start"}]
+    edges: list[dict[str, Any]] = []
+    first = journey.in_order()[0].name
+    edges.append({"source": START, "target": first, "label": None, "control": False})
+    ends = 0
+    incoming: dict[str, int] = {}
+    for node in journey.nodes:
+        for edge in journey.edges(node.name):
+            if edge.target is not None:
+                incoming[edge.target] = incoming.get(edge.target, 0) + 1
+    for node in journey.nodes:
+        now, entered = counts.get(node.name, (0, 0))
+        nodes.append(
+            {"id": node.name, "label": node.name, "type": node.type, "now": now, "entered": entered}
+        )
+        for edge in journey.edges(node.name):
+            target = edge.target
+            if target is None:
+                ends += 1
+                target = f"{END}-{ends}"
+                nodes.append({"id": target, "label": "End", "type": "end"})
+            taken = None
+            if edge.label is not None and edge.target is not None and incoming[edge.target] == 1:
+                taken = counts.get(edge.target, (0, 0))[1]
+            edges.append(
+                {
+                    "source": node.name,
+                    "target": target,
+                    "label": edge.label,
+                    "control": edge.control,
+                    "taken": taken,
+                }
+            )
+    return {"nodes": nodes, "edges": edges}
+
+
+def _canvas(
+    request: Request,
+    serving: Served,
+    user: User,
+    name: str,
+    *,
+    said: str | None = None,
+    error: AudienceError | None = None,
+    document: str | None = None,
+) -> HTMLResponse:
+    try:
+        with serving.use(user) as ws:
+            journey = ws.journey(name)
+            counted = ws.journey_counts(name)
+    except AudienceError as missing:
+        return render(
+            request, "missing.html", user, status_code=status_of(missing), message=str(missing)
+        )
+    counts = {n.node: (n.now, n.entered) for n in counted.nodes}
+    message = None
+    if error is not None:
+        text = error.message if isinstance(error, DefinitionError | InvalidInput) else str(error)
+        message = " ".join(text.split())
+    return render(
+        request,
+        "journey.html",
+        user,
+        status_code=200 if error is None else status_of(error),
+        journey=journey,
+        counts=counted,
+        graph=graph(journey, counts),
+        document=document if document is not None else dump_documents([journey]),
+        said=said,
+        error=message,
+    )
