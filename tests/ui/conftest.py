@@ -6,6 +6,7 @@ checks it for WCAG 2 A/AA violations."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from playwright.sync_api import Browser, sync_playwright
 
 from audience.definitions.loader import validate_data
 from audience.settings import SETTINGS_FILE, render_settings
+from audience.store.secrets import new_key
 from audience.workspace import Workspace
 
 AUDIENCE = [sys.executable, "-c", "from audience.cli.main import main; main()"]
@@ -46,6 +48,7 @@ def served(tmp_path: Path, sample_database: Path) -> Iterator[Served]:
     port = free_port()
     server = subprocess.Popen(
         [*AUDIENCE, "serve", "--port", str(port), "-w", str(tmp_path)],
+        env=os.environ | {"AUDIENCE__SECRETS__KEY": new_key()},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

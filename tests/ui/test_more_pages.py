@@ -1,0 +1,112 @@
+"""The other pages in the browser: the orchestration query editor and its preview, a
+destination's connection test and the secrets beside it, a campaign's results with its CSV, and
+a journey's canvas with the counts of its nodes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import timedelta
+
+import pytest
+from browsing import Served, Visit
+from playwright.sync_api import expect
+from sqlglot import parse_one
+
+from audience.definitions.loader import validate_data
+from audience.workspace import Workspace
+
+pytestmark = pytest.mark.slow
+
+JOURNEY = {
+    "kind": "journey",
+    "name": "Gold welcome",
+    "include": ["Gold"],
+    "schedule": {"every": {"value": 1, "unit": "days"}},
+    "nodes": [
+        {"name": "Hello", "type": "activate", "destinations": ["out"]},
+        {"name": "Wait a day", "type": "delay", "value": 1, "unit": "days"},
+        {
+            "name": "Split",
+            "type": "percent_split",
+            "paths": [
+                {"name": "Offer", "percent": 80, "next": "Offer email"},
+                {"name": "Holdout", "percent": 20, "control": True},
+            ],
+        },
+        {"name": "Offer email", "type": "activate", "destinations": ["out"]},
+    ],
+}
+
+
+def test_an_orchestration_is_written_previewed_and_saved(visit: Visit, served: Served) -> None:
+    with Workspace.open(served.directory) as ws:
+        (row,) = ws.engine.rows(
+            parse_one("select count(*) as n from customer_360 where loyalty_tier = 'platinum'")
+        )
+    page = visit.sign_in("ada")
+    page.get_by_role("button", name="New orchestration").click()
+    visit.seen()
+    page.get_by_label("Name").fill("Platinum extract")
+    page.get_by_label("Query").fill("delete from customer_360")
+    page.get_by_role("button", name="Preview the first rows").click()
+    expect(page.locator("#preview")).to_contain_text("refused DELETE")
+    query = "select amperity_id, email from customer_360 where loyalty_tier = 'platinum'"
+    page.get_by_label("Query").fill(query)
+    page.get_by_role("button", name="Preview the first rows").click()
+    expect(page.get_by_test_id("total")).to_have_text(f"{row['n']:,}")
+    expect(page.locator("#preview tbody tr")).to_have_count(min(10, row["n"]))
+    visit.seen()
+    page.get_by_role("button", name="Save", exact=True).click()
+    page.wait_for_url(re.compile(r".*/ui/activations/orchestration/Platinum%20extract.*"))
+    expect(page.get_by_role("status")).to_contain_text("Saved")
+    visit.seen()
+
+
+def test_a_destination_is_tested_and_secrets_are_write_only(visit: Visit) -> None:
+    page = visit.sign_in("ada")
+    page.get_by_role("link", name="Destinations").click()
+    visit.seen()
+    page.get_by_label("Name", exact=True).fill("sftp_password")
+    page.get_by_label("Value").fill("hunter2-hunter2")
+    page.get_by_role("button", name="Set secret").click()
+    expect(page.get_by_role("status")).to_contain_text("never shown again")
+    expect(page.get_by_role("row", name=re.compile("sftp_password"))).to_be_visible()
+    assert "hunter2" not in page.content()
+    visit.seen()
+    page.get_by_role("link", name="out", exact=True).click()
+    page.get_by_role("button", name="Test connection").click()
+    expect(page.get_by_role("status")).to_contain_text("is writable")
+    visit.seen()
+
+
+def test_results_and_their_csv_and_a_journeys_canvas(visit: Visit, served: Served) -> None:
+    with Workspace.open(served.directory) as ws:
+        ws.apply_documents([validate_data(JOURNEY)])
+        ws.activations.schedule("journey", "Gold welcome")
+        start = ws.clock()
+        for day in range(3):
+            ws.journey_tick("Gold welcome", now=start + timedelta(days=day, minutes=1))
+        counts = {n.node: n for n in ws.journey_counts("Gold welcome").nodes}
+        ws.campaign_run("Gold offer")
+    page = visit.sign_in("ada")
+    visit.go("/ui/activations/journey/Gold welcome")
+    page.get_by_role("button", name="Canvas").click()
+    page.wait_for_selector("#canvas[data-drawn=true]")
+    visit.seen()
+    for name, count in counts.items():
+        expect(page.get_by_test_id(f"entered-{name}")).to_have_text(f"{count.entered:,}")
+    assert page.locator("svg.canvas g.node").count() == len(JOURNEY["nodes"]) + 3  # start, ends
+    page.locator("g.node[data-node='Split']").click()
+    expect(page.locator(".node-details[data-node='Split']")).to_be_visible()
+    expect(page.locator(".node-details[data-node='Hello']")).to_be_hidden()
+    visit.go("/ui/campaigns/Gold offer/results")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Results of Gold offer")
+    with page.expect_download() as downloading:
+        page.get_by_role("button", name="Download CSV").click()
+    rows = list(csv.DictReader(io.StringIO(downloading.value.path().read_text())))
+    assert {r["group"] for r in rows} == {"Offer", "Control"}
+    shown = page.get_by_role("row", name=re.compile("Offer")).first
+    offer = next(r for r in rows if r["group"] == "Offer")
+    expect(shown).to_contain_text(f"{int(offer['recipients']):,}")
