@@ -1,7 +1,7 @@
 """`audience --help` answers at once: starting the CLI imports no database driver, AWS SDK,
 Arrow or ORM (DESIGN §2); commands import them when they run, and only those they use: reading
 the metadata store (`status`, `segment list`, `runs`) never loads the engine, Arrow or the
-compiler. Time is measured (README), not asserted: these tests watch what is imported."""
+compiler. Time is measured, not asserted: these tests watch what is imported."""
 
 from __future__ import annotations
 

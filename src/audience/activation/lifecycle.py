@@ -22,6 +22,8 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+# What retrying, canceling and ending use (the runners, the delivery code) is imported in those
+# verbs: the status page reads the metadata store only, and starts without them.
 from audience.activation.runner import ACTIVATION_KINDS, execute, lease_of, this_process
 from audience.definitions.campaign import Campaign
 from audience.definitions.journey import Journey

@@ -60,7 +60,7 @@ def execute(
             ws.store.runs.set_version(run.id, version)
         setting = ws.campaign_setting(now=run.scheduled_for)
         # Each kind's runner is imported when a run of that kind comes: an orchestration's
-        # run loads neither the campaign compiler nor the journey's.
+        # run does not load the campaign's files and plans, nor the journey's statistics.
         if isinstance(definition, Orchestration):
             from audience.activation.orchestration import run_orchestration
 
