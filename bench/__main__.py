@@ -1,7 +1,7 @@
 """`make bench`: generate the sample once, then run every benchmark and print its table; then
 the runtime under load (`bench/runtime.py`, on PostgreSQL). `python -m bench runtime` runs that
 one alone; `python -m bench orchestration` the sample and the orchestrations' table alone;
-`python -m bench results` (or `journey`, or `api`) the sample and the campaign results' (or the
+`python -m bench results` (or `journey`, `api`, `ui`) the sample and the campaign results' (or the
 journeys', or the REST API's) table alone.
 
 BENCH_PROFILES (default 1,000,000) sets the size; BENCH_REPEAT (default 5) how many timed runs
@@ -23,12 +23,12 @@ from rich.console import Console
 
 from audience.settings import EngineSettings, Settings
 from audience.workspace import Workspace
-from bench import api, campaign, insights, journey, orchestration, results, runtime
+from bench import api, campaign, insights, journey, orchestration, results, runtime, ui
 
 
 def main() -> None:
     """Run the sample's benchmarks, then the runtime's; with an argument (`runtime`,
-    `orchestration`, `results`, `journey`, `api`) only that one."""
+    `orchestration`, `results`, `journey`, `api`, `ui`) only that one."""
     console = Console()
     only = sys.argv[1:2]
     if only != ["runtime"]:
@@ -65,6 +65,8 @@ def sample(console: Console, *, only: str | None = None) -> None:
             console.print(orchestration.run(Path(folder), Path(folder) / "bench.duckdb", profiles))
         if only in (None, "api"):
             console.print(api.run(Path(folder), Path(folder) / "bench.duckdb", profiles))
+        if only in (None, "ui"):
+            console.print(ui.run(Path(folder), Path(folder) / "bench.duckdb", profiles))
 
 
 if __name__ == "__main__":
