@@ -1,4 +1,4 @@
-"""`audience serve`: the REST API (and, later, the web UI) over one workspace."""
+"""`audience serve`: the REST API and the web UI over one workspace."""
 
 from __future__ import annotations
 
@@ -27,10 +27,20 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-proxy",
+            help="Address of a reverse proxy whose X-Forwarded-For and X-Forwarded-Proto are "
+            "believed (repeat for several). Without one, they are ignored: any client could "
+            "otherwise pick the address sign-in limits count.",
+        ),
+    ] = None,
     workspace: WorkspaceOption = HERE,
 ) -> None:
-    """Serve the REST API (OpenAPI at /docs). Every route but /health needs an API token or a
-    signed-in session: make the first admin with `audience user add NAME --role admin`."""
+    """Serve the REST API (OpenAPI at /docs) and the web UI (at /). Every route but /health
+    needs an API token or a signed-in session: make the first admin with `audience user add NAME
+    --role admin`."""
     import uvicorn
 
     from audience.server.app import create_app
@@ -39,4 +49,12 @@ def serve(
     load_settings(workspace)  # a missing or broken workspace is one line, before listening
     err.print(f"Serving {workspace.resolve()} on http://{host}:{port} (API docs: /docs)")
     app = create_app(workspace, worker=worker, on_worker_error=report_worker_error)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=bool(trusted_proxy),
+        forwarded_allow_ips=trusted_proxy or [],
+    )
