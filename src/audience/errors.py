@@ -58,6 +58,8 @@ class DefinitionError(AudienceError, ValueError):
         self.message = message
         self.where = where
         self.field = field
+        self.location = "body"
+        """Where the API's request holds the field: body, or a query or path parameter."""
         super().__init__(self._render())
 
     def _render(self) -> str:
@@ -177,9 +179,11 @@ class SecretKeyError(WorkspaceError):
 class InvalidInput(AudienceError, ValueError):
     """An argument that is not part of a definition is wrong; `field` names it."""
 
-    def __init__(self, message: str, *, field: str) -> None:
+    def __init__(self, message: str, *, field: str, location: str = "body") -> None:
         self.message = message
         self.field = field
+        self.location = location
+        """Where the API's request holds the field: body, query or path."""
         super().__init__(f"{field}: {message}")
 
 

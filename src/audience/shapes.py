@@ -84,3 +84,10 @@ class Rows(RootModel[list[JsonRow]]):
     def of(cls, table: pa.Table, value: Callable[[object], JsonValue] = json_value) -> Rows:
         """The rows of an Arrow table, each value made JSON by `value`."""
         return cls([{k: value(v) for k, v in row.items()} for row in table.to_pylist()])
+
+
+class SegmentSql(Shape):
+    """A segment's name and the SQL that selects its customers (`segment sql --json`)."""
+
+    segment: str
+    sql: str

@@ -97,6 +97,9 @@ def test_rich_output_preview_and_sql(workspace: Path) -> None:
         "segment", "sql", "Lapsed customers", "-w", workspace, "--dialect", "postgres"
     )
     assert code == 0 and out.startswith("SELECT") and '"customer_360"' in out
+    code, shown, _ = audience("segment", "sql", "Lapsed customers", "-w", workspace, "--json")
+    assert code == 0 and json.loads(shown)["segment"] == "Lapsed customers"
+    assert json.loads(shown)["sql"].startswith("SELECT")
     code, out, _ = audience("segment", "list", "-w", workspace, "--json")
     assert {row["name"] for row in json.loads(out)} >= {"Lapsed customers", "Recent complainers"}
 

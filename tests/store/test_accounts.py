@@ -203,6 +203,17 @@ def test_secrets_are_encrypted_listed_by_name_and_rotated(store: MetadataStore) 
     ]
 
 
+def test_a_secret_is_not_set_with_a_key_that_cannot_open_the_others(
+    store: MetadataStore,
+) -> None:
+    right, wrong = Fernet.generate_key(), Fernet.generate_key()
+    store.secrets(lambda: _keys(right)).set("sftp.password", "pa55-word", actor="a", now=T0)
+    with pytest.raises(SecretKeyError, match=r"'sftp\.password' cannot be opened"):
+        store.secrets(lambda: _keys(wrong)).set("hook.secret", "s3cret", actor="a", now=T0)
+    assert [s.name for s in store.secrets(lambda: _keys(right)).names()] == ["sftp.password"]
+    assert store.secrets(lambda: _keys(right)).set("hook.secret", "s3cret", actor="a", now=T0)
+
+
 @pytest.mark.parametrize(("name", "value"), [("1abc", "v"), ("a b", "v"), ("ok", "")])
 def test_bad_secrets_are_refused(store: MetadataStore, name: str, value: str) -> None:
     with pytest.raises(InvalidInput):

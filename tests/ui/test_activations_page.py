@@ -84,7 +84,7 @@ def test_a_viewer_sees_no_buttons_and_a_form_without_its_token_is_refused(
     refused = httpx.post(
         f"{served.base}/ui/activations/campaign/Gold offer/schedule", cookies=session
     )
-    assert refused.status_code == 401  # no CSRF token
+    assert refused.status_code == 403  # no CSRF token
     as_viewer = page.request.post(
         f"{served.base}/ui/activations/campaign/Gold offer/schedule",
         form={"csrf_token": page.locator("input[name=csrf_token]").first.input_value()},

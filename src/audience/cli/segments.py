@@ -108,12 +108,19 @@ def sql(
     ] = None,
     workspace: WorkspaceOption = HERE,
     now: NowOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Print the SQL a segment compiles to."""
     if dialect is not None and dialect not in {"duckdb", "postgres", "spark"}:
         raise typer.BadParameter("must be duckdb, postgres or spark", param_hint="--dialect")
     with open_workspace(workspace) as ws:
-        typer.echo(ws.segment_sql(name, dialect, now=as_utc(now)))
+        sql = ws.segment_sql(name, dialect, now=as_utc(now))
+    if as_json:
+        from audience.shapes import SegmentSql
+
+        print_json(SegmentSql(segment=name, sql=sql).model_dump(mode="json"))
+    else:
+        typer.echo(sql)
 
 
 @app.command()

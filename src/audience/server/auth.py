@@ -92,7 +92,7 @@ async def _form_csrf(request: Request) -> str | None:
 
 async def request_user(request: Request, accounts: Accounts, now: Callable[[], datetime]) -> User:
     """The user a request comes from; NotSignedIn without valid credentials, and for a
-    session's unsafe request without its CSRF token."""
+    session's unsafe request without its CSRF token, NotAllowed."""
     authorization = request.headers.get("authorization")
     if authorization is not None:
         scheme, _, secret = authorization.partition(" ")
@@ -106,7 +106,9 @@ async def request_user(request: Request, accounts: Accounts, now: Callable[[], d
     if request.method not in _SAFE_METHODS:
         given = request.headers.get(CSRF_HEADER) or await _form_csrf(request)
         if given is None or not hmac.compare_digest(given, csrf_token(session)):
-            raise NotSignedIn(f"this request needs the session's CSRF token ({CSRF_HEADER})")
+            # Signed in, but the request may come from another site's page: forbidden (403),
+            # not "sign in again".
+            raise NotAllowed(f"this request needs the session's CSRF token ({CSRF_HEADER})")
     return user
 
 

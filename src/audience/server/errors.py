@@ -4,6 +4,9 @@ with the current state a 409; never a 500 for something the caller did."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -43,11 +46,26 @@ def status_of(error: AudienceError) -> int:
     return next((status for kind, status in STATUS_BY_ERROR if isinstance(error, kind)), 400)
 
 
+@contextmanager
+def fields_of(location: str, **renamed: str) -> Iterator[None]:
+    """Say where a request's field is when a check deeper down names it: an `InvalidInput` (or
+    `DefinitionError`) on `name` raised inside becomes `loc: [location, renamed.get(name,
+    name)]` (a query or path parameter, or a body field the route calls otherwise)."""
+    try:
+        yield
+    except (InvalidInput, DefinitionError) as error:
+        if error.field is not None:
+            error.field = renamed.get(error.field, error.field)
+        error.location = location
+        raise
+
+
 def _field_error(error: DefinitionError | InvalidInput) -> list[dict[str, object]]:
     field = error.field or ""
+    location = error.location
     return [
         {
-            "loc": ["body", *field.split(".")] if field else ["body"],
+            "loc": [location, *field.split(".")] if field else [location],
             "msg": error.message,
             "type": type(error).__name__,
             **(

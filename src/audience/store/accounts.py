@@ -32,6 +32,8 @@ ROLES = ("viewer", "editor", "admin")
 APPLIED_BY_ADMINS = frozenset({"destination"})
 """Kinds only an admin may apply: a destination says where customer data goes."""
 MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 1024
+"""Longer is refused when set, as sign-in refuses it: argon2 takes any length, a request not."""
 TOKEN_PREFIX = "aud_"
 MAX_LABEL_LENGTH = 200
 SESSION_LABEL = "session"
@@ -194,10 +196,15 @@ def check_role(role: str) -> str:
 
 
 def check_password(password: str) -> str:
-    """`password` if it is long enough (and more than spaces), else InvalidInput."""
+    """`password` if it is long enough (and more than spaces) and not longer than sign-in
+    takes, else InvalidInput."""
     if len(password) < MIN_PASSWORD_LENGTH or not password.strip():
         raise InvalidInput(
             f"a password has at least {MIN_PASSWORD_LENGTH} characters", field="password"
+        )
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"a password has at most {MAX_PASSWORD_LENGTH} characters", field="password"
         )
     return password
 

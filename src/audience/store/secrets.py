@@ -107,6 +107,13 @@ class Secrets:
             raise InvalidInput("a secret cannot be empty", field="value")
         ciphertext = self._keys().encrypt(value.encode("utf-8")).decode("ascii")
         with self._sessions() as session, session.begin():
+            # Keys that cannot open the secrets already stored are the wrong keys: a secret
+            # set with them would be the only one the workspace could read.
+            other = session.scalars(
+                select(SecretRecord).where(SecretRecord.name != name).limit(1)
+            ).first()
+            if other is not None:
+                self._open(other)
             record = session.get(SecretRecord, name)
             created = record is None
             if record is None:

@@ -6,12 +6,19 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from audience.server.api.paging import Limit, Offset, page
 from audience.server.app import Admin, ServedDep, Viewer
+from audience.server.errors import fields_of
 from audience.shapes import Page, Shape
-from audience.store.accounts import IssuedTokenShape, TokenShape, UserShape
+from audience.store.accounts import (
+    MAX_PASSWORD_LENGTH,
+    IssuedTokenShape,
+    TokenShape,
+    UserShape,
+    check_password,
+)
 from audience.store.audit import AuditShape
 from audience.store.secrets import SecretShape
 
@@ -62,10 +69,18 @@ def list_users(
 
 
 class UserChange(BaseModel):
-    """What to change of a user: their role, their password, or both."""
+    """What to change of a user: their role, their password, or both (at least one)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     role: str | None = None
     password: str | None = Field(default=None, description="A new password (12+ characters).")
+
+    @model_validator(mode="after")
+    def _something(self) -> UserChange:
+        if self.role is None and self.password is None:
+            raise ValueError("give a role, a password, or both")
+        return self
 
 
 @router.patch("/users/{name:path}")
@@ -84,8 +99,8 @@ def change_user(name: str, change: UserChange, serving: ServedDep, user: Admin) 
 class PasswordChange(BaseModel):
     """One's own password, and the new one."""
 
-    current_password: str = Field(min_length=1, max_length=1024)
-    new_password: str = Field(min_length=1, max_length=1024)
+    current_password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
+    new_password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
 
 
 @router.put("/me/password")
@@ -97,6 +112,8 @@ def change_own_password(
     now = serving.clock()
     address = request.client.host if request.client else "unknown"
     keys = [f"name:{user.name}", f"address:{address}"]
+    with fields_of("body", password="new_password"):
+        check_password(change.new_password)  # first: a refused new password is no sign-in
     serving.limiter.attempt(keys, now)
     accounts = serving.workspace.store.accounts
     accounts.sign_in(user.name, change.current_password, now=now)
@@ -134,14 +151,15 @@ def list_tokens(
 def create_token(new: NewToken, serving: ServedDep, user: Viewer) -> IssuedTokenShape:
     """A new token, shown in this answer only (`token` key)."""
     now = serving.clock()
-    issued = serving.workspace.store.accounts.create_token(
-        new.user or user.name,
-        new.label,
-        expires_at=new.expires_at,
-        actor=user.name,
-        now=now,
-        by=user,
-    )
+    with fields_of("body", expires="expires_at"):
+        issued = serving.workspace.store.accounts.create_token(
+            new.user or user.name,
+            new.label,
+            expires_at=new.expires_at,
+            actor=user.name,
+            now=now,
+            by=user,
+        )
     return issued.shape(now)
 
 
@@ -166,7 +184,8 @@ def list_secrets(serving: ServedDep, user: Admin) -> list[SecretShape]:
 def set_secret(name: str, secret: SecretValue, serving: ServedDep, user: Admin) -> SecretSet:
     """Store a secret under `name` (use it as `${secret:NAME}`); the value is not echoed."""
     secrets = serving.workspace.secrets
-    created = secrets.set(name, secret.value, actor=user.name, now=serving.clock())
+    with fields_of("path"):
+        created = secrets.set(name, secret.value, actor=user.name, now=serving.clock())
     return SecretSet(name=name, created=created)
 
 

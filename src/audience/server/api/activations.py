@@ -16,6 +16,7 @@ from audience.activation.results import CampaignResults, parse_window
 from audience.delivery.destinations.base import DestinationCheck
 from audience.server.api.paging import Limit, Offset, page
 from audience.server.app import Admin, Editor, ServedDep, Viewer
+from audience.server.errors import fields_of
 from audience.shapes import Page
 from audience.store.runs import RunShape
 
@@ -133,7 +134,8 @@ def results(
     as_of: Annotated[datetime | None, Query(description="Measure as things stood then.")] = None,
 ) -> CampaignResults:
     """Treatment against control, with intervals (`campaign results --json`)."""
-    span = parse_window(window, field="window")
+    with fields_of("query"):
+        span = parse_window(window, field="window")
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=UTC)  # a time without an offset is UTC, as in the CLI
     with serving.use(user) as ws:
@@ -144,7 +146,7 @@ def results(
 def orchestration_preview(
     name: str,
     serving: ServedDep,
-    user: Editor,
+    user: Viewer,
     rows: Annotated[int, Query(ge=1, le=1000, description="How many rows.")] = 10,
 ) -> OrchestrationPreviewShape:
     """The first rows the orchestration's next run would send, and how many in all

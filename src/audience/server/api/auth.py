@@ -16,7 +16,7 @@ from audience.server.auth import (
     csrf_token,
 )
 from audience.shapes import Shape
-from audience.store.accounts import SESSION_LABEL, User
+from audience.store.accounts import MAX_PASSWORD_LENGTH, SESSION_LABEL, User
 
 router = APIRouter(tags=["auth"])
 
@@ -25,7 +25,7 @@ class Credentials(BaseModel):
     """A user name and password."""
 
     name: str = Field(min_length=1, max_length=200)
-    password: str = Field(min_length=1, max_length=1024)
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
 
 
 class Me(Shape):

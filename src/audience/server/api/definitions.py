@@ -10,7 +10,7 @@ from pydantic import JsonValue
 
 from audience.definitions.loader import as_documents, validate_data
 from audience.errors import DefinitionError, NotAllowed, NotFound
-from audience.server.app import Editor, ServedDep
+from audience.server.app import Editor, ServedDep, Viewer
 from audience.shapes import Shape
 from audience.store.accounts import role_to_apply
 from audience.store.metadata import AppliedChange
@@ -67,7 +67,7 @@ def apply(
 @router.get("")
 def export(
     serving: ServedDep,
-    user: Editor,
+    user: Viewer,
     kind: Annotated[
         Literal["segment", "campaign", "journey", "orchestration", "destination"] | None,
         Query(description="Only definitions of this kind."),
@@ -82,7 +82,7 @@ def export(
 
 
 @router.get("/{kind}/{name:path}")
-def definition(kind: str, name: str, serving: ServedDep, user: Editor) -> DefinitionShape:
+def definition(kind: str, name: str, serving: ServedDep, user: Viewer) -> DefinitionShape:
     """The current version of one definition, as applied (`${VAR}` references as written)."""
     with serving.use(user) as ws:
         stored = ws.store.definition(kind, name)

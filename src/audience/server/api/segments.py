@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
 from audience.activation.insights import Insights, Overlap, Refresh
 from audience.server.api.paging import Limit, Offset, page
 from audience.server.app import ServedDep, Viewer
-from audience.shapes import Page, Rows, Shape
+from audience.server.errors import fields_of
+from audience.shapes import Page, Rows, SegmentSql
 from audience.store.metadata import SegmentSummary
 
 router = APIRouter(prefix="/segments", tags=["segments"])
-
-
-class SegmentSql(Shape):
-    """A segment's name and the SQL that selects its customers."""
-
-    segment: str
-    sql: str
 
 
 @router.get("")
@@ -39,7 +33,7 @@ def insights(
     by: Annotated[str | None, Query(description="Break the audience down by this.")] = None,
 ) -> Insights:
     """Compute the segment's insights now and record them (`segment insights --json`)."""
-    with serving.use(user) as ws:
+    with serving.use(user) as ws, fields_of("query"):
         return ws.segment_insights(name, by=by)
 
 
@@ -51,11 +45,18 @@ def history(name: str, serving: ServedDep, user: Viewer) -> list[Refresh]:
 
 
 @router.get("/{name:path}/sql")
-def sql(name: str, serving: ServedDep, user: Viewer) -> SegmentSql:
-    """The SQL that selects the segment's customers on this workspace's engine (`segment sql`
-    prints it)."""
+def sql(
+    name: str,
+    serving: ServedDep,
+    user: Viewer,
+    dialect: Annotated[
+        Literal["duckdb", "postgres", "spark"] | None,
+        Query(description="Render for this engine (default: the workspace's)."),
+    ] = None,
+) -> SegmentSql:
+    """The SQL that selects the segment's customers (`segment sql [--dialect]` prints it)."""
     with serving.use(user) as ws:
-        return SegmentSql(segment=name, sql=ws.segment_sql(name))
+        return SegmentSql(segment=name, sql=ws.segment_sql(name, dialect=dialect))
 
 
 @router.get("/{name:path}/preview")
@@ -77,5 +78,5 @@ def overlap(
     names: Annotated[list[str], Query(alias="name", description="Two to five segments.")],
 ) -> Overlap:
     """How two to five segments overlap, pair by pair (`segment overlap --json`)."""
-    with serving.use(user) as ws:
+    with serving.use(user) as ws, fields_of("query", segments="name"):
         return ws.segment_overlap(names)

@@ -53,7 +53,7 @@ async def page_user(request: Request, serving: ServedDep) -> User:
         return await request_user(request, serving.workspace.store.accounts, serving.clock)
     except NotSignedIn:
         if request.method != "GET":
-            raise  # a form from an ended session, or without its token: the API's 401
+            raise  # a form from an ended session: the API's 401
         query = f"?{request.url.query}" if request.url.query else ""
         raise SignInFirst(request.url.path + query) from None
 
