@@ -22,7 +22,7 @@ from audience.server.ui import campaign_form as codec
 from audience.server.ui.campaign_form import CampaignForm
 from audience.server.ui.condition_form import Node, describe_path
 from audience.server.ui.pages import PageUser, render
-from audience.server.ui.segments import condition_context, posted_form
+from audience.server.ui.segments import condition_context, first_column, posted_form
 from audience.store.accounts import User
 
 router = APIRouter(prefix="/ui")
@@ -61,11 +61,11 @@ async def builder_changed(request: Request, serving: ServedDep, user: PageUser) 
     posted = await posted_form(request)
     built = codec.parse_form(posted)
     with serving.use(user) as ws:
-        first_column = next(iter(ws.catalog.columns(ws.settings.tables.profile)), "")
+        first = first_column(ws)
         defaults = _defaults(ws)
-    _start_conditions(built, first_column)
+    _start_conditions(built, first)
     if action := posted.get("action", ""):
-        codec.apply_action(built, action, first_column, defaults)
+        codec.apply_action(built, action, first, defaults)
     return render(request, "_campaign_builder.html", user, **_context(serving, user, built))
 
 

@@ -4,6 +4,8 @@ the user edits, saved as a draft or activated."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -62,6 +64,40 @@ OPERATOR_LABELS = {
     "is_not_null": "is known",
 }
 PICKLIST_SIZE = 25
+PICKLIST_SECONDS = 600.0
+"""How long a column's most frequent values are reused before they are counted again."""
+
+
+class Picklists:
+    """The most frequent values of the columns the editors use, counted once in a while: at
+    ten million profiles a column's top values take a scan, and an editor redraws often."""
+
+    def __init__(self, seconds: float = PICKLIST_SECONDS) -> None:
+        self._seconds = seconds
+        self._found: dict[tuple[str, str, str], tuple[float, list[str]]] = {}
+        self._lock = threading.Lock()
+
+    def values(self, ws: Any, table: str, column: str) -> list[str]:
+        """`table.column`'s most frequent values (the workspace's, counted lately)."""
+        key, now = (str(ws.directory), table, column), time.monotonic()
+        with self._lock:
+            found = self._found.get(key)
+        if found is not None and now - found[0] < self._seconds:
+            return found[1]
+        counted: list[str] = ws.attribute_values(table, column, PICKLIST_SIZE)
+        with self._lock:
+            self._found[key] = (now, counted)
+        return counted
+
+
+PICKLISTS = Picklists()
+
+
+def first_column(ws: Any) -> str:
+    """The column a new condition starts on: the profile's first that is not its id."""
+    tables = ws.settings.tables
+    columns = _columns(ws.catalog.columns(tables.profile))
+    return next((c for c in columns if c != tables.id), next(iter(columns), ""))
 
 
 @router.get("/segments", response_class=HTMLResponse)
@@ -77,9 +113,9 @@ def new_segment(request: Request, serving: ServedDep, user: PageUser) -> HTMLRes
     """The editor, empty but for one condition to start from."""
     blocks: dict[str, form_codec.Node | None] = {"w": None, "x": None}
     with serving.use(user) as ws:
-        columns = _columns(ws.catalog.columns(ws.settings.tables.profile))
+        first = first_column(ws)
     blocks["w"] = form_codec.Node(
-        type="group", children=[form_codec.Node(fields={"attribute": next(iter(columns), "")})]
+        type="group", children=[form_codec.Node(fields={"attribute": first})]
     )
     return _editor_page(request, serving, user, {"name": "", "description": ""}, blocks, "")
 
@@ -146,15 +182,14 @@ async def editor_changed(request: Request, serving: ServedDep, user: PageUser) -
     posted = await posted_form(request)
     blocks = form_codec.parse_form(posted)
     with serving.use(user) as ws:
-        profile = ws.catalog.columns(ws.settings.tables.profile)
-    first_column = next(iter(_columns(profile)), "")
+        first = first_column(ws)
     if blocks["w"] is None:  # from SQL to the builder: one condition to start from
         blocks["w"] = form_codec.Node(
-            type="group", children=[form_codec.Node(fields={"attribute": first_column})]
+            type="group", children=[form_codec.Node(fields={"attribute": first})]
         )
     action = posted.get("action", "")
     if action:
-        form_codec.apply_action(blocks, action, first_column)
+        form_codec.apply_action(blocks, action, first)
     return _builder(request, serving, user, posted, blocks)
 
 
@@ -259,10 +294,10 @@ def condition_context(
         events = _columns(ws.catalog.tables.get(tables.events, {}))
         segments = sorted(ws.segments())
         picklists = {
-            (table, column): ws.attribute_values(table, column, PICKLIST_SIZE)
+            (table, column): PICKLISTS.values(ws, table, column)
             for table, columns in ((tables.profile, profile), (tables.events, events))
             for column in _used(blocks, table == tables.profile)
-            if columns.get(column) == "string"
+            if columns.get(column) == "string" and column not in (tables.id, tables.order_id)
         }
     return {
         "builder_url": builder_url,
