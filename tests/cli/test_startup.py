@@ -84,6 +84,24 @@ def used_workspace(tmp_path_factory: pytest.TempPathFactory, sample_database: Pa
     return directory
 
 
+def _loaded_by(command: list[str], workspace: Path, watched: tuple[str, ...]) -> tuple[str, list]:
+    """Run `audience COMMAND --json` as the script would; its standard output, and which of
+    `watched` it had loaded when it finished (the CLI ends by raising SystemExit)."""
+    probe = (
+        "import json, sys\n"
+        "from audience.cli.main import main\n"
+        f"sys.argv = ['audience', *{command!r}, '--json', '--workspace', {str(workspace)!r}]\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"
+        f"    loaded = [m for m in {watched!r} if m in sys.modules]\n"
+        "    print(json.dumps(loaded), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout, json.loads(done.stderr.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize(
     ("command", "shown"),
     [
@@ -96,19 +114,18 @@ def used_workspace(tmp_path_factory: pytest.TempPathFactory, sample_database: Pa
 def test_commands_that_read_the_store_import_no_engine_arrow_or_compiler(
     used_workspace: Path, command: list[str], shown: str
 ) -> None:
-    # The command runs as `audience` would run it; what it loaded is listed once it has
-    # finished (the CLI ends by raising SystemExit), as the last line on stderr.
-    probe = (
-        "import json, sys\n"
-        "from audience.cli.main import main\n"
-        f"sys.argv = ['audience', *{command!r}, '--json', '--workspace', {str(used_workspace)!r}]\n"
-        "try:\n"
-        "    main()\n"
-        "finally:\n"
-        f"    loaded = [m for m in {NOT_FOR_READING_THE_STORE!r} if m in sys.modules]\n"
-        "    print(json.dumps(loaded), file=sys.stderr)\n"
+    printed, loaded = _loaded_by(command, used_workspace, NOT_FOR_READING_THE_STORE)
+    assert shown in json.dumps(json.loads(printed))
+    assert loaded == []
+
+
+def test_a_run_turns_no_python_value_into_arrow_so_pyarrow_loads_no_pandas(
+    used_workspace: Path,
+) -> None:
+    # pyarrow imports pandas (when installed: 0.3 s) the first time a Python value becomes
+    # Arrow; a run's constants are built from bytes instead.
+    printed, loaded = _loaded_by(
+        ["orchestration", "run", "Loyalty extract"], used_workspace, ("pandas",)
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert shown in json.dumps(json.loads(done.stdout))
-    assert json.loads(done.stderr.strip().splitlines()[-1]) == []
+    assert json.loads(printed)["status"] == "succeeded"
+    assert loaded == []

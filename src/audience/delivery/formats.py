@@ -17,6 +17,7 @@ from __future__ import annotations
 import codecs
 import functools
 import json
+import struct
 from collections.abc import Iterable, Iterator, Sequence
 
 import pyarrow as pa
@@ -77,7 +78,7 @@ def _guard(batch: pa.RecordBatch) -> pa.RecordBatch:
             text = _as_text(column)
             data = _value_bytes(text)
             if any(prefix.encode() in data for prefix in INJECTION_PREFIXES):
-                mask = pc.fill_null(pc.match_substring_regex(text, r"^[=+\-@\t\r]"), False)
+                mask = pc.fill_null(pc.match_substring_regex(text, r"^[=+\-@\t\r]"), _FALSE)
                 risky = pc.filter(text, mask)
                 guarded = pc.replace_with_mask(text, mask, _join(["'", risky]))
                 column = guarded if guarded.type == column.type else pc.cast(guarded, column.type)
@@ -173,7 +174,23 @@ def _present(text: pa.Array, characters: Iterable[str]) -> list[str]:
 
 def _join(parts: Sequence[str | pa.Array], separator: str = "") -> pa.Array:
     """Concatenate, row by row, arrays and constant strings."""
-    return pc.binary_join_element_wise(*parts, separator)
+    arrays = [_text(part) if isinstance(part, str) else part for part in parts]
+    return pc.binary_join_element_wise(*arrays, _text(separator))
+
+
+@functools.cache
+def _text(value: str) -> pa.StringScalar:
+    """A constant string as an Arrow scalar, built from its bytes: pyarrow imports pandas, when
+    it is installed, the first time a Python value becomes Arrow (0.3 s of a whole run)."""
+    data = value.encode("utf-8")
+    offsets = struct.pack("<ii", 0, len(data))
+    built = pa.Array.from_buffers(pa.string(), 1, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    scalar: pa.StringScalar = built[0]
+    return scalar
+
+
+_FALSE: pa.BooleanScalar = pa.Array.from_buffers(pa.bool_(), 1, [None, pa.py_buffer(b"\0")])[0]
+"""False as an Arrow scalar, built as `_text` builds strings."""
 
 
 def _char_class(characters: Iterable[str]) -> str:
@@ -285,7 +302,9 @@ class _Dialect:
         if self.mode == "all":
             # Every field is quoted, nulls too: quoting whole rows takes one join instead of
             # one per field.
-            inner = [pc.fill_null(self._escape_quotes(_as_text(c)), "") for c in batch.columns]
+            inner = [
+                pc.fill_null(self._escape_quotes(_as_text(c)), _text("")) for c in batch.columns
+            ]
             rows = _join(['"', _join(inner, f'"{self.delimiter}"'), '"' + self.eol])
             return _value_bytes(rows)
         return _lines([self._field(c) for c in batch.columns], self.delimiter, self.eol)
@@ -303,8 +322,9 @@ class _Dialect:
             text = self._quote_where_needed(text)
         if self.single_column and self.mode != "none":
             # A row of one empty value would be a blank line, which readers skip.
-            return pc.if_else(pc.equal(pc.fill_null(text, ""), ""), '""', text)
-        return pc.fill_null(text, "")
+            filled = pc.fill_null(text, _text(""))
+            return pc.if_else(pc.equal(filled, _text("")), _text('""'), text)
+        return pc.fill_null(text, _text(""))
 
     def _escape_quotes(self, text: pa.Array) -> pa.Array:
         """Double the quotes in values (or escape them, and the escape, with `escape`)."""
@@ -319,7 +339,7 @@ class _Dialect:
             return text
         # A plain substring search per character is several times faster than one regex.
         mask = functools.reduce(pc.or_, [pc.match_substring(text, c) for c in present])
-        mask = pc.fill_null(mask, False)
+        mask = pc.fill_null(mask, _FALSE)
         risky = pc.filter(text, mask)
         return pc.replace_with_mask(text, mask, _join(['"', self._escape_quotes(risky), '"']))
 
@@ -385,7 +405,7 @@ def _json_values(column: pa.Array) -> pa.Array:
             ],
             pa.string(),
         )
-    return pc.fill_null(text, "null")
+    return pc.fill_null(text, _text("null"))
 
 
 def _json(batches: Iterable[pa.RecordBatch], schema: pa.Schema, *, array: bool) -> Iterator[bytes]:
