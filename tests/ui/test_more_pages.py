@@ -49,11 +49,12 @@ def test_an_orchestration_is_written_previewed_and_saved(visit: Visit, served: S
     page.get_by_role("button", name="New orchestration").click()
     visit.seen()
     page.get_by_label("Name").fill("Platinum extract")
-    page.get_by_label("Query").fill("delete from customer_360")
+    expect(page.locator(".sql-editor")).to_be_visible()  # the query is a code editor
+    page.get_by_role("textbox", name="Query").fill("delete from customer_360")
     page.get_by_role("button", name="Preview the first rows").click()
     expect(page.locator("#preview")).to_contain_text("refused DELETE")
     query = "select amperity_id, email from customer_360 where loyalty_tier = 'platinum'"
-    page.get_by_label("Query").fill(query)
+    page.get_by_role("textbox", name="Query").fill(query)
     page.get_by_role("button", name="Preview the first rows").click()
     expect(page.get_by_test_id("total")).to_have_text(f"{row['n']:,}")
     expect(page.locator("#preview tbody tr")).to_have_count(min(10, row["n"]))

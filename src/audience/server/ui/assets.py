@@ -15,10 +15,14 @@ PACKAGED = {
     "htmx.min.js": "htmx.org/dist/htmx.min.js",
     "pico.min.css": "@picocss/pico/css/pico.min.css",
     "elk.bundled.js": "elkjs/lib/elk.bundled.js",
+    "codejar.js": "codejar/dist/codejar.js",
+    "prism.js": "prismjs/prism.js",
+    "prism-sql.js": "prismjs/components/prism-sql.min.js",
+    "prism.css": "prismjs/themes/prism.min.css",
 }
 """Served name → path under node_modules."""
 
-OWN_FILES = ("app.css", "app.js", "journey.js")
+OWN_FILES = ("app.css", "app.js", "journey.js", "sql-editor.js")
 
 MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css"}
 
