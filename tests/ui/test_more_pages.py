@@ -102,6 +102,28 @@ def test_results_and_their_csv_and_a_journeys_canvas(visit: Visit, served: Serve
     page.locator("g.node[data-node='Split']").click()
     expect(page.locator(".node-details[data-node='Split']")).to_be_visible()
     expect(page.locator(".node-details[data-node='Hello']")).to_be_hidden()
+    # Nodes added, changed and removed through forms.
+    page.get_by_text("Add a node").click()
+    page.get_by_label("Name", exact=True).fill("Reminder")
+    page.get_by_label("After").select_option("Hello")
+    page.locator("input[name^='destination.'][value='out']").last.check()
+    page.get_by_role("button", name="Add the node").click()
+    expect(page.get_by_role("status")).to_contain_text("Saved")
+    page.get_by_role("button", name="Wait a day", exact=True).click()  # the nodes table
+    details = page.locator(".node-details[data-node='Wait a day']")
+    details.get_by_label("Waits").fill("2")
+    details.get_by_role("button", name="Save Wait a day").click()
+    expect(page.get_by_role("status")).to_contain_text("Saved")
+    visit.seen()
+    with Workspace.open(served.directory) as ws:
+        journey = ws.journey("Gold welcome")
+    assert [n.name for n in journey.nodes][:3] == ["Hello", "Reminder", "Wait a day"]
+    assert journey.node("Wait a day").value == 2
+    page.get_by_role("button", name="Reminder", exact=True).click()
+    page.get_by_role("button", name="Remove Reminder").click()  # confirmed
+    expect(page.get_by_role("status")).to_contain_text("Saved")
+    with Workspace.open(served.directory) as ws:
+        assert "Reminder" not in [n.name for n in ws.journey("Gold welcome").nodes]
     visit.go("/ui/campaigns/Gold offer/results")
     expect(page.get_by_role("heading", level=1)).to_contain_text("Results of Gold offer")
     with page.expect_download() as downloading:

@@ -4,17 +4,19 @@ of a split — with each node's details a click away, and the journey as YAML to
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from audience.definitions.journey import Journey
-from audience.definitions.loader import dump_documents, load_text
+from audience.definitions.loader import as_documents, dump_documents, load_text, validate_data
 from audience.errors import AudienceError, DefinitionError, InvalidInput
 from audience.server.app import Served, ServedDep
 from audience.server.auth import require
 from audience.server.errors import status_of
+from audience.server.ui import journey_form
 from audience.server.ui.pages import PageUser, render
 from audience.server.ui.segments import posted_form
 from audience.store.accounts import User
@@ -30,6 +32,53 @@ def canvas(
 ) -> HTMLResponse:
     """The journey drawn as a graph, with its counts."""
     return _canvas(request, serving, user, name, said="Saved" if said == "saved" else None)
+
+
+@router.post("/journeys/{name:path}/nodes", response_class=HTMLResponse)
+async def add_node(request: Request, name: str, serving: ServedDep, user: PageUser) -> Response:
+    """Add a node after another (an editor's)."""
+    form = await posted_form(request)
+    return _edited(request, serving, user, name, lambda d: journey_form.add_node(d, form))
+
+
+@router.post("/journeys/{name:path}/nodes/{node}/change", response_class=HTMLResponse)
+async def change_node(
+    request: Request, name: str, node: str, serving: ServedDep, user: PageUser
+) -> Response:
+    """Change where a node leads, or what it sends to or waits (an editor's)."""
+    form = await posted_form(request)
+    return _edited(request, serving, user, name, lambda d: journey_form.change_node(d, node, form))
+
+
+@router.post("/journeys/{name:path}/nodes/{node}/remove", response_class=HTMLResponse)
+def remove_node(
+    request: Request, name: str, node: str, serving: ServedDep, user: PageUser
+) -> Response:
+    """Remove a node (an editor's): what led to it leads on, and customers there move on."""
+    return _edited(request, serving, user, name, lambda d: journey_form.remove_node(d, node))
+
+
+def _edited(
+    request: Request,
+    serving: Served,
+    user: User,
+    name: str,
+    edit: Callable[[dict[str, Any]], dict[str, Any]],
+) -> Response:
+    """Apply the journey as `edit` changes its document; the canvas again, with the error
+    beside the forms when the definitions refuse it."""
+    try:
+        require(user, "editor")
+        with serving.use(user) as ws:
+            (document,) = as_documents([ws.journey(name)])
+            document = edit(document)
+            ws.apply_documents([validate_data(document, origin="the canvas")])
+    except KeyError as missing:
+        error: AudienceError = InvalidInput(f"no node is called {missing}", field="node")
+        return _canvas(request, serving, user, name, error=error)
+    except AudienceError as refused:
+        return _canvas(request, serving, user, name, error=refused)
+    return RedirectResponse(f"/ui/journeys/{name}/canvas?said=saved", status_code=303)
 
 
 @router.post("/journeys/{name:path}/save", response_class=HTMLResponse)
@@ -109,6 +158,8 @@ def _canvas(
             request, "missing.html", user, status_code=status_of(missing), message=str(missing)
         )
     counts = {n.node: (n.now, n.entered) for n in counted.nodes}
+    with serving.use(user) as ws:
+        destinations = sorted(ws.destinations())
     message = None
     if error is not None:
         text = error.message if isinstance(error, DefinitionError | InvalidInput) else str(error)
@@ -121,6 +172,8 @@ def _canvas(
         journey=journey,
         counts=counted,
         graph=graph(journey, counts),
+        destinations=destinations,
+        new_node_types=journey_form.NEW_NODE_TYPES,
         document=document if document is not None else dump_documents([journey]),
         said=said,
         error=message,

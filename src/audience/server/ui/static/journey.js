@@ -1,6 +1,19 @@
 // The journey canvas: ELK (elkjs, from the npm registry) lays the graph out; this draws it as
 // SVG — a box per node with its counts, arrows labelled with their paths — and a click (or
 // Enter) on a node opens its details below.
+const showNode = (id) => {
+  document.querySelectorAll(".node-details").forEach((details) => {
+    details.hidden = details.dataset.node !== id;
+  });
+  const shown = document.querySelector(`.node-details[data-node="${CSS.escape(id)}"]`);
+  if (shown) {
+    shown.scrollIntoView({ block: "nearest" });
+  }
+};
+document.querySelectorAll("[data-show-node]").forEach((button) => {
+  button.addEventListener("click", () => showNode(button.dataset.showNode));
+});
+
 (function () {
   const holder = document.getElementById("canvas");
   if (!holder || typeof ELK === "undefined") {
@@ -77,15 +90,7 @@
         group.setAttribute("tabindex", "0");
         group.setAttribute("role", "button");
         group.setAttribute("aria-label", `${node.label}: ${node.now} now, ${node.entered} in all; show details`);
-        const open = () => {
-          document.querySelectorAll(".node-details").forEach((details) => {
-            details.hidden = details.dataset.node !== node.id;
-          });
-          const shown = document.querySelector(`.node-details[data-node="${CSS.escape(node.id)}"]`);
-          if (shown) {
-            shown.scrollIntoView({ block: "nearest" });
-          }
-        };
+        const open = () => showNode(node.id);
         group.addEventListener("click", open);
         group.addEventListener("keydown", (event) => {
           if (event.key === "Enter" || event.key === " ") {
