@@ -82,6 +82,21 @@ def test_a_destination_is_tested_and_secrets_are_write_only(visit: Visit) -> Non
     visit.seen()
 
 
+def test_a_journey_is_started_from_a_form(visit: Visit, served: Served) -> None:
+    page = visit.sign_in("ed")
+    page.get_by_role("button", name="New journey").click()
+    visit.seen()
+    page.get_by_label("Name").fill("Gold hello")
+    page.locator("input[name^='include.'][value='Gold']").check()
+    page.get_by_role("button", name="Save as a draft").click()
+    page.wait_for_url(re.compile(r".*/ui/journeys/Gold%20hello/canvas\?said=saved"))
+    page.wait_for_selector("#canvas[data-drawn=true]")
+    visit.seen()
+    with Workspace.open(served.directory) as ws:
+        journey = ws.journey("Gold hello")
+    assert journey.include == ["Gold"] and [n.destinations for n in journey.nodes] == [["out"]]
+
+
 def test_results_and_their_csv_and_a_journeys_canvas(visit: Visit, served: Served) -> None:
     with Workspace.open(served.directory) as ws:
         ws.apply_documents([validate_data(JOURNEY)])

@@ -26,6 +26,69 @@ router = APIRouter(prefix="/ui")
 START, END = "start", "end"
 
 
+@router.get("/journeys/new", response_class=HTMLResponse)
+def new_journey(request: Request, serving: ServedDep, user: PageUser) -> HTMLResponse:
+    """A journey to start from: who enters, how often it runs, and its first send."""
+    return _new(request, serving, user, {})
+
+
+@router.post("/journeys/new", response_class=HTMLResponse)
+async def create_journey(request: Request, serving: ServedDep, user: PageUser) -> Response:
+    """Save the new journey as a draft (an editor's); then its canvas, to add its nodes."""
+    form = await posted_form(request)
+    name = form.get("name", "").strip()
+    document: dict[str, Any] = {
+        "kind": "journey",
+        "name": name,
+        "include": _checked(form, "include."),
+        "schedule": {"every": {"value": form.get("every", "1"), "unit": form.get("unit", "days")}},
+        "nodes": [
+            {
+                "name": form.get("first", "").strip(),
+                "type": "activate",
+                "destinations": _checked(form, "destination."),
+            }
+        ],
+    }
+    try:
+        require(user, "editor")
+        with serving.use(user) as ws:
+            ws.apply_documents([validate_data(document, origin="the form")])
+    except AudienceError as error:
+        return _new(request, serving, user, form, error=error)
+    return RedirectResponse(f"/ui/journeys/{name}/canvas?said=saved", status_code=303)
+
+
+def _checked(form: dict[str, str], prefix: str) -> list[str]:
+    return [value for key, value in sorted(form.items()) if key.startswith(prefix)]
+
+
+def _new(
+    request: Request,
+    serving: Served,
+    user: User,
+    form: dict[str, str],
+    *,
+    error: AudienceError | None = None,
+) -> HTMLResponse:
+    with serving.use(user) as ws:
+        segments, destinations = sorted(ws.segments()), sorted(ws.destinations())
+    message = None
+    if error is not None:
+        text = error.message if isinstance(error, DefinitionError | InvalidInput) else str(error)
+        message = " ".join(text.split())
+    return render(
+        request,
+        "journey_new.html",
+        user,
+        status_code=200 if error is None else status_of(error),
+        form=form,
+        segments=segments,
+        destinations=destinations,
+        error=message,
+    )
+
+
 @router.get("/journeys/{name:path}/canvas", response_class=HTMLResponse)
 def canvas(
     request: Request, name: str, serving: ServedDep, user: PageUser, said: str | None = None
