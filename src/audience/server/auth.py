@@ -105,7 +105,8 @@ async def request_user(request: Request, accounts: Accounts, now: Callable[[], d
     user = accounts.user_for_token(session, now=now())
     if request.method not in _SAFE_METHODS:
         given = request.headers.get(CSRF_HEADER) or await _form_csrf(request)
-        if given is None or not hmac.compare_digest(given, csrf_token(session)):
+        expected = csrf_token(session).encode()
+        if given is None or not hmac.compare_digest(given.encode(), expected):
             # Signed in, but the request may come from another site's page: forbidden (403),
             # not "sign in again".
             raise NotAllowed(f"this request needs the session's CSRF token ({CSRF_HEADER})")

@@ -47,16 +47,19 @@ def status_of(error: AudienceError) -> int:
 
 
 @contextmanager
-def fields_of(location: str, **renamed: str) -> Iterator[None]:
+def fields_of(location: str, *names: str, **renamed: str) -> Iterator[None]:
     """Say where a request's field is when a check deeper down names it: an `InvalidInput` (or
-    `DefinitionError`) on `name` raised inside becomes `loc: [location, renamed.get(name,
-    name)]` (a query or path parameter, or a body field the route calls otherwise)."""
+    `DefinitionError`) on one of `names` raised inside becomes `loc: [location, name]`, and
+    one on a key of `renamed` `loc: [location, renamed[key]]` (a query or path parameter, or a
+    body field the route calls otherwise)."""
     try:
         yield
     except (InvalidInput, DefinitionError) as error:
-        if error.field is not None:
+        # Only the fields named: an error about something else (a stored definition that
+        # no longer compiles) keeps its own place.
+        if error.field in names or error.field in renamed:
             error.field = renamed.get(error.field, error.field)
-        error.location = location
+            error.location = location
         raise
 
 
@@ -75,7 +78,8 @@ def _field_error(error: DefinitionError | InvalidInput) -> list[dict[str, object
     ]
 
 
-async def _answer(request: Request, error: Exception) -> JSONResponse:
+async def answer(request: Request, error: Exception) -> JSONResponse:
+    """The API's answer to an AudienceError: its status, and the field or the message."""
     del request
     assert isinstance(error, AudienceError)
     status = status_of(error)
@@ -102,5 +106,5 @@ async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     """Answer every AudienceError by its status, and bad requests without echoing them."""
-    app.add_exception_handler(AudienceError, _answer)
+    app.add_exception_handler(AudienceError, answer)
     app.add_exception_handler(RequestValidationError, _invalid_request)

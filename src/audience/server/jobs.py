@@ -9,6 +9,7 @@ state: a restarted server has none) and the newest `KEEP` are kept.
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections import OrderedDict
@@ -18,12 +19,15 @@ from datetime import datetime
 from typing import Literal
 
 from audience.activation.plan import CampaignPlan
-from audience.errors import AudienceError, NotFound
+from audience.errors import AudienceError, NotFound, StateError
 from audience.server.errors import status_of
 from audience.shapes import Moment, Shape
 
 KEEP = 200
 """How many jobs a server remembers (the oldest ended ones are forgotten first)."""
+OUTSTANDING = 8
+"""How many plans may wait or be worked out at once; more is a 409 (they take turns on the
+workspace, so a flood of them would hold every other request up)."""
 
 
 class PlanJob(Shape):
@@ -32,7 +36,7 @@ class PlanJob(Shape):
 
     job_id: str
     campaign: str
-    status: Literal["running", "succeeded", "failed"]
+    status: Literal["queued", "running", "succeeded", "failed"]
     started_at: Moment
     ended_at: Moment | None = None
     plan: CampaignPlan | None = None
@@ -54,9 +58,14 @@ class PlanJobs:
     def start(self, campaign: str, work: Callable[[], CampaignPlan]) -> PlanJob:
         """Start working out `campaign`'s plan with `work`; the job as it starts."""
         job = PlanJob(
-            job_id=uuid.uuid4().hex, campaign=campaign, status="running", started_at=self._clock()
+            job_id=uuid.uuid4().hex, campaign=campaign, status="queued", started_at=self._clock()
         )
         with self._lock:
+            waiting = sum(1 for j in self._jobs.values() if j.status in ("queued", "running"))
+            if waiting >= OUTSTANDING:
+                raise StateError(
+                    f"{waiting} plans are being worked out already; ask again when one has ended"
+                )
             self._jobs[job.job_id] = job
             self._forget_oldest()
         self._pool.submit(self._work, job, work)
@@ -71,25 +80,30 @@ class PlanJobs:
         return job
 
     def close(self) -> None:
-        """Stop taking jobs; a plan being worked out is left to finish."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop taking jobs and wait for the one being worked out (it uses the workspace, which
+        is closed next)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _work(self, job: PlanJob, work: Callable[[], CampaignPlan]) -> None:
+        with self._lock:
+            self._jobs[job.job_id] = job = job.model_copy(update={"status": "running"})
         try:
             ended = job.model_copy(update={"status": "succeeded", "plan": work()})
         except AudienceError as error:
             failed = {"status": "failed", "error": " ".join(str(error).split())}
             ended = job.model_copy(update=failed | {"error_status": status_of(error)})
-        except Exception as error:  # a bug: the job says so rather than running forever
-            failed = {"status": "failed", "error": f"internal error: {error!r}"}
+        except Exception:  # a bug: the job says so rather than running forever
+            failed = {"status": "failed", "error": "internal error (see the server's log)"}
             ended = job.model_copy(update=failed | {"error_status": 500})
+            logging.getLogger(__name__).exception("plan of %r failed", job.campaign)
         ended = ended.model_copy(update={"ended_at": self._clock()})
         with self._lock:
             self._jobs[job.job_id] = ended
 
     def _forget_oldest(self) -> None:
         while len(self._jobs) > KEEP:
-            oldest = next((i for i, j in self._jobs.items() if j.status != "running"), None)
+            ended = (i for i, j in self._jobs.items() if j.status not in ("queued", "running"))
+            oldest = next(ended, None)
             if oldest is None:
                 return
             del self._jobs[oldest]

@@ -462,8 +462,12 @@ def _refuse_losing_the_last_admin(session: Session, record: UserRecord, doing: s
     manage users and read the audit log."""
     if record.role != "admin":
         return
-    others = select(UserRecord.name).where(
-        UserRecord.role == "admin", UserRecord.name != record.name
+    # The other admins' rows are locked: two admins demoting each other at once cannot both
+    # see the other still there.
+    others = (
+        select(UserRecord.name)
+        .where(UserRecord.role == "admin", UserRecord.name != record.name)
+        .with_for_update()
     )
     if session.scalars(others).first() is None:
         raise StateError(f"{record.name!r} is the only admin; add another admin before {doing}")

@@ -18,6 +18,7 @@ from audience.store.accounts import (
     TokenShape,
     UserShape,
     check_password,
+    check_role,
 )
 from audience.store.audit import AuditShape
 from audience.store.secrets import SecretShape
@@ -89,10 +90,16 @@ def change_user(name: str, change: UserChange, serving: ServedDep, user: Admin) 
     sessions end; their API tokens stay)."""
     accounts, now = serving.workspace.store.accounts, serving.clock()
     changed = accounts.user(name)
+    # Both are checked before either is made, and the role (which the only admin may be
+    # refused) first: a refused change changes nothing.
+    if change.role is not None:
+        check_role(change.role)
     if change.password is not None:
-        changed = accounts.set_password(name, change.password, actor=user.name, now=now)
+        check_password(change.password)
     if change.role is not None:
         changed = accounts.set_role(name, change.role, actor=user.name, now=now)
+    if change.password is not None:
+        changed = accounts.set_password(name, change.password, actor=user.name, now=now)
     return changed.shape()
 
 
@@ -184,7 +191,7 @@ def list_secrets(serving: ServedDep, user: Admin) -> list[SecretShape]:
 def set_secret(name: str, secret: SecretValue, serving: ServedDep, user: Admin) -> SecretSet:
     """Store a secret under `name` (use it as `${secret:NAME}`); the value is not echoed."""
     secrets = serving.workspace.secrets
-    with fields_of("path"):
+    with fields_of("path", "name"):
         created = secrets.set(name, secret.value, actor=user.name, now=serving.clock())
     return SecretSet(name=name, created=created)
 

@@ -134,7 +134,7 @@ def results(
     as_of: Annotated[datetime | None, Query(description="Measure as things stood then.")] = None,
 ) -> CampaignResults:
     """Treatment against control, with intervals (`campaign results --json`)."""
-    with fields_of("query"):
+    with fields_of("query", "window"):
         span = parse_window(window, field="window")
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=UTC)  # a time without an offset is UTC, as in the CLI

@@ -33,7 +33,7 @@ def insights(
     by: Annotated[str | None, Query(description="Break the audience down by this.")] = None,
 ) -> Insights:
     """Compute the segment's insights now and record them (`segment insights --json`)."""
-    with serving.use(user) as ws, fields_of("query"):
+    with serving.use(user) as ws, fields_of("query", "by"):
         return ws.segment_insights(name, by=by)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
+from audience.errors import AudienceError
+from audience.server.errors import answer
 from audience.server.ui import (
     activations,
     campaigns,
@@ -18,7 +20,7 @@ from audience.server.ui import (
     session,
 )
 from audience.server.ui.assets import MEDIA_TYPES, asset_path
-from audience.server.ui.pages import SignInFirst, sign_in_redirect
+from audience.server.ui.pages import SignInFirst, error_page, sign_in_redirect
 
 
 def install(app: FastAPI) -> None:
@@ -56,4 +58,13 @@ def install(app: FastAPI) -> None:
         assert isinstance(error, SignInFirst)
         return sign_in_redirect(error)
 
+    async def refused(request: Request, error: Exception) -> Response:
+        # A page answers with a page (a missing role, a thing that is not there); the API's
+        # routes keep their JSON.
+        assert isinstance(error, AudienceError)
+        if not request.url.path.startswith("/ui/") or request.method != "GET":
+            return await answer(request, error)
+        return error_page(request, error)
+
     app.add_exception_handler(SignInFirst, sign_in_first)
+    app.add_exception_handler(AudienceError, refused)

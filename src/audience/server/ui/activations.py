@@ -9,7 +9,7 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from audience.errors import AudienceError
+from audience.errors import AudienceError, InvalidInput
 from audience.server.app import ServedDep
 from audience.server.auth import require
 from audience.server.errors import status_of
@@ -132,6 +132,8 @@ def change(
     """Launch, pause, resume, cancel or end an activation (an admin's), then show it again."""
     try:
         require(user, "admin")
+        if verb not in {v for verbs in ACTIONS.get(kind, {}).values() for v in verbs}:
+            raise InvalidInput(f"a {kind} cannot be asked to {verb}", field="verb")
         with serving.use(user) as ws:
             activations = ws.activations
             if verb == "run":

@@ -48,9 +48,10 @@ class SubAudienceRow:
         """The treatments' and control's percentages added up (None while one is not a
         number)."""
         try:
-            return sum(float(t.percent) for t in self.treatments) + float(self.control or 0)
+            total = sum(float(t.percent) for t in self.treatments) + float(self.control or 0)
         except ValueError:
             return None
+        return round(total, 6)  # 99.8 + 0.1 + 0.1 is 100 here, as the definitions count it
 
 
 @dataclass

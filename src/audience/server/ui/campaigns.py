@@ -21,8 +21,8 @@ from audience.server.errors import status_of
 from audience.server.ui import campaign_form as codec
 from audience.server.ui.campaign_form import CampaignForm
 from audience.server.ui.condition_form import Node, describe_path
-from audience.server.ui.pages import PageUser, render
-from audience.server.ui.segments import condition_context, first_column, posted_form
+from audience.server.ui.pages import PageEditor, Posted, render
+from audience.server.ui.segments import condition_context, first_column
 from audience.store.accounts import User
 
 router = APIRouter(prefix="/ui")
@@ -32,7 +32,7 @@ TIME_ZONES = sorted(zoneinfo.available_timezones())
 
 
 @router.get("/campaigns/new", response_class=HTMLResponse)
-def new_campaign(request: Request, serving: ServedDep, user: PageUser) -> HTMLResponse:
+def new_campaign(request: Request, serving: ServedDep, user: PageEditor) -> HTMLResponse:
     """The builder, with one treatment of 90 % and a 10 % control to start from."""
     with serving.use(user) as ws:
         destinations = sorted(ws.destinations())
@@ -41,7 +41,7 @@ def new_campaign(request: Request, serving: ServedDep, user: PageUser) -> HTMLRe
 
 
 @router.get("/campaigns/{name:path}/edit", response_class=HTMLResponse)
-def edit_campaign(request: Request, name: str, serving: ServedDep, user: PageUser) -> Response:
+def edit_campaign(request: Request, name: str, serving: ServedDep, user: PageEditor) -> Response:
     """The builder, holding the campaign as it is saved."""
     try:
         with serving.use(user) as ws:
@@ -56,9 +56,10 @@ def edit_campaign(request: Request, name: str, serving: ServedDep, user: PageUse
 
 
 @router.post("/campaigns/editor", response_class=HTMLResponse)
-async def builder_changed(request: Request, serving: ServedDep, user: PageUser) -> HTMLResponse:
+def builder_changed(
+    request: Request, serving: ServedDep, user: PageEditor, posted: Posted
+) -> HTMLResponse:
     """The builder as the form now stands, after the button pressed (htmx swaps it in)."""
-    posted = await posted_form(request)
     built = codec.parse_form(posted)
     with serving.use(user) as ws:
         first = first_column(ws)
@@ -70,10 +71,12 @@ async def builder_changed(request: Request, serving: ServedDep, user: PageUser) 
 
 
 @router.post("/campaigns/editor/plan", response_class=HTMLResponse)
-async def builder_plan(request: Request, serving: ServedDep, user: PageUser) -> HTMLResponse:
+def builder_plan(
+    request: Request, serving: ServedDep, user: PageEditor, posted: Posted
+) -> HTMLResponse:
     """Who would land in each sub-audience and group if the campaign as built ran now; nothing
     is saved or sent."""
-    built = codec.parse_form(await posted_form(request))
+    built = codec.parse_form(posted)
     try:
         with serving.use(user) as ws:
             campaign = _campaign(ws, built, name=built.name or "New campaign")
@@ -84,10 +87,9 @@ async def builder_plan(request: Request, serving: ServedDep, user: PageUser) -> 
 
 
 @router.post("/campaigns/save", response_class=HTMLResponse)
-async def save(request: Request, serving: ServedDep, user: PageUser) -> Response:
+def save(request: Request, serving: ServedDep, user: PageEditor, posted: Posted) -> Response:
     """Save the campaign (an editor's), and with "Schedule" put it on its schedule (an
     admin's): then its page; otherwise the builder again, each error beside its field."""
-    posted = await posted_form(request)
     built = codec.parse_form(posted)
     schedule = posted.get("then") == "schedule"
     try:
@@ -106,10 +108,9 @@ async def save(request: Request, serving: ServedDep, user: PageUser) -> Response
 
 
 @router.post("/campaigns/{name:path}/test")
-def test_send(request: Request, name: str, serving: ServedDep, user: PageUser) -> Response:
+def test_send(request: Request, name: str, serving: ServedDep, user: PageEditor) -> Response:
     """Send a sample of ten rows per file, named TEST_… (an editor's); then the test run."""
     try:
-        require(user, "editor")
         with serving.use(user) as ws:
             run = ws.campaign_run(name, test_records=10)
     except AudienceError as error:

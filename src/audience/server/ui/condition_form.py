@@ -17,7 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from audience.definitions.conditions import LIST_OPS, NO_VALUE_OPS, PAIR_OPS, RELATIVE_OPS
+from audience.definitions.conditions import (
+    LIST_OPS,
+    MAX_DEPTH,
+    NO_VALUE_OPS,
+    PAIR_OPS,
+    RELATIVE_OPS,
+)
+from audience.errors import NestingTooDeep
 
 Kinds = Mapping[str, str]
 """A table's columns → their kind (number, string, boolean, date, timestamp, other)."""
@@ -55,7 +62,9 @@ def parse_group(form: Mapping[str, str], path: str) -> Node | None:
     return _group(form, path) if f"{path}.match" in form else None
 
 
-def _group(form: Mapping[str, str], path: str) -> Node:
+def _group(form: Mapping[str, str], path: str, depth: int = 0) -> Node:
+    if depth > MAX_DEPTH:  # before the definitions' own check: parsing recurses
+        raise NestingTooDeep(f"conditions nest at most {MAX_DEPTH} deep", field="where")
     node = Node(type="group", match=form.get(f"{path}.match", "all"))
     indexes = sorted(
         {
@@ -68,7 +77,7 @@ def _group(form: Mapping[str, str], path: str) -> Node:
         child = f"{path}.{index}"
         kind = form.get(f"{child}.type", "attribute")
         if kind == "group":
-            node.children.append(_group(form, child))
+            node.children.append(_group(form, child, depth + 1))
         else:
             prefix = f"{child}."
             own = {
@@ -322,7 +331,10 @@ def form_path(field_path: str | None) -> str | None:
         return None
     shown = [block]
     for part in parts[1:]:
-        if part in ("all", "any", "purchased", "within_last", "orders", "revenue"):
+        if part == "within_last" and shown[-1] != "filter":  # a purchase's window
+            shown.append("within")
+            break
+        if part in ("all", "any", "purchased", "orders", "revenue"):
             continue
         if part == "where":  # a purchase's filter
             shown.append("filter")
@@ -330,6 +342,7 @@ def form_path(field_path: str | None) -> str | None:
         shown.append(part)
     path = ".".join(shown)
     path = path.replace(".filter.attribute", ".attribute").replace(".filter.value", ".filter_value")
+    path = path.replace(".filter.op", ".filter_op")
     # The ends of a between have a field each; a list's items share one.
     path = re.sub(r"\.value\.0$", ".value", re.sub(r"\.value\.1$", ".value2", path))
     return re.sub(r"\.value\.\d+$", ".value", path)

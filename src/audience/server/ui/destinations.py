@@ -15,8 +15,7 @@ from audience.errors import AudienceError, DefinitionError, InvalidInput
 from audience.server.app import Served, ServedDep
 from audience.server.auth import require
 from audience.server.errors import status_of
-from audience.server.ui.pages import PageUser, render
-from audience.server.ui.segments import posted_form
+from audience.server.ui.pages import PageUser, Posted, render
 from audience.store.accounts import User
 
 router = APIRouter(prefix="/ui")
@@ -47,13 +46,15 @@ def test_connection(request: Request, name: str, serving: ServedDep, user: PageU
             address = ws.destination_test(name)
     except AudienceError as error:
         return _destination(request, serving, user, name, error=error)
-    return _destination(request, serving, user, name, said=f"Connected: {address} is writable")
+    return _destination(request, serving, user, name, connected=address)
 
 
 @router.post("/destinations/{name:path}/save", response_class=HTMLResponse)
-async def save(request: Request, name: str, serving: ServedDep, user: PageUser) -> Response:
+def save(
+    request: Request, name: str, serving: ServedDep, user: PageUser, posted: Posted
+) -> Response:
     """Apply the destination as edited (an admin's); the form again with the error otherwise."""
-    text = (await posted_form(request)).get("document", "")
+    text = posted.get("document", "")
     try:
         require(user, "admin")
         documents = load_text(text, origin="the form")
@@ -72,9 +73,9 @@ async def save(request: Request, name: str, serving: ServedDep, user: PageUser) 
 
 
 @router.post("/secrets", response_class=HTMLResponse)
-async def set_secret(request: Request, serving: ServedDep, user: PageUser) -> Response:
+def set_secret(request: Request, serving: ServedDep, user: PageUser, posted: Posted) -> Response:
     """Set a secret (an admin's): written, never shown again."""
-    form = await posted_form(request)
+    form = posted
     try:
         require(user, "admin")
         name, value = form.get("name", "").strip(), form.get("value", "")
@@ -139,6 +140,7 @@ def _destination(
     said: str | None = None,
     error: AudienceError | None = None,
     document: str | None = None,
+    connected: str | None = None,
 ) -> HTMLResponse:
     with serving.use(user) as ws:
         found = ws.destinations().get(name)
@@ -160,6 +162,6 @@ def _destination(
         settings=settings,
         file=found.file.model_dump(mode="json", exclude_defaults=True),
         document=document if document is not None else dump_documents([found]),
-        said=SAID.get(said or "", said),
+        said=f"Connected: {connected} is writable" if connected else SAID.get(said or ""),
         error=None if error is None else _message(error),
     )

@@ -14,11 +14,9 @@ from audience.definitions.journey import Journey
 from audience.definitions.loader import as_documents, dump_documents, load_text, validate_data
 from audience.errors import AudienceError, DefinitionError, InvalidInput
 from audience.server.app import Served, ServedDep
-from audience.server.auth import require
 from audience.server.errors import status_of
 from audience.server.ui import journey_form
-from audience.server.ui.pages import PageUser, render
-from audience.server.ui.segments import posted_form
+from audience.server.ui.pages import PageEditor, PageUser, Posted, render
 from audience.store.accounts import User
 
 router = APIRouter(prefix="/ui")
@@ -27,15 +25,17 @@ START, END = "start", "end"
 
 
 @router.get("/journeys/new", response_class=HTMLResponse)
-def new_journey(request: Request, serving: ServedDep, user: PageUser) -> HTMLResponse:
+def new_journey(request: Request, serving: ServedDep, user: PageEditor) -> HTMLResponse:
     """A journey to start from: who enters, how often it runs, and its first send."""
     return _new(request, serving, user, {})
 
 
 @router.post("/journeys/new", response_class=HTMLResponse)
-async def create_journey(request: Request, serving: ServedDep, user: PageUser) -> Response:
+def create_journey(
+    request: Request, serving: ServedDep, user: PageEditor, posted: Posted
+) -> Response:
     """Save the new journey as a draft (an editor's); then its canvas, to add its nodes."""
-    form = await posted_form(request)
+    form = posted
     name = form.get("name", "").strip()
     document: dict[str, Any] = {
         "kind": "journey",
@@ -51,7 +51,6 @@ async def create_journey(request: Request, serving: ServedDep, user: PageUser) -
         ],
     }
     try:
-        require(user, "editor")
         with serving.use(user) as ws:
             ws.apply_documents([validate_data(document, origin="the form")])
     except AudienceError as error:
@@ -98,24 +97,26 @@ def canvas(
 
 
 @router.post("/journeys/{name:path}/nodes", response_class=HTMLResponse)
-async def add_node(request: Request, name: str, serving: ServedDep, user: PageUser) -> Response:
+def add_node(
+    request: Request, name: str, serving: ServedDep, user: PageEditor, posted: Posted
+) -> Response:
     """Add a node after another (an editor's)."""
-    form = await posted_form(request)
+    form = posted
     return _edited(request, serving, user, name, lambda d: journey_form.add_node(d, form))
 
 
 @router.post("/journeys/{name:path}/nodes/{node}/change", response_class=HTMLResponse)
-async def change_node(
-    request: Request, name: str, node: str, serving: ServedDep, user: PageUser
+def change_node(
+    request: Request, name: str, node: str, serving: ServedDep, user: PageEditor, posted: Posted
 ) -> Response:
     """Change where a node leads, or what it sends to or waits (an editor's)."""
-    form = await posted_form(request)
+    form = posted
     return _edited(request, serving, user, name, lambda d: journey_form.change_node(d, node, form))
 
 
 @router.post("/journeys/{name:path}/nodes/{node}/remove", response_class=HTMLResponse)
 def remove_node(
-    request: Request, name: str, node: str, serving: ServedDep, user: PageUser
+    request: Request, name: str, node: str, serving: ServedDep, user: PageEditor
 ) -> Response:
     """Remove a node (an editor's): what led to it leads on, and customers there move on."""
     return _edited(request, serving, user, name, lambda d: journey_form.remove_node(d, node))
@@ -131,7 +132,6 @@ def _edited(
     """Apply the journey as `edit` changes its document; the canvas again, with the error
     beside the forms when the definitions refuse it."""
     try:
-        require(user, "editor")
         with serving.use(user) as ws:
             (document,) = as_documents([ws.journey(name)])
             document = edit(document)
@@ -145,11 +145,12 @@ def _edited(
 
 
 @router.post("/journeys/{name:path}/save", response_class=HTMLResponse)
-async def save(request: Request, name: str, serving: ServedDep, user: PageUser) -> Response:
+def save(
+    request: Request, name: str, serving: ServedDep, user: PageEditor, posted: Posted
+) -> Response:
     """Apply the journey as edited (an editor's): nodes added, removed or connected."""
-    text = (await posted_form(request)).get("document", "")
+    text = posted.get("document", "")
     try:
-        require(user, "editor")
         documents = load_text(text, origin="the form")
         if len(documents) != 1 or not isinstance(documents[0].definition, Journey):
             raise InvalidInput("write one document, of kind journey", field="document")

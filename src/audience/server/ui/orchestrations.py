@@ -17,8 +17,7 @@ from audience.server.auth import require
 from audience.server.errors import status_of
 from audience.server.ui.campaign_form import schedule_document, schedule_fields
 from audience.server.ui.campaigns import TIME_ZONES
-from audience.server.ui.pages import PageUser, render
-from audience.server.ui.segments import posted_form
+from audience.server.ui.pages import PageEditor, Posted, render
 from audience.store.accounts import User
 
 router = APIRouter(prefix="/ui")
@@ -27,13 +26,15 @@ PREVIEW_ROWS = 10
 
 
 @router.get("/orchestrations/new", response_class=HTMLResponse)
-def new_orchestration(request: Request, serving: ServedDep, user: PageUser) -> HTMLResponse:
+def new_orchestration(request: Request, serving: ServedDep, user: PageEditor) -> HTMLResponse:
     """The query editor, empty."""
     return _page(request, serving, user, {"schedule.kind": "manual"})
 
 
 @router.get("/orchestrations/{name:path}/edit", response_class=HTMLResponse)
-def edit_orchestration(request: Request, name: str, serving: ServedDep, user: PageUser) -> Response:
+def edit_orchestration(
+    request: Request, name: str, serving: ServedDep, user: PageEditor
+) -> Response:
     """The query editor, holding the orchestration as saved."""
     try:
         with serving.use(user) as ws:
@@ -58,20 +59,22 @@ def edit_orchestration(request: Request, name: str, serving: ServedDep, user: Pa
 
 
 @router.post("/orchestrations/editor", response_class=HTMLResponse)
-async def editor_changed(request: Request, serving: ServedDep, user: PageUser) -> HTMLResponse:
+def editor_changed(
+    request: Request, serving: ServedDep, user: PageEditor, posted: Posted
+) -> HTMLResponse:
     """The editor as the form now stands (the schedule's fields follow its kind)."""
     return render(
         request,
         "_orchestration_form.html",
         user,
-        **_context(serving, user, await posted_form(request)),
+        **_context(serving, user, posted),
     )
 
 
 @router.post("/orchestrations/editor/preview", response_class=HTMLResponse)
-async def preview(request: Request, serving: ServedDep, user: PageUser) -> HTMLResponse:
+def preview(request: Request, serving: ServedDep, user: PageEditor, posted: Posted) -> HTMLResponse:
     """The first rows of the query as written, and how many the next run would send."""
-    form = await posted_form(request)
+    form = posted
     try:
         with serving.use(user) as ws:
             shown = ws.preview_of(_orchestration(form, "New orchestration"), PREVIEW_ROWS)
@@ -81,10 +84,10 @@ async def preview(request: Request, serving: ServedDep, user: PageUser) -> HTMLR
 
 
 @router.post("/orchestrations/save", response_class=HTMLResponse)
-async def save(request: Request, serving: ServedDep, user: PageUser) -> Response:
+def save(request: Request, serving: ServedDep, user: PageEditor, posted: Posted) -> Response:
     """Save the orchestration (an editor's), and with "Schedule" put it on its schedule (an
     admin's): then its page; otherwise the editor again with the error beside its field."""
-    form = await posted_form(request)
+    form = posted
     schedule = form.get("then") == "schedule"
     try:
         require(user, "admin" if schedule else "editor")

@@ -15,7 +15,8 @@ from fastapi.templating import Jinja2Templates
 from audience import __version__
 from audience.errors import AudienceError, NotSignedIn
 from audience.server.app import ServedDep
-from audience.server.auth import SESSION_COOKIE, csrf_token, request_user
+from audience.server.auth import SESSION_COOKIE, csrf_token, request_user, require
+from audience.server.errors import status_of
 from audience.server.ui.assets import missing_packages
 from audience.store.accounts import User
 
@@ -61,6 +62,16 @@ async def page_user(request: Request, serving: ServedDep) -> User:
 PageUser = Annotated[User, Depends(page_user)]
 
 
+async def posted_form(request: Request) -> dict[str, str]:
+    """A posted form's text fields. Read here, on the event loop, so that the routes that take
+    it are plain functions FastAPI runs on its threads: their queries never hold up the server."""
+    form = await request.form()
+    return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+Posted = Annotated[dict[str, str], Depends(posted_form)]
+
+
 def render(
     request: Request,
     template: str,
@@ -83,6 +94,28 @@ def render(
             **context,
         },
         status_code=status_code,
+    )
+
+
+async def page_editor(user: Annotated[User, Depends(page_user)]) -> User:
+    """The signed-in user of an editor's page (a builder); NotAllowed (a 403 page) for a
+    viewer: its live parts count and preview what only editors may."""
+    return require(user, "editor")
+
+
+PageEditor = Annotated[User, Depends(page_editor)]
+
+
+def error_page(request: Request, error: AudienceError, user: User | None = None) -> HTMLResponse:
+    """A page saying what went wrong (a thing that is not there, a role that is missing)."""
+    status = status_of(error)
+    return render(
+        request,
+        "missing.html",
+        user,
+        status_code=status,
+        title={403: "Not allowed", 404: "Not found"}.get(status, "That did not work"),
+        message=" ".join(str(error).split()),
     )
 
 

@@ -31,7 +31,8 @@ def results_csv(name: str, serving: ServedDep, user: PageUser, window: str = "30
     writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["campaign"])
     writer.writeheader()
     writer.writerows(rows)
-    filename = "".join(c if c.isalnum() else "_" for c in name) + "_results.csv"
+    # ASCII only: the header is Latin-1, and a name in another script would break it.
+    filename = "".join(c if c.isascii() and c.isalnum() else "_" for c in name) + "_results.csv"
     return Response(
         out.getvalue(),
         media_type="text/csv; charset=utf-8",

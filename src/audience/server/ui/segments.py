@@ -17,10 +17,9 @@ from audience.definitions.loader import as_documents, validate_data
 from audience.definitions.segment import Segment
 from audience.errors import AudienceError, DefinitionError, InvalidInput
 from audience.server.app import Served, ServedDep
-from audience.server.auth import require
 from audience.server.errors import status_of
 from audience.server.ui import condition_form as form_codec
-from audience.server.ui.pages import PageUser, render
+from audience.server.ui.pages import PageEditor, PageUser, Posted, render
 from audience.store.accounts import User
 
 router = APIRouter(prefix="/ui")
@@ -109,7 +108,7 @@ def segments_page(request: Request, serving: ServedDep, user: PageUser) -> HTMLR
 
 
 @router.get("/segments/new", response_class=HTMLResponse)
-def new_segment(request: Request, serving: ServedDep, user: PageUser) -> HTMLResponse:
+def new_segment(request: Request, serving: ServedDep, user: PageEditor) -> HTMLResponse:
     """The editor, empty but for one condition to start from."""
     blocks: dict[str, form_codec.Node | None] = {"w": None, "x": None}
     with serving.use(user) as ws:
@@ -121,7 +120,7 @@ def new_segment(request: Request, serving: ServedDep, user: PageUser) -> HTMLRes
 
 
 @router.get("/segments/{name:path}/edit", response_class=HTMLResponse)
-def edit_segment(request: Request, name: str, serving: ServedDep, user: PageUser) -> Response:
+def edit_segment(request: Request, name: str, serving: ServedDep, user: PageEditor) -> Response:
     """The editor, holding the segment's newest version."""
     try:
         with serving.use(user) as ws:
@@ -176,10 +175,11 @@ def segment_page(
 
 
 @router.post("/segments/editor", response_class=HTMLResponse)
-async def editor_changed(request: Request, serving: ServedDep, user: PageUser) -> HTMLResponse:
+def editor_changed(
+    request: Request, serving: ServedDep, user: PageEditor, posted: Posted
+) -> HTMLResponse:
     """The builder as the form now stands (after the button pressed, if one was): htmx swaps
     it in, and its insights panel then loads."""
-    posted = await posted_form(request)
     blocks = form_codec.parse_form(posted)
     with serving.use(user) as ws:
         first = first_column(ws)
@@ -194,9 +194,10 @@ async def editor_changed(request: Request, serving: ServedDep, user: PageUser) -
 
 
 @router.post("/segments/editor/insights", response_class=HTMLResponse)
-async def editor_insights(request: Request, serving: ServedDep, user: PageUser) -> HTMLResponse:
+def editor_insights(
+    request: Request, serving: ServedDep, user: PageEditor, posted: Posted
+) -> HTMLResponse:
     """The count and insights of the segment as edited (nothing is saved or recorded)."""
-    posted = await posted_form(request)
     try:
         with serving.use(user) as ws:
             document = _document(ws, posted, status="draft")
@@ -210,14 +211,12 @@ async def editor_insights(request: Request, serving: ServedDep, user: PageUser) 
 
 
 @router.post("/segments/save", response_class=HTMLResponse)
-async def save(request: Request, serving: ServedDep, user: PageUser) -> Response:
+def save(request: Request, serving: ServedDep, user: PageEditor, posted: Posted) -> Response:
     """Save the segment as a draft or activate it (an editor's): then its page; otherwise the
     editor again, each error beside its field."""
-    posted = await posted_form(request)
     status = "active" if posted.get("status") == "active" else "draft"
     blocks = form_codec.parse_form(posted)
     try:
-        require(user, "editor")
         with serving.use(user) as ws:
             document = _document(ws, posted, status=status)
             ws.apply_documents([validate_data(document, origin="the editor")])
@@ -233,12 +232,6 @@ async def save(request: Request, serving: ServedDep, user: PageUser) -> Response
         )
     name = str(document["name"])
     return RedirectResponse(f"/ui/segments/{name}?said={status}", status_code=303)
-
-
-async def posted_form(request: Request) -> dict[str, str]:
-    """The posted form's text fields."""
-    form = await request.form()
-    return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
 def _document(ws: Any, posted: dict[str, str], *, status: str) -> dict[str, Any]:
