@@ -76,7 +76,7 @@ def test_a_bad_value_is_said_beside_its_condition_and_nothing_is_saved(
     visit: Visit, served: Served
 ) -> None:
     page = visit.sign_in("ed")
-    visit.go("/ui/segments/new")
+    visit.go("/ui/new/segment")
     page.get_by_label("Attribute").select_option("lifetime_revenue")
     visit.settled()
     page.get_by_label("Operator").select_option("between")

@@ -13,7 +13,7 @@ from audience.errors import AudienceError, InvalidInput
 from audience.server.app import ServedDep
 from audience.server.auth import require
 from audience.server.errors import status_of
-from audience.server.ui.pages import PageUser, render
+from audience.server.ui.pages import PageUser, named, render
 
 router = APIRouter(prefix="/ui")
 
@@ -148,7 +148,7 @@ def change(
                 getattr(activations, verb)(kind, name)
     except AudienceError as error:
         return _activation(request, kind, name, serving, user, error=error)
-    return RedirectResponse(f"/ui/activations/{kind}/{name}?said={verb}", status_code=303)
+    return RedirectResponse(f"/ui/activations/{kind}/{named(name)}?said={verb}", status_code=303)
 
 
 def _activation(

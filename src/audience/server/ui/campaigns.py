@@ -21,7 +21,7 @@ from audience.server.errors import status_of
 from audience.server.ui import campaign_form as codec
 from audience.server.ui.campaign_form import CampaignForm
 from audience.server.ui.condition_form import Node, describe_path
-from audience.server.ui.pages import PageEditor, Posted, render
+from audience.server.ui.pages import PageEditor, Posted, named, render
 from audience.server.ui.segments import condition_context, first_column
 from audience.store.accounts import User
 
@@ -31,7 +31,7 @@ BUILDER_URL = "/ui/campaigns/editor"
 TIME_ZONES = sorted(zoneinfo.available_timezones())
 
 
-@router.get("/campaigns/new", response_class=HTMLResponse)
+@router.get("/new/campaign", response_class=HTMLResponse)
 def new_campaign(request: Request, serving: ServedDep, user: PageEditor) -> HTMLResponse:
     """The builder, with one treatment of 90 % and a 10 % control to start from."""
     with serving.use(user) as ws:
@@ -40,7 +40,7 @@ def new_campaign(request: Request, serving: ServedDep, user: PageEditor) -> HTML
     return _page(request, serving, user, built)
 
 
-@router.get("/campaigns/{name:path}/edit", response_class=HTMLResponse)
+@router.get("/edit/campaign/{name:path}", response_class=HTMLResponse)
 def edit_campaign(request: Request, name: str, serving: ServedDep, user: PageEditor) -> Response:
     """The builder, holding the campaign as it is saved."""
     try:
@@ -103,7 +103,7 @@ def save(request: Request, serving: ServedDep, user: PageEditor, posted: Posted)
         return _page(request, serving, user, built, error=error)
     said = "schedule" if schedule else "saved"
     return RedirectResponse(
-        f"/ui/activations/campaign/{campaign.name}?said={said}", status_code=303
+        f"/ui/activations/campaign/{named(campaign.name)}?said={said}", status_code=303
     )
 
 

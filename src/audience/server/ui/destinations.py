@@ -15,7 +15,7 @@ from audience.errors import AudienceError, DefinitionError, InvalidInput
 from audience.server.app import Served, ServedDep
 from audience.server.auth import require
 from audience.server.errors import status_of
-from audience.server.ui.pages import PageUser, Posted, render
+from audience.server.ui.pages import PageUser, Posted, named, render
 from audience.store.accounts import User
 
 router = APIRouter(prefix="/ui")
@@ -69,7 +69,7 @@ def save(
             ws.apply_documents(documents)
     except AudienceError as error:
         return _destination(request, serving, user, name, error=error, document=text)
-    return RedirectResponse(f"/ui/destinations/{name}?said=saved", status_code=303)
+    return RedirectResponse(f"/ui/destinations/{named(name)}?said=saved", status_code=303)
 
 
 @router.post("/secrets", response_class=HTMLResponse)

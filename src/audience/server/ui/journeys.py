@@ -16,7 +16,7 @@ from audience.errors import AudienceError, DefinitionError, InvalidInput
 from audience.server.app import Served, ServedDep
 from audience.server.errors import status_of
 from audience.server.ui import journey_form
-from audience.server.ui.pages import PageEditor, PageUser, Posted, render
+from audience.server.ui.pages import PageEditor, PageUser, Posted, named, render
 from audience.store.accounts import User
 
 router = APIRouter(prefix="/ui")
@@ -24,13 +24,13 @@ router = APIRouter(prefix="/ui")
 START, END = "start", "end"
 
 
-@router.get("/journeys/new", response_class=HTMLResponse)
+@router.get("/new/journey", response_class=HTMLResponse)
 def new_journey(request: Request, serving: ServedDep, user: PageEditor) -> HTMLResponse:
     """A journey to start from: who enters, how often it runs, and its first send."""
     return _new(request, serving, user, {})
 
 
-@router.post("/journeys/new", response_class=HTMLResponse)
+@router.post("/new/journey", response_class=HTMLResponse)
 def create_journey(
     request: Request, serving: ServedDep, user: PageEditor, posted: Posted
 ) -> Response:
@@ -55,7 +55,7 @@ def create_journey(
             ws.apply_documents([validate_data(document, origin="the form")])
     except AudienceError as error:
         return _new(request, serving, user, form, error=error)
-    return RedirectResponse(f"/ui/journeys/{name}/canvas?said=saved", status_code=303)
+    return RedirectResponse(f"/ui/journeys/{named(name)}/canvas?said=saved", status_code=303)
 
 
 def _checked(form: dict[str, str], prefix: str) -> list[str]:
@@ -141,7 +141,7 @@ def _edited(
         return _canvas(request, serving, user, name, error=error)
     except AudienceError as refused:
         return _canvas(request, serving, user, name, error=refused)
-    return RedirectResponse(f"/ui/journeys/{name}/canvas?said=saved", status_code=303)
+    return RedirectResponse(f"/ui/journeys/{named(name)}/canvas?said=saved", status_code=303)
 
 
 @router.post("/journeys/{name:path}/save", response_class=HTMLResponse)
@@ -160,7 +160,7 @@ def save(
             ws.apply_documents(documents)
     except AudienceError as error:
         return _canvas(request, serving, user, name, error=error, document=text)
-    return RedirectResponse(f"/ui/journeys/{name}/canvas?said=saved", status_code=303)
+    return RedirectResponse(f"/ui/journeys/{named(name)}/canvas?said=saved", status_code=303)
 
 
 def graph(journey: Journey, counts: dict[str, tuple[int, int]]) -> dict[str, Any]:

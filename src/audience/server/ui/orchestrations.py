@@ -17,7 +17,7 @@ from audience.server.auth import require
 from audience.server.errors import status_of
 from audience.server.ui.campaign_form import schedule_document, schedule_fields
 from audience.server.ui.campaigns import TIME_ZONES
-from audience.server.ui.pages import PageEditor, Posted, render
+from audience.server.ui.pages import PageEditor, Posted, named, render
 from audience.store.accounts import User
 
 router = APIRouter(prefix="/ui")
@@ -25,13 +25,13 @@ router = APIRouter(prefix="/ui")
 PREVIEW_ROWS = 10
 
 
-@router.get("/orchestrations/new", response_class=HTMLResponse)
+@router.get("/new/orchestration", response_class=HTMLResponse)
 def new_orchestration(request: Request, serving: ServedDep, user: PageEditor) -> HTMLResponse:
     """The query editor, empty."""
     return _page(request, serving, user, {"schedule.kind": "manual"})
 
 
-@router.get("/orchestrations/{name:path}/edit", response_class=HTMLResponse)
+@router.get("/edit/orchestration/{name:path}", response_class=HTMLResponse)
 def edit_orchestration(
     request: Request, name: str, serving: ServedDep, user: PageEditor
 ) -> Response:
@@ -100,7 +100,7 @@ def save(request: Request, serving: ServedDep, user: PageEditor, posted: Posted)
         return _page(request, serving, user, form, error=error)
     said = "schedule" if schedule else "saved"
     return RedirectResponse(
-        f"/ui/activations/orchestration/{orchestration.name}?said={said}", status_code=303
+        f"/ui/activations/orchestration/{named(orchestration.name)}?said={said}", status_code=303
     )
 
 

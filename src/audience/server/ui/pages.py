@@ -119,6 +119,11 @@ def error_page(request: Request, error: AudienceError, user: User | None = None)
     )
 
 
+def named(name: str) -> str:
+    """A definition's name as part of a page's address: names may hold `?`, `#` or `%`."""
+    return quote(name, safe="")
+
+
 def sign_in_redirect(error: SignInFirst) -> RedirectResponse:
     """Where a page sends someone not signed in: the sign-in page, then back."""
     return RedirectResponse(f"/ui/login?next={quote(error.next_page, safe='/')}", status_code=303)

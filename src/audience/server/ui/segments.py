@@ -19,7 +19,7 @@ from audience.errors import AudienceError, DefinitionError, InvalidInput
 from audience.server.app import Served, ServedDep
 from audience.server.errors import status_of
 from audience.server.ui import condition_form as form_codec
-from audience.server.ui.pages import PageEditor, PageUser, Posted, render
+from audience.server.ui.pages import PageEditor, PageUser, Posted, named, render
 from audience.store.accounts import User
 
 router = APIRouter(prefix="/ui")
@@ -107,7 +107,7 @@ def segments_page(request: Request, serving: ServedDep, user: PageUser) -> HTMLR
     return render(request, "segments.html", user, segments=summaries)
 
 
-@router.get("/segments/new", response_class=HTMLResponse)
+@router.get("/new/segment", response_class=HTMLResponse)
 def new_segment(request: Request, serving: ServedDep, user: PageEditor) -> HTMLResponse:
     """The editor, empty but for one condition to start from."""
     blocks: dict[str, form_codec.Node | None] = {"w": None, "x": None}
@@ -119,7 +119,7 @@ def new_segment(request: Request, serving: ServedDep, user: PageEditor) -> HTMLR
     return _editor_page(request, serving, user, {"name": "", "description": ""}, blocks, "")
 
 
-@router.get("/segments/{name:path}/edit", response_class=HTMLResponse)
+@router.get("/edit/segment/{name:path}", response_class=HTMLResponse)
 def edit_segment(request: Request, name: str, serving: ServedDep, user: PageEditor) -> Response:
     """The editor, holding the segment's newest version."""
     try:
@@ -231,7 +231,7 @@ def save(request: Request, serving: ServedDep, user: PageEditor, posted: Posted)
             error=error,
         )
     name = str(document["name"])
-    return RedirectResponse(f"/ui/segments/{name}?said={status}", status_code=303)
+    return RedirectResponse(f"/ui/segments/{named(name)}?said={status}", status_code=303)
 
 
 def _document(ws: Any, posted: dict[str, str], *, status: str) -> dict[str, Any]:
