@@ -23,6 +23,7 @@ from audience.server.ui.campaign_form import CampaignForm
 from audience.server.ui.condition_form import Node, describe_path
 from audience.server.ui.pages import PageEditor, Posted, named, render
 from audience.server.ui.segments import condition_context, first_column
+from audience.server.ui.untouched import keep_untouched
 from audience.store.accounts import User
 
 router = APIRouter(prefix="/ui")
@@ -96,7 +97,12 @@ def save(request: Request, serving: ServedDep, user: PageEditor, posted: Posted)
         require(user, "admin" if schedule else "editor")
         with serving.use(user) as ws:
             campaign = _campaign(ws, built, name=built.name)
-            ws.apply_documents([validate_data(as_documents([campaign])[0], origin="the builder")])
+            document = as_documents([campaign])[0]
+            if built.original:  # what the builder does not show is kept as it was
+                (stored,) = as_documents([ws.campaign(built.original)[0]])
+                shown = _campaign(ws, codec.from_document(stored)[0], name=built.name)
+                document = keep_untouched(stored, as_documents([shown])[0], document)
+            ws.apply_documents([validate_data(document, origin="the builder")])
             if schedule:
                 ws.activations.schedule("campaign", campaign.name)
     except AudienceError as error:

@@ -150,6 +150,26 @@ def _find(blocks: dict[str, Node | None], path: str) -> Node | None:
     return node
 
 
+def to_form(blocks: Mapping[str, Node | None]) -> dict[str, str]:
+    """The flat fields the builder posts for these trees (what `parse_form` reads back)."""
+    fields: dict[str, str] = {}
+
+    def put(node: Node, path: str) -> None:
+        fields[f"{path}.match"] = node.match
+        for index, child in enumerate(node.children):
+            at = f"{path}.{index}"
+            fields[f"{at}.type"] = child.type
+            if child.type == "group":
+                put(child, at)
+            else:
+                fields.update({f"{at}.{key}": value for key, value in child.fields.items()})
+
+    for root, node in blocks.items():
+        if node is not None:
+            put(node, root)
+    return fields
+
+
 # The tree → a document ---------------------------------------------------------------------
 
 
@@ -206,7 +226,7 @@ def _attribute(
 
 
 def _purchase(node: Node, events: Kinds) -> dict[str, Any]:
-    purchase: dict[str, Any] = {}
+    purchase: dict[str, Any] = {"table": node.get("table")} if node.get("table") else {}
     if node.get("within"):
         purchase["within_last"] = {
             "value": _typed(node.get("within"), "number"),
@@ -227,10 +247,13 @@ def _typed(text: str, kind: str) -> Any:
     text = text.strip()
     if kind == "number":
         try:
-            number = float(text)
+            return int(text)  # first: a float would round integers past 2**53
+        except ValueError:
+            pass
+        try:
+            return float(text)
         except ValueError:
             return text
-        return int(number) if number.is_integer() and "." not in text else number
     return text
 
 
@@ -276,7 +299,7 @@ def _node(condition: Mapping[str, Any], unshown: list[str]) -> Node:
 
 
 def _purchase_node(purchase: Mapping[str, Any], unshown: list[str]) -> Node:
-    fields: dict[str, str] = {}
+    fields: dict[str, str] = {"table": str(purchase["table"])} if purchase.get("table") else {}
     window = purchase.get("within_last") or {}
     if window:
         fields |= {"within": str(window.get("value", "")), "unit": str(window.get("unit", "days"))}

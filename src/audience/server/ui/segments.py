@@ -20,6 +20,7 @@ from audience.server.app import Served, ServedDep
 from audience.server.errors import status_of
 from audience.server.ui import condition_form as form_codec
 from audience.server.ui.pages import PageEditor, PageUser, Posted, named, render
+from audience.server.ui.untouched import keep_untouched
 from audience.store.accounts import User
 
 router = APIRouter(prefix="/ui")
@@ -219,6 +220,13 @@ def save(request: Request, serving: ServedDep, user: PageEditor, posted: Posted)
     try:
         with serving.use(user) as ws:
             document = _document(ws, posted, status=status)
+            if posted.get("original"):  # what the builder does not show is kept as it was
+                (stored,) = as_documents([ws.segment(posted["original"])[0]])
+                try:
+                    shown = _document(ws, _form_of(stored), status=status)
+                except InvalidInput:  # the builder cannot show it at all: all is the form's
+                    shown = {}
+                document = keep_untouched(stored | {"status": status}, shown, document)
             ws.apply_documents([validate_data(document, origin="the editor")])
     except AudienceError as error:
         return _editor_page(
@@ -251,6 +259,15 @@ def _document(ws: Any, posted: dict[str, str], *, status: str) -> dict[str, Any]
     if "where" not in conditions:
         raise InvalidInput("add at least one condition", field="where")
     return document | conditions
+
+
+def _form_of(document: dict[str, Any]) -> dict[str, str]:
+    """The form the editor posts for a stored segment, as it opens it."""
+    form = {"name": str(document["name"]), "description": str(document.get("description", ""))}
+    if document.get("sql") is not None:
+        return form | {"mode": "sql", "sql": str(document["sql"])}
+    blocks, _ = form_codec.from_conditions(document.get("where"), document.get("exclude"))
+    return form | {"mode": "builder"} | form_codec.to_form(blocks)
 
 
 def _problem(error: AudienceError) -> dict[str, Any]:
