@@ -257,6 +257,101 @@ def test_bad_definitions_are_422_naming_the_field(
     assert client.get("/segments", headers=bearer(client, "ed")).json()["total"] == 0
 
 
+def _journey(first: dict[str, Any]) -> dict[str, Any]:
+    then = {"name": "Send", "type": "activate", "destinations": ["out"]}
+    return {"kind": "journey", "name": "J", "include": ["Gold"], "nodes": [first, then]}
+
+
+def _campaign(recurring: dict[str, Any]) -> dict[str, Any]:
+    return {**GOLD_OFFER, "schedule": {"recurring": recurring}}
+
+
+@pytest.mark.parametrize(
+    ("document", "field", "fragment"),
+    [
+        (
+            _journey({"name": "Wait", "type": "delay", "value": 1_000_000, "unit": unit}),
+            "2.nodes.0.value",
+            f"give at most {most} {unit}",
+        )
+        for unit, most in (("days", "3,660"), ("weeks", "522"), ("months", "120"))
+    ]
+    + [
+        (
+            _journey({"name": "Wait", "type": "delay", "value": 10**12, "unit": "hours"}),
+            "2.nodes.0.value",
+            "more than ten years; give at most 87,840 hours",
+        ),
+        (
+            _journey(
+                {
+                    "name": "Wait",
+                    "type": "delay",
+                    "until": "Gold",
+                    "at_most": {"value": 10**12, "unit": "days"},
+                    "matched": "Send",
+                    "timed_out": "Send",
+                }
+            ),
+            "2.nodes.0.at_most.value",
+            "give at most 3,660 days",
+        ),
+        (
+            _campaign({"every": "day", "at": "23:30", "start": "9999-12-01T00:00:00Z"}),
+            "2.schedule.recurring.start",
+            "from 1900-01-01 to 8999-12-31",
+        ),
+        (
+            _campaign({"every": "day", "at": "23:30", "start": "9999-12-30"}),
+            "2.schedule.recurring.start",
+            "out of range",
+        ),
+        (
+            _campaign({"every": "month", "on": 31, "start": "9999-12-30"}),
+            "2.schedule.recurring.start",
+            "out of range",
+        ),
+        (
+            _campaign({"every": "day", "end": {"on": "9999-12-31"}}),
+            "2.schedule.recurring.end.on",
+            "out of range",
+        ),
+        (
+            {**GOLD_OFFER, "schedule": {"once": "9999-12-31T23:59:00-12:00"}},
+            "2.schedule.once",
+            "out of range",
+        ),
+        (
+            {
+                "kind": "orchestration",
+                "name": "Extract",
+                "query": "select amperity_id, email from customer_360",
+                "destination": "out",
+                "schedule": {
+                    "recurring": {
+                        "cron": "59 23 31 12 *",
+                        "timezone": "Pacific/Kiritimati",
+                        "start": "9999-12-30",
+                    }
+                },
+            },
+            "2.schedule.recurring.start",
+            "out of range",
+        ),
+    ],
+)
+def test_times_past_the_calendar_are_422s_naming_the_field(
+    client: TestClient, document: dict[str, Any], field: str, fragment: str
+) -> None:
+    answer = client.post(
+        "/definitions", json=[SEGMENT, OUT, document], headers=bearer(client, "ada")
+    )
+    assert answer.status_code == 422, answer.text
+    (problem,) = answer.json()["detail"]
+    assert problem["loc"] == ["body", *field.split(".")]
+    assert fragment in problem["msg"]
+
+
 def test_a_session_needs_its_csrf_token_to_change_anything(client: TestClient) -> None:
     signed = client.post("/auth/login", json={"name": "ada", "password": PASSWORD})
     assert signed.status_code == 200

@@ -24,10 +24,11 @@ A node goes on to the node listed after it, unless that one begins a path of a s
 branch of a delay), or `next:` names another node, or `next: end` ends the path there. A
 customer who reaches the end of a path finishes the journey. Node types: `activate`
 (destinations and, per destination, `attributes`, else the destination's defaults), `delay`
-(`value` and `unit` hours|days|weeks|months; or `until: SEGMENT` with `at_most: {value, unit}` and
-the branches `matched:` and `timed_out:`), `percent_split` (`paths` with `percent`, one may be
-`control: true`; they total 100), `conditional_split` (`paths` with `segment:` or `where:`, the
-last one with neither: everyone else) and `merge` (paths rejoin; it goes on like any node).
+(`value` and `unit` hours|days|weeks|months, at most ten years; or `until: SEGMENT` with
+`at_most: {value, unit}` and the branches `matched:` and `timed_out:`), `percent_split`
+(`paths` with `percent`, one may be `control: true`; they total 100), `conditional_split`
+(`paths` with `segment:` or `where:`, the last one with neither: everyone else) and `merge`
+(paths rejoin; it goes on like any node).
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ from audience.definitions.base import DefinitionModel
 from audience.definitions.campaign import Percent, SentAttribute
 from audience.definitions.conditions import Condition, check_depth
 from audience.definitions.names import DestinationNames, Name
-from audience.definitions.schedule import Schedule
-from audience.errors import DefinitionError, PercentagesError, ScheduleError
+from audience.definitions.schedule import MAX_INTERVAL_HOURS, Schedule
+from audience.errors import DefinitionError, InvalidValue, PercentagesError, ScheduleError
 
 END = "end"
 """`next: end` ends a path; no node may be called this."""
@@ -61,11 +62,36 @@ _FIELDS_BY_TYPE: dict[str, set[str]] = {
 }
 
 
+MAX_WAIT: dict[str, int] = {
+    "hours": MAX_INTERVAL_HOURS,
+    "days": MAX_INTERVAL_HOURS // 24,
+    "weeks": MAX_INTERVAL_HOURS // (24 * 7),
+    "months": 10 * 12,
+}
+"""The longest delay in each unit: ten years, as for a schedule's `every:`. Longer would wait
+past any journey's life, and past the calendar (year 9999) for large enough values."""
+
+
+def check_wait(value: int, unit: str) -> None:
+    """Raise InvalidValue (field `value`) for a delay longer than ten years in its unit."""
+    if value > MAX_WAIT[unit]:
+        raise InvalidValue(
+            f"a delay of {value:,} {unit} is more than ten years; give at most "
+            f"{MAX_WAIT[unit]:,} {unit}",
+            field="value",
+        )
+
+
 class Wait(DefinitionModel):
-    """A length of time: `{value: 3, unit: days}`."""
+    """A length of time: `{value: 3, unit: days}`, at most ten years (MAX_WAIT)."""
 
     value: int = Field(strict=True, gt=0)
     unit: DelayUnit
+
+    @model_validator(mode="after")
+    def _at_most_ten_years(self) -> Wait:
+        check_wait(self.value, self.unit)
+        return self
 
     def before(self, moment: datetime) -> datetime:
         """The moment this long before `moment`: who entered then or earlier has waited
@@ -165,6 +191,7 @@ class Node(DefinitionModel):
             for branch in ("matched", "timed_out", "at_most"):
                 if getattr(self, branch) is not None:
                     raise ValueError(f"{branch} goes with `until: SEGMENT`")
+            check_wait(self.value, self.unit)
         else:
             if self.value is not None or self.unit is not None:
                 raise ValueError("a delay waits either `value` and `unit`, or `until` a segment")
