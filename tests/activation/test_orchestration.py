@@ -17,7 +17,14 @@ from typer.testing import CliRunner
 
 from audience.cli.main import app
 from audience.definitions.loader import load_text, validate_data
-from audience.errors import ScheduleError, StateError, UnknownReference, UnsafeQuery
+from audience.errors import (
+    EngineError,
+    InvalidValue,
+    ScheduleError,
+    StateError,
+    UnknownReference,
+    UnsafeQuery,
+)
 from audience.scheduling.worker import Worker
 from audience.settings import SETTINGS_FILE, render_settings
 from audience.workspace import Workspace
@@ -233,6 +240,41 @@ def test_a_sql_segment_may_not_read_files_either(fresh_workspace: Workspace) -> 
     with pytest.raises(UnsafeQuery, match="read_csv") as refused:
         apply(fresh_workspace, segment)
     assert refused.value.field == "sql"
+
+
+@pytest.mark.parametrize("sample_workspace", ENGINES, indirect=True)
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "select cast(amperity_id as integer) as amperity_id from customer_360",
+        "select lifetime_order_count as amperity_id from customer_360",
+        "select amperity_id from customer_360 limit 99999999999999999999",
+        "select amperity_id from customer_360 offset 99999999999999999999",
+    ],
+)
+def test_a_sql_segment_whose_ids_can_never_match_is_refused_when_applied(
+    sample_workspace: Workspace, sql: str
+) -> None:
+    """The query alone plans; used as the segment is (the customer id IN it), it does not."""
+    ws, name = sample_workspace, f"Never {uuid.uuid4().hex[:6]}"
+    with pytest.raises(InvalidValue) as refused:
+        apply(ws, {"kind": "segment", "name": name, "sql": sql})
+    assert refused.value.field == "sql"
+    assert ws.store.definition("segment", name) is None
+
+
+@pytest.mark.parametrize("sample_workspace", ENGINES, indirect=True)
+def test_a_preview_that_fails_on_a_customers_value_does_not_show_it(
+    sample_workspace: Workspace, tmp_path: Path
+) -> None:
+    ws, name = sample_workspace, f"Cast {uuid.uuid4().hex[:6]}"
+    query = "select cast(amperity_id as integer) as n from customer_360"
+    apply(ws, folder(tmp_path / "out"), orchestration(name, query))
+    with pytest.raises(EngineError) as failed:
+        ws.orchestration_preview(name)
+    ids = ws.engine.rows(exp.maybe_parse("select amperity_id from customer_360"))
+    assert not any(row["amperity_id"] in str(failed.value) for row in ids)
+    assert "…" in str(failed.value)
 
 
 def test_orchestrations_are_exported_and_applied_back_unchanged(

@@ -8,17 +8,20 @@ only tables of the customer database. Refused, each named in the error:
 - a statement hidden inside the query (a data-modifying CTE), `SELECT … INTO`, row locks;
 - functions that read files or the server's environment, or change state (`read_csv`,
   `parquet_scan`, `glob`, `pg_read_file`, `nextval`, `set_config`, …);
-- a table the customer database does not have: DuckDB reads `FROM 'file.csv'` as a file.
+- a table the customer database does not have: DuckDB reads `FROM 'file.csv'` as a file;
+- a LIMIT or OFFSET past a 64-bit integer (DuckDB would fail on it only when it runs).
 """
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from audience.compile.catalog import Catalog
-from audience.errors import UnsafeQuery
+from audience.errors import InvalidValue, UnsafeQuery
 
 _TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
 """Table functions that make rows without reading anything."""
@@ -113,6 +116,29 @@ def _refuse_inside(query: exp.Query, catalog: Catalog, field: str) -> None:
                 )
         if isinstance(node, exp.Table):
             _check_table(node, _names_in_scope(node), catalog, field)
+        if isinstance(node, exp.Limit | exp.Offset | exp.Fetch):
+            _check_row_count(node, field)
+
+
+MAX_ROW_COUNT = 2**63 - 1
+"""The largest LIMIT or OFFSET the engines take (a 64-bit integer)."""
+
+
+def _check_row_count(clause: exp.Limit | exp.Offset | exp.Fetch, field: str) -> None:
+    """Refuse a LIMIT, OFFSET or FETCH past MAX_ROW_COUNT: PostgreSQL refuses it when it plans
+    the query, but DuckDB only when it runs it, so an apply that plans it would pass it."""
+    count = clause.args.get("count") if isinstance(clause, exp.Fetch) else clause.expression
+    if isinstance(count, exp.Literal) and not count.is_string:
+        try:
+            value = Decimal(count.this)
+        except ArithmeticError:
+            return  # not a number: the engine says so when it plans the query
+        if value > MAX_ROW_COUNT:
+            word = clause.key.upper()
+            raise InvalidValue(
+                f"{word} {count.this} is past the largest the engines take ({MAX_ROW_COUNT})",
+                field=field,
+            )
 
 
 def _function_name(node: exp.Func) -> str:
