@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -727,6 +728,47 @@ def test_names_with_slashes_and_spaces_reach_their_routes(client: TestClient) ->
     stored = client.get(f"/definitions/segment/{quoted}", headers=ada)
     assert stored.status_code == 200 and stored.json()["name"] == segment["name"]
     assert client.get("/segments/Black%20Friday/insights", headers=ada).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        (".", "only dots"),
+        ("..", "only dots"),
+        ("...", "only dots"),
+        ("  Gold", "starts or ends with white space"),
+        ("Gold ", "write 'Gold'"),
+        ("Gold\u00a0", "white space"),
+    ],
+)
+def test_a_name_no_url_could_reach_or_easily_type_again_is_refused(
+    client: TestClient, name: str, fragment: str
+) -> None:
+    ed = bearer(client, "ed")
+    answer = client.post("/definitions", json=[{**SEGMENT, "name": name}], headers=ed)
+    assert answer.status_code == 422, answer.text
+    (problem,) = answer.json()["detail"]
+    assert problem["loc"] == ["body", "0", "name"] and fragment in problem["msg"]
+    assert client.get("/segments", headers=ed).json()["total"] == 0
+
+
+def test_a_name_spelled_with_a_combining_accent_is_the_same_name(client: TestClient) -> None:
+    ada = bearer(client, "ada")
+    composed, decomposed = "\u00e9lise", "e\u0301lise"  # "élise" both ways
+    first = client.post("/definitions", json=[{**SEGMENT, "name": composed}], headers=ada)
+    assert first.json() == [{"kind": "segment", "name": composed, "version": 1, "changed": True}]
+    again = client.post("/definitions", json=[{**SEGMENT, "name": decomposed}], headers=ada)
+    assert again.json() == [{"kind": "segment", "name": composed, "version": 1, "changed": False}]
+    assert [s["name"] for s in client.get("/segments", headers=ada).json()["items"]] == [composed]
+    for spelled in (composed, decomposed):
+        found = client.get(f"/segments/{quote(spelled)}/insights", headers=ada)
+        assert found.status_code == 200, found.text
+    # a campaign naming it the other way uses it
+    campaign = {**GOLD_OFFER, "name": composed, "audience": {"include": [decomposed]}}
+    applied = client.post("/definitions", json=[OUT, campaign], headers=ada)
+    assert applied.status_code == 200, applied.text
+    plan = client.get(f"/campaigns/{quote(decomposed)}/plan", headers=ada)
+    assert plan.status_code == 200, plan.text
 
 
 def test_sign_ins_sent_together_cannot_pass_the_limit(client: TestClient) -> None:

@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from audience.definitions.base import DefinitionModel
 from audience.definitions.campaign import Percent, SentAttribute
 from audience.definitions.conditions import Condition, check_depth
-from audience.definitions.names import DestinationNames, Name
+from audience.definitions.names import DestinationNames, Name, Reference
 from audience.definitions.schedule import MAX_INTERVAL_HOURS, Schedule
 from audience.errors import DefinitionError, InvalidValue, PercentagesError, ScheduleError
 
@@ -116,9 +116,9 @@ class SplitPath(DefinitionModel):
     name: Name
     percent: Percent | None = None
     control: bool = False
-    segment: str | None = None
+    segment: Reference | None = None
     where: Condition | None = None
-    next: str | None = None
+    next: Reference | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -138,15 +138,15 @@ class Node(DefinitionModel):
 
     name: Name
     type: NodeType
-    next: str | None = None
+    next: Reference | None = None
     destinations: DestinationNames = Field(default_factory=list)
     attributes: dict[str, list[SentAttribute]] = Field(default_factory=dict)
     value: int | None = Field(default=None, strict=True, gt=0)
     unit: DelayUnit | None = None
-    until: str | None = Field(default=None, min_length=1)
+    until: Reference | None = Field(default=None, min_length=1)
     at_most: Wait | None = None
-    matched: str | None = None
-    timed_out: str | None = None
+    matched: Reference | None = None
+    timed_out: Reference | None = None
     paths: list[SplitPath] = Field(default_factory=list)
     seed: str | None = None
 
@@ -271,14 +271,14 @@ class Journey(DefinitionModel):
     kind: Literal["journey"] = "journey"
     name: Name
     description: str = ""
-    include: list[str] = Field(min_length=1)
-    exclude: list[str] = Field(default_factory=list)
-    exit: list[str] = Field(default_factory=list)
-    goals: list[str] = Field(default_factory=list)
+    include: list[Reference] = Field(min_length=1)
+    exclude: list[Reference] = Field(default_factory=list)
+    exit: list[Reference] = Field(default_factory=list)
+    goals: list[Reference] = Field(default_factory=list)
     allow_reentry: bool = False
     schedule: Schedule = Schedule.model_validate({"every": {"value": 1, "unit": "days"}})
     nodes: list[Node] = Field(min_length=1)
-    removed_nodes: dict[str, str] = Field(default_factory=dict)
+    removed_nodes: dict[Reference, Reference] = Field(default_factory=dict)
     """When a new version drops nodes customers are at: where they go (a node of this version)
     or `release` (they leave the journey)."""
 

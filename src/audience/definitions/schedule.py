@@ -34,6 +34,7 @@ from croniter import CroniterError, croniter
 from pydantic import field_validator, model_validator
 
 from audience.definitions.base import DefinitionModel
+from audience.definitions.names import Reference
 from audience.errors import ScheduleError
 
 CatchUp = Literal["latest", "all", "skip"]
@@ -229,8 +230,8 @@ class Upstream(DefinitionModel):
     """Another activation whose successful runs start this one's: `after: {campaign: NAME}`
     or `after: {orchestration: NAME}`."""
 
-    campaign: str | None = None
-    orchestration: str | None = None
+    campaign: Reference | None = None
+    orchestration: Reference | None = None
 
     @model_validator(mode="after")
     def _one(self) -> Upstream:
