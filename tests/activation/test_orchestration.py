@@ -104,6 +104,17 @@ REFUSED = [
     ),
     ("select * into stolen from customer_360", "SELECT … INTO"),
     ("select amperity_id from customer_360 for update", "FOR UPDATE"),
+    # state that outlives the query, or reads past the check of the tables
+    ("select amperity_id, setseed(0.5) as seeded from customer_360", "refused setseed"),
+    ("select nextval('ids') as n", "refused nextval"),
+    ("select setval('ids', 1) as n", "refused setval"),
+    ("select pg_advisory_lock(1) as held", "refused pg_advisory_lock"),
+    ("select pg_try_advisory_xact_lock_shared(1) as held", "refused pg_try_advisory_xact"),
+    ("select pg_advisory_unlock_all() as freed", "refused pg_advisory_unlock_all"),
+    ("select set_config('search_path', 'x', false) as s", "refused set_config"),
+    ("select pg_notify('channel', 'x') as n", "refused pg_notify"),
+    ("select query_to_xml('select 1', true, false, '') as x", "refused query_to_xml"),
+    ("select sleep_ms(1) as slept", "refused sleep_ms"),
     ("selec amperity_id from customer_360", "does not parse"),
 ]
 
@@ -231,13 +242,18 @@ def test_the_cli_previews_runs_and_refuses_in_one_line(
     assert [(s["name"], s["status"]) for s in json.loads(status.stdout)] == [("Tiers", "completed")]
 
 
-def test_a_sql_segment_may_not_read_files_either(fresh_workspace: Workspace) -> None:
-    segment = {
-        "kind": "segment",
-        "name": "From a file",
-        "sql": "select amperity_id from read_csv('/etc/passwd')",
-    }
-    with pytest.raises(UnsafeQuery, match="read_csv") as refused:
+@pytest.mark.parametrize(
+    ("sql", "named"),
+    [
+        ("select amperity_id from read_csv('/etc/passwd')", "read_csv"),
+        ("select amperity_id from customer_360 where setseed(0.5) is null", "setseed"),
+    ],
+)
+def test_a_sql_segment_may_not_read_files_nor_change_state_either(
+    fresh_workspace: Workspace, sql: str, named: str
+) -> None:
+    segment = {"kind": "segment", "name": "From a file", "sql": sql}
+    with pytest.raises(UnsafeQuery, match=named) as refused:
         apply(fresh_workspace, segment)
     assert refused.value.field == "sql"
 
