@@ -17,7 +17,14 @@ from typer.testing import CliRunner
 
 from audience.cli.main import app
 from audience.definitions.loader import load_text, validate_data
-from audience.errors import ScheduleError, StateError, UnknownReference, UnsafeQuery
+from audience.errors import (
+    EngineError,
+    InvalidValue,
+    ScheduleError,
+    StateError,
+    UnknownReference,
+    UnsafeQuery,
+)
 from audience.scheduling.worker import Worker
 from audience.settings import SETTINGS_FILE, render_settings
 from audience.workspace import Workspace
@@ -97,6 +104,17 @@ REFUSED = [
     ),
     ("select * into stolen from customer_360", "SELECT … INTO"),
     ("select amperity_id from customer_360 for update", "FOR UPDATE"),
+    # state that outlives the query, or reads past the check of the tables
+    ("select amperity_id, setseed(0.5) as seeded from customer_360", "refused setseed"),
+    ("select nextval('ids') as n", "refused nextval"),
+    ("select setval('ids', 1) as n", "refused setval"),
+    ("select pg_advisory_lock(1) as held", "refused pg_advisory_lock"),
+    ("select pg_try_advisory_xact_lock_shared(1) as held", "refused pg_try_advisory_xact"),
+    ("select pg_advisory_unlock_all() as freed", "refused pg_advisory_unlock_all"),
+    ("select set_config('search_path', 'x', false) as s", "refused set_config"),
+    ("select pg_notify('channel', 'x') as n", "refused pg_notify"),
+    ("select query_to_xml('select 1', true, false, '') as x", "refused query_to_xml"),
+    ("select sleep_ms(1) as slept", "refused sleep_ms"),
     ("selec amperity_id from customer_360", "does not parse"),
 ]
 
@@ -224,15 +242,55 @@ def test_the_cli_previews_runs_and_refuses_in_one_line(
     assert [(s["name"], s["status"]) for s in json.loads(status.stdout)] == [("Tiers", "completed")]
 
 
-def test_a_sql_segment_may_not_read_files_either(fresh_workspace: Workspace) -> None:
-    segment = {
-        "kind": "segment",
-        "name": "From a file",
-        "sql": "select amperity_id from read_csv('/etc/passwd')",
-    }
-    with pytest.raises(UnsafeQuery, match="read_csv") as refused:
+@pytest.mark.parametrize(
+    ("sql", "named"),
+    [
+        ("select amperity_id from read_csv('/etc/passwd')", "read_csv"),
+        ("select amperity_id from customer_360 where setseed(0.5) is null", "setseed"),
+    ],
+)
+def test_a_sql_segment_may_not_read_files_nor_change_state_either(
+    fresh_workspace: Workspace, sql: str, named: str
+) -> None:
+    segment = {"kind": "segment", "name": "From a file", "sql": sql}
+    with pytest.raises(UnsafeQuery, match=named) as refused:
         apply(fresh_workspace, segment)
     assert refused.value.field == "sql"
+
+
+@pytest.mark.parametrize("sample_workspace", ENGINES, indirect=True)
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "select cast(amperity_id as integer) as amperity_id from customer_360",
+        "select lifetime_order_count as amperity_id from customer_360",
+        "select amperity_id from customer_360 limit 99999999999999999999",
+        "select amperity_id from customer_360 offset 99999999999999999999",
+    ],
+)
+def test_a_sql_segment_whose_ids_can_never_match_is_refused_when_applied(
+    sample_workspace: Workspace, sql: str
+) -> None:
+    """The query alone plans; used as the segment is (the customer id IN it), it does not."""
+    ws, name = sample_workspace, f"Never {uuid.uuid4().hex[:6]}"
+    with pytest.raises(InvalidValue) as refused:
+        apply(ws, {"kind": "segment", "name": name, "sql": sql})
+    assert refused.value.field == "sql"
+    assert ws.store.definition("segment", name) is None
+
+
+@pytest.mark.parametrize("sample_workspace", ENGINES, indirect=True)
+def test_a_preview_that_fails_on_a_customers_value_does_not_show_it(
+    sample_workspace: Workspace, tmp_path: Path
+) -> None:
+    ws, name = sample_workspace, f"Cast {uuid.uuid4().hex[:6]}"
+    query = "select cast(amperity_id as integer) as n from customer_360"
+    apply(ws, folder(tmp_path / "out"), orchestration(name, query))
+    with pytest.raises(EngineError) as failed:
+        ws.orchestration_preview(name)
+    ids = ws.engine.rows(exp.maybe_parse("select amperity_id from customer_360"))
+    assert not any(row["amperity_id"] in str(failed.value) for row in ids)
+    assert "…" in str(failed.value)
 
 
 def test_orchestrations_are_exported_and_applied_back_unchanged(

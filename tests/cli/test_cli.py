@@ -126,6 +126,19 @@ def test_apply_saves_a_new_version_only_when_changed(workspace: Path, tmp_path: 
     assert [c["version"] for c in (first[0], again[0], changed[0])] == [1, 1, 2]
 
 
+def test_a_name_typed_with_a_combining_accent_finds_the_definition(
+    workspace: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "kind: segment\nname: \u00c9lite\nwhere: {attribute: loyalty_tier, op: '=', value: gold}\n"
+    )
+    assert audience("apply", "-w", workspace, "-f", path)[0] == 0
+    code, out, err = audience("segment", "insights", "E\u0301lite", "-w", workspace, "--json")
+    assert code == 0, err
+    assert json.loads(out)["segment"] == "\u00c9lite"
+
+
 BAD_DOCUMENTS = {
     "unknown attribute": (
         "kind: segment\nname: Bad\nwhere:\n  all:\n"

@@ -215,6 +215,19 @@ def test_a_campaign_without_a_schedule_runs_once_as_soon_as_possible() -> None:
             8,
             "one of them",
         ),
+        (  # in UTC, the year before year 1
+            "  recurring:\n    every: day\n    timezone: Pacific/Kiritimati\n"
+            "    start: 0001-01-01\n",
+            "schedule.recurring.start",
+            9,
+            "from 1900-01-01 to 8999-12-31",
+        ),
+        (
+            "  every:\n    value: 1\n    unit: days\n    end: {on: 9999-12-31}\n",
+            "schedule.every.end.on",
+            9,
+            "out of range",
+        ),
         ("  every:\n    value: 0\n    unit: days\n", "schedule.every.value", 7, "1 or more"),
         ("  every:\n    value: 1\n    unit: months\n", "schedule.every.unit", 8, "'hours'"),
         (

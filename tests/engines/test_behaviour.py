@@ -15,6 +15,7 @@ from sqlglot import exp
 
 from audience.compile.conditions import segment_ids
 from audience.definitions.segment import Segment
+from audience.errors import EngineError
 from audience.workspace import Workspace
 
 Row = dict[str, Any]
@@ -463,3 +464,38 @@ def test_as_of_an_earlier_day_later_orders_and_dates_are_not_in_the_past(
         for r in profiles
         if r["last_order_date"] is not None and start.date() <= r["last_order_date"] < end.date()
     )
+
+
+def _failing_on_the_last_id(engine: Any) -> tuple[exp.Expr, str]:
+    """A query whose last row (of many) casts a customer id to an integer, and that id."""
+    greatest = exp.alias_(exp.func("max", exp.column("amperity_id")), "id")
+    last = engine.rows(exp.select(greatest).from_("customer_360"))[0]["id"]
+    query = exp.maybe_parse(
+        f"select cast(case when amperity_id = '{last}' then amperity_id else '1' end as int) "
+        "as n from customer_360 order by amperity_id",
+        dialect=engine.dialect,
+    )
+    return query, last
+
+
+def test_a_value_that_will_not_convert_is_an_engine_error_that_does_not_quote_it(
+    sample_workspace: Workspace,
+) -> None:
+    """The message names the type, never the customer's value."""
+    query, last = _failing_on_the_last_id(sample_workspace.engine)
+    with pytest.raises(EngineError) as failed:
+        sample_workspace.engine.rows(query)
+    assert last not in str(failed.value)
+    assert "'…'" in str(failed.value) or '"…"' in str(failed.value)
+
+
+def test_postgres_failing_part_way_through_a_stream_is_an_engine_error(
+    sample_workspaces: dict[str, Workspace],
+) -> None:
+    """A server-side cursor computes rows as they are fetched: the error comes batches in."""
+    engine = sample_workspaces["postgres"].engine
+    query, last = _failing_on_the_last_id(engine)
+    reader = engine.stream(query, batch_rows=100)
+    with pytest.raises(EngineError, match="invalid input syntax") as failed:
+        reader.read_all()
+    assert last not in str(failed.value)

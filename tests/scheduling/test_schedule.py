@@ -568,3 +568,25 @@ def test_a_schedule_in_words(
     kinds: dict[str, Any], history: ScheduleHistory | None, words: str
 ) -> None:
     assert describe(schedule(**kinds), history) == words
+
+
+# --- the end of the calendar -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"recurring": {"cron": "59 23 31 12 *", "timezone": "Pacific/Kiritimati"}},
+        {"recurring": {"every": "month", "on": 31, "at": "23:30", "timezone": "Etc/GMT+12"}},
+        {"recurring": {"every": "day", "at": "23:30"}},
+        {"every": {"value": 522, "unit": "weeks"}},
+        {"every": {"value": 87_840, "unit": "hours"}},
+    ],
+)
+def test_a_schedule_that_would_run_past_year_9999_has_no_next_run(rule: dict[str, Any]) -> None:
+    plan = schedule(**rule)
+    last_day = utc(9999, 12, 31, 23, 59)
+    history = ScheduleHistory(since=utc(9999, 12, 30))
+    assert next_due(plan, after=last_day, history=history) is None
+    upcoming = next_run(plan, history=history, now=last_day)  # a run already due, or none
+    assert upcoming is None or upcoming <= last_day

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -276,6 +277,101 @@ def test_bad_definitions_are_422_naming_the_field(
     if location is not None:
         assert problem["loc"] == location
     assert client.get("/segments", headers=bearer(client, "ed")).json()["total"] == 0
+
+
+def _journey(first: dict[str, Any]) -> dict[str, Any]:
+    then = {"name": "Send", "type": "activate", "destinations": ["out"]}
+    return {"kind": "journey", "name": "J", "include": ["Gold"], "nodes": [first, then]}
+
+
+def _campaign(recurring: dict[str, Any]) -> dict[str, Any]:
+    return {**GOLD_OFFER, "schedule": {"recurring": recurring}}
+
+
+@pytest.mark.parametrize(
+    ("document", "field", "fragment"),
+    [
+        (
+            _journey({"name": "Wait", "type": "delay", "value": 1_000_000, "unit": unit}),
+            "2.nodes.0.value",
+            f"give at most {most} {unit}",
+        )
+        for unit, most in (("days", "3,660"), ("weeks", "522"), ("months", "120"))
+    ]
+    + [
+        (
+            _journey({"name": "Wait", "type": "delay", "value": 10**12, "unit": "hours"}),
+            "2.nodes.0.value",
+            "more than ten years; give at most 87,840 hours",
+        ),
+        (
+            _journey(
+                {
+                    "name": "Wait",
+                    "type": "delay",
+                    "until": "Gold",
+                    "at_most": {"value": 10**12, "unit": "days"},
+                    "matched": "Send",
+                    "timed_out": "Send",
+                }
+            ),
+            "2.nodes.0.at_most.value",
+            "give at most 3,660 days",
+        ),
+        (
+            _campaign({"every": "day", "at": "23:30", "start": "9999-12-01T00:00:00Z"}),
+            "2.schedule.recurring.start",
+            "from 1900-01-01 to 8999-12-31",
+        ),
+        (
+            _campaign({"every": "day", "at": "23:30", "start": "9999-12-30"}),
+            "2.schedule.recurring.start",
+            "out of range",
+        ),
+        (
+            _campaign({"every": "month", "on": 31, "start": "9999-12-30"}),
+            "2.schedule.recurring.start",
+            "out of range",
+        ),
+        (
+            _campaign({"every": "day", "end": {"on": "9999-12-31"}}),
+            "2.schedule.recurring.end.on",
+            "out of range",
+        ),
+        (
+            {**GOLD_OFFER, "schedule": {"once": "9999-12-31T23:59:00-12:00"}},
+            "2.schedule.once",
+            "out of range",
+        ),
+        (
+            {
+                "kind": "orchestration",
+                "name": "Extract",
+                "query": "select amperity_id, email from customer_360",
+                "destination": "out",
+                "schedule": {
+                    "recurring": {
+                        "cron": "59 23 31 12 *",
+                        "timezone": "Pacific/Kiritimati",
+                        "start": "9999-12-30",
+                    }
+                },
+            },
+            "2.schedule.recurring.start",
+            "out of range",
+        ),
+    ],
+)
+def test_times_past_the_calendar_are_422s_naming_the_field(
+    client: TestClient, document: dict[str, Any], field: str, fragment: str
+) -> None:
+    answer = client.post(
+        "/definitions", json=[SEGMENT, OUT, document], headers=bearer(client, "ada")
+    )
+    assert answer.status_code == 422, answer.text
+    (problem,) = answer.json()["detail"]
+    assert problem["loc"] == ["body", *field.split(".")]
+    assert fragment in problem["msg"]
 
 
 def test_a_session_needs_its_csrf_token_to_change_anything(client: TestClient) -> None:
@@ -692,6 +788,47 @@ def test_names_with_slashes_and_spaces_reach_their_routes(client: TestClient) ->
     stored = client.get(f"/definitions/segment/{quoted}", headers=ada)
     assert stored.status_code == 200 and stored.json()["name"] == segment["name"]
     assert client.get("/segments/Black%20Friday/insights", headers=ada).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        (".", "only dots"),
+        ("..", "only dots"),
+        ("...", "only dots"),
+        ("  Gold", "starts or ends with white space"),
+        ("Gold ", "write 'Gold'"),
+        ("Gold\u00a0", "white space"),
+    ],
+)
+def test_a_name_no_url_could_reach_or_easily_type_again_is_refused(
+    client: TestClient, name: str, fragment: str
+) -> None:
+    ed = bearer(client, "ed")
+    answer = client.post("/definitions", json=[{**SEGMENT, "name": name}], headers=ed)
+    assert answer.status_code == 422, answer.text
+    (problem,) = answer.json()["detail"]
+    assert problem["loc"] == ["body", "0", "name"] and fragment in problem["msg"]
+    assert client.get("/segments", headers=ed).json()["total"] == 0
+
+
+def test_a_name_spelled_with_a_combining_accent_is_the_same_name(client: TestClient) -> None:
+    ada = bearer(client, "ada")
+    composed, decomposed = "\u00e9lise", "e\u0301lise"  # "élise" both ways
+    first = client.post("/definitions", json=[{**SEGMENT, "name": composed}], headers=ada)
+    assert first.json() == [{"kind": "segment", "name": composed, "version": 1, "changed": True}]
+    again = client.post("/definitions", json=[{**SEGMENT, "name": decomposed}], headers=ada)
+    assert again.json() == [{"kind": "segment", "name": composed, "version": 1, "changed": False}]
+    assert [s["name"] for s in client.get("/segments", headers=ada).json()["items"]] == [composed]
+    for spelled in (composed, decomposed):
+        found = client.get(f"/segments/{quote(spelled)}/insights", headers=ada)
+        assert found.status_code == 200, found.text
+    # a campaign naming it the other way uses it
+    campaign = {**GOLD_OFFER, "name": composed, "audience": {"include": [decomposed]}}
+    applied = client.post("/definitions", json=[OUT, campaign], headers=ada)
+    assert applied.status_code == 200, applied.text
+    plan = client.get(f"/campaigns/{quote(decomposed)}/plan", headers=ada)
+    assert plan.status_code == 200, plan.text
 
 
 def test_sign_ins_sent_together_cannot_pass_the_limit(client: TestClient) -> None:

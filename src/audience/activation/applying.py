@@ -136,7 +136,7 @@ def _campaign_is_valid(ws: Workspace, campaign: Campaign) -> bool:
 
 def check_segment(ws: Workspace, segment: Segment, ctx: CompileContext) -> None:
     """Compile the segment (columns, operators, references); let the engine try its SQL."""
-    segment_ids(segment, ctx)
+    members = segment_ids(segment, ctx)
     if segment.sql is not None:
         # Read-only and reading only the customer database, as orchestrations' queries.
         read_only_query(segment.sql, dialect=ws.engine.dialect, catalog=ctx.catalog, field="sql")
@@ -146,10 +146,14 @@ def check_segment(ws: Workspace, segment: Segment, ctx: CompileContext) -> None:
         probe = exp.select(exp.Count(this=exp.Star())).from_(
             exp.alias_(exp.Subquery(this=alone), "probe", copy=False)
         )
-        try:
-            ws.engine.rows(probe)
-        except EngineError as exc:
-            raise InvalidValue(f"the engine rejected the query: {exc}", field="sql") from None
+        # Then as every use runs it: the customer id IN (the query). Only there does an id
+        # column of another type fail, or (PostgreSQL) a LIMIT the probe above replaced.
+        # LIMIT 0 plans it all and reads nothing.
+        for planned in (probe, members.limit(0)):
+            try:
+                ws.engine.rows(planned)
+            except EngineError as exc:
+                raise InvalidValue(f"the engine rejected the query: {exc}", field="sql") from None
 
 
 def _of_kind(documents: Iterable[LoadedDocument], kind: type[D]) -> dict[str, D]:

@@ -22,6 +22,7 @@ from audience.cli.common import (
     out,
     print_json,
     read_secret_input,
+    typed_name,
 )
 
 users_app = typer.Typer(cls=AudienceGroup, help="Users of the API and web UI, and their roles.")
@@ -37,7 +38,9 @@ def _when(moment: datetime | None) -> str:
 
 @users_app.command("add")
 def add_user(
-    name: Annotated[str, typer.Argument(help="The user's name (what they sign in with).")],
+    name: Annotated[
+        str, typer.Argument(help="The user's name (what they sign in with).", callback=typed_name)
+    ],
     role: Annotated[
         str, typer.Option("--role", help="viewer (reads), editor (changes), admin (launches).")
     ] = "viewer",
@@ -85,7 +88,9 @@ def list_users(workspace: WorkspaceOption = HERE, as_json: JsonOption = False) -
 
 @users_app.command("remove")
 def remove_user(
-    name: Annotated[str, typer.Argument(help="The user to remove, with their tokens.")],
+    name: Annotated[
+        str, typer.Argument(help="The user to remove, with their tokens.", callback=typed_name)
+    ],
     workspace: WorkspaceOption = HERE,
 ) -> None:
     """Remove a user; their tokens stop working at once."""
@@ -96,7 +101,7 @@ def remove_user(
 
 @users_app.command("role")
 def set_role(
-    name: Annotated[str, typer.Argument(help="The user.")],
+    name: Annotated[str, typer.Argument(help="The user.", callback=typed_name)],
     role: Annotated[str, typer.Argument(help="viewer, editor or admin.")],
     workspace: WorkspaceOption = HERE,
     as_json: JsonOption = False,
@@ -112,7 +117,7 @@ def set_role(
 
 @users_app.command("password")
 def set_password(
-    name: Annotated[str, typer.Argument(help="The user.")],
+    name: Annotated[str, typer.Argument(help="The user.", callback=typed_name)],
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
@@ -156,7 +161,9 @@ def parse_expiry(text: str | None, now: datetime) -> datetime | None:
 
 @tokens_app.command("create")
 def create_token(
-    user: Annotated[str, typer.Argument(help="Whose token it is: it acts with their role.")],
+    user: Annotated[
+        str, typer.Argument(help="Whose token it is: it acts with their role.", callback=typed_name)
+    ],
     label: Annotated[str, typer.Option("--label", help="What the token is for.")] = "api",
     expires: Annotated[
         str | None,

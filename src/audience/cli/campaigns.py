@@ -23,6 +23,7 @@ from audience.cli.common import (
     out,
     parse_now,
     print_json,
+    typed_name,
     write_csv,
 )
 from audience.cli.render import number_column, results_tables, summary_table, text_column
@@ -32,7 +33,9 @@ if TYPE_CHECKING:
     from audience.store.runs import Run
 
 app = typer.Typer(cls=AudienceGroup, help="Campaigns: plan, test, run.")
-NameArgument = Annotated[str, typer.Argument(help="The campaign's name.", show_default=False)]
+NameArgument = Annotated[
+    str, typer.Argument(help="The campaign's name.", show_default=False, callback=typed_name)
+]
 HERE = Path(".")
 
 

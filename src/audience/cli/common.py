@@ -40,6 +40,19 @@ WorkspaceOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
+def typed_name(value: str) -> str:
+    """A name as typed, in Unicode NFC as names are kept: a terminal may send "é" as "e" and a
+    combining accent."""
+    from audience.definitions.names import nfc  # pydantic with it: not at start-up
+
+    return nfc(value)
+
+
+def typed_names(values: list[str]) -> list[str]:
+    """Names as typed, each in NFC (`typed_name`)."""
+    return [typed_name(value) for value in values]
+
+
 def parse_now(text: str) -> datetime:
     """`--now` in any ISO 8601 form the tool itself prints: a bare date, fractional seconds, an
     offset or `Z`; a usage error (exit 2) naming --now otherwise."""

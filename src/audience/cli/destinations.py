@@ -15,6 +15,7 @@ from audience.cli.common import (
     open_workspace,
     out,
     print_json,
+    typed_name,
 )
 
 app = typer.Typer(cls=AudienceGroup, help="Destinations: test a connection.")
@@ -23,7 +24,10 @@ HERE = Path(".")
 
 @app.command("test")
 def test_destination(
-    name: Annotated[str, typer.Argument(help="The destination's name.", show_default=False)],
+    name: Annotated[
+        str,
+        typer.Argument(help="The destination's name.", show_default=False, callback=typed_name),
+    ],
     workspace: WorkspaceOption = HERE,
     as_json: JsonOption = False,
 ) -> None:

@@ -18,6 +18,7 @@ from audience.cli.common import (
     open_workspace,
     out,
     print_json,
+    typed_name,
 )
 from audience.cli.render import interval_text, summary_table
 from audience.cli.runtime import simulated_workspace
@@ -28,7 +29,9 @@ if TYPE_CHECKING:
 app = typer.Typer(
     cls=AudienceGroup, help="Journeys: customers moved along a graph of steps over days."
 )
-NameArgument = Annotated[str, typer.Argument(help="The journey's name.", show_default=False)]
+NameArgument = Annotated[
+    str, typer.Argument(help="The journey's name.", show_default=False, callback=typed_name)
+]
 HERE = Path(".")
 
 

@@ -17,11 +17,14 @@ from audience.cli.common import (
     open_workspace,
     out,
     print_json,
+    typed_name,
 )
 from audience.cli.render import arrow_table
 
 app = typer.Typer(cls=AudienceGroup, help="Orchestrations: a query's result sent to a destination.")
-NameArgument = Annotated[str, typer.Argument(help="The orchestration's name.", show_default=False)]
+NameArgument = Annotated[
+    str, typer.Argument(help="The orchestration's name.", show_default=False, callback=typed_name)
+]
 HERE = Path(".")
 
 

@@ -27,6 +27,7 @@ from audience.cli.common import (
     open_workspace,
     out,
     print_json,
+    typed_name,
 )
 from audience.cli.render import summary_table
 
@@ -113,7 +114,7 @@ def lifecycle_command(kind: str, verb: str, summary: str) -> Any:
     command.__doc__ = summary
     # Annotations are strings here (postponed evaluation): this one names the kind itself.
     command.__annotations__["name"] = Annotated[
-        str, typer.Argument(help=f"The {kind}'s name.", show_default=False)
+        str, typer.Argument(help=f"The {kind}'s name.", show_default=False, callback=typed_name)
     ]
     return command
 
@@ -178,7 +179,7 @@ class RunsGroup(AudienceGroup):
 
     def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and not args[0].startswith("-"):
-            ctx.meta["audience_runs_name"] = args[0]
+            ctx.meta["audience_runs_name"] = typed_name(args[0])
             args = args[1:]
         return super().parse_args(ctx, args)
 

@@ -16,11 +16,15 @@ from audience.cli.common import (
     open_workspace,
     out,
     print_json,
+    typed_name,
+    typed_names,
 )
 from audience.cli.render import arrow_table, breakdown_table, insights_table, summary_table
 
 app = typer.Typer(cls=AudienceGroup, help="Segments: insights, overlap, history, preview, SQL.")
-NameArgument = Annotated[str, typer.Argument(help="The segment's name.", show_default=False)]
+NameArgument = Annotated[
+    str, typer.Argument(help="The segment's name.", show_default=False, callback=typed_name)
+]
 HERE = Path(".")
 
 
@@ -126,7 +130,10 @@ def sql(
 @app.command()
 def overlap(
     names: Annotated[
-        list[str], typer.Argument(help="Two to five segments' names.", show_default=False)
+        list[str],
+        typer.Argument(
+            help="Two to five segments' names.", show_default=False, callback=typed_names
+        ),
     ],
     workspace: WorkspaceOption = HERE,
     as_json: JsonOption = False,

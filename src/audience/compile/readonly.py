@@ -6,19 +6,23 @@ only tables of the customer database. Refused, each named in the error:
 - any other statement: DROP, INSERT, UPDATE, DELETE, CREATE, COPY, ATTACH, PRAGMA, SET, CALL, …;
 - several statements;
 - a statement hidden inside the query (a data-modifying CTE), `SELECT … INTO`, row locks;
-- functions that read files or the server's environment, or change state (`read_csv`,
-  `parquet_scan`, `glob`, `pg_read_file`, `nextval`, `set_config`, …);
-- a table the customer database does not have: DuckDB reads `FROM 'file.csv'` as a file.
+- functions that read files or the server's environment, or change state that outlives the
+  query (`read_csv`, `parquet_scan`, `glob`, `pg_read_file`, `nextval`, `setseed`, `set_config`,
+  `pg_advisory_lock`, `pg_notify`, …), or read tables past the check below (`query_to_xml`);
+- a table the customer database does not have: DuckDB reads `FROM 'file.csv'` as a file;
+- a LIMIT or OFFSET past a 64-bit integer (DuckDB would fail on it only when it runs).
 """
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from audience.compile.catalog import Catalog
-from audience.errors import UnsafeQuery
+from audience.errors import InvalidValue, UnsafeQuery
 
 _TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
 """Table functions that make rows without reading anything."""
@@ -33,6 +37,22 @@ _REFUSED_PREFIXES = (
     "dblink",
     "duckdb_",  # the engine's settings, secrets, files, logs
     "pragma_",
+    "pg_advisory_",  # locks held past the query
+    "pg_try_advisory_",
+    "pg_replication_",  # replication slots and origins: made, dropped, moved
+    "pg_create_",
+    "pg_drop_",
+    "pg_copy_",
+    "pg_stat_reset",
+    "pg_file_",  # adminpack: writes, renames, deletes server files
+    "pg_wal_replay_",
+    "pg_backup_",
+    # another query's or table's rows as XML, past the check of the tables read
+    "query_to_",
+    "table_to_",
+    "cursor_to_",
+    "schema_to_",
+    "database_to_",
 )
 _REFUSED_SUFFIXES = ("_scan", "_attach")
 _REFUSED_NAMES = frozenset(
@@ -44,13 +64,26 @@ _REFUSED_NAMES = frozenset(
         "getenv",
         "current_setting",  # settings name server paths (temp_directory, …)
         "which_secret",
+        # state that outlives the query: sequences, the random seed, settings, logs
         "nextval",
         "setval",
+        "setseed",
         "set_config",
+        "write_log",
+        "pg_notify",
+        "pg_logical_emit_message",
+        "pg_export_snapshot",
+        "pg_promote",
+        "pg_start_backup",
+        "pg_stop_backup",
+        "pg_log_backend_memory_contexts",
+        "pg_import_system_collations",
         "pg_stat_file",
+        # holding the server up, or stopping others
         "pg_sleep",
-        "pg_advisory_lock",
-        "pg_advisory_xact_lock",
+        "pg_sleep_for",
+        "pg_sleep_until",
+        "sleep_ms",
         "pg_terminate_backend",
         "pg_cancel_backend",
         "pg_reload_conf",
@@ -113,6 +146,29 @@ def _refuse_inside(query: exp.Query, catalog: Catalog, field: str) -> None:
                 )
         if isinstance(node, exp.Table):
             _check_table(node, _names_in_scope(node), catalog, field)
+        if isinstance(node, exp.Limit | exp.Offset | exp.Fetch):
+            _check_row_count(node, field)
+
+
+MAX_ROW_COUNT = 2**63 - 1
+"""The largest LIMIT or OFFSET the engines take (a 64-bit integer)."""
+
+
+def _check_row_count(clause: exp.Limit | exp.Offset | exp.Fetch, field: str) -> None:
+    """Refuse a LIMIT, OFFSET or FETCH past MAX_ROW_COUNT: PostgreSQL refuses it when it plans
+    the query, but DuckDB only when it runs it, so an apply that plans it would pass it."""
+    count = clause.args.get("count") if isinstance(clause, exp.Fetch) else clause.expression
+    if isinstance(count, exp.Literal) and not count.is_string:
+        try:
+            value = Decimal(count.this)
+        except ArithmeticError:
+            return  # not a number: the engine says so when it plans the query
+        if value > MAX_ROW_COUNT:
+            word = clause.key.upper()
+            raise InvalidValue(
+                f"{word} {count.this} is past the largest the engines take ({MAX_ROW_COUNT})",
+                field=field,
+            )
 
 
 def _function_name(node: exp.Func) -> str:

@@ -16,7 +16,7 @@ from pydantic import (
 
 from audience.definitions.base import DefinitionModel
 from audience.definitions.conditions import Condition, check_depth
-from audience.definitions.names import DestinationNames, Name
+from audience.definitions.names import DestinationNames, Name, Reference
 from audience.definitions.schedule import Schedule
 from audience.errors import PercentagesError, ScheduleError
 
@@ -48,7 +48,7 @@ class SubAudience(DefinitionModel):
 
     name: Name
     where: Condition | None = None
-    segment: str | None = None
+    segment: Reference | None = None
     treatments: list[Treatment] = Field(min_length=1)
     control: Percent = 0
 
@@ -94,8 +94,8 @@ def check_percentages(name: str, treatments: list[Treatment], control: float) ->
 class CampaignAudience(DefinitionModel):
     """Who the campaign is for: included segments (united) minus excluded ones."""
 
-    include: list[str] = Field(min_length=1)
-    exclude: list[str] = Field(default_factory=list)
+    include: list[Reference] = Field(min_length=1)
+    exclude: list[Reference] = Field(default_factory=list)
 
 
 class SentAttribute(DefinitionModel):

@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from audience.definitions.base import DefinitionModel
+from audience.definitions.names import Reference
 from audience.errors import NestingTooDeep
 
 MAX_DEPTH = 50
@@ -202,7 +203,7 @@ class PurchasedCondition(DefinitionModel):
 class InSegmentCondition(DefinitionModel):
     """Membership of another segment."""
 
-    in_segment: str = Field(min_length=1)
+    in_segment: Reference = Field(min_length=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -225,7 +226,7 @@ class Sent(DefinitionModel):
     """Which sends count: an activation's, in a window, to a treatment, sub-audience or
     destination (each optional but the activation)."""
 
-    activation: str = Field(min_length=1)
+    activation: Reference = Field(min_length=1)
     kind: Literal["campaign", "journey"] | None = None
     """Only when a campaign and a journey share the name."""
     within_last: Window | None = None

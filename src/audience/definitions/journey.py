@@ -24,10 +24,11 @@ A node goes on to the node listed after it, unless that one begins a path of a s
 branch of a delay), or `next:` names another node, or `next: end` ends the path there. A
 customer who reaches the end of a path finishes the journey. Node types: `activate`
 (destinations and, per destination, `attributes`, else the destination's defaults), `delay`
-(`value` and `unit` hours|days|weeks|months; or `until: SEGMENT` with `at_most: {value, unit}` and
-the branches `matched:` and `timed_out:`), `percent_split` (`paths` with `percent`, one may be
-`control: true`; they total 100), `conditional_split` (`paths` with `segment:` or `where:`, the
-last one with neither: everyone else) and `merge` (paths rejoin; it goes on like any node).
+(`value` and `unit` hours|days|weeks|months, at most ten years; or `until: SEGMENT` with
+`at_most: {value, unit}` and the branches `matched:` and `timed_out:`), `percent_split`
+(`paths` with `percent`, one may be `control: true`; they total 100), `conditional_split`
+(`paths` with `segment:` or `where:`, the last one with neither: everyone else) and `merge`
+(paths rejoin; it goes on like any node).
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from audience.definitions.base import DefinitionModel
 from audience.definitions.campaign import Percent, SentAttribute
 from audience.definitions.conditions import Condition, check_depth
-from audience.definitions.names import DestinationNames, Name
-from audience.definitions.schedule import Schedule
-from audience.errors import DefinitionError, PercentagesError, ScheduleError
+from audience.definitions.names import DestinationNames, Name, Reference
+from audience.definitions.schedule import MAX_INTERVAL_HOURS, Schedule
+from audience.errors import DefinitionError, InvalidValue, PercentagesError, ScheduleError
 
 END = "end"
 """`next: end` ends a path; no node may be called this."""
@@ -61,11 +62,36 @@ _FIELDS_BY_TYPE: dict[str, set[str]] = {
 }
 
 
+MAX_WAIT: dict[str, int] = {
+    "hours": MAX_INTERVAL_HOURS,
+    "days": MAX_INTERVAL_HOURS // 24,
+    "weeks": MAX_INTERVAL_HOURS // (24 * 7),
+    "months": 10 * 12,
+}
+"""The longest delay in each unit: ten years, as for a schedule's `every:`. Longer would wait
+past any journey's life, and past the calendar (year 9999) for large enough values."""
+
+
+def check_wait(value: int, unit: str) -> None:
+    """Raise InvalidValue (field `value`) for a delay longer than ten years in its unit."""
+    if value > MAX_WAIT[unit]:
+        raise InvalidValue(
+            f"a delay of {value:,} {unit} is more than ten years; give at most "
+            f"{MAX_WAIT[unit]:,} {unit}",
+            field="value",
+        )
+
+
 class Wait(DefinitionModel):
-    """A length of time: `{value: 3, unit: days}`."""
+    """A length of time: `{value: 3, unit: days}`, at most ten years (MAX_WAIT)."""
 
     value: int = Field(strict=True, gt=0)
     unit: DelayUnit
+
+    @model_validator(mode="after")
+    def _at_most_ten_years(self) -> Wait:
+        check_wait(self.value, self.unit)
+        return self
 
     def before(self, moment: datetime) -> datetime:
         """The moment this long before `moment`: who entered then or earlier has waited
@@ -90,9 +116,9 @@ class SplitPath(DefinitionModel):
     name: Name
     percent: Percent | None = None
     control: bool = False
-    segment: str | None = None
+    segment: Reference | None = None
     where: Condition | None = None
-    next: str | None = None
+    next: Reference | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -112,15 +138,15 @@ class Node(DefinitionModel):
 
     name: Name
     type: NodeType
-    next: str | None = None
+    next: Reference | None = None
     destinations: DestinationNames = Field(default_factory=list)
     attributes: dict[str, list[SentAttribute]] = Field(default_factory=dict)
     value: int | None = Field(default=None, strict=True, gt=0)
     unit: DelayUnit | None = None
-    until: str | None = Field(default=None, min_length=1)
+    until: Reference | None = Field(default=None, min_length=1)
     at_most: Wait | None = None
-    matched: str | None = None
-    timed_out: str | None = None
+    matched: Reference | None = None
+    timed_out: Reference | None = None
     paths: list[SplitPath] = Field(default_factory=list)
     seed: str | None = None
 
@@ -165,6 +191,7 @@ class Node(DefinitionModel):
             for branch in ("matched", "timed_out", "at_most"):
                 if getattr(self, branch) is not None:
                     raise ValueError(f"{branch} goes with `until: SEGMENT`")
+            check_wait(self.value, self.unit)
         else:
             if self.value is not None or self.unit is not None:
                 raise ValueError("a delay waits either `value` and `unit`, or `until` a segment")
@@ -244,14 +271,14 @@ class Journey(DefinitionModel):
     kind: Literal["journey"] = "journey"
     name: Name
     description: str = ""
-    include: list[str] = Field(min_length=1)
-    exclude: list[str] = Field(default_factory=list)
-    exit: list[str] = Field(default_factory=list)
-    goals: list[str] = Field(default_factory=list)
+    include: list[Reference] = Field(min_length=1)
+    exclude: list[Reference] = Field(default_factory=list)
+    exit: list[Reference] = Field(default_factory=list)
+    goals: list[Reference] = Field(default_factory=list)
     allow_reentry: bool = False
     schedule: Schedule = Schedule.model_validate({"every": {"value": 1, "unit": "days"}})
     nodes: list[Node] = Field(min_length=1)
-    removed_nodes: dict[str, str] = Field(default_factory=dict)
+    removed_nodes: dict[Reference, Reference] = Field(default_factory=dict)
     """When a new version drops nodes customers are at: where they go (a node of this version)
     or `release` (they leave the journey)."""
 

@@ -1,4 +1,8 @@
-"""Rules every definition name follows: names appear in files, URLs and logs."""
+"""Rules every definition name follows: names appear in files, URLs and logs.
+
+A name is kept in Unicode NFC, so that "é" typed as one character and as "e" with a combining
+accent (as some keyboards and macOS file names send it) is one name, not two that look alike;
+front ends bring the names they are given to NFC too (`nfc`) before looking one up."""
 
 from __future__ import annotations
 
@@ -10,20 +14,38 @@ from pydantic import AfterValidator
 MAX_NAME_LENGTH = 200
 
 
+def nfc(text: str) -> str:
+    """`text` in Unicode normal form C: how names are stored and looked up."""
+    return unicodedata.normalize("NFC", text)
+
+
 def check_name(name: str) -> str:
-    """Return `name` stripped, or raise ValueError if it is empty, too long or has control chars."""
-    name = name.strip()
-    if not name:
+    """Return `name` in NFC, or raise ValueError if it is empty, too long, has control
+    characters, starts or ends with white space, or is only dots (`.` and `..` mean the folder
+    and its parent in a URL's path, so the name could never be reached over HTTP)."""
+    if not name.strip():
         raise ValueError("name must not be empty")
+    if name != name.strip():
+        raise ValueError(
+            f"name {name!r} starts or ends with white space, which is easy to miss and not "
+            f"to type again; write {name.strip()!r}"
+        )
+    name = nfc(name)
     if len(name) > MAX_NAME_LENGTH:
         raise ValueError(f"name is longer than {MAX_NAME_LENGTH} characters")
     if any(unicodedata.category(ch).startswith("C") for ch in name):
         raise ValueError("name must not contain control characters")
+    if not name.strip("."):
+        raise ValueError(f"name {name!r} is only dots, which a URL cannot reach; add a letter")
     return name
 
 
 Name = Annotated[str, AfterValidator(check_name)]
 """A definition's name (or a treatment's, a sub-audience's): checked by `check_name`."""
+
+Reference = Annotated[str, AfterValidator(nfc)]
+"""A name that refers to another definition (a segment, a destination, an activation, a
+journey's node): in NFC, as the names it refers to are."""
 
 
 def check_unique(names: list[str]) -> list[str]:
@@ -35,5 +57,5 @@ def check_unique(names: list[str]) -> list[str]:
     return names
 
 
-DestinationNames = Annotated[list[str], AfterValidator(check_unique)]
+DestinationNames = Annotated[list[Reference], AfterValidator(check_unique)]
 """The destinations a treatment or an activate node sends to, each once."""

@@ -23,7 +23,7 @@ from pydantic import Field, field_validator, model_validator
 
 from audience.definitions.base import DefinitionModel
 from audience.definitions.destination import Destination, FileOptions
-from audience.definitions.names import Name
+from audience.definitions.names import Name, Reference
 from audience.definitions.schedule import Schedule
 from audience.errors import ScheduleError
 
@@ -34,7 +34,7 @@ class Orchestration(DefinitionModel):
     kind: Literal["orchestration"] = "orchestration"
     name: Name
     query: str = Field(min_length=1)
-    destination: str = Field(min_length=1)
+    destination: Reference = Field(min_length=1)
     file: dict[str, Any] = Field(default_factory=dict)
     """File options that replace the destination's own for this orchestration."""
     incremental_by: str | None = Field(default=None, min_length=1)

@@ -23,6 +23,9 @@ _ONE_REFERENCE = rf"{SECRET_PREFIX}{_SECRET_NAME}|[A-Za-z_][A-Za-z0-9_]*"
 REFERENCE = re.compile(rf"\$\{{({_ONE_REFERENCE})\}}")
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 _ONLY_REFERENCE = re.compile(rf"^\$\{{({_ONE_REFERENCE})\}}$")
+_REFERENCE_AFTER_A_WORD = re.compile(
+    rf"^(?:[A-Za-z0-9._~+/-]+(?:[ \t]+|=))?\$\{{({_ONE_REFERENCE})\}}$"
+)
 
 
 def references(text: str) -> list[str]:
@@ -48,6 +51,13 @@ def reference_only(value: str | None, info: ValidationInfo) -> str | None:
             "${VARIABLE} that holds it, never as plain text"
         )
     return value
+
+
+def is_credential_reference(value: str) -> bool:
+    """Whether `value` gives a credential only by reference: a `${VAR}` or `${secret:NAME}`,
+    after at most one word such as an authentication scheme (`Bearer ${secret:TOKEN}`) or a
+    cookie's name (`session=${secret:SESSION}`)."""
+    return _REFERENCE_AFTER_A_WORD.match(value) is not None
 
 
 def is_reference(value: str) -> bool:

@@ -34,6 +34,7 @@ from croniter import CroniterError, croniter
 from pydantic import field_validator, model_validator
 
 from audience.definitions.base import DefinitionModel
+from audience.definitions.names import Reference
 from audience.errors import ScheduleError
 
 CatchUp = Literal["latest", "all", "skip"]
@@ -42,6 +43,11 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 """Weekday names `on` takes for `every: week`, in `date.weekday()` order."""
 _TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 _DATE = re.compile(r"\d{4}-\d\d-\d\d")
+EARLIEST_DATE = date(1900, 1, 1)
+LATEST_DATE = date(8999, 12, 31)
+"""The dates a schedule may name (`once`, `start`, `end.on`): a thousand years from the end of
+the calendar Python can count in (year 9999), so working a schedule's due times out from them
+(a time zone's offset, ten years' interval, a cron that matches once in years) stays inside it."""
 
 
 class End(DefinitionModel):
@@ -55,6 +61,8 @@ class End(DefinitionModel):
     def _one_rule(self) -> End:
         if (self.on is None) == (self.after is None):
             raise ScheduleError("give end as {on: DATE} or {after: RUNS}, one of them")
+        if self.on is not None:
+            check_date(self.on, "on")
         if self.after is not None and self.after < 1:
             raise ScheduleError(
                 f"a schedule ending after {self.after} runs never runs; give 1 or more",
@@ -94,6 +102,8 @@ class _Repeating(DefinitionModel):
                 "America/Los_Angeles, Europe/London or UTC",
                 field="timezone",
             )
+        if self.start is not None:
+            check_date(self.start, "start")
         first_day, last_day = self.first_day, self.end.on if self.end is not None else None
         if first_day is not None and last_day is not None and last_day < first_day:
             raise ScheduleError(
@@ -220,8 +230,8 @@ class Upstream(DefinitionModel):
     """Another activation whose successful runs start this one's: `after: {campaign: NAME}`
     or `after: {orchestration: NAME}`."""
 
-    campaign: str | None = None
-    orchestration: str | None = None
+    campaign: Reference | None = None
+    orchestration: Reference | None = None
 
     @model_validator(mode="after")
     def _one(self) -> Upstream:
@@ -268,6 +278,8 @@ class Schedule(DefinitionModel):
                 f"once {once.isoformat()} needs a UTC offset, e.g. 2026-12-01T09:00:00-08:00",
                 field="once",
             )
+        if isinstance(once, datetime):
+            check_date(once, "once")
         return self
 
     @property
@@ -286,6 +298,18 @@ def _time_zones() -> frozenset[str]:
     # "localtime" is a link to whatever zone the machine is set to, so it would make a schedule
     # mean different times on different machines
     return frozenset(available_timezones()) - {"localtime"}
+
+
+def check_date(moment: date, field: str) -> None:
+    """Raise ScheduleError (naming `field`) for a date or date-time outside EARLIEST_DATE to
+    LATEST_DATE (a date-time's own calendar date, in the offset it was written with)."""
+    day = moment.date() if isinstance(moment, datetime) else moment
+    if not EARLIEST_DATE <= day <= LATEST_DATE:
+        raise ScheduleError(
+            f"{field} {moment.isoformat()} is out of range: a schedule's dates are from "
+            f"{EARLIEST_DATE} to {LATEST_DATE}",
+            field=field,
+        )
 
 
 def check_cron(expression: str) -> None:

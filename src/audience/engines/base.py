@@ -6,6 +6,7 @@ Differences between engines are declared as class attributes, not scattered `if`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol
@@ -56,7 +57,17 @@ class Engine(Protocol):
         ...
 
 
-def driver_message(exc: BaseException) -> str:
-    """The first line of a database driver's error: what the user needs, without the noise."""
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def driver_message(exc: BaseException, *, about_data: bool = False) -> str:
+    """The first line of a database driver's error: what the user needs, without the noise.
+
+    An error `about_data` (a value that does not convert, a number out of range) quotes the
+    value, which is a customer's (`Could not convert string 'b3a3…' to INT32`); it is masked
+    (`'…'`), as the message goes on to previews, run logs and API answers."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if about_data:
+        return _QUOTED.sub(lambda quoted: f"{quoted[0][0]}…{quoted[0][0]}", first)
+    return first

@@ -69,7 +69,7 @@ class DuckDBEngine:
         try:
             return self.connection.sql(query.sql(self.dialect)).to_arrow_reader(batch_rows)
         except duckdb.Error as exc:
-            raise EngineError(driver_message(exc)) from None
+            raise EngineError(_message(exc)) from None
 
     def execute(self, statement: exp.Expr) -> None:
         """Run a statement that returns nothing."""
@@ -87,7 +87,7 @@ class DuckDBEngine:
                 f"create or replace table {target} as select * from audience_incoming"  # noqa: S608
             )
         except duckdb.Error as exc:
-            raise EngineError(driver_message(exc)) from None
+            raise EngineError(_message(exc)) from None
         finally:
             self.connection.unregister("audience_incoming")
 
@@ -103,7 +103,7 @@ class DuckDBEngine:
         try:
             self.connection.commit()
         except duckdb.Error as exc:
-            raise EngineError(driver_message(exc)) from None
+            raise EngineError(_message(exc)) from None
 
     def close(self) -> None:
         """Close the database file."""
@@ -113,7 +113,15 @@ class DuckDBEngine:
         try:
             return self.connection.execute(statement.sql(self.dialect))
         except duckdb.Error as exc:
-            raise EngineError(driver_message(exc)) from None
+            raise EngineError(_message(exc)) from None
+
+
+_DATA_ERRORS = (duckdb.DataError, duckdb.InvalidInputException)
+"""DuckDB's errors about values: conversion, out of range, input that does not parse."""
+
+
+def _message(exc: duckdb.Error) -> str:
+    return driver_message(exc, about_data=isinstance(exc, _DATA_ERRORS))
 
 
 _HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")

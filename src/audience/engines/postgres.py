@@ -105,12 +105,21 @@ class PostgresEngine:
                 [pa.field(d.name, self._arrow_type(d)) for d in cursor.description or []]
             )
             yield pa.RecordBatch.from_pylist([], schema=schema)
-            while rows := cursor.fetchmany(batch_rows):
+            while rows := self._fetch(cursor, batch_rows):
                 columns = zip(*rows, strict=True)
                 yield pa.RecordBatch.from_arrays(
                     [pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)],
                     schema=schema,
                 )
+
+    @staticmethod
+    def _fetch(cursor: psycopg.Cursor[Any], batch_rows: int) -> list[Any]:
+        # a server-side cursor computes rows as they are fetched: a value that will not
+        # convert fails here, many rows in
+        try:
+            return cursor.fetchmany(batch_rows)
+        except psycopg.Error as exc:
+            raise EngineError(_message(exc)) from None
 
     def _arrow_type(self, column: psycopg.Column) -> pa.DataType:
         """The Arrow type of a result column, from PostgreSQL's type (so batches agree)."""
@@ -148,7 +157,7 @@ class PostgresEngine:
                         pa_csv.write_csv(batch, buffer, options)
                         copy.write(buffer.getvalue())
         except psycopg.Error as exc:
-            raise EngineError(driver_message(exc)) from None
+            raise EngineError(_message(exc)) from None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -158,7 +167,7 @@ class PostgresEngine:
             with self.connection.transaction():
                 yield
         except psycopg.Error as exc:
-            raise EngineError(driver_message(exc)) from None
+            raise EngineError(_message(exc)) from None
 
     def close(self) -> None:
         """Close the connection."""
@@ -178,7 +187,12 @@ class PostgresEngine:
             # The SQL is complete text without placeholders: values are literals built by sqlglot.
             cursor.execute(statement.sql(self.dialect).encode())
         except psycopg.Error as exc:
-            raise EngineError(driver_message(exc)) from None
+            raise EngineError(_message(exc)) from None
+
+
+def _message(exc: psycopg.Error) -> str:
+    # SQLSTATE class 22, data exceptions: a value that does not convert, out of range, …
+    return driver_message(exc, about_data=isinstance(exc, psycopg.DataError))
 
 
 def _postgres_type(arrow_type: pa.DataType) -> str:

@@ -61,8 +61,9 @@ class ScheduleHistory:
 
 def next_due(schedule: Schedule, *, after: datetime, history: ScheduleHistory) -> datetime | None:
     """The first due time strictly after `after`, or None when there is none: a one-time
-    schedule that has run (or whose time is not after `after`), an end date passed, or
-    `end.after` runs done. Stepping `after` through the results lists the due times."""
+    schedule that has run (or whose time is not after `after`), an end date passed,
+    `end.after` runs done, or a next time past the end of the calendar (year 9999). Stepping
+    `after` through the results lists the due times."""
     after = _utc(after, "after")
     if schedule.after is not None:
         return None  # when the upstream activation next succeeds, nobody can say
@@ -73,8 +74,8 @@ def next_due(schedule: Schedule, *, after: datetime, history: ScheduleHistory) -
     span = _Span.of(rule, history)
     if span.runs_left is not None and span.runs_left <= 0:
         return None
-    due = next(span.times.after(max(after, span.first - _TICK)))
-    return due if span.end is None or due < span.end else None
+    due = next(span.times.after(max(after, span.first - _TICK)), None)  # None: past year 9999
+    return due if due is not None and (span.end is None or due < span.end) else None
 
 
 def due_times(

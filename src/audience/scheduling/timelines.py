@@ -20,10 +20,11 @@ own time-zone handling is not relied on.
 from __future__ import annotations
 
 from calendar import monthrange
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Literal, Protocol
+from functools import wraps
+from typing import Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -32,6 +33,7 @@ from audience.definitions.schedule import Interval, Recurring
 
 _DAY = timedelta(days=1)
 _TICK = timedelta(microseconds=1)
+T = TypeVar("T")
 
 
 class Times(Protocol):
@@ -61,6 +63,24 @@ def timeline(rule: Recurring | Interval, anchor: datetime) -> Times:
         return WallClock(calendar, zone)
     assert rule.cron is not None  # the model has either every or cron
     return WallClock(Cron(rule.cron), zone)
+
+
+def within_calendar(
+    times: Callable[[T, datetime], Iterator[datetime]],
+) -> Callable[[T, datetime], Iterator[datetime]]:
+    """Make a sequence of times end where the calendar does (years 1 to 9999), rather than raise:
+    a schedule whose next time would fall outside it has no next time."""
+
+    @wraps(times)
+    def bounded(self: T, moment: datetime) -> Iterator[datetime]:
+        try:
+            yield from times(self, moment)
+        except (OverflowError, ValueError):
+            # datetime arithmetic past year 9999 (or before year 1) raises OverflowError;
+            # croniter and `date.replace` say ValueError ("year 10000 is out of range")
+            return
+
+    return bounded
 
 
 def wall_time(moment: datetime, zone: ZoneInfo) -> datetime:
@@ -101,6 +121,7 @@ class WallClock:
     rule: Times
     zone: ZoneInfo
 
+    @within_calendar
     def after(self, moment: datetime) -> Iterator[datetime]:
         """See `Times.after`."""
         # wall-clock times up to the clock's reading at `moment` can only run at or before it
@@ -111,6 +132,7 @@ class WallClock:
                 yield instant
                 latest = instant
 
+    @within_calendar
     def until(self, moment: datetime) -> Iterator[datetime]:
         """See `Times.until`."""
         # after the clocks fell back, wall-clock times up to the size of that step past the
@@ -133,12 +155,14 @@ class Cron:
 
     expression: str
 
+    @within_calendar
     def after(self, moment: datetime) -> Iterator[datetime]:
         """See `Times.after`."""
         matches = croniter(self.expression, moment)
         while True:
             yield matches.get_next(datetime)
 
+    @within_calendar
     def until(self, moment: datetime) -> Iterator[datetime]:
         """See `Times.until`."""
         matches = croniter(self.expression, moment + _TICK)  # get_prev is strictly before
@@ -156,6 +180,7 @@ class Calendar:
     weekday: int
     day_of_month: int
 
+    @within_calendar
     def after(self, moment: datetime) -> Iterator[datetime]:
         """See `Times.after`."""
         day = moment.date()
@@ -165,6 +190,7 @@ class Calendar:
                 yield candidate
             day += _DAY
 
+    @within_calendar
     def until(self, moment: datetime) -> Iterator[datetime]:
         """See `Times.until`."""
         day = moment.date()
@@ -189,6 +215,7 @@ class Steps:
     anchor: datetime
     step: timedelta
 
+    @within_calendar
     def after(self, moment: datetime) -> Iterator[datetime]:
         """See `Times.after`."""
         count = max(0, (moment - self.anchor) // self.step + 1)
@@ -196,6 +223,7 @@ class Steps:
             yield self.anchor + count * self.step
             count += 1
 
+    @within_calendar
     def until(self, moment: datetime) -> Iterator[datetime]:
         """See `Times.until`."""
         count = (moment - self.anchor) // self.step

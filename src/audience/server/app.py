@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from audience import __version__
+from audience.definitions.names import nfc
 from audience.server import errors
 from audience.server.auth import SignInLimiter, request_user, require
 from audience.server.jobs import PlanJobs
@@ -147,6 +149,20 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 """What any route may answer besides success, for the OpenAPI description."""
 
 
+class NamesInNfc:
+    """Brings each request's path to Unicode NFC, as names are kept (`definitions.names`), so
+    that a name in a URL finds its definition however the client spelled "é"."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, its path in NFC."""
+        if scope["type"] == "http":
+            scope = {**scope, "path": nfc(scope["path"])}
+        await self.app(scope, receive, send)
+
+
 def create_app(
     directory: Path,
     *,
@@ -188,6 +204,7 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(NamesInNfc)
 
     @app.get("/health", tags=["server"])
     def health() -> Health:

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from audience.activation.lifecycle import CanceledRunShape
+from audience.definitions.names import Reference
 from audience.server.api.paging import Limit, Offset, page
 from audience.server.app import Admin, ServedDep, Viewer
 from audience.shapes import Page
@@ -19,7 +20,9 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 def list_runs(
     serving: ServedDep,
     user: Viewer,
-    activation: Annotated[str | None, Query(description="Only this activation's runs.")] = None,
+    activation: Annotated[
+        Reference | None, Query(description="Only this activation's runs.")
+    ] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Page[RunShape]:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from audience.activation.insights import Insights, Overlap, Refresh
+from audience.definitions.names import Reference
 from audience.server.api.paging import Limit, Offset, page
 from audience.server.app import ServedDep, Viewer
 from audience.server.errors import fields_of
@@ -75,7 +76,7 @@ def preview(
 def overlap(
     serving: ServedDep,
     user: Viewer,
-    names: Annotated[list[str], Query(alias="name", description="Two to five segments.")],
+    names: Annotated[list[Reference], Query(alias="name", description="Two to five segments.")],
 ) -> Overlap:
     """How two to five segments overlap, pair by pair (`segment overlap --json`)."""
     with serving.use(user) as ws, fields_of("query", segments="name"):

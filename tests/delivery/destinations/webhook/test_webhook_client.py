@@ -183,6 +183,72 @@ def test_an_unreachable_webhook_is_transient_and_a_bad_url_is_refused() -> None:
         )
 
 
+def webhook(**settings: Any) -> dict[str, Any]:
+    return {"kind": "destination", "name": "w", "type": "webhook", "settings": settings}
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("Authorization", "Bearer PLAINHEADER-77"),
+        ("authorization", "PLAINHEADER-77"),
+        ("Proxy-Authorization", "Basic dXNlcjpwYXNz"),
+        ("Cookie", "session=PLAIN"),
+        ("X-Api-Key", "PLAIN-KEY"),
+        ("X-Auth", "PLAIN"),
+        ("X-Access-Token", "PLAIN"),
+        ("X-Client-Secret", "PLAIN"),
+        ("X-Password", "PLAIN${secret:half}"),
+        ("X-Hub-Signature", "sha256=PLAIN"),
+    ],
+)
+def test_a_header_carrying_a_credential_in_plain_text_is_refused(header: str, value: str) -> None:
+    with pytest.raises(DefinitionError, match="carries a credential") as refused:
+        validate_data(webhook(url="https://example.com/h", headers={header: value}))
+    assert refused.value.field == f"settings.headers.{header}"
+    assert "PLAIN" not in str(refused.value)
+
+
+def test_credential_headers_by_reference_and_other_headers_are_accepted() -> None:
+    headers = {
+        "Authorization": "Bearer ${secret:token}",
+        "X-Api-Key": "${API_KEY}",
+        "Cookie": "session=${secret:session}",
+        "Proxy-Authorization": "${secret:proxy}",
+        "Content-Language": "en",
+        "X-Campaign": "spring",
+    }
+    loaded = validate_data(webhook(url="https://example.com/h", headers=headers))
+    assert loaded.definition.settings.headers == headers  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:URLPASS-55@example.com/hook",
+        "https://user:${PASS}@example.com/hook",
+        "https://:URLPASS-55@example.com/hook",
+    ],
+)
+def test_a_url_with_a_password_is_refused(url: str) -> None:
+    with pytest.raises(DefinitionError, match="holds no password") as refused:
+        validate_data(webhook(url=url))
+    assert refused.value.field == "settings.url"
+    assert "URLPASS" not in str(refused.value)
+    with pytest.raises(ValueError, match="holds no password"):  # nor once expanded
+        WebhookSettings.model_validate({"url": url}, context={"expanded": True})
+
+
+def test_errors_show_the_url_without_user_nor_query() -> None:
+    with pytest.raises(TransientDeliveryError, match=r"check to http://127\.0\.0\.1:9/h") as failed:
+        client("http://someone@127.0.0.1:9/h?token=t0p", [], max_attempts=1).check()
+    assert "someone" not in str(failed.value) and "t0p" not in str(failed.value)
+    unsent = client("http://someone@127.0.0.1:9/h", [])
+    with pytest.raises(TerminalDeliveryError) as refused:
+        unsent.publish("x.csv", [], run_id="r")
+    assert "someone" not in str(refused.value)
+
+
 def test_a_campaign_run_retried_after_503s_sends_each_batch_once(
     fresh_workspace: Workspace, receiver: tuple[Receiver, str], tmp_path: Path
 ) -> None:

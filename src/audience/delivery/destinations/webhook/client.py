@@ -28,7 +28,7 @@ import httpx
 import pyarrow as pa
 
 from audience.delivery.destinations.base import PublishedObject, check_name
-from audience.delivery.destinations.webhook.settings import WebhookSettings
+from audience.delivery.destinations.webhook.settings import WebhookSettings, without_userinfo
 from audience.errors import DeliveryError, TerminalDeliveryError, TransientDeliveryError
 
 _RETRIED = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -76,8 +76,9 @@ class WebhookClient:
     # names
 
     def address(self, name: str) -> str:
-        """The endpoint, with the delivery's name as the fragment."""
-        return f"{self.settings.url}#{check_name(name)}"
+        """The endpoint (without a user or password), with the delivery's name as the
+        fragment."""
+        return f"{without_userinfo(self.settings.url)}#{check_name(name)}"
 
     def location(self, name: str) -> str:
         """Where the records of delivery `name` went."""
@@ -191,8 +192,8 @@ class WebhookClient:
         self._last_request = now
 
     def _where(self, what: str) -> str:
-        # The URL without its query: tokens sometimes ride there.
-        return f"{what} to {self.settings.url.split('?', 1)[0]}"
+        # The URL without its query (tokens sometimes ride there) nor user and password.
+        return f"{what} to {without_userinfo(self.settings.url).split('?', 1)[0]}"
 
 
 def open_client(settings: WebhookSettings, root: Path | None) -> WebhookClient:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from typing import ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 
 from audience.definitions.base import DestinationSettings
-from audience.definitions.references import checkable, reference_only
+from audience.definitions.references import (
+    checkable,
+    expanded,
+    is_credential_reference,
+    reference_only,
+)
+from audience.errors import InvalidValue
 
 
 class WebhookSettings(DestinationSettings):
@@ -34,11 +40,33 @@ class WebhookSettings(DestinationSettings):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str, info: ValidationInfo) -> str:
+        # a password in the URL would show wherever the URL does (errors, the run log), so it
+        # is refused even as a reference
+        if ":" in urlsplit(value).netloc.rpartition("@")[0]:
+            raise ValueError(
+                "a webhook URL holds no password (user:password@); send credentials in a "
+                "header, e.g. headers: {Authorization: 'Basic ${secret:NAME}'}"
+            )
         if not checkable(value, info):
             return value
         parts = urlsplit(value)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError("a webhook URL starts with http:// or https:// and names a host")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _credentials_by_reference(
+        cls, value: dict[str, str], info: ValidationInfo
+    ) -> dict[str, str]:
+        for name, text in value.items():
+            if carries_credentials(name) and not (expanded(info) or is_credential_reference(text)):
+                raise InvalidValue(
+                    f"the header {name} carries a credential, so its value is given as "
+                    "${secret:NAME} (stored with `audience secret set`) or a ${VARIABLE} that "
+                    "holds it, after at most a word such as Bearer; never as plain text",
+                    field=name,
+                )
         return value
 
     @field_validator("secret")
@@ -49,6 +77,23 @@ class WebhookSettings(DestinationSettings):
     def place(self) -> str:
         """Where records go: one endpoint."""
         return f"webhook|{self.url}"
+
+
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+CREDENTIAL_WORDS = ("key", "token", "secret", "auth", "password", "passwd", "signature")
+"""Header names carrying credentials: these, and any name holding one of these words."""
+
+
+def carries_credentials(header: str) -> bool:
+    """Whether the header `header` (any case) carries a credential, by its name."""
+    name = header.lower()
+    return name in CREDENTIAL_HEADERS or any(word in name for word in CREDENTIAL_WORDS)
+
+
+def without_userinfo(url: str) -> str:
+    """`url` without a `user:password@` before its host: what may be shown of it."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 SETTINGS = WebhookSettings
