@@ -7,7 +7,7 @@ plan before saving; then save as a draft, or schedule it (an admin's)."""
 from __future__ import annotations
 
 import zoneinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -25,6 +25,9 @@ from audience.server.ui.pages import PageEditor, Posted, named, render
 from audience.server.ui.segments import condition_context, first_column
 from audience.server.ui.untouched import keep_untouched
 from audience.store.accounts import User
+
+if TYPE_CHECKING:
+    from audience.workspace import Workspace
 
 router = APIRouter(prefix="/ui")
 
@@ -126,7 +129,7 @@ def test_send(request: Request, name: str, serving: ServedDep, user: PageEditor)
     return RedirectResponse(f"/ui/runs/{run.id}", status_code=303)
 
 
-def _campaign(ws: Any, built: CampaignForm, *, name: str) -> Campaign:
+def _campaign(ws: Workspace, built: CampaignForm, *, name: str) -> Campaign:
     tables = ws.settings.tables
     profile = ws.catalog.columns(tables.profile)
     events = ws.catalog.tables.get(tables.events, {})
@@ -136,7 +139,7 @@ def _campaign(ws: Any, built: CampaignForm, *, name: str) -> Campaign:
     return loaded
 
 
-def _defaults(ws: Any) -> dict[str, list[Any]]:
+def _defaults(ws: Workspace) -> dict[str, list[Any]]:
     """Each destination's default attributes, as documents write them."""
     return {
         name: [

@@ -186,14 +186,10 @@ def to_conditions(blocks: dict[str, Node | None], profile: Kinds, events: Kinds)
 
 def condition_of(node: Node, profile: Kinds, events: Kinds) -> dict[str, Any]:
     """One tree as a condition document."""
-    return _condition(node, profile, events)
-
-
-def _condition(node: Node, profile: Kinds, events: Kinds) -> dict[str, Any]:
     if node.type == "group":
         return {
             node.match if node.match in ("all", "any") else "all": [
-                _condition(child, profile, events) for child in node.children
+                condition_of(child, profile, events) for child in node.children
             ]
         }
     if node.type == "in_segment":

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -22,6 +22,9 @@ from audience.server.ui import condition_form as form_codec
 from audience.server.ui.pages import PageEditor, PageUser, Posted, named, render
 from audience.server.ui.untouched import keep_untouched
 from audience.store.accounts import User
+
+if TYPE_CHECKING:
+    from audience.workspace import Workspace
 
 router = APIRouter(prefix="/ui")
 
@@ -77,7 +80,7 @@ class Picklists:
         self._found: dict[tuple[str, str, str], tuple[float, list[str]]] = {}
         self._lock = threading.Lock()
 
-    def values(self, ws: Any, table: str, column: str) -> list[str]:
+    def values(self, ws: Workspace, table: str, column: str) -> list[str]:
         """`table.column`'s most frequent values (the workspace's, counted lately)."""
         key, now = (str(ws.directory), table, column), time.monotonic()
         with self._lock:
@@ -93,7 +96,7 @@ class Picklists:
 PICKLISTS = Picklists()
 
 
-def first_column(ws: Any) -> str:
+def first_column(ws: Workspace) -> str:
     """The column a new condition starts on: the profile's first that is not its id."""
     tables = ws.settings.tables
     columns = _columns(ws.catalog.columns(tables.profile))
@@ -242,7 +245,7 @@ def save(request: Request, serving: ServedDep, user: PageEditor, posted: Posted)
     return RedirectResponse(f"/ui/segments/{named(name)}?said={status}", status_code=303)
 
 
-def _document(ws: Any, posted: dict[str, str], *, status: str) -> dict[str, Any]:
+def _document(ws: Workspace, posted: dict[str, str], *, status: str) -> dict[str, Any]:
     """The segment document the form describes (what `apply -f` would take)."""
     document: dict[str, Any] = {
         "kind": "segment",
