@@ -14,14 +14,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from audience.definitions.campaign import Campaign
 from audience.definitions.loader import as_documents, validate_data
-from audience.errors import AudienceError, DefinitionError, InvalidInput
+from audience.errors import AudienceError
 from audience.server.app import Served, ServedDep
 from audience.server.auth import require
 from audience.server.errors import status_of
 from audience.server.ui import campaign_form as codec
 from audience.server.ui.campaign_form import CampaignForm
 from audience.server.ui.condition_form import Node, describe_path
-from audience.server.ui.pages import PageEditor, Posted, named, render
+from audience.server.ui.pages import PageEditor, Posted, error_page, named, render, said_of
 from audience.server.ui.segments import condition_context, first_column
 from audience.server.ui.untouched import keep_untouched
 from audience.store.accounts import User
@@ -51,9 +51,7 @@ def edit_campaign(request: Request, name: str, serving: ServedDep, user: PageEdi
         with serving.use(user) as ws:
             campaign, _ = ws.campaign(name)
     except AudienceError as missing:
-        return render(
-            request, "missing.html", user, status_code=status_of(missing), message=str(missing)
-        )
+        return error_page(request, missing, user)
     (document,) = as_documents([campaign])
     built, unshown = codec.from_document(document)
     return _page(request, serving, user, built, unshown=unshown)
@@ -123,9 +121,7 @@ def test_send(request: Request, name: str, serving: ServedDep, user: PageEditor)
         with serving.use(user) as ws:
             run = ws.campaign_run(name, test_records=10)
     except AudienceError as error:
-        return render(
-            request, "missing.html", user, status_code=status_of(error), message=str(error)
-        )
+        return error_page(request, error, user)
     return RedirectResponse(f"/ui/runs/{run.id}", status_code=303)
 
 
@@ -159,8 +155,7 @@ def _start_conditions(built: CampaignForm, first_column: str) -> None:
 
 def _problem(error: AudienceError) -> dict[str, Any]:
     path = codec.form_path(getattr(error, "field", None))
-    message = error.message if isinstance(error, DefinitionError | InvalidInput) else str(error)
-    message = " ".join(str(message).split())
+    message = said_of(error)
     if path is not None and path.startswith("a."):
         sub, _, rest = path[2:].partition(".")
         where = f"Sub-audience {int(sub) + 1}"

@@ -11,11 +11,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from audience.definitions.destination import Destination
 from audience.definitions.loader import dump_documents, load_text
-from audience.errors import AudienceError, DefinitionError, InvalidInput
+from audience.errors import AudienceError, InvalidInput
 from audience.server.app import Served, ServedDep
 from audience.server.auth import require
 from audience.server.errors import status_of
-from audience.server.ui.pages import PageUser, Posted, named, render
+from audience.server.ui.pages import PageUser, Posted, named, render, said_of
 from audience.store.accounts import User
 
 router = APIRouter(prefix="/ui")
@@ -104,8 +104,7 @@ SAID = {
 
 
 def _message(error: AudienceError) -> str:
-    message = error.message if isinstance(error, DefinitionError | InvalidInput) else str(error)
-    return " ".join(str(message).split())
+    return said_of(error)
 
 
 def _list(

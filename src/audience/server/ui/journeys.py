@@ -12,11 +12,19 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from audience.definitions.journey import Journey
 from audience.definitions.loader import as_documents, dump_documents, load_text, validate_data
-from audience.errors import AudienceError, DefinitionError, InvalidInput
+from audience.errors import AudienceError, InvalidInput
 from audience.server.app import Served, ServedDep
 from audience.server.errors import status_of
 from audience.server.ui import journey_form
-from audience.server.ui.pages import PageEditor, PageUser, Posted, named, render
+from audience.server.ui.pages import (
+    PageEditor,
+    PageUser,
+    Posted,
+    error_page,
+    named,
+    render,
+    said_of,
+)
 from audience.store.accounts import User
 
 router = APIRouter(prefix="/ui")
@@ -74,8 +82,7 @@ def _new(
         segments, destinations = sorted(ws.segments()), sorted(ws.destinations())
     message = None
     if error is not None:
-        text = error.message if isinstance(error, DefinitionError | InvalidInput) else str(error)
-        message = " ".join(text.split())
+        message = said_of(error)
     return render(
         request,
         "journey_new.html",
@@ -218,16 +225,13 @@ def _canvas(
             journey = ws.journey(name)
             counted = ws.journey_counts(name)
     except AudienceError as missing:
-        return render(
-            request, "missing.html", user, status_code=status_of(missing), message=str(missing)
-        )
+        return error_page(request, missing, user)
     counts = {n.node: (n.now, n.entered) for n in counted.nodes}
     with serving.use(user) as ws:
         destinations = sorted(ws.destinations())
     message = None
     if error is not None:
-        text = error.message if isinstance(error, DefinitionError | InvalidInput) else str(error)
-        message = " ".join(text.split())
+        message = said_of(error)
     return render(
         request,
         "journey.html",

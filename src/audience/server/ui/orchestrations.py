@@ -11,13 +11,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from audience.definitions.loader import as_documents, validate_data
 from audience.definitions.orchestration import Orchestration
-from audience.errors import AudienceError, DefinitionError, InvalidInput
+from audience.errors import AudienceError
 from audience.server.app import Served, ServedDep
 from audience.server.auth import require
 from audience.server.errors import status_of
 from audience.server.ui.campaign_form import schedule_document, schedule_fields
 from audience.server.ui.campaigns import TIME_ZONES
-from audience.server.ui.pages import PageEditor, Posted, named, render
+from audience.server.ui.pages import PageEditor, Posted, error_page, named, render, said_of
 from audience.store.accounts import User
 
 router = APIRouter(prefix="/ui")
@@ -40,9 +40,7 @@ def edit_orchestration(
         with serving.use(user) as ws:
             definition, _ = ws.activations.definition("orchestration", name)
     except AudienceError as missing:
-        return render(
-            request, "missing.html", user, status_code=status_of(missing), message=str(missing)
-        )
+        return error_page(request, missing, user)
     (document,) = as_documents([definition])
     form = {
         "name": str(document["name"]),
@@ -125,8 +123,7 @@ def _orchestration(form: dict[str, str], name: str) -> Orchestration:
 
 def _problem(error: AudienceError) -> dict[str, Any]:
     field = getattr(error, "field", None) or ""
-    message = error.message if isinstance(error, DefinitionError | InvalidInput) else str(error)
-    return {"message": " ".join(str(message).split()), "field": field.split(".")[0] or None}
+    return {"message": said_of(error), "field": field.split(".")[0] or None}
 
 
 def _context(serving: Served, user: User, form: dict[str, str]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from audience import __version__
-from audience.errors import AudienceError, NotSignedIn
+from audience.errors import AudienceError, DefinitionError, InvalidInput, NotSignedIn
 from audience.server.app import ServedDep
 from audience.server.auth import SESSION_COOKIE, csrf_token, request_user, require
 from audience.server.errors import status_of
@@ -104,6 +104,13 @@ async def page_editor(user: Annotated[User, Depends(page_user)]) -> User:
 
 
 PageEditor = Annotated[User, Depends(page_editor)]
+
+
+def said_of(error: AudienceError) -> str:
+    """What a page says of an error: a definition's or an input's message without the field it
+    names (the page shows that beside the field), or the whole message; on one line."""
+    message = error.message if isinstance(error, DefinitionError | InvalidInput) else str(error)
+    return " ".join(message.split())
 
 
 def error_page(request: Request, error: AudienceError, user: User | None = None) -> HTMLResponse:

@@ -13,7 +13,7 @@ from audience.activation.results import parse_window
 from audience.errors import AudienceError
 from audience.server.app import ServedDep
 from audience.server.errors import status_of
-from audience.server.ui.pages import PageUser, render
+from audience.server.ui.pages import PageUser, error_page, render
 
 router = APIRouter(prefix="/ui")
 
@@ -50,9 +50,7 @@ def results_page(
         with serving.use(user) as ws:
             found = ws.results.campaign(name, window=span)
     except AudienceError as error:
-        return render(
-            request, "missing.html", user, status_code=status_of(error), message=str(error)
-        )
+        return error_page(request, error, user)
     lifts = [g.versus_control.incremental_conversion for g in found.groups if g.versus_control]
     bounds = [e for e in lifts if e is not None]
     scale = max([abs(b) for e in bounds for b in (e.low, e.high)] + [0.01])

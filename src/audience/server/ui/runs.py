@@ -10,7 +10,7 @@ from audience.errors import AudienceError
 from audience.server.app import ServedDep
 from audience.server.auth import require
 from audience.server.errors import status_of
-from audience.server.ui.pages import PageUser, render
+from audience.server.ui.pages import PageUser, error_page, render
 
 router = APIRouter(prefix="/ui")
 
@@ -72,9 +72,7 @@ def _run(
     try:
         run = serving.workspace.store.runs.find(run_id).shape()
     except AudienceError as missing:
-        return render(
-            request, "missing.html", user, status_code=status_of(missing), message=str(missing)
-        )
+        return error_page(request, missing, user)
     return render(
         request,
         "run.html",

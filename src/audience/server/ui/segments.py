@@ -15,11 +15,19 @@ from audience.compile.conditions import OPERATORS_BY_KIND
 from audience.definitions.conditions import RELATIVE_OPS
 from audience.definitions.loader import as_documents, validate_data
 from audience.definitions.segment import Segment
-from audience.errors import AudienceError, DefinitionError, InvalidInput
+from audience.errors import AudienceError, InvalidInput
 from audience.server.app import Served, ServedDep
 from audience.server.errors import status_of
 from audience.server.ui import condition_form as form_codec
-from audience.server.ui.pages import PageEditor, PageUser, Posted, named, render
+from audience.server.ui.pages import (
+    PageEditor,
+    PageUser,
+    Posted,
+    error_page,
+    named,
+    render,
+    said_of,
+)
 from audience.server.ui.untouched import keep_untouched
 from audience.store.accounts import User
 
@@ -130,9 +138,7 @@ def edit_segment(request: Request, name: str, serving: ServedDep, user: PageEdit
         with serving.use(user) as ws:
             segment, _ = ws.segment(name)
     except AudienceError as missing:
-        return render(
-            request, "missing.html", user, status_code=status_of(missing), message=str(missing)
-        )
+        return error_page(request, missing, user)
     (document,) = as_documents([segment])
     blocks, unshown = form_codec.from_conditions(document.get("where"), document.get("exclude"))
     identity = {"name": segment.name, "description": segment.description, "original": name}
@@ -159,9 +165,7 @@ def segment_page(
             history = ws.segment_history(name)
             sql = ws.segment_sql(name)
     except AudienceError as error:
-        return render(
-            request, "missing.html", user, status_code=status_of(error), message=str(error)
-        )
+        return error_page(request, error, user)
     return render(
         request,
         "segment.html",
@@ -277,8 +281,7 @@ def _problem(error: AudienceError) -> dict[str, Any]:
     """What went wrong, and the form field it is about (`w.1.value`), said in the builder's
     words ("Include, condition 2: …")."""
     path = form_codec.form_path(getattr(error, "field", None))
-    message = error.message if isinstance(error, DefinitionError | InvalidInput) else str(error)
-    message = " ".join(str(message).split())
+    message = said_of(error)
     if path is not None:
         message = f"{form_codec.describe_path(path)}: {message}"
     return {"message": message, "field": path}
