@@ -52,8 +52,8 @@ PAGES = (
     ("runs", "/ui/runs"),
     ("segments", "/ui/segments"),
     ("destinations", "/ui/destinations"),
-    ("campaign builder (before its plan)", "/ui/campaigns/new"),
-    ("segment editor (before its count)", "/ui/segments/new"),
+    ("campaign builder (before its plan)", "/ui/new/campaign"),
+    ("segment editor (before its count)", "/ui/new/segment"),
 )
 
 
