@@ -457,3 +457,19 @@ def test_a_failure_before_a_canceled_run_still_shows_as_an_error(
     clock.now = NOW + timedelta(hours=1)
     ws.activations.cancel_run(ws.activations.queue_now("campaign", "Flaky").id)
     assert ws.activations.status_of("campaign", "Flaky").status == "error"
+
+
+def test_a_burst_is_queued_in_rounds_that_double_each_activation_once(
+    ws: Workspace, clock: Clock
+) -> None:
+    from audience.scheduling.worker import FIRST_QUEUE_ROUND
+
+    names = [f"Burst {n:02d}" for n in range(FIRST_QUEUE_ROUND * 3 + 2)]  # rounds of 5, 10, 2
+    apply(ws, *(campaign(name, {"once": "asap"}) for name in names))
+    for name in names:
+        ws.activations.schedule("campaign", name)
+    worker = Worker(ws, name="w")
+    assert worker.queue_due(clock.now) == len(names)
+    assert worker.queue_due(clock.now) == 0  # nothing is owed twice
+    queued = [r.activation_name for r in ws.runs() if r.status == "queued"]
+    assert sorted(queued) == names
