@@ -503,22 +503,36 @@ class Workspace:
         self, name: str, dialect: str | None = None, now: datetime | None = None
     ) -> str:
         """The compiled SQL of a segment's members, in `dialect` (default: the engine's)."""
+
+        return self.sql_of(self.segment(name)[0], dialect, now=now)
+
+    def sql_of(
+        self, segment: Segment, dialect: str | None = None, now: datetime | None = None
+    ) -> str:
+        """The compiled SQL of a segment's members, saved or not, in `dialect` (default: the
+        engine's)."""
         from audience.compile.conditions import segment_ids
 
-        segment, _ = self.segment(name)
         query = segment_ids(segment, self.compile_context(now=now))
         return query.sql(dialect or self.engine.dialect, pretty=True)
 
     def segment_insights(
-        self, name: str, *, by: str | None = None, now: datetime | None = None
+        self,
+        name: str,
+        *,
+        by: str | None = None,
+        now: datetime | None = None,
+        record: bool = True,
     ) -> Insights:
-        """Compute a segment's insights now and record them in its history."""
+        """Compute a segment's insights now and (unless `record` is false: a page only looked
+        at) record them in its history."""
         from audience.activation.insights import compute_insights
 
         segment, version = self.segment(name)
         ctx = self.compile_context(now=now)
         insights = compute_insights(self.engine, segment, ctx, by=by)
-        self.store.record_insights(segment.name, version, ctx.now, insights.figures())
+        if record:
+            self.store.record_insights(segment.name, version, ctx.now, insights.figures())
         return insights
 
     def insights_of(self, segment: Segment, *, now: datetime | None = None) -> Insights:

@@ -374,3 +374,17 @@ def test_a_sql_segment_naming_a_column_its_tables_lack_is_refused(
     with pytest.raises(InvalidValue, match="engine rejected the query"):
         apply(fresh_workspace, sneaky)
     apply(fresh_workspace, {**sneaky, "sql": "select member_id from loyalty_events"})
+
+
+def test_a_recurring_campaigns_test_send_samples_the_whole_audience(
+    fresh_workspace: Workspace,
+) -> None:
+    out = fresh_workspace.directory / "out"
+    destination = folder("out", out, filename="{{ campaign_name }}_{{ group_name }}_{{ run_id }}")
+    recurring = campaign("Daily", [("A", 100, ["out"])]) | {
+        "schedule": {"recurring": {"every": "day", "at": "06:00", "timezone": "UTC"}}
+    }
+    apply(fresh_workspace, GOLD, destination, recurring)
+    assert fresh_workspace.campaign_run("Daily").status == "succeeded"  # everyone is sent
+    run = fresh_workspace.campaign_run("Daily", test_records=3)  # nobody is new now
+    assert run.status == "succeeded" and run.counts["sent"] == 3

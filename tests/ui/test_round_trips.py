@@ -64,7 +64,7 @@ def test_a_campaign_and_a_segment_saved_unchanged_stay_as_they_were(
     page = visit.sign_in("ed")
     visit.go("/ui/edit/campaign/Seeded")
     visit.settled()
-    page.get_by_role("button", name="Save as draft").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     page.wait_for_url(re.compile(r".*/ui/activations/campaign/Seeded\?said=saved"))
     assert _stored(served, "campaign", "Seeded") == campaign
     visit.go("/ui/edit/segment/Odd values")
@@ -76,7 +76,7 @@ def test_a_campaign_and_a_segment_saved_unchanged_stay_as_they_were(
     visit.go("/ui/edit/campaign/Seeded")
     page.locator("#a-0-control").fill("20")
     page.locator("#a-0-t-0-percent").fill("80")
-    page.get_by_role("button", name="Save as draft").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     page.wait_for_url(re.compile(r".*said=saved"))
     changed = _stored(served, "campaign", "Seeded")
     assert changed["control"] == 20 and changed["seed"] == "spring-2026"

@@ -62,7 +62,9 @@ def test_an_editor_builds_a_segment_and_the_count_follows(visit: Visit, served: 
         assert ws.segment_insights("Gold, reachable").customers == gold_reachable
         saved, version = ws.segment("Gold, reachable")
     assert version == 1 and saved.status == "active"
-    page.reload()  # a second refresh of the insights: their history is drawn
+    page.reload()  # a look records nothing
+    expect(page.get_by_role("img", name=re.compile("Customers at each refresh"))).to_have_count(0)
+    page.get_by_role("button", name="Record these in the history").click()  # a second point
     expect(page.get_by_role("img", name=re.compile("Customers at each refresh"))).to_be_visible()
     assert page.locator("svg.chart circle").count() >= 2
     page.get_by_label("By attribute").select_option("state")

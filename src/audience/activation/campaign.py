@@ -137,7 +137,13 @@ def run_campaign(
         )
         ledger.ensure_tables(engine)
         ledger.forget_run(engine, run.id)
-        previous = _previous(campaign, runs, engine, exclude=run.id)
+        # A test sends a sample of the whole audience: after a recurring campaign's first run,
+        # "newly qualified" would often leave nobody to sample.
+        previous = (
+            ledger.previous_runs([])
+            if test_records is not None
+            else _previous(campaign, runs, engine, exclude=run.id)
+        )
         progress.step("Assigning customers to groups")
         ledger.materialise(
             engine,

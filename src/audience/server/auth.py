@@ -116,5 +116,6 @@ async def request_user(request: Request, accounts: Accounts, now: Callable[[], d
 def require(user: User, role: str) -> User:
     """`user` if their role includes `role`; NotAllowed otherwise."""
     if not user.may(role):
-        raise NotAllowed(f"this needs the {role} role; {user.name!r} is a {user.role}")
+        article = "an" if user.role[:1] in "aeiou" else "a"
+        raise NotAllowed(f"this needs the {role} role; {user.name!r} is {article} {user.role}")
     return user

@@ -71,6 +71,8 @@ class CampaignForm:
     name: str = ""
     description: str = ""
     original: str = ""
+    version: str = ""
+    """The version the builder opened (a later one saved meanwhile is not overwritten)."""
     include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
     match: str = "first"
@@ -109,6 +111,7 @@ def parse_form(form: Mapping[str, str]) -> CampaignForm:
         name=form.get("name", "").strip(),
         description=form.get("description", "").strip(),
         original=form.get("original", ""),
+        version=form.get("version", ""),
         include=_checked(form, "include"),
         exclude=_checked(form, "exclude"),
         match=form.get("match", "first"),

@@ -21,7 +21,15 @@ from audience.server.errors import status_of
 from audience.server.ui import campaign_form as codec
 from audience.server.ui.campaign_form import CampaignForm
 from audience.server.ui.condition_form import Node, describe_path
-from audience.server.ui.pages import PageEditor, Posted, error_page, named, render, said_of
+from audience.server.ui.pages import (
+    PageEditor,
+    Posted,
+    error_page,
+    named,
+    render,
+    said_of,
+    still_as_opened,
+)
 from audience.server.ui.segments import condition_context, first_column
 from audience.server.ui.untouched import keep_untouched
 from audience.store.accounts import User
@@ -49,11 +57,12 @@ def edit_campaign(request: Request, name: str, serving: ServedDep, user: PageEdi
     """The builder, holding the campaign as it is saved."""
     try:
         with serving.use(user) as ws:
-            campaign, _ = ws.campaign(name)
+            campaign, version = ws.campaign(name)
     except AudienceError as missing:
         return error_page(request, missing, user)
     (document,) = as_documents([campaign])
     built, unshown = codec.from_document(document)
+    built.version = str(version)
     return _page(request, serving, user, built, unshown=unshown)
 
 
@@ -100,7 +109,9 @@ def save(request: Request, serving: ServedDep, user: PageEditor, posted: Posted)
             campaign = _campaign(ws, built, name=built.name)
             document = as_documents([campaign])[0]
             if built.original:  # what the builder does not show is kept as it was
-                (stored,) = as_documents([ws.campaign(built.original)[0]])
+                found, version = ws.campaign(built.original)
+                still_as_opened("campaign", found.name, built.version, version)
+                (stored,) = as_documents([found])
                 shown = _campaign(ws, codec.from_document(stored)[0], name=built.name)
                 document = keep_untouched(stored, as_documents([shown])[0], document)
             ws.apply_documents([validate_data(document, origin="the builder")])

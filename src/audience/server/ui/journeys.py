@@ -112,7 +112,7 @@ def add_node(
     return _edited(request, serving, user, name, lambda d: journey_form.add_node(d, form))
 
 
-@router.post("/journeys/{name:path}/nodes/{node}/change", response_class=HTMLResponse)
+@router.post("/journeys/{name:path}/nodes/{node:path}/change", response_class=HTMLResponse)
 def change_node(
     request: Request, name: str, node: str, serving: ServedDep, user: PageEditor, posted: Posted
 ) -> Response:
@@ -121,7 +121,7 @@ def change_node(
     return _edited(request, serving, user, name, lambda d: journey_form.change_node(d, node, form))
 
 
-@router.post("/journeys/{name:path}/nodes/{node}/remove", response_class=HTMLResponse)
+@router.post("/journeys/{name:path}/nodes/{node:path}/remove", response_class=HTMLResponse)
 def remove_node(
     request: Request, name: str, node: str, serving: ServedDep, user: PageEditor
 ) -> Response:

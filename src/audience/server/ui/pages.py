@@ -13,7 +13,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from audience import __version__
-from audience.errors import AudienceError, DefinitionError, InvalidInput, NotSignedIn
+from audience.errors import (
+    AudienceError,
+    DefinitionError,
+    InvalidInput,
+    NotSignedIn,
+    StateError,
+)
 from audience.server.app import ServedDep
 from audience.server.auth import SESSION_COOKIE, csrf_token, request_user, require
 from audience.server.errors import status_of
@@ -82,7 +88,7 @@ def render(
 ) -> HTMLResponse:
     """A page (or, for htmx, a fragment) with what every template may use."""
     session = request.cookies.get(SESSION_COOKIE)
-    return templates.TemplateResponse(
+    answer = templates.TemplateResponse(
         request,
         template,
         {
@@ -95,6 +101,10 @@ def render(
         },
         status_code=status_code,
     )
+    # Pages hold customers' data: not kept by the browser, so Back after signing out shows
+    # nothing.
+    answer.headers["Cache-Control"] = "no-store"
+    return answer
 
 
 async def page_editor(user: Annotated[User, Depends(page_user)]) -> User:
@@ -126,6 +136,16 @@ def error_page(request: Request, error: AudienceError, user: User | None = None)
     )
 
 
+def still_as_opened(kind: str, name: str, opened: str, stored: int) -> None:
+    """StateError when the definition was saved again (another tab, another editor) since the
+    form was opened at version `opened`: the later save would undo that one unseen."""
+    if opened and opened != str(stored):
+        raise StateError(
+            f"{kind} {name!r} was saved again (version {stored}) since you opened version "
+            f"{opened}; open it again to see that change"
+        )
+
+
 def named(name: str) -> str:
     """A definition's name as part of a page's address: names may hold `?`, `#` or `%`."""
     return quote(name, safe="")
@@ -134,3 +154,6 @@ def named(name: str) -> str:
 def sign_in_redirect(error: SignInFirst) -> RedirectResponse:
     """Where a page sends someone not signed in: the sign-in page, then back."""
     return RedirectResponse(f"/ui/login?next={quote(error.next_page, safe='/')}", status_code=303)
+
+
+templates.env.filters["named"] = named

@@ -27,6 +27,7 @@ from audience.server.ui.pages import (
     named,
     render,
     said_of,
+    still_as_opened,
 )
 from audience.server.ui.untouched import keep_untouched
 from audience.store.accounts import User
@@ -136,12 +137,17 @@ def edit_segment(request: Request, name: str, serving: ServedDep, user: PageEdit
     """The editor, holding the segment's newest version."""
     try:
         with serving.use(user) as ws:
-            segment, _ = ws.segment(name)
+            segment, version = ws.segment(name)
     except AudienceError as missing:
         return error_page(request, missing, user)
     (document,) = as_documents([segment])
     blocks, unshown = form_codec.from_conditions(document.get("where"), document.get("exclude"))
-    identity = {"name": segment.name, "description": segment.description, "original": name}
+    identity = {
+        "name": segment.name,
+        "description": segment.description,
+        "original": name,
+        "version": str(version),
+    }
     return _editor_page(
         request, serving, user, identity, blocks, segment.sql or "", unshown=unshown
     )
@@ -155,13 +161,15 @@ def segment_page(
     user: PageUser,
     by: str | None = None,
     said: str | None = None,
+    refresh: bool = False,
 ) -> Response:
-    """One segment: its insights now (recorded in its history), a breakdown, its SQL."""
+    """One segment: its insights now (recorded in its history when refreshed), a breakdown,
+    its SQL."""
     try:
         with serving.use(user) as ws:
             segment, version = ws.segment(name)
             columns = _columns(ws.catalog.columns(ws.settings.tables.profile))
-            insights = ws.segment_insights(name, by=by or None)
+            insights = ws.segment_insights(name, by=by or None, record=refresh)
             history = ws.segment_history(name)
             sql = ws.segment_sql(name)
     except AudienceError as error:
@@ -198,7 +206,22 @@ def editor_changed(
     action = posted.get("action", "")
     if action:
         form_codec.apply_action(blocks, action, first)
+    if posted.get("mode") == "sql" and not posted.get("sql", "").strip():
+        posted = posted | {"sql": _sql_of_conditions(serving, user, posted)}
     return _builder(request, serving, user, posted, blocks)
+
+
+def _sql_of_conditions(serving: Served, user: User, posted: dict[str, str]) -> str:
+    """The SQL the conditions built so far compile to: where writing SQL starts from (blank
+    when they do not compile yet)."""
+    try:
+        with serving.use(user) as ws:
+            document = _document(ws, posted | {"mode": "builder"}, status="draft")
+            segment = validate_data(document | {"name": "New segment"}).definition
+            assert isinstance(segment, Segment)
+            return ws.sql_of(segment)
+    except AudienceError:
+        return ""
 
 
 @router.post("/segments/editor/insights", response_class=HTMLResponse)
@@ -228,7 +251,9 @@ def save(request: Request, serving: ServedDep, user: PageEditor, posted: Posted)
         with serving.use(user) as ws:
             document = _document(ws, posted, status=status)
             if posted.get("original"):  # what the builder does not show is kept as it was
-                (stored,) = as_documents([ws.segment(posted["original"])[0]])
+                found, version = ws.segment(posted["original"])
+                still_as_opened("segment", found.name, posted.get("version", ""), version)
+                (stored,) = as_documents([found])
                 try:
                     shown = _document(ws, _form_of(stored), status=status)
                 except InvalidInput:  # the builder cannot show it at all: all is the form's
@@ -354,6 +379,7 @@ def _builder(
         user,
         form=posted,
         mode=posted.get("mode", "builder"),
+        kept=form_codec.to_form(blocks),
         **condition_context(serving, user, blocks),
     )
 

@@ -32,3 +32,30 @@ document.addEventListener("input", (event) => {
     : `Treatments and control total ${total} %: make it 100.`;
   said.className = ok ? "total ok" : "total bad";
 });
+
+// htmx redraws the builders when a drop-down or a button changes them: the control that had
+// the focus gets it back in the new drawing (found by its id, or by its name and value), so
+// keyboard users keep their place.
+let focused = null;
+document.addEventListener("htmx:beforeSwap", () => {
+  const active = document.activeElement;
+  focused = active && active !== document.body
+    ? { id: active.id, name: active.getAttribute("name"), value: active.getAttribute("value") }
+    : null;
+});
+document.addEventListener("htmx:afterSettle", () => {
+  if (!focused) {
+    return;
+  }
+  let again = focused.id ? document.getElementById(focused.id) : null;
+  if (!again && focused.name) {
+    const same = `[name="${CSS.escape(focused.name)}"]`;
+    again = document.querySelector(
+      focused.value !== null ? `${same}[value="${CSS.escape(focused.value)}"]` : same,
+    );
+  }
+  if (again) {
+    again.focus();
+  }
+  focused = null;
+});
