@@ -64,9 +64,10 @@ def change_node(document: dict[str, Any], name: str, form: Mapping[str, str]) ->
     return edited
 
 
-def remove_node(document: dict[str, Any], name: str) -> dict[str, Any]:
+def remove_node(document: dict[str, Any], name: str, *, occupied: bool) -> dict[str, Any]:
     """The journey without node `name`: what led to it leads where it led, and customers
-    waiting at it move there too (or leave the journey, at the end of a path)."""
+    waiting at it (when it is `occupied`) move there too (or leave the journey, at the end of
+    a path)."""
     nodes = [dict(n) for n in document["nodes"]]
     index = _index(nodes, name)
     successor = _successor(nodes, index)
@@ -82,6 +83,8 @@ def remove_node(document: dict[str, Any], name: str) -> dict[str, Any]:
                 {**p, "next": successor or END} if p.get("next") == name else p
                 for p in node["paths"]
             ]
+    if not occupied:
+        return {**document, "nodes": nodes}
     removed = {**document.get("removed_nodes", {}), name: successor or RELEASE}
     return {**document, "nodes": nodes, "removed_nodes": removed}
 

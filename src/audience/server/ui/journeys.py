@@ -126,7 +126,15 @@ def remove_node(
     request: Request, name: str, node: str, serving: ServedDep, user: PageEditor
 ) -> Response:
     """Remove a node (an editor's): what led to it leads on, and customers there move on."""
-    return _edited(request, serving, user, name, lambda d: journey_form.remove_node(d, node))
+    with serving.use(user) as ws:
+        waiting = {n.node: n.now for n in ws.journey_counts(name).nodes}.get(node, 0)
+    return _edited(
+        request,
+        serving,
+        user,
+        name,
+        lambda d: journey_form.remove_node(d, node, occupied=waiting > 0),
+    )
 
 
 def _edited(

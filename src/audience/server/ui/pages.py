@@ -3,6 +3,7 @@ token, and the answer for someone who is not signed in (the sign-in page, then b
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -116,10 +117,28 @@ async def page_editor(user: Annotated[User, Depends(page_user)]) -> User:
 PageEditor = Annotated[User, Depends(page_editor)]
 
 
+PLAIN_WORDS = (
+    (
+        re.compile(r"List should have at least 1 item after validation, not 0"),
+        "choose at least one",
+    ),
+    (re.compile(r"String should have at least 1 character"), "cannot be empty"),
+    (re.compile(r"Input should be less than or equal to (\S+)"), r"at most \1"),
+    (re.compile(r"Input should be greater than or equal to (\S+)"), r"at least \1"),
+    (re.compile(r"Input should be greater than (\S+)"), r"more than \1"),
+    (re.compile(r"Extra inputs are not permitted"), "is not one of the settings this takes"),
+    (re.compile(r"Field required"), "is needed"),
+)
+"""The validation library's phrases, as a marketer's page says them."""
+
+
 def said_of(error: AudienceError) -> str:
     """What a page says of an error: a definition's or an input's message without the field it
-    names (the page shows that beside the field), or the whole message; on one line."""
+    names (the page shows that beside the field), or the whole message; on one line, in plain
+    words."""
     message = error.message if isinstance(error, DefinitionError | InvalidInput) else str(error)
+    for phrase, plain in PLAIN_WORDS:
+        message = phrase.sub(plain, message)
     return " ".join(message.split())
 
 
