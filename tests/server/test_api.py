@@ -550,6 +550,7 @@ FREE_FORM = {
     "CanceledRunShape.counts": "the same counts, of a canceled run",
     "CampaignPlan.shrink": "customers lost per destination: keyed by the destination's name",
     "JourneyCounts.exited": "customers who left per exit segment: keyed by the segment's name",
+    "JourneyCounts.paths": "customers who took each split path: keyed by the path's name",
     "AuditShape.detail": "what each action records about itself",
 }
 """Where an answer holds an object whose keys are not known in advance, and why that is right."""

@@ -104,7 +104,8 @@ def test_results_and_their_csv_and_a_journeys_canvas(visit: Visit, served: Serve
         start = ws.clock()
         for day in range(3):
             ws.journey_tick("Gold welcome", now=start + timedelta(days=day, minutes=1))
-        counts = {n.node: n for n in ws.journey_counts("Gold welcome").nodes}
+        counted = ws.journey_counts("Gold welcome")
+        counts, took = {n.node: n for n in counted.nodes}, counted.paths
         ws.campaign_run("Gold offer")
     page = visit.sign_in("ada")
     visit.go("/ui/activations/journey/Gold welcome")
@@ -113,6 +114,9 @@ def test_results_and_their_csv_and_a_journeys_canvas(visit: Visit, served: Serve
     visit.seen()
     for name, count in counts.items():
         expect(page.get_by_test_id(f"entered-{name}")).to_have_text(f"{count.entered:,}")
+    assert took["Holdout"] > 0  # the control path ends at once: counted all the same
+    for path, number in took.items():
+        expect(page.get_by_test_id(f"path-{path}")).to_have_text(f"{number:,}")
     assert page.locator("svg.canvas g.node").count() == len(JOURNEY["nodes"]) + 3  # start, ends
     page.locator("g.node[data-node='Split']").click()
     expect(page.locator(".node-details[data-node='Split']")).to_be_visible()
@@ -139,6 +143,24 @@ def test_results_and_their_csv_and_a_journeys_canvas(visit: Visit, served: Serve
     expect(page.get_by_role("status")).to_contain_text("Saved")
     with Workspace.open(served.directory) as ws:
         assert "Reminder" not in [n.name for n in ws.journey("Gold welcome").nodes]
+    # A percent split through the form; connecting its path back into a loop is refused.
+    page.get_by_text("Add a node").click()
+    page.get_by_label("Name", exact=True).fill("Second split")
+    page.get_by_label("Type").select_option("percent_split")
+    page.get_by_label("After").select_option("Offer email")
+    page.get_by_role("button", name="Add the node").click()
+    expect(page.get_by_role("status")).to_contain_text("Saved")
+    page.get_by_role("button", name="Second split", exact=True).click()
+    details = page.locator(".node-details[data-node='Second split']")
+    details.get_by_label("Path Offer leads to").select_option("Wait a day")  # a loop
+    details.get_by_role("button", name="Save Second split").click()
+    expect(page.get_by_role("alert")).to_contain_text("cannot be reached")  # refused, said
+    with Workspace.open(served.directory) as ws:
+        split = ws.journey("Gold welcome").node("Second split")
+    assert [(p.name, p.percent, p.control, p.next) for p in split.paths] == [
+        ("Offer", 90, False, None),
+        ("Holdout", 10, True, None),
+    ]
     visit.go("/ui/campaigns/Gold offer/results")
     expect(page.get_by_role("heading", level=1)).to_contain_text("Results of Gold offer")
     with page.expect_download() as downloading:

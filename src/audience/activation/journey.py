@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from pydantic import Field
 from sqlglot import exp
 
 from audience.activation import ledger
@@ -118,6 +119,9 @@ class JourneyCounts(Shape):
     finished: int
     released: int
     goals: list[GoalCount]
+    paths: dict[str, int] = Field(default_factory=dict)
+    """Customers who took each path out of a split, by its name (a control path that ends at
+    once included)."""
 
 
 class Step(Shape):
@@ -588,6 +592,15 @@ def journey_counts(journey: Journey, engine: Engine, ctx: CompileContext) -> Jou
         .where(sql.of_journey(journey))
         .group_by(column(sql.NODE), column(sql.EVENT), column(sql.REASON))
     )
+    took = engine.rows(
+        exp.select(
+            column(sql.PATH),
+            exp.alias_(exp.Count(this=exp.Distinct(expressions=[column(CUSTOMER)])), "n"),
+        )
+        .from_(table(sql.TRAVEL_LOG))
+        .where(exp.and_(sql.of_journey(journey), exp.not_(column(sql.PATH).is_(exp.null()))))
+        .group_by(column(sql.PATH))
+    )
     now = {r["node"]: int(r["n"]) for r in at}
     entered: dict[str, int] = {}
     exited: dict[str, int] = {}
@@ -617,6 +630,7 @@ def journey_counts(journey: Journey, engine: Engine, ctx: CompileContext) -> Jou
         goals=[
             g for i, name in enumerate(journey.goals) for g in _goal(journey, engine, ctx, i, name)
         ],
+        paths={str(r["path"]): int(r["n"]) for r in took},
     )
 
 

@@ -9,8 +9,9 @@ from typing import Any
 
 from audience.definitions.journey import END, RELEASE
 
-NEW_NODE_TYPES = ("activate", "delay", "merge")
-"""What the form adds; splits (whose paths need several fields each) are written as YAML."""
+NEW_NODE_TYPES = ("activate", "delay", "percent_split", "merge")
+"""What the form adds: a percent split with two paths (the second may be held back as a
+control); a conditional split's paths, each a segment or conditions, are written as YAML."""
 
 
 def _index(nodes: list[dict[str, Any]], name: str) -> int:
@@ -53,15 +54,27 @@ def change_node(document: dict[str, Any], name: str, form: Mapping[str, str]) ->
     one listed after it) and its own fields as the form gives them."""
     edited = {**document, "nodes": [dict(n) for n in document["nodes"]]}
     node = edited["nodes"][_index(edited["nodes"], name)]
-    if node["type"] in NEW_NODE_TYPES:
+    if node["type"] in ("activate", "delay", "merge") and not node.get("until"):
         for field in ("destinations", "value", "unit"):
             node.pop(field, None)
         node |= _fields(node["type"], form)
+    if node.get("paths"):
+        node["paths"] = [
+            _led(path, form.get(f"path.{index}.next")) for index, path in enumerate(node["paths"])
+        ]
     if "next" in form:
         node.pop("next", None)
         if form["next"]:
             node["next"] = form["next"]
     return edited
+
+
+def _led(path: dict[str, Any], target: str | None) -> dict[str, Any]:
+    """A split's path leading to `target` (a node, or `end`; None leaves it as it is)."""
+    if target is None:
+        return path
+    led = {k: v for k, v in path.items() if k != "next"}
+    return led | ({"next": target} if target else {})
 
 
 def remove_node(document: dict[str, Any], name: str, *, occupied: bool) -> dict[str, Any]:
@@ -96,4 +109,15 @@ def _fields(kind: str, form: Mapping[str, str]) -> dict[str, Any]:
     if kind == "delay":
         value = form.get("value", "").strip()
         return {"value": int(value) if value.isdigit() else value, "unit": form.get("unit", "days")}
+    if kind == "percent_split":
+        first = {"name": form.get("path1", "").strip(), "percent": _number(form.get("percent1"))}
+        second = {"name": form.get("path2", "").strip(), "percent": _number(form.get("percent2"))}
+        if form.get("control2") == "on":
+            second["control"] = True
+        return {"paths": [first, second]}
     return {}
+
+
+def _number(text: str | None) -> Any:
+    text = (text or "").strip()
+    return int(text) if text.isdigit() else text

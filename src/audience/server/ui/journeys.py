@@ -178,20 +178,18 @@ def save(
     return RedirectResponse(f"/ui/journeys/{named(name)}/canvas?said=saved", status_code=303)
 
 
-def graph(journey: Journey, counts: dict[str, tuple[int, int]]) -> dict[str, Any]:
+def graph(
+    journey: Journey, counts: dict[str, tuple[int, int]], paths: dict[str, int]
+) -> dict[str, Any]:
     """Nodes and edges for the canvas: every node with its counts (now, entered), a start, and
     an end wherever a path ends; each edge with its label and, out of a split, how many took
-    it (those who entered the node it leads to, when only that path leads there)."""
+    it (`paths`, by the path's name, where no other split has a path of that name)."""
     nodes: list[dict[str, Any]] = [{"id": START, "label": "Start", "type": "start"}]
     edges: list[dict[str, Any]] = []
     first = journey.in_order()[0].name
     edges.append({"source": START, "target": first, "label": None, "control": False})
+    labels = [p.name for n in journey.nodes for p in n.paths]
     ends = 0
-    incoming: dict[str, int] = {}
-    for node in journey.nodes:
-        for edge in journey.edges(node.name):
-            if edge.target is not None:
-                incoming[edge.target] = incoming.get(edge.target, 0) + 1
     for node in journey.nodes:
         now, entered = counts.get(node.name, (0, 0))
         nodes.append(
@@ -204,8 +202,8 @@ def graph(journey: Journey, counts: dict[str, tuple[int, int]]) -> dict[str, Any
                 target = f"{END}-{ends}"
                 nodes.append({"id": target, "label": "End", "type": "end"})
             taken = None
-            if edge.label is not None and edge.target is not None and incoming[edge.target] == 1:
-                taken = counts.get(edge.target, (0, 0))[1]
+            if node.paths and edge.label is not None and labels.count(edge.label) == 1:
+                taken = paths.get(edge.label, 0)
             edges.append(
                 {
                     "source": node.name,
@@ -247,7 +245,7 @@ def _canvas(
         status_code=200 if error is None else status_of(error),
         journey=journey,
         counts=counted,
-        graph=graph(journey, counts),
+        graph=graph(journey, counts, counted.paths),
         destinations=destinations,
         new_node_types=journey_form.NEW_NODE_TYPES,
         document=document if document is not None else dump_documents([journey]),
