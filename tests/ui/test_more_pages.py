@@ -80,6 +80,24 @@ def test_a_destination_is_tested_and_secrets_are_write_only(visit: Visit) -> Non
     page.get_by_role("button", name="Test connection").click()
     expect(page.get_by_role("status")).to_contain_text("is writable")
     visit.seen()
+    # A new destination, written as apply takes it; a plain password in it is refused.
+    visit.go("/ui/destinations")
+    page.get_by_role("button", name="New destination").click()
+    visit.seen()
+    plain = (
+        "kind: destination\nname: drop\ntype: sftp\n"
+        "settings: {host: localhost, user: u, password: plain-text-pw, folder: in}\n"
+    )
+    page.get_by_label("The destination").fill(plain)
+    page.get_by_role("button", name="Save the destination").click()
+    expect(page.get_by_role("alert")).to_contain_text("secret")
+    assert "plain-text-pw" not in page.locator(".flash").inner_text()
+    page.get_by_label("The destination").fill(
+        plain.replace("plain-text-pw", "'${secret:sftp_password}'")
+    )
+    page.get_by_role("button", name="Save the destination").click()
+    page.wait_for_url(re.compile(r".*/ui/destinations/drop\?said=saved"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("drop")
 
 
 def test_a_journey_is_started_from_a_form(visit: Visit, served: Served) -> None:

@@ -633,8 +633,17 @@ class RunLog:
                 )
             return _run(rows[0], _deliveries(session, rows[0].id))
 
-    def history(self, name: str | None = None, kind: str | None = None) -> list[Run]:
-        """Runs, newest first (of one activation when named)."""
+    def history(
+        self,
+        name: str | None = None,
+        kind: str | None = None,
+        *,
+        status: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Run]:
+        """Runs, newest first (of one activation when named, of one status when given); a
+        page of them with `limit` and `offset`, read as a page (a run log grows for ever)."""
         query = select(RunRecord).order_by(
             RunRecord.scheduled_for.desc(), RunRecord.started_at.desc()
         )
@@ -642,6 +651,9 @@ class RunLog:
             query = query.where(RunRecord.activation_name == name)
         if kind is not None:
             query = query.where(RunRecord.activation_kind == kind)
+        if status is not None:
+            query = query.where(RunRecord.status == status)
+        query = query.offset(offset).limit(limit)
         with self._sessions() as session:
             return [_run(row, _deliveries(session, row.id)) for row in session.scalars(query)]
 

@@ -17,6 +17,9 @@ from audience.server.ui.pages import PageUser, named, render
 
 router = APIRouter(prefix="/ui")
 
+RUNS_SHOWN = 100
+"""An activation's newest runs its page lists (all of them are on the runs page)."""
+
 KINDS = {"campaign": "Campaigns", "journey": "Journeys", "orchestration": "Orchestrations"}
 
 Verb = Literal["schedule", "pause", "resume", "cancel", "run", "activate", "end"]
@@ -171,7 +174,7 @@ def _activation(
             status_code=status_of(missing),
             message=str(missing),
         )
-    runs = [r.shape() for r in serving.workspace.runs(name) if r.activation_kind == kind]
+    runs = [r.shape() for r in serving.workspace.store.runs.history(name, kind, limit=RUNS_SHOWN)]
     actions = ACTIONS.get(kind, {}).get(row.status, ()) if user.may("admin") else ()
     return render(
         request,

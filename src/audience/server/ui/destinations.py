@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from audience.definitions.destination import Destination
 from audience.definitions.loader import dump_documents, load_text
-from audience.errors import AudienceError, InvalidInput
+from audience.errors import AudienceError, InvalidInput, StateError
 from audience.server.app import Served, ServedDep
 from audience.server.auth import require
 from audience.server.errors import status_of
@@ -27,6 +27,56 @@ def destinations_page(
 ) -> HTMLResponse:
     """Every destination, and (for an admin) the secrets their credentials refer to."""
     return _list(request, serving, user, said=said)
+
+
+NEW_DESTINATION = """kind: destination
+name: partner-drop
+type: filesystem              # s3 | filesystem | sftp | webhook (see the README)
+settings:
+  path: exports/partner       # under the workspace
+file:
+  format: csv
+  compression: gzip
+  filename: "{{ campaign_name }}_{{ group_name }}_{{ now | format('%Y%m%d') }}"
+  success_file: true
+default_attributes: [amperity_id, email, given_name, surname]
+"""
+"""Where a new destination starts: a folder, written as `apply -f` takes it."""
+
+
+@router.get("/new/destination", response_class=HTMLResponse)
+def new_destination(request: Request, user: PageUser) -> HTMLResponse:
+    """A destination to write (an admin's): its settings, file options, default attributes."""
+    require(user, "admin")
+    return render(request, "destination_new.html", user, document=NEW_DESTINATION)
+
+
+@router.post("/new/destination", response_class=HTMLResponse)
+def create_destination(
+    request: Request, serving: ServedDep, user: PageUser, posted: Posted
+) -> Response:
+    """Apply the new destination (an admin's); the form again with the error otherwise."""
+    text = posted.get("document", "")
+    try:
+        require(user, "admin")
+        documents = load_text(text, origin="the form")
+        if len(documents) != 1 or not isinstance(documents[0].definition, Destination):
+            raise InvalidInput("write one document, of kind destination", field="document")
+        name = documents[0].definition.name
+        with serving.use(user) as ws:
+            if name in ws.destinations():
+                raise StateError(f"destination {name!r} exists already: edit it on its page")
+            ws.apply_documents(documents)
+    except AudienceError as error:
+        return render(
+            request,
+            "destination_new.html",
+            user,
+            status_code=status_of(error),
+            document=text,
+            error=said_of(error),
+        )
+    return RedirectResponse(f"/ui/destinations/{named(name)}?said=saved", status_code=303)
 
 
 @router.get("/destinations/{name:path}", response_class=HTMLResponse)

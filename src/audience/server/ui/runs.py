@@ -22,10 +22,12 @@ def runs_page(
     request: Request, serving: ServedDep, user: PageUser, status: str = "", page: int = 1
 ) -> HTMLResponse:
     """Runs, newest first, fifty to a page, optionally of one status."""
-    every = [r.shape() for r in serving.workspace.runs()]
-    chosen = [r for r in every if not status or r.status == status]
     page = max(1, page)
-    shown = chosen[(page - 1) * PAGE : page * PAGE]
+    # One more than a page: whether there is an older page, without counting them all.
+    found = serving.workspace.store.runs.history(
+        status=status or None, limit=PAGE + 1, offset=(page - 1) * PAGE
+    )
+    shown = [r.shape() for r in found[:PAGE]]
     return render(
         request,
         "runs.html",
@@ -33,7 +35,7 @@ def runs_page(
         runs=shown,
         status=status,
         page=page,
-        more=len(chosen) > page * PAGE,
+        more=len(found) > PAGE,
         statuses=("queued", "running", "succeeded", "failed", "canceled"),
     )
 
