@@ -35,8 +35,9 @@ CLIENTS = 50
 SAMPLES = 20
 
 
-def _workspace(folder: Path, database: Path) -> str:
-    """A workspace on the bench's database with a segment, a campaign and an admin's token."""
+def _workspace(folder: Path, database: Path, password: str | None = None) -> str:
+    """A workspace on the bench's database with a segment, a campaign and an admin (with
+    `password`, for a browser's sign-in); the admin's API token."""
     folder.mkdir()
     (folder / SETTINGS_FILE).write_text(render_settings("duckdb", None))
     condition, _ = SEGMENTS[SEGMENT]
@@ -60,7 +61,7 @@ def _workspace(folder: Path, database: Path) -> str:
     settings = Settings(engine=EngineSettings(type="duckdb", path=str(database)))
     with Workspace(folder, settings) as ws:
         ws.apply_documents([validate_data(d) for d in documents])
-        ws.store.accounts.add_user("bench", "admin", None, actor="bench", now=ws.clock())
+        ws.store.accounts.add_user("bench", "admin", password, actor="bench", now=ws.clock())
         issued = ws.store.accounts.create_token(
             "bench", "bench", expires_at=None, actor="bench", now=ws.clock()
         )

@@ -24,10 +24,7 @@ import duckdb
 import httpx
 from rich.table import Table
 
-from audience.definitions.loader import validate_data
-from audience.settings import SETTINGS_FILE, EngineSettings, Settings, render_settings
-from audience.workspace import Workspace
-from bench.api import _free_port, _latencies
+from bench.api import _free_port, _latencies, _workspace
 from bench.insights import HAND_WRITTEN, SEGMENTS
 
 AUDIENCE = [sys.executable, "-c", "from audience.cli.main import main; main()"]
@@ -57,37 +54,9 @@ PAGES = (
 )
 
 
-def _workspace(folder: Path, database: Path) -> None:
-    """A workspace on the bench's database: a segment, a folder, a campaign, an admin."""
-    folder.mkdir()
-    (folder / SETTINGS_FILE).write_text(render_settings("duckdb", None))
-    condition, _ = SEGMENTS[SEGMENT]
-    documents = [
-        {"kind": "segment", "name": SEGMENT, "where": condition},
-        {
-            "kind": "destination",
-            "name": "out",
-            "type": "filesystem",
-            "settings": {"path": "out"},
-            "default_attributes": ["amperity_id", "email"],
-        },
-        {
-            "kind": "campaign",
-            "name": "Offer",
-            "audience": {"include": [SEGMENT]},
-            "treatments": [{"name": "A", "percent": 90, "destinations": ["out"]}],
-            "control": 10,
-        },
-    ]
-    settings = Settings(engine=EngineSettings(type="duckdb", path=str(database)))
-    with Workspace(folder, settings) as ws:
-        ws.apply_documents([validate_data(d) for d in documents])
-        ws.store.accounts.add_user("bench", "admin", PASSWORD, actor="bench", now=ws.clock())
-
-
 def run(folder: Path, database: Path, profiles: int) -> Table:
     """The editor's requests beside the hand-written insights query, then each page's render."""
-    _workspace(folder / "ui", database)
+    _workspace(folder / "ui", database, PASSWORD)
     _, where = SEGMENTS[SEGMENT]
     connection = duckdb.connect(str(database), read_only=True)
     baseline, _ = _latencies(

@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Page
+from sqlglot import parse_one
+
+from audience.workspace import Workspace
 
 DOCUMENTS: list[dict[str, Any]] = [
     {
@@ -114,3 +117,11 @@ class Visit:
         self.page.click("button[type=submit]")
         self.page.wait_for_url(re.compile(r".*/ui/.*"))
         return self.seen()
+
+
+def customers_where(served: Served, where: str) -> int:
+    """How many profiles of the served workspace match `where`: the oracle pages are checked
+    against (the server lets the database go between requests)."""
+    with Workspace.open(served.directory) as ws:
+        (row,) = ws.engine.rows(parse_one(f"select count(*) as n from customer_360 where {where}"))
+    return int(row["n"])

@@ -10,24 +10,17 @@ import time
 from pathlib import Path
 
 import pytest
-from browsing import Served, Visit
+from browsing import Served, Visit, customers_where
 from playwright.sync_api import expect
-from sqlglot import parse_one
 
 from audience.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 
 
-def _count(served: Served, where: str) -> int:
-    with Workspace.open(served.directory) as ws:
-        (row,) = ws.engine.rows(parse_one(f"select count(*) as n from customer_360 where {where}"))
-    return int(row["n"])
-
-
 def test_an_admin_builds_schedules_and_delivers_a_campaign(visit: Visit, served: Served) -> None:
-    gold = _count(served, "loyalty_tier = 'gold'")
-    gold_in_ca = _count(served, "loyalty_tier = 'gold' and state = 'CA'")
+    gold = customers_where(served, "loyalty_tier = 'gold'")
+    gold_in_ca = customers_where(served, "loyalty_tier = 'gold' and state = 'CA'")
     assert 0 < gold_in_ca < gold
     page = visit.sign_in("ada")
     page.get_by_role("button", name="New campaign").click()

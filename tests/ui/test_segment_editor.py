@@ -7,24 +7,19 @@ from __future__ import annotations
 import re
 
 import pytest
-from browsing import Served, Visit
+from browsing import Served, Visit, customers_where
 from playwright.sync_api import expect
-from sqlglot import parse_one
 
 from audience.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 
 
-def _count(served: Served, where: str) -> int:
-    with Workspace.open(served.directory) as ws:
-        (row,) = ws.engine.rows(parse_one(f"select count(*) as n from customer_360 where {where}"))
-    return int(row["n"])
-
-
 def test_an_editor_builds_a_segment_and_the_count_follows(visit: Visit, served: Served) -> None:
-    gold = _count(served, "loyalty_tier = 'gold'")
-    gold_reachable = _count(served, "loyalty_tier = 'gold' and not coalesce(email_opt_out, false)")
+    gold = customers_where(served, "loyalty_tier = 'gold'")
+    gold_reachable = customers_where(
+        served, "loyalty_tier = 'gold' and not coalesce(email_opt_out, false)"
+    )
     assert 0 < gold_reachable < gold
     page = visit.sign_in("ed")
     page.get_by_role("link", name="Segments").click()
