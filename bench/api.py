@@ -18,7 +18,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -31,6 +32,7 @@ from audience.workspace import Workspace
 from bench.insights import HAND_WRITTEN, SEGMENTS
 
 SEGMENT = "attribute-only"
+AUDIENCE = [sys.executable, "-c", "from audience.cli.main import main; main()"]
 CLIENTS = 50
 SAMPLES = 20
 
@@ -113,35 +115,27 @@ def _load(base: str, headers: dict[str, str], seconds: float) -> tuple[int, int]
     return sum(answered), sum(errors)
 
 
-def run(folder: Path, database: Path, profiles: int) -> Table:
-    """Each route's latency beside the hand-written insights query, then the load; one table."""
-    token = _workspace(folder / "api", database)
+def insights_baseline(database: Path) -> float:
+    """The hand-written DuckDB insights query of the bench's segment: its p50, in ms."""
     _, where = SEGMENTS[SEGMENT]
     connection = duckdb.connect(str(database), read_only=True)
     sql = HAND_WRITTEN.format(where=where)
     baseline, _ = _latencies(lambda: connection.execute(sql).fetchone())
     connection.close()
+    return baseline
+
+
+@contextmanager
+def serving(directory: Path, database: Path) -> Iterator[str]:
+    """`audience serve` (without a worker) on `directory` over the bench's database, in a
+    process of its own; its address once it answers. Stopped afterwards."""
     port = _free_port()
-    env = {**os.environ, "AUDIENCE__ENGINE__PATH": str(database)}
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from audience.cli.main import main; main()",
-            "serve",
-            "--port",
-            str(port),
-            "--no-worker",
-            "-w",
-            str(folder / "api"),
-        ],
-        env=env,
+        [*AUDIENCE, "serve", "--port", str(port), "--no-worker", "-w", str(directory)],
+        env={**os.environ, "AUDIENCE__ENGINE__PATH": str(database)},
         stderr=subprocess.DEVNULL,
     )
-    base, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
-    table = Table(title=f"REST API — {profiles:,} profiles, one server process")
-    for column in ("request", "p50 ms", "p95 ms", "hand-written SQL p50 ms", "target p50"):
-        table.add_column(column, justify="left" if column == "request" else "right")
+    base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -152,6 +146,21 @@ def run(folder: Path, database: Path, profiles: int) -> Table:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise SystemExit("audience serve did not start") from None
                 threading.Event().wait(0.1)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def run(folder: Path, database: Path, profiles: int) -> Table:
+    """Each route's latency beside the hand-written insights query, then the load; one table."""
+    token = _workspace(folder / "api", database)
+    baseline = insights_baseline(database)
+    headers = {"Authorization": f"Bearer {token}"}
+    table = Table(title=f"REST API — {profiles:,} profiles, one server process")
+    for column in ("request", "p50 ms", "p95 ms", "hand-written SQL p50 ms", "target p50"):
+        table.add_column(column, justify="left" if column == "request" else "right")
+    with serving(folder / "api", database) as base:
         with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
             for label, path, sql_ms, target in (
                 ("GET insights", f"/segments/{SEGMENT}/insights", f"{baseline:.1f}", "300"),
@@ -169,7 +178,4 @@ def run(folder: Path, database: Path, profiles: int) -> Table:
             "—",
             "0 errors",
         )
-    finally:
-        server.terminate()
-        server.wait(30)
     return table

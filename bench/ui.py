@@ -13,19 +13,13 @@ targets: a new count within 300 ms of a change (p50) at 1M profiles, pages under
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
-import duckdb
 import httpx
 from rich.table import Table
 
-from bench.api import _free_port, _latencies, _workspace
-from bench.insights import HAND_WRITTEN, SEGMENTS
+from bench.api import _latencies, _workspace, insights_baseline, serving
 
 AUDIENCE = [sys.executable, "-c", "from audience.cli.main import main; main()"]
 PASSWORD = "a bench password, long enough"
@@ -57,75 +51,53 @@ PAGES = (
 def run(folder: Path, database: Path, profiles: int) -> Table:
     """The editor's requests beside the hand-written insights query, then each page's render."""
     _workspace(folder / "ui", database, PASSWORD)
-    _, where = SEGMENTS[SEGMENT]
-    connection = duckdb.connect(str(database), read_only=True)
-    baseline, _ = _latencies(
-        lambda: connection.execute(HAND_WRITTEN.format(where=where)).fetchone()
-    )
-    connection.close()
-    port = _free_port()
-    server = subprocess.Popen(
-        [*AUDIENCE, "serve", "--port", str(port), "--no-worker", "-w", str(folder / "ui")],
-        env={**os.environ, "AUDIENCE__ENGINE__PATH": str(database)},
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+    baseline = insights_baseline(database)
     table = Table(title=f"Web UI — {profiles:,} profiles, one server process")
     for column in ("request", "p50 ms", "p95 ms", "hand-written SQL p50 ms", "target p50"):
         table.add_column(column, justify="left" if column == "request" else "right")
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{base}/health").raise_for_status()
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("audience serve did not start") from None
-                threading.Event().wait(0.1)
-        with httpx.Client(base_url=base, timeout=120) as browser:
-            signed_in = browser.post("/ui/login", data={"name": "bench", "password": PASSWORD})
-            if signed_in.status_code != 303:
-                raise SystemExit(f"sign-in failed: {signed_in.status_code}")
-            form = EDITED | {"csrf_token": browser.cookies["audience_csrf"]}
-            headers = {"HX-Request": "true"}
+    with (
+        serving(folder / "ui", database) as base,
+        httpx.Client(base_url=base, timeout=120) as browser,
+    ):
+        signed_in = browser.post("/ui/login", data={"name": "bench", "password": PASSWORD})
+        if signed_in.status_code != 303:
+            raise SystemExit(f"sign-in failed: {signed_in.status_code}")
+        form = EDITED | {"csrf_token": browser.cookies["audience_csrf"]}
+        headers = {"HX-Request": "true"}
 
-            def redraw() -> None:
-                browser.post("/ui/segments/editor", data=form, headers=headers).raise_for_status()
+        def redraw() -> None:
+            browser.post("/ui/segments/editor", data=form, headers=headers).raise_for_status()
 
-            def count() -> None:
-                answer = browser.post("/ui/segments/editor/insights", data=form, headers=headers)
-                if 'data-testid="count"' not in answer.raise_for_status().text:
-                    raise SystemExit("the editor's insights gave no count")
+        def count() -> None:
+            answer = browser.post("/ui/segments/editor/insights", data=form, headers=headers)
+            if 'data-testid="count"' not in answer.raise_for_status().text:
+                raise SystemExit("the editor's insights gave no count")
 
-            redrawn, redrawn_95 = _latencies(redraw)
-            counted, counted_95 = _latencies(count)
-            table.add_row(
-                "editor: builder redrawn after a change",
-                f"{redrawn:.1f}",
-                f"{redrawn_95:.1f}",
-                "—",
-                "—",
-            )
-            table.add_row(
-                "editor: count and insights",
-                f"{counted:.1f}",
-                f"{counted_95:.1f}",
-                f"{baseline:.1f}",
-                "—",
-            )
-            table.add_row(
-                "editor: a change to its new count (both)",
-                f"{redrawn + counted:.1f}",
-                f"{redrawn_95 + counted_95:.1f}",
-                f"{baseline:.1f}",
-                "300",
-                end_section=True,
-            )
-            for label, path in PAGES:
-                p50, p95 = _latencies(lambda p=path: browser.get(p).raise_for_status())
-                table.add_row(f"page: {label}", f"{p50:.1f}", f"{p95:.1f}", "—", "100")
-    finally:
-        server.terminate()
-        server.wait(30)
+        redrawn, redrawn_95 = _latencies(redraw)
+        counted, counted_95 = _latencies(count)
+        table.add_row(
+            "editor: builder redrawn after a change",
+            f"{redrawn:.1f}",
+            f"{redrawn_95:.1f}",
+            "—",
+            "—",
+        )
+        table.add_row(
+            "editor: count and insights",
+            f"{counted:.1f}",
+            f"{counted_95:.1f}",
+            f"{baseline:.1f}",
+            "—",
+        )
+        table.add_row(
+            "editor: a change to its new count (both)",
+            f"{redrawn + counted:.1f}",
+            f"{redrawn_95 + counted_95:.1f}",
+            f"{baseline:.1f}",
+            "300",
+            end_section=True,
+        )
+        for label, path in PAGES:
+            p50, p95 = _latencies(lambda p=path: browser.get(p).raise_for_status())
+            table.add_row(f"page: {label}", f"{p50:.1f}", f"{p95:.1f}", "—", "100")
     return table

@@ -54,11 +54,7 @@ def add_user(
     as_json: JsonOption = False,
 ) -> None:
     """Add a user; the password is asked for (hidden), or read from standard input."""
-    password = (
-        None
-        if no_password
-        else read_secret_input("Password", from_stdin=password_stdin, confirm=True)
-    )
+    password = _new_password(no_password=no_password, from_stdin=password_stdin)
     with open_workspace(workspace) as ws:
         user = ws.store.accounts.add_user(name, role, password, actor=cli_actor(), now=ws.clock())
     if as_json:
@@ -127,15 +123,18 @@ def set_password(
     workspace: WorkspaceOption = HERE,
 ) -> None:
     """Set a user's password (asked for, hidden); their browser sessions end."""
-    password = (
-        None
-        if no_password
-        else read_secret_input("Password", from_stdin=password_stdin, confirm=True)
-    )
+    password = _new_password(no_password=no_password, from_stdin=password_stdin)
     with open_workspace(workspace) as ws:
         ws.store.accounts.set_password(name, password, actor=cli_actor(), now=ws.clock())
     done = "removed" if password is None else "set"
     out.print(f"Password of {escape(name)!r} {done}; their browser sessions have ended")
+
+
+def _new_password(*, no_password: bool, from_stdin: bool) -> str | None:
+    """A new password: none (tokens only), read from standard input, or asked for twice."""
+    if no_password:
+        return None
+    return read_secret_input("Password", from_stdin=from_stdin, confirm=True)
 
 
 def parse_expiry(text: str | None, now: datetime) -> datetime | None:

@@ -24,23 +24,16 @@ KINDS = {"campaign": "Campaigns", "journey": "Journeys", "orchestration": "Orche
 
 Verb = Literal["schedule", "pause", "resume", "cancel", "run", "activate", "end"]
 
+_ON_A_SCHEDULE: dict[str, tuple[Verb, ...]] = {
+    "draft": ("schedule", "run"),
+    "scheduled": ("run", "pause", "cancel"),
+    "paused": ("resume", "cancel"),
+    "error": ("run", "schedule"),
+    "canceled": ("schedule", "run"),
+}
 ACTIONS: dict[str, dict[str, tuple[Verb, ...]]] = {
-    "campaign": {
-        "draft": ("schedule", "run"),
-        "scheduled": ("run", "pause", "cancel"),
-        "paused": ("resume", "cancel"),
-        "error": ("run", "schedule"),
-        "canceled": ("schedule", "run"),
-        "delivered": ("run",),
-    },
-    "orchestration": {
-        "draft": ("schedule", "run"),
-        "scheduled": ("run", "pause", "cancel"),
-        "paused": ("resume", "cancel"),
-        "error": ("run", "schedule"),
-        "canceled": ("schedule", "run"),
-        "completed": ("run",),
-    },
+    "campaign": _ON_A_SCHEDULE | {"delivered": ("run",)},
+    "orchestration": _ON_A_SCHEDULE | {"completed": ("run",)},
     "journey": {
         "draft": ("activate",),
         "active": ("run", "pause", "end"),

@@ -9,13 +9,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from audience.definitions.destination import Destination
-from audience.definitions.loader import dump_documents, load_text
-from audience.errors import AudienceError, InvalidInput, StateError
+from audience.definitions.loader import dump_documents
+from audience.errors import AudienceError, StateError
 from audience.server.app import Served, ServedDep
 from audience.server.auth import require
 from audience.server.errors import status_of
-from audience.server.ui.pages import PageUser, Posted, named, render, said_of
+from audience.server.ui.pages import PageUser, Posted, named, one_document, render, said_of
 from audience.store.accounts import User
 
 router = APIRouter(prefix="/ui")
@@ -59,9 +58,7 @@ def create_destination(
     text = posted.get("document", "")
     try:
         require(user, "admin")
-        documents = load_text(text, origin="the form")
-        if len(documents) != 1 or not isinstance(documents[0].definition, Destination):
-            raise InvalidInput("write one document, of kind destination", field="document")
+        documents = one_document(text, "destination")
         name = documents[0].definition.name
         with serving.use(user) as ws:
             if name in ws.destinations():
@@ -107,14 +104,7 @@ def save(
     text = posted.get("document", "")
     try:
         require(user, "admin")
-        documents = load_text(text, origin="the form")
-        if len(documents) != 1 or not isinstance(documents[0].definition, Destination):
-            raise InvalidInput("write one document, of kind destination", field="document")
-        if documents[0].definition.name != name:
-            raise InvalidInput(
-                f"the name is {name!r}; to make another destination, apply it as YAML",
-                field="document",
-            )
+        documents = one_document(text, "destination", name)
         with serving.use(user) as ws:
             ws.apply_documents(documents)
     except AudienceError as error:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from audience.definitions.journey import Journey
-from audience.definitions.loader import as_documents, dump_documents, load_text, validate_data
+from audience.definitions.loader import as_documents, dump_documents, validate_data
 from audience.errors import AudienceError, InvalidInput
 from audience.server.app import Served, ServedDep
 from audience.server.errors import status_of
@@ -22,6 +22,7 @@ from audience.server.ui.pages import (
     Posted,
     error_page,
     named,
+    one_document,
     render,
     said_of,
 )
@@ -166,11 +167,7 @@ def save(
     """Apply the journey as edited (an editor's): nodes added, removed or connected."""
     text = posted.get("document", "")
     try:
-        documents = load_text(text, origin="the form")
-        if len(documents) != 1 or not isinstance(documents[0].definition, Journey):
-            raise InvalidInput("write one document, of kind journey", field="document")
-        if documents[0].definition.name != name:
-            raise InvalidInput(f"the name is {name!r}", field="document")
+        documents = one_document(text, "journey", name)
         with serving.use(user) as ws:
             ws.apply_documents(documents)
     except AudienceError as error:

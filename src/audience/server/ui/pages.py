@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from audience import __version__
+from audience.definitions.loader import LoadedDocument, load_text
 from audience.errors import (
     AudienceError,
     DefinitionError,
@@ -163,6 +164,19 @@ def still_as_opened(kind: str, name: str, opened: str, stored: int) -> None:
             f"{kind} {name!r} was saved again (version {stored}) since you opened version "
             f"{opened}; open it again to see that change"
         )
+
+
+def one_document(text: str, kind: str, name: str | None = None) -> list[LoadedDocument]:
+    """The YAML a page's editor posted: one document, of `kind` (and named `name`, when an
+    existing definition is edited), as `apply` takes it; InvalidInput on the field otherwise."""
+    documents = load_text(text, origin="the form")
+    if len(documents) != 1 or documents[0].definition.kind != kind:
+        raise InvalidInput(f"write one document, of kind {kind}", field="document")
+    if name is not None and documents[0].definition.name != name:
+        raise InvalidInput(
+            f"the name is {name!r}; to make another {kind}, write a new one", field="document"
+        )
+    return documents
 
 
 def named(name: str) -> str:
