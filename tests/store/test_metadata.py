@@ -6,15 +6,18 @@ import multiprocessing
 import subprocess
 import sys
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from audience.errors import LeaseLost, NotFound, WorkspaceError
+from audience.store import metadata
 from audience.store.metadata import MetadataStore, resolve_url
 from audience.store.migrate import HEAD, MIGRATIONS
 from audience.store.runs import DeliveredFile, DueRun, Holder, LeaseTerms
@@ -254,3 +257,84 @@ def test_the_next_run_waits_while_an_earlier_one_is_being_taken_over(
     taken = runs.claim(worker="w2", now=T0 + 2 * minute, lease=later, max_attempts=3)
     assert taken is not None and (taken.id, taken.attempt) == (dead.id, 2)
     assert runs.claim(worker="w3", now=T0 + 2 * minute, lease=later, max_attempts=3) is None
+
+
+def test_a_runs_hot_writes_leave_the_connection_waiting_for_the_disk(store: MetadataStore) -> None:
+    """The claim, a file's record and a run's end commit without waiting for the disk on
+    PostgreSQL, for their own transaction only: the heartbeat, which a lease's trust rests on,
+    and everything after them still wait (`synchronous_commit` stays on)."""
+    runs, lease = store.runs, LeaseTerms(timedelta(minutes=1), lambda: T0)
+    with store.session() as session, session.begin():
+        runs.enqueue(session, [DueRun("campaign", "A", 1, T0)])
+    run = runs.claim(worker="w1", now=T0, lease=lease, max_attempts=3)
+    assert run is not None
+    holder = Holder("w1", 1)
+    file = DeliveredFile("out", "file:///out/a.csv", rows=3, bytes=10, sha256="0" * 64)
+    runs.add_delivery(run.id, file, T0, holder=holder)
+    done = runs.finish(run.id, status="succeeded", now=T0, holder=holder)
+    assert done.status == "succeeded" and done.deliveries == [file]
+    if store.engine.dialect.name == "postgresql":
+        with store.engine.connect() as connection:  # the pool's one connection, used above
+            assert connection.execute(text("show synchronous_commit")).scalar() == "on"
+
+
+def test_a_file_recorded_twice_is_kept_once(store: MetadataStore) -> None:
+    """Recording a file again (its answer lost on the way, the statement run once more) keeps
+    one record, and no error."""
+    runs, lease = store.runs, LeaseTerms(timedelta(minutes=1), lambda: T0)
+    with store.session() as session, session.begin():
+        runs.enqueue(session, [DueRun("campaign", "A", 1, T0)])
+    run = runs.claim(worker="w1", now=T0, lease=lease, max_attempts=3)
+    assert run is not None
+    file = DeliveredFile("out", "file:///out/a.csv", rows=3, bytes=10, sha256="0" * 64)
+    other = DeliveredFile("out", "file:///out/b.csv", rows=3, bytes=10, sha256="1" * 64)
+    for each in (file, file, other):
+        runs.add_delivery(run.id, each, T0, holder=Holder("w1", 1))
+    assert runs.get(run.id).deliveries == [file, other]
+    with pytest.raises(LeaseLost):
+        runs.add_delivery(run.id, file, T0, holder=Holder("w2", 1))  # recorded, but not its
+
+
+def _drop_connections(postgres_url: str, application: str) -> int:
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        return len(
+            admin.execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity "
+                "where application_name = %s and pid <> pg_backend_pid()",
+                (application,),
+            ).fetchall()
+        )
+
+
+@pytest.mark.parametrize("rested", [False, True])
+def test_connections_the_server_dropped_are_replaced(
+    postgres_url: str,
+    own_postgres_schema: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    rested: bool,
+) -> None:
+    """A pooled connection the server dropped is replaced: pinged when it has rested in the
+    pool (any statement then works), and otherwise found by the worker's statements, which run
+    once more on a new connection."""
+    application = f"audience-drop-{uuid.uuid4().hex[:8]}"
+    schema = f"options=-csearch_path%3D{own_postgres_schema}"
+    url = f"{postgres_url}?application_name={application}&{schema}"
+    monkeypatch.setattr(metadata, "PING_AFTER_IDLE", 0.0 if rested else 3600.0)
+    store = MetadataStore(resolve_url(url, tmp_path))
+    runs, lease = store.runs, LeaseTerms(timedelta(minutes=1), lambda: T0)
+    with store.session() as session, session.begin():
+        runs.enqueue(session, [DueRun("campaign", "A", 1, T0)])
+    assert _drop_connections(postgres_url, application) == 1
+    run = runs.claim(worker="w1", now=T0, lease=lease, max_attempts=3)
+    assert run is not None and run.status == "running"
+    assert _drop_connections(postgres_url, application) == 1
+    file = DeliveredFile("out", "file:///out/a.csv", rows=3, bytes=10, sha256="0" * 64)
+    runs.add_delivery(run.id, file, T0, holder=Holder("w1", 1))
+    assert _drop_connections(postgres_url, application) == 1
+    done = runs.finish(run.id, status="succeeded", now=T0, holder=Holder("w1", 1))
+    assert done.status == "succeeded" and done.deliveries == [file]
+    if rested:
+        assert _drop_connections(postgres_url, application) == 1
+        assert store.definitions("segment") == []
+    store.close()

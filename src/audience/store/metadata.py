@@ -6,6 +6,7 @@ migrations, applied when the store is opened (see `migrate`). Every table is pre
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -15,9 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Engine, create_engine, func, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from audience.errors import WorkspaceError
 from audience.shapes import Shape
@@ -84,15 +86,40 @@ def resolve_url(url: str, workspace: Path) -> str:
     return url
 
 
+PING_AFTER_IDLE = 1.0
+"""Seconds a pooled connection rests before it is pinged when taken again."""
+
+
+def ping_after_rest(engine: Engine) -> None:
+    """Ping a pooled connection that has rested in the pool, and replace it if the server
+    dropped it meanwhile (a restart, a fail-over, an idle time-out), instead of failing the
+    command or run that happened to take it. One that comes back within `PING_AFTER_IDLE`
+    goes straight to work: a ping is a round trip, as much as a worker's statements cost
+    themselves, and the run log retries those once on a new connection when the server
+    dropped theirs (`RunLog._first_row`)."""
+
+    @event.listens_for(engine, "checkin")
+    def rested(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["rested_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def ping(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        rested_at = record.info.pop("rested_at", None)
+        if rested_at is None or time.monotonic() - rested_at < PING_AFTER_IDLE:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            raise DisconnectionError(str(error)) from error  # the pool connects anew
+
+
 class MetadataStore:
     """Control state of a workspace."""
 
     def __init__(self, url: str) -> None:
         try:
-            # A pooled connection the server dropped (a restart, a fail-over, an idle time-out)
-            # is found when it is taken from the pool and replaced, instead of failing the run
-            # that happened to take it.
-            self.engine: Engine = create_engine(url, pool_pre_ping=True)
+            self.engine: Engine = create_engine(url)
+            ping_after_rest(self.engine)
             try:
                 upgrade(self.engine)
             except BaseException:
