@@ -139,6 +139,7 @@ class Worker:
             held = [(row.kind, row.name) for row in rows]
             successes = ws.store.runs.success_counts(session, among=held)
             due: list[DueRun] = []
+            last_dues: dict[tuple[str, str], datetime] = {}
             for row in rows:
                 definition, version = definitions[row.kind, row.name]
                 history = ws.activations.history(
@@ -147,7 +148,8 @@ class Worker:
                 times = due_times(definition.schedule, history=history, now=now)
                 due += [DueRun(row.kind, row.name, version, t) for t in times]
                 if times:
-                    row.last_due = max(times)
+                    last_dues[row.kind, row.name] = max(times)
+            ws.store.activations.set_last_dues(session, last_dues)
             return ws.store.runs.enqueue(session, due)
 
     def run_next(self) -> Run | None:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import DateTime, bindparam, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from audience.store.locking import locked_session
@@ -80,6 +80,19 @@ class ActivationLog:
                 for kind, name, last in session.execute(query)
             }
 
+    @staticmethod
+    def set_last_dues(session: Session, last_dues: dict[tuple[str, str], datetime]) -> None:
+        """Record the newest due time queued for each of these activations, in the caller's
+        transaction (holding their rows): one statement run for all of them."""
+        if last_dues:
+            session.connection().execute(
+                _SET_LAST_DUE,
+                [
+                    {"row_kind": kind, "row_name": name, "due": utc(due)}
+                    for (kind, name), due in last_dues.items()
+                ],
+            )
+
     def set_state(
         self,
         kind: str,
@@ -105,6 +118,16 @@ class ActivationLog:
                 row.last_due = utc(last_due) if last_due is not None else None
             session.flush()
             return scheduled_state(row)
+
+
+_SET_LAST_DUE = (
+    update(ActivationRecord)
+    .where(
+        ActivationRecord.kind == bindparam("row_kind"),
+        ActivationRecord.name == bindparam("row_name"),
+    )
+    .values(last_due=bindparam("due", type_=DateTime(timezone=True)))
+)
 
 
 def scheduled_state(row: ActivationRecord) -> ScheduledActivation:

@@ -49,6 +49,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     exists,
+    false,
     func,
     insert,
     literal,
@@ -364,17 +365,19 @@ class RunLog:
             _new_values(d.kind, d.name, d.version, utc(d.scheduled_for), False, d.trigger)
             for d in due
         ]
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
         # No savepoint: the unique index on the due time decides.
-        queued = session.execute(
-            dialect.insert(RunRecord)
-            .values(rows)
-            .on_conflict_do_nothing(
-                index_elements=["activation_kind", "activation_name", "scheduled_for"],
-                index_where=text("NOT is_test"),
+        if self._claims_in_one_statement:
+            # PostgreSQL takes the rows as arrays, one per column: one short statement,
+            # prepared once, however many runs a burst queues.
+            columns = {name: [row[name] for row in rows] for name in _QUEUED_COLUMNS}
+            queued = session.connection().execute(_QUEUE, columns)
+        else:
+            queued = session.connection().execute(
+                sqlite.insert(RunRecord)
+                .on_conflict_do_nothing(index_elements=_DUE, index_where=text("NOT is_test"))
+                .returning(RunRecord.id),
+                rows,
             )
-            .returning(RunRecord.id)
-        )
         return len(queued.all())
 
     def queue(self, due: DueRun, *, later_if_ended: bool = False) -> Run:
@@ -871,6 +874,40 @@ _START_QUEUED = (
 """The claim of a queued run in one statement (PostgreSQL): `_start` on the row `_CLAIMABLE`
 finds, when that row is queued — none when it is a running run whose lease expired, which the
 claim's transaction then takes over or abandons."""
+
+
+_DUE = ["activation_kind", "activation_name", "scheduled_for"]
+"""The columns a real run is unique by."""
+_QUEUED_COLUMNS: dict[str, postgresql.ARRAY[Any]] = {
+    "id": postgresql.ARRAY(String),
+    "activation_kind": postgresql.ARRAY(String),
+    "activation_name": postgresql.ARRAY(String),
+    "version": postgresql.ARRAY(Integer),
+    "scheduled_for": postgresql.ARRAY(DateTime(timezone=True)),
+    "trigger": postgresql.ARRAY(String),
+}
+"""What tells queued runs apart, each passed as an array to `_QUEUE`."""
+_QUEUED = (
+    func.unnest(*(bindparam(name, type_=array) for name, array in _QUEUED_COLUMNS.items()))
+    .table_valued(*_QUEUED_COLUMNS)
+    .render_derived()
+)
+_QUEUE = (
+    postgresql.insert(RunRecord)
+    .from_select(
+        [*_QUEUED_COLUMNS, "status", "is_test", "attempt", "counts"],
+        select(
+            *_QUEUED.c,
+            literal("queued"),
+            false(),
+            literal(0),
+            literal({}, RunRecord.__table__.c.counts.type),
+        ),
+    )
+    .on_conflict_do_nothing(index_elements=_DUE, index_where=text("NOT is_test"))
+    .returning(RunRecord.id)
+)
+"""Queue runs on PostgreSQL: the rows as arrays, one per column of `_QUEUED_COLUMNS`."""
 
 
 class _HotPath:
