@@ -22,7 +22,7 @@ import queue
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 from pydantic import ValidationError
@@ -47,6 +47,8 @@ from audience.errors import DuplicateFileName, TerminalDeliveryError
 
 # How many encoded chunks may wait between the encoding thread and the upload.
 PREFETCH_CHUNKS = 4
+# How many record batches the reading thread may fetch ahead of the encoding thread.
+READ_AHEAD_BATCHES = 2
 
 
 def _expanded(value: Any, *, field: str, destination: str, environ: Mapping[str, str]) -> Any:
@@ -92,12 +94,18 @@ def open_destination(
     return opener(destination.type)(settings, root)
 
 
-def _prefetched(chunks: Iterable[bytes], depth: int = PREFETCH_CHUNKS) -> Generator[bytes]:
+Item = TypeVar("Item")
+
+
+def _prefetched(
+    chunks: Iterable[Item], depth: int = PREFETCH_CHUNKS, name: str = "audience-encode"
+) -> Generator[Item]:
     """Produce `chunks` on a worker thread, at most `depth` ahead of the consumer.
 
     Errors raised while producing are raised to the consumer. When the consumer stops early
     (an upload failed, or the file was already there), the worker stops at its next chunk and
-    closes the producing generators on its own thread, before this generator returns.
+    closes the producing generators on its own thread, before this generator returns (so the
+    database a reader streams from is free again once it has).
     """
     channel: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -125,7 +133,7 @@ def _prefetched(chunks: Iterable[bytes], depth: int = PREFETCH_CHUNKS) -> Genera
             if close is not None:
                 close()
 
-    worker = threading.Thread(target=produce, name="audience-encode", daemon=True)
+    worker = threading.Thread(target=produce, name=name, daemon=True)
     worker.start()
     try:
         while True:
@@ -138,6 +146,7 @@ def _prefetched(chunks: Iterable[bytes], depth: int = PREFETCH_CHUNKS) -> Genera
                 return
     finally:
         stop.set()
+        worker.join()
         worker.join()
 
 
@@ -430,8 +439,42 @@ def _deliver_files(
     recipient: Recipient | None,
     note: Callable[[Delivery], object],
 ) -> list[Delivery]:
+    # The rows are read from the database on a thread of their own, while the encoding
+    # thread writes the batches before them: the two share the machine's cores.
+    read = _prefetched(rows or iter(()), depth=READ_AHEAD_BATCHES, name="audience-read")
+    try:
+        return _deliver_rows(
+            destination,
+            client,
+            read,
+            file_schema,
+            names,
+            run_id,
+            claimed,
+            earlier,
+            what,
+            recipient,
+            note,
+        )
+    finally:
+        read.close()
+
+
+def _deliver_rows(
+    destination: Destination,
+    client: DestinationClient,
+    rows: Iterator[pa.RecordBatch],
+    file_schema: pa.Schema,
+    names: NameValues,
+    run_id: str,
+    claimed: RunNames,
+    earlier: Mapping[str, EarlierFile],
+    what: str,
+    recipient: Recipient | None,
+    note: Callable[[Delivery], object],
+) -> list[Delivery]:
     options = destination.file
-    prepared = formats.prepare(rows if rows is not None else iter(()), options)
+    prepared = formats.prepare(rows, options)
 
     def encoder(batches: Iterable[pa.RecordBatch]) -> Iterator[bytes]:
         return formats.encode(batches, file_schema, options)
