@@ -24,6 +24,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# Compiled once here: where PYTHONDONTWRITEBYTECODE is set, every command would otherwise
+	# compile Audience's modules again as it starts (0.1 s of each command's start-up).
+	$(BIN)/python -m compileall -q src > /dev/null
 	touch $(STAMP)
 
 # The web UI's front-end packages (htmx, the CSS base; axe-core for its tests), exactly as

@@ -455,3 +455,22 @@ def test_csv_injection_guard_keeps_column_types(
     read = pq.read_table(io.BytesIO(_file(delivery)))
     assert pa.types.is_dictionary(read.schema.field("tier").type)
     assert read.column("tier").to_pylist() == ["'=gold", "silver", None]
+
+
+def test_minimal_quoting_is_the_same_whether_a_batch_needs_quotes_or_not(
+    folder_destination: MakeDestination, names: Callable[..., NameValues]
+) -> None:
+    """Batches with nothing to quote are written by Arrow's writer, the others field by
+    field: the file is what Python's csv module writes, whichever way each batch went."""
+    texts = ["a", "b", None, "", "c,d", 'say "hi"', "e", "f", "line\nbreak", "g", "h", "i"]
+    numbers = [1, None, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+    table = pa.table({"s": texts, "n": pa.array(numbers, pa.int64())})
+    (delivery,) = _send(folder_destination({"quote": "minimal"}), table, names, chunk=3)
+    expected = io.StringIO()
+    writer = csv.writer(expected, lineterminator="\n")
+    writer.writerow(["s", "n"])
+    writer.writerows(
+        ["" if s is None else s, "" if n is None else n]
+        for s, n in zip(texts, numbers, strict=True)
+    )
+    assert _file(delivery).decode() == expected.getvalue()

@@ -282,6 +282,20 @@ class _Dialect:
         self.quote_escapes = ['"'] if self.escape is None else ['"', self.escape]
         escape = self.escape or '"'
         self.replacement = escape.replace("\\", "\\\\") + "\\1"
+        self.plain_when_unquoted = (
+            pa_csv.WriteOptions(
+                include_header=False,
+                delimiter=self.delimiter,
+                quoting_style="none",
+                eol=self.eol,
+            )
+            if self.mode == "minimal" and self.escape is None and not self.single_column
+            else None
+        )
+        """Arrow's writer, for rows where minimal quoting quotes nothing (a file of one
+        column quotes its empty values, which Arrow would not)."""
+        self._plain_sink = Sink()
+        self._plain: tuple[pa.Schema, pa_csv.CSVWriter] | None = None
 
     def header(self, names: list[str]) -> bytes:
         """The header line, quoted by the same rules as the values."""
@@ -307,6 +321,19 @@ class _Dialect:
             ]
             rows = _join(['"', _join(inner, f'"{self.delimiter}"'), '"' + self.eol])
             return _value_bytes(rows)
+        if self.plain_when_unquoted is not None:
+            texts = [_as_text(column) for column in batch.columns]
+            if not any(_present(text, self.specials) for text in texts):
+                # Nothing in these rows needs quoting: minimal quoting writes them as they
+                # are, which Arrow's own writer does twice as fast as joining the fields.
+                plain = pa.RecordBatch.from_arrays(texts, names=batch.schema.names)
+                if self._plain is None or self._plain[0] != plain.schema:
+                    writer = pa_csv.CSVWriter(
+                        self._plain_sink, plain.schema, write_options=self.plain_when_unquoted
+                    )
+                    self._plain = (plain.schema, writer)
+                self._plain[1].write_batch(plain)
+                return b"".join(self._plain_sink.take())
         return _lines([self._field(c) for c in batch.columns], self.delimiter, self.eol)
 
     def _field(self, column: pa.Array) -> pa.Array:
