@@ -56,12 +56,14 @@ def current_summary(engine: Engine, ctx: CompileContext) -> datetime:
             return built_at
 
 
-def refresh_kept_summary(engine: Engine, ctx: CompileContext) -> datetime | None:
-    """Bring the order summary up to date if one is kept (insights made it once); when it
-    was built, or None when there is none."""
+def rebuild_kept_summary(engine: Engine, ctx: CompileContext) -> datetime | None:
+    """Rebuild the order summary, current or not, if one is kept (insights made it once):
+    what the fingerprint cannot see (an edit in place) is then read too. When it was built, or
+    None when there is none."""
     if not _kept(engine, ctx):
         return None
-    return current_summary(engine, ctx)
+    with _BUILDING:
+        return _build(engine, ctx, summary_query(ctx).sql(engine.dialect))
 
 
 def _kept(engine: Engine, ctx: CompileContext) -> bool:
