@@ -1,6 +1,7 @@
 """`make bench`: generate the sample once, then run every benchmark and print its table; then
 the runtime under load (`bench/runtime.py`, on PostgreSQL). `python -m bench runtime` runs that
-one alone; `python -m bench orchestration` the sample and the orchestrations' table alone;
+one alone; `python -m bench insights` the sample and the segment insights' table alone;
+`python -m bench orchestration` the sample and the orchestrations' table alone;
 `python -m bench results` (or `journey`, `api`, `ui`) the sample and the campaign results' (or the
 journeys', or the REST API's) table alone.
 
@@ -28,7 +29,7 @@ from bench import api, campaign, insights, journey, orchestration, results, runt
 
 def main() -> None:
     """Run the sample's benchmarks, then the runtime's; with an argument (`runtime`,
-    `orchestration`, `results`, `journey`, `api`, `ui`) only that one."""
+    `insights`, `orchestration`, `results`, `journey`, `api`, `ui`) only that one."""
     console = Console()
     only = sys.argv[1:2]
     if only != ["runtime"]:
@@ -53,8 +54,9 @@ def sample(console: Console, *, only: str | None = None) -> None:
         limited = EngineSettings(type="duckdb", path="bench.duckdb", memory_limit=limit)
         with Workspace(Path(folder), Settings(engine=limited), clock=lambda: now) as ws:
             console.print(f"DuckDB memory limit while measuring: {limit or 'DuckDB default'}")
-            if only is None:
+            if only in (None, "insights"):
                 console.print(insights.run(ws, profiles, repeat))
+            if only is None:
                 console.print(campaign.run(ws, profiles))
             if only in (None, "results"):
                 console.print(results.run(ws, profiles, repeat))

@@ -545,6 +545,15 @@ class Workspace:
         check_segment(self, segment, ctx)
         return compute_insights(self.engine, segment, ctx)
 
+    def refresh_order_summary(self, *, now: datetime | None = None) -> datetime | None:
+        """Rebuild the order summary insights read, if insights keep one (the worker does it
+        once a day: the day's first insights need not, and edits in place of older orders,
+        which insights cannot tell from the event table's fingerprint, are read); when it was
+        built, or None."""
+        from audience.activation.summary import rebuild_kept_summary
+
+        return rebuild_kept_summary(self.engine, self.compile_context(now=now))
+
     def attribute_values(self, table: str, attribute: str, limit: int = 25) -> list[str]:
         """The most frequent values of a column over everyone, most frequent first (the
         picklists of the segment editor)."""

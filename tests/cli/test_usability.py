@@ -116,6 +116,7 @@ def insights(name: str) -> Insights:
         orders_per_customer=1.5,
         average_order_value=12_345.67,
         computed_at="2026-11-23T00:00:00+00:00",
+        orders_as_of="2026-11-23T00:00:00+00:00",
         breakdown_by="state",
         breakdown=[
             BreakdownRow(value="a very long state value " * 4, customers=BIG, revenue_1y=1e10)

@@ -1,4 +1,5 @@
-"""Segment insights: run the one insights query, derive the ratios, shape the result."""
+"""Segment insights: make sure the order summary is current, run the one insights query, derive
+the ratios, shape the result."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from audience.activation.summary import current_summary
 from audience.compile.conditions import CompileContext
 from audience.compile.insights import MAX_OVERLAP, breakdown_query, insights_query, overlap_query
 from audience.definitions.segment import Segment
@@ -45,6 +47,9 @@ class Insights(Figures):
     """A segment's figures now (the shape of `segment insights --json` and of the API's
     insights), and its breakdown when one was asked for."""
 
+    orders_as_of: str
+    """When the orders behind the revenue and order figures were read (the order summary was
+    built): the figures of customers count the profile table now."""
     breakdown_by: str | None = left_out_when_none()
     breakdown: list[BreakdownRow] | None = left_out_when_none()
     """The top values of `breakdown_by` (None, and no key, when none was asked for)."""
@@ -66,8 +71,10 @@ class Refresh(Figures, _Versioned):  # this order puts `version` first, as it ha
 def compute_insights(
     engine: Engine, segment: Segment, ctx: CompileContext, *, by: str | None = None
 ) -> Insights:
-    """All figures of a segment in one query (two with a breakdown)."""
+    """All figures of a segment in one query (two with a breakdown), the order summary
+    rebuilt first if it is stale."""
     breakdown_sql = breakdown_query(segment, by, ctx) if by is not None else None
+    orders_as_of = current_summary(engine, ctx)
     row = engine.rows(insights_query(segment, ctx))[0]
     all_customers = int(row["all_customers"] or 0)
     customers = int(row["customers"] or 0)
@@ -96,6 +103,7 @@ def compute_insights(
         orders_per_customer=_ratio(orders, customers, 3),
         average_order_value=_ratio(revenue, orders, 2),
         computed_at=_iso(ctx.now),
+        orders_as_of=_iso(orders_as_of),
         breakdown_by=by,
         breakdown=breakdown,
     )

@@ -45,6 +45,7 @@ def insights_table(insights: Insights) -> Table:
         ("orders per customer", f"{insights.orders_per_customer:,.3f}"),
         ("average order value", f"{insights.average_order_value:,.2f}"),
         ("computed at", insights.computed_at),
+        ("orders as of", insights.orders_as_of),
     ]
     text_column(table, "figure")
     number_column(table, "value", [value for _, value in rows])

@@ -1,9 +1,10 @@
 """Segment insights as one query (SPEC §2), plus one for a breakdown by an attribute.
 
-Shape, chosen so a segment costs little on a large table: the members are selected once; their
-counts come from one pass over them, their orders of the last year from one semi-join of the event
-table, and the two totals the shares need (all customers, all revenue of the year) from plain
-scans. No per-customer aggregate is built or joined back, except for a breakdown.
+Shape, chosen so a segment costs little on a large table: the members are selected once from the
+profile table, and their counts come from one pass over them; their orders of the last year come
+from the order summary (`compile.summary`: one row per customer who ordered), joined to the
+members, never from the event table itself; the two totals the shares need are the profile's rows
+and the summary's revenue.
 """
 
 from __future__ import annotations
@@ -13,17 +14,9 @@ from collections.abc import Mapping, Sequence
 from sqlglot import exp
 
 from audience.compile.catalog import ColumnKind
-from audience.compile.conditions import CompileContext, order_count, segment_predicate
-from audience.compile.dates import days_before
-from audience.compile.sql import (
-    column,
-    count_if,
-    day_literal,
-    false_if_null,
-    has_value,
-    number,
-    table,
-)
+from audience.compile.conditions import CompileContext, segment_predicate
+from audience.compile.sql import column, count_if, false_if_null, has_value, number, table
+from audience.compile.summary import CUSTOMER, ORDERS, REVENUE, SUMMARY
 from audience.definitions.segment import Segment
 
 BREAKDOWN_LIMIT = 20
@@ -33,27 +26,25 @@ CHANNELS = ("email", "sms", "mail")
 
 def insights_query(segment: Segment, ctx: CompileContext) -> exp.Select:
     """One row: all_customers, all_revenue_1y, customers, reachable_email, reachable_sms,
-    reachable_mail, active_customers, orders_1y, revenue_1y."""
-    names = ctx.tables
+    reachable_mail, active_customers, orders_1y, revenue_1y (the order summary must be
+    current: `activation.summary` sees to it)."""
     members = exp.select(
         exp.alias_(exp.Count(this=exp.Star()), "customers"),
         *(count_if(exp.column(f"reach_{c}", quoted=True), f"reachable_{c}") for c in CHANNELS),
     ).from_("members")
     member_orders = (
         exp.select(
-            exp.alias_(
-                exp.Count(this=exp.Distinct(expressions=[column(names.id)])), "active_customers"
-            ),
-            exp.alias_(order_count(ctx.tables), "orders_1y"),
-            exp.alias_(_sum(column(names.order_revenue)), "revenue_1y"),
+            exp.alias_(exp.Count(this=exp.Star()), "active_customers"),
+            exp.alias_(_sum(column(ORDERS)), "orders_1y"),
+            exp.alias_(_sum(column(REVENUE)), "revenue_1y"),
         )
-        .from_(table(names.events))
-        .where(exp.and_(*_valid_orders_last_year(ctx), _is_member(ctx)))
+        .from_(table(SUMMARY))
+        .where(_is_member(ctx))
     )
     return (
         exp.select(
             exp.alias_(exp.Subquery(this=_count_all(ctx)), "all_customers"),
-            exp.alias_(exp.Subquery(this=_revenue_all(ctx)), "all_revenue_1y"),
+            exp.alias_(exp.Subquery(this=_revenue_all()), "all_revenue_1y"),
             *(
                 exp.column(name, table="m")
                 for name in ("customers", *(f"reachable_{c}" for c in CHANNELS))
@@ -70,24 +61,23 @@ def insights_query(segment: Segment, ctx: CompileContext) -> exp.Select:
 
 
 def breakdown_query(segment: Segment, attribute: str, ctx: CompileContext) -> exp.Select:
-    """Top values of `attribute` among the members: value, customers, revenue_1y."""
+    """Top values of `attribute` among the members: value, customers, revenue_1y (from the
+    order summary, which must be current)."""
     ctx.catalog.kind(ctx.tables.profile, attribute, field_path="by")
     value = exp.column(attribute, table="m", quoted=True)
-    id_column = ctx.tables.id
     return (
         exp.select(
             exp.alias_(value, "value"),
             exp.alias_(exp.Count(this=exp.Star()), "customers"),
-            exp.alias_(_sum(exp.column("revenue", table="o")), "revenue_1y"),
+            exp.alias_(_sum(exp.column(REVENUE, table="o", quoted=True)), "revenue_1y"),
         )
         .with_("members", as_=_members(segment, ctx, extra=(attribute,)))
-        .with_("member_orders", as_=_member_orders(ctx))
         .from_(exp.alias_(exp.to_table("members"), "m"))
         .join(
-            exp.alias_(exp.to_table("member_orders"), "o"),
+            exp.alias_(table(SUMMARY), "o"),
             on=exp.EQ(
-                this=exp.column(id_column, table="m", quoted=True),
-                expression=exp.column(id_column, table="o", quoted=True),
+                this=exp.column(ctx.tables.id, table="m", quoted=True),
+                expression=exp.column(CUSTOMER, table="o", quoted=True),
             ),
             join_type="left",
         )
@@ -113,8 +103,9 @@ def top_values_query(of: str, attribute: str, ctx: CompileContext, limit: int) -
 
 
 def _is_member(ctx: CompileContext) -> exp.Expr:
+    """A summary row of a member (a row without a customer is nobody's)."""
     member_ids = exp.select(column(ctx.tables.id)).from_("members")
-    return exp.In(this=column(ctx.tables.id), query=exp.Subquery(this=member_ids))
+    return exp.In(this=column(CUSTOMER), query=exp.Subquery(this=member_ids))
 
 
 def _members(segment: Segment, ctx: CompileContext, extra: tuple[str, ...]) -> exp.Select:
@@ -150,45 +141,12 @@ def _reachable(
     return false_if_null(exp.and_(*parts))
 
 
-def _valid_orders_last_year(ctx: CompileContext) -> list[exp.Expr]:
-    names = ctx.tables
-    events = ctx.catalog.columns(names.events)
-    start = days_before(ctx.today, 1, "years")
-    filters: list[exp.Expr] = [
-        exp.GTE(
-            this=column(names.order_datetime),
-            expression=day_literal(start, events.get(names.order_datetime, "timestamp")),
-        )
-    ]
-    for flag in (names.is_return, names.is_cancellation):
-        if flag in events:
-            filters.append(exp.not_(false_if_null(column(flag))))
-    return filters
-
-
-def _member_orders(ctx: CompileContext) -> exp.Select:
-    """Each member's revenue of the last year (for breakdowns)."""
-    names = ctx.tables
-    return (
-        exp.select(
-            column(names.id), exp.alias_(exp.func("SUM", column(names.order_revenue)), "revenue")
-        )
-        .from_(table(names.events))
-        .where(exp.and_(*_valid_orders_last_year(ctx), _is_member(ctx)))
-        .group_by(column(names.id))
-    )
-
-
 def _count_all(ctx: CompileContext) -> exp.Select:
     return exp.select(exp.Count(this=exp.Star())).from_(table(ctx.tables.profile))
 
 
-def _revenue_all(ctx: CompileContext) -> exp.Select:
-    return (
-        exp.select(_sum(column(ctx.tables.order_revenue)))
-        .from_(table(ctx.tables.events))
-        .where(exp.and_(*_valid_orders_last_year(ctx)))
-    )
+def _revenue_all() -> exp.Select:
+    return exp.select(_sum(column(REVENUE))).from_(table(SUMMARY))
 
 
 def _sum(expression: exp.Expr) -> exp.Expr:

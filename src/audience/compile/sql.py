@@ -50,10 +50,20 @@ def is_empty_text(value: exp.Expr) -> exp.Expr:
     trimmed = exp.Trim(this=value.copy(), expression=string(BLANK))
     first = exp.Left(this=value.copy(), expression=exp.Literal.number(1))
     # Trimming every value costs two thirds of a segment's insights: only text that starts
-    # with whitespace can be blank, so the rest is decided by its first character.
+    # with whitespace can be blank, so the rest is decided by its first character — and most
+    # text starts with a printable character below the first blank one past the space (U+0085),
+    # which one comparison of its code tells, where the list of blanks takes many.
     blank = (
         exp.Case()
         .when(exp.EQ(this=value.copy(), expression=string("")), exp.true())
+        .when(
+            exp.Between(
+                this=exp.Ascii(this=value.copy()),
+                low=exp.Literal.number(ord(" ") + 1),
+                high=exp.Literal.number(ord("\x85") - 1),
+            ),
+            exp.false(),
+        )
         .when(exp.not_(exp.In(this=first, expressions=[string(c) for c in BLANK])), exp.false())
         .else_(exp.EQ(this=trimmed, expression=string("")))
     )

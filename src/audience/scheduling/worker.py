@@ -11,6 +11,9 @@ Each `tick`:
    and closed: succeeded, failed, or queued again after a transient failure (`RetryPolicy`).
    Repeated until nothing is ready.
 
+Once a day (the first tick of each UTC day of the workspace's clock) the worker also rebuilds the
+order summary that segment insights read, if insights keep one.
+
 The customer database is closed whenever the worker has nothing to run (`release_engine`).
 DuckDB's is also closed after each run: it lets one process write at a time, so commands in
 another terminal get their turn between runs. Other engines' connections serve the next ready
@@ -25,7 +28,7 @@ import random
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from audience.activation.recording import RetryPolicy
@@ -71,6 +74,8 @@ class Worker:
         """The order this worker queues owed activations in: its own, so that workers
         starting together spread out."""
         self._single_writer = ws.settings.engine.type == "duckdb"
+        self._summary_day: date | None = None
+        """The day this worker last rebuilt the order summary."""
 
     def tick(self, stop: threading.Event | None = None) -> list[Run]:
         """Queue what schedules owe, then run everything ready (until `stop` is set: a run
@@ -80,6 +85,7 @@ class Worker:
         try:
             while not (stop is not None and stop.is_set()) and (run := self.run_next()) is not None:
                 ended.append(run)
+            self.refresh_order_summary()
         finally:
             self.ws.release_engine()
         return ended
@@ -151,6 +157,14 @@ class Worker:
                     last_dues[row.kind, row.name] = max(times)
             ws.store.activations.set_last_dues(session, last_dues)
             return ws.store.runs.enqueue(session, due)
+
+    def refresh_order_summary(self) -> None:
+        """On the first tick of a day, rebuild the order summary (if insights keep one): the
+        day's first insights do not wait for it, and edits in place of older orders are read."""
+        today = self.ws.clock().astimezone(UTC).date()
+        if self._summary_day != today:
+            self.ws.refresh_order_summary()
+            self._summary_day = today
 
     def run_next(self) -> Run | None:
         """Claim the oldest ready run and run it; None when nothing is ready."""
