@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 from audience.activation.recording import RetryPolicy
 from audience.activation.runner import execute, lease_of, retry_policy, this_process
 from audience.definitions.kinds import Activation
+from audience.errors import AudienceError
 from audience.scheduling.schedule import due_times
 from audience.store.activations import RUNNING_STATES, scheduled_state
 from audience.store.runs import DueRun, Run
@@ -163,8 +164,11 @@ class Worker:
         day's first insights do not wait for it, and edits in place of older orders are read."""
         today = self.ws.clock().astimezone(UTC).date()
         if self._summary_day != today:
-            self.ws.refresh_order_summary()
             self._summary_day = today
+            try:
+                self.ws.refresh_order_summary()
+            except AudienceError as error:  # the runs stand; the next insights rebuild it
+                self._heard(error)
 
     def run_next(self) -> Run | None:
         """Claim the oldest ready run and run it; None when nothing is ready."""
