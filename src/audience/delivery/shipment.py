@@ -407,43 +407,11 @@ def deliver(
         if options.pgp is not None
         else None
     )
-    try:
-        return _deliver_files(
-            destination,
-            client,
-            rows,
-            file_schema,
-            names,
-            run_id,
-            claimed,
-            earlier,
-            what,
-            recipient,
-            note,
-        )
-    finally:
-        if recipient is not None:
-            recipient.close()
-
-
-def _deliver_files(
-    destination: Destination,
-    client: DestinationClient,
-    rows: Iterator[pa.RecordBatch] | None,
-    file_schema: pa.Schema,
-    names: NameValues,
-    run_id: str,
-    claimed: RunNames,
-    earlier: Mapping[str, EarlierFile],
-    what: str,
-    recipient: Recipient | None,
-    note: Callable[[Delivery], object],
-) -> list[Delivery]:
     # The rows are read from the database on a thread of their own, while the encoding
     # thread writes the batches before them: the two share the machine's cores.
     read = _prefetched(rows or iter(()), depth=READ_AHEAD_BATCHES, name="audience-read")
     try:
-        return _deliver_rows(
+        return _deliver_files(
             destination,
             client,
             read,
@@ -458,9 +426,11 @@ def _deliver_files(
         )
     finally:
         read.close()
+        if recipient is not None:
+            recipient.close()
 
 
-def _deliver_rows(
+def _deliver_files(
     destination: Destination,
     client: DestinationClient,
     rows: Iterator[pa.RecordBatch],
