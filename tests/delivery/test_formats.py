@@ -474,3 +474,25 @@ def test_minimal_quoting_is_the_same_whether_a_batch_needs_quotes_or_not(
         for s, n in zip(texts, numbers, strict=True)
     )
     assert _file(delivery).decode() == expected.getvalue()
+
+
+PAST_ASCII = {
+    "minimal": 's§n\na§1\n"b§c"§\n§3\n',
+    "all": '"s"§"n"\n"a"§"1"\n"b§c"§""\n""§"3"\n',
+    "non_null": '"s"§"n"\n"a"§"1"\n"b§c"§\n§"3"\n',
+    "non_numeric": '"s"§"n"\n"a"§1\n"b§c"§\n§3\n',
+}
+
+
+@pytest.mark.parametrize("mode", [*sorted(QUOTED), "none"])
+def test_a_delimiter_past_ascii_writes_every_quote_mode(
+    mode: str, folder_destination: MakeDestination, names: Callable[..., NameValues]
+) -> None:
+    """Arrow's writer takes ASCII delimiters only: the others go field by field, alike."""
+    table = pa.table({"s": ["a", "b§c", None], "n": pa.array([1, None, 3], pa.int64())})
+    if mode == "none":
+        with pytest.raises(TerminalDeliveryError, match="quote: none cannot write"):
+            _send(folder_destination({"quote": mode, "delimiter": "§"}), table, names)
+        return
+    (delivery,) = _send(folder_destination({"quote": mode, "delimiter": "§"}), table, names)
+    assert _file(delivery).decode() == PAST_ASCII[mode]

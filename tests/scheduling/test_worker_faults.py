@@ -356,7 +356,7 @@ def test_a_worker_killed_mid_upload_is_taken_over_once_its_lease_expires(
     with Workspace.open(directory, clock=lambda: started) as ws:
         run = only_run(ws, "Killed")
         assert run.status == "running" and run.attempt == 1
-        assert run.claimed_by == f"{os.uname().nodename}:{doomed.pid}"
+        assert run.claimed_by == f"{os.uname().nodename}:{doomed.pid}/1"  # its first worker
     wait_out_the_lease(directory, "Killed")
     finished(worker_process(directory, started))  # the lease has expired
 

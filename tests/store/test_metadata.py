@@ -14,13 +14,19 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, literal, select, text
 
 from audience.errors import LeaseLost, NotFound, WorkspaceError
 from audience.store import metadata
 from audience.store.metadata import MetadataStore, resolve_url
 from audience.store.migrate import HEAD, MIGRATIONS
-from audience.store.runs import DeliveredFile, DueRun, Holder, LeaseTerms
+from audience.store.runs import (
+    _WITHOUT_WAITING_FOR_DISK,
+    DeliveredFile,
+    DueRun,
+    Holder,
+    LeaseTerms,
+)
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -260,9 +266,9 @@ def test_the_next_run_waits_while_an_earlier_one_is_being_taken_over(
 
 
 def test_a_runs_hot_writes_leave_the_connection_waiting_for_the_disk(store: MetadataStore) -> None:
-    """The claim, a file's record and a run's end commit without waiting for the disk on
-    PostgreSQL, for their own transaction only: the heartbeat, which a lease's trust rests on,
-    and everything after them still wait (`synchronous_commit` stays on)."""
+    """The claim and a file's record commit without waiting for the disk on PostgreSQL, for
+    their own transaction only: the run's end, heartbeats and everything after them still wait
+    (`synchronous_commit` stays on)."""
     runs, lease = store.runs, LeaseTerms(timedelta(minutes=1), lambda: T0)
     with store.session() as session, session.begin():
         runs.enqueue(session, [DueRun("campaign", "A", 1, T0)])
@@ -275,6 +281,11 @@ def test_a_runs_hot_writes_leave_the_connection_waiting_for_the_disk(store: Meta
     assert done.status == "succeeded" and done.deliveries == [file]
     if store.engine.dialect.name == "postgresql":
         with store.engine.connect() as connection:  # the pool's one connection, used above
+            assert connection.execute(text("show synchronous_commit")).scalar() == "on"
+            connection.rollback()
+            with connection.begin():  # what the condition does to the transaction it is in
+                connection.execute(select(literal(1)).where(_WITHOUT_WAITING_FOR_DISK))
+                assert connection.execute(text("show synchronous_commit")).scalar() == "off"
             assert connection.execute(text("show synchronous_commit")).scalar() == "on"
 
 

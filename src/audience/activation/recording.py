@@ -20,7 +20,7 @@ from typing import Any
 
 from audience.delivery.destinations.base import Delivery, EarlierFile
 from audience.errors import AudienceError, LeaseLost, TransientDeliveryError
-from audience.store.runs import DeliveredFile, Holder, LeaseTerms, Run, RunLog, utc
+from audience.store.runs import DeliveredFile, Holder, LeaseTerms, Run, RunLog
 
 Clock = Callable[[], datetime]
 
@@ -61,13 +61,6 @@ class RunRecording:
     recorded: list[DeliveredFile] = field(default_factory=list)
     """Every file the run log holds for this run, once this attempt knows them all: the earlier
     attempts' (read at its start) and its own, in the order they were recorded."""
-    held_until: datetime | None = None
-    """Until when this attempt's lease is known to run (its claim, then each heartbeat that
-    renewed it): no other worker takes the run over before then."""
-
-    def __post_init__(self) -> None:
-        if self.held_until is None:
-            self.held_until = self.run.lease_expires_at
 
     @property
     def holder(self) -> Holder:
@@ -110,15 +103,7 @@ class RunRecording:
     def confirm(self) -> None:
         """Raise LeaseLost if another worker has taken the run over: an activation calls this
         before writing state outside the run log (the recipients ledger), which the attempt
-        that took over writes for itself.
-
-        While at least half of the lease is known to be left, nobody can have taken it over
-        (takeovers wait for the lease to expire; half the lease allows for the clocks of
-        workers on other machines being that far apart): the run log is asked only later."""
-        if self.held_until is not None and self.lease.now() + self.lease.length / 2 < utc(
-            self.held_until
-        ):
-            return
+        that took over writes for itself."""
         self.runs.confirm(self.run.id, self.holder)
 
     def record(
@@ -211,10 +196,8 @@ class _Heartbeat:
         while not self._stopped.wait(self._every):
             # A lost lease (another worker took the run over) is not ours to fix here: the
             # other attempt publishes under the same run id, so nothing is sent twice.
-            asked = recording.lease.now()
-            if recording.runs.heartbeat(
+            recording.runs.heartbeat(
                 recording.run.id,
                 holder=recording.holder,
                 lease=recording.lease,
-            ):
-                recording.held_until = asked + recording.lease.length
+            )

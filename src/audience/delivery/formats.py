@@ -211,7 +211,11 @@ def _lines(fields: list[pa.Array], delimiter: str, eol: str) -> bytes:
 def _arrow_csv_options(options: FileOptions) -> pa_csv.WriteOptions | None:
     """pyarrow's writer options for these file options, or None where it cannot do them:
     minimal quoting, quoting nulls as `""` (mode all), and escape characters."""
-    if options.quote in {"minimal", "all"} or options.escape is not None:
+    if (
+        options.quote in {"minimal", "all"}
+        or options.escape is not None
+        or not options.column_delimiter.isascii()
+    ):
         return None
     style = {"non_null": "all_valid", "non_numeric": "needed", "none": "none"}[options.quote]
     return pa_csv.WriteOptions(
@@ -255,13 +259,17 @@ def _arrow_csv(
     except pa.ArrowInvalid as error:
         if options.quote == "none" and "structural characters" in str(error):
             # Arrow's message quotes the value: customer data has no place in a run's error.
-            raise TerminalDeliveryError(
-                f"a value holds the delimiter {options.column_delimiter!r}, a quote or a line "
-                f"break, which quote: none cannot write; choose quote: minimal or an escape "
-                "character"
-            ) from None
+            raise _unwritable(options.column_delimiter) from None
         raise TerminalDeliveryError(f"cannot write the {options.format} file: {error}") from None
     yield from sink.take()
+
+
+def _unwritable(delimiter: str) -> TerminalDeliveryError:
+    """A value (or column name) that quote: none cannot write without an escape character."""
+    return TerminalDeliveryError(
+        f"a value holds the delimiter {delimiter!r}, a quote or a line break, which quote: none "
+        "cannot write; choose quote: minimal or an escape character"
+    )
 
 
 class _Dialect:
@@ -289,11 +297,14 @@ class _Dialect:
                 quoting_style="none",
                 eol=self.eol,
             )
-            if self.mode == "minimal" and self.escape is None and not self.single_column
+            if self.mode == "minimal"
+            and self.escape is None
+            and not self.single_column
+            and self.delimiter.isascii()
             else None
         )
         """Arrow's writer, for rows where minimal quoting quotes nothing (a file of one
-        column quotes its empty values, which Arrow would not)."""
+        column quotes its empty values, which Arrow would not; Arrow's delimiter is ASCII)."""
         self._plain_sink = Sink()
         self._plain: tuple[pa.Schema, pa_csv.CSVWriter] | None = None
 
@@ -303,7 +314,10 @@ class _Dialect:
 
     def _name(self, name: str) -> str:
         if self.mode == "none":
-            assert self.escape is not None  # quote none without escape goes to Arrow's writer
+            if self.escape is None:  # Arrow's writer does this, but for a delimiter past ASCII
+                if any(c in name for c in self.specials):
+                    raise _unwritable(self.delimiter)
+                return name
             return "".join(self.escape + c if c in self.specials else c for c in name)
         if self.mode != "minimal" or any(c in name for c in self.specials) or not name:
             for char in self.quote_escapes:
@@ -321,9 +335,10 @@ class _Dialect:
             ]
             rows = _join(['"', _join(inner, f'"{self.delimiter}"'), '"' + self.eol])
             return _value_bytes(rows)
-        if self.plain_when_unquoted is not None:
+        if self.mode == "minimal":
             texts = [_as_text(column) for column in batch.columns]
-            if not any(_present(text, self.specials) for text in texts):
+            present = [_present(text, self.specials) for text in texts]
+            if self.plain_when_unquoted is not None and not any(present):
                 # Nothing in these rows needs quoting: minimal quoting writes them as they
                 # are, which Arrow's own writer does twice as fast as joining the fields.
                 plain = pa.RecordBatch.from_arrays(texts, names=batch.schema.names)
@@ -334,6 +349,11 @@ class _Dialect:
                     self._plain = (plain.schema, writer)
                 self._plain[1].write_batch(plain)
                 return b"".join(self._plain_sink.take())
+            fields = [
+                self._filled(self._quote_where_needed(text, chars))
+                for text, chars in zip(texts, present, strict=True)
+            ]
+            return _lines(fields, self.delimiter, self.eol)
         return _lines([self._field(c) for c in batch.columns], self.delimiter, self.eol)
 
     def _field(self, column: pa.Array) -> pa.Array:
@@ -346,7 +366,11 @@ class _Dialect:
         ):
             text = _join(['"', self._escape_quotes(text), '"'])
         else:
-            text = self._quote_where_needed(text)
+            text = self._quote_where_needed(text, _present(text, self.specials))
+        return self._filled(text)
+
+    def _filled(self, text: pa.Array) -> pa.Array:
+        """A column's text in the file, nulls written as nothing."""
         if self.single_column and self.mode != "none":
             # A row of one empty value would be a blank line, which readers skip.
             filled = pc.fill_null(text, _text(""))
@@ -360,8 +384,8 @@ class _Dialect:
             return text
         return pc.replace_substring_regex(text, f"({_char_class(present)})", self.replacement)
 
-    def _quote_where_needed(self, text: pa.Array) -> pa.Array:
-        present = _present(text, self.specials)
+    def _quote_where_needed(self, text: pa.Array, present: list[str]) -> pa.Array:
+        """Quote the values holding one of the special characters `present` in the column."""
         if not present:
             return text
         # A plain substring search per character is several times faster than one regex.
@@ -374,6 +398,8 @@ class _Dialect:
         present = _present(text, self.specials)
         if not present:
             return text
+        if self.escape is None:
+            raise _unwritable(self.delimiter)
         return pc.replace_substring_regex(text, f"({_char_class(present)})", self.replacement)
 
 

@@ -147,7 +147,6 @@ def _prefetched(
     finally:
         stop.set()
         worker.join()
-        worker.join()
 
 
 def _first_rows(

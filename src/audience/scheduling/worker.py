@@ -24,11 +24,13 @@ Time comes from the workspace's clock; `--now` makes a worker run as of another 
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from audience.activation.recording import RetryPolicy
@@ -51,6 +53,13 @@ burst of 500 takes 7 transactions, not 100), and workers starting together queue
 ones (each skips the rows another holds)."""
 
 
+_NUMBERS = itertools.count(1)
+"""Numbers the workers of one process."""
+_SUMMARY_DAYS: dict[Path, date] = {}
+"""The day this process's workers last rebuilt each workspace's order summary."""
+_SUMMARY_DAYS_LOCK = threading.Lock()
+
+
 class Worker:
     """Runs what is due in one workspace, one run at a time."""
 
@@ -64,7 +73,9 @@ class Worker:
         on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.ws = ws
-        self.name = name or this_process()
+        self.name = name or f"{this_process()}/{next(_NUMBERS)}"
+        """Who holds the runs this worker claims: the process, and which of its workers (the
+        threads of `--concurrency` each fence their own runs)."""
         self.retry = retry or retry_policy(ws)
         self.on_run = on_run
         """Hears of each run as it ends (the CLI prints a line)."""
@@ -75,8 +86,6 @@ class Worker:
         """The order this worker queues owed activations in: its own, so that workers
         starting together spread out."""
         self._single_writer = ws.settings.engine.type == "duckdb"
-        self._summary_day: date | None = None
-        """The day this worker last rebuilt the order summary."""
 
     def tick(self, stop: threading.Event | None = None) -> list[Run]:
         """Queue what schedules owe, then run everything ready (until `stop` is set: a run
@@ -86,7 +95,8 @@ class Worker:
         try:
             while not (stop is not None and stop.is_set()) and (run := self.run_next()) is not None:
                 ended.append(run)
-            self.refresh_order_summary()
+            if not (stop is not None and stop.is_set()):
+                self.refresh_order_summary()
         finally:
             self.ws.release_engine()
         return ended
@@ -163,11 +173,13 @@ class Worker:
         """On the first tick of a day, rebuild the order summary (if insights keep one): the
         day's first insights do not wait for it, and edits in place of older orders are read."""
         today = self.ws.clock().astimezone(UTC).date()
-        if self._summary_day != today:
-            self._summary_day = today
+        with _SUMMARY_DAYS_LOCK:  # the workers of `--concurrency N` rebuild it once, not N times
+            if _SUMMARY_DAYS.get(self.ws.directory) == today:
+                return
             try:
                 self.ws.refresh_order_summary()
-            except AudienceError as error:  # the runs stand; the next insights rebuild it
+                _SUMMARY_DAYS[self.ws.directory] = today
+            except AudienceError as error:  # the runs stand; the next tick tries again
                 self._heard(error)
 
     def run_next(self) -> Run | None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine, create_engine, event, func, select
-from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
+from sqlalchemy.exc import InvalidatePoolError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -110,7 +110,8 @@ def ping_after_rest(engine: Engine) -> None:
         try:
             engine.dialect.do_ping(dbapi_connection)
         except engine.dialect.loaded_dbapi.Error as error:
-            raise DisconnectionError(str(error)) from error  # the pool connects anew
+            # The server dropped it, and likely its siblings: the pool connects anew.
+            raise InvalidatePoolError(str(error)) from error
 
 
 class MetadataStore:
@@ -119,7 +120,8 @@ class MetadataStore:
     def __init__(self, url: str) -> None:
         try:
             self.engine: Engine = create_engine(url)
-            ping_after_rest(self.engine)
+            if self.engine.dialect.name != "sqlite":  # a file: nothing to drop it
+                ping_after_rest(self.engine)
             try:
                 upgrade(self.engine)
             except BaseException:

@@ -19,16 +19,16 @@ What an attempt records (deliveries, its outcome) is fenced by its `Holder` — 
 attempt number: an attempt whose run was taken over (its worker paused past the lease, then woke
 up) gets `LeaseLost` instead of overwriting what the attempt that took over records.
 
-On PostgreSQL the writes of a run's hot path — its claim, each file it records, its end —
-commit without waiting for their write-ahead log to reach the disk (`_WITHOUT_WAITING_FOR_DISK`):
-a disk flush costs more than all the rest of a small run's bookkeeping together. They are
-visible (and fence other workers) at once, and durable within a fraction of a second
-(PostgreSQL flushes on its own, and a heartbeat, which a lease's trust rests on, waits for the
-disk). Only a crash of the store itself in that moment loses them, and then the run repairs:
-a lost end leaves the run running, taken over once the lease expires; a lost claim leaves it
-queued; a lost file record sends that file again under the same name, which the destination
-recognises as this run's and does not write twice — only a file the receiver had already
-taken away in that moment would be sent again.
+On PostgreSQL a run's claim and the record of each file it publishes commit without waiting for
+their write-ahead log to reach the disk (`_WITHOUT_WAITING_FOR_DISK`): a disk flush costs more
+than all the rest of a small run's bookkeeping. Its end waits, and so makes everything before it
+durable too — one flush per run. They are visible (and fence other attempts) at once. Only if
+the store crashes (or fails over) while the run works can they be lost, and then the run, never
+reported as ended, repairs: a lost claim leaves it queued, and the attempt that claims it again
+fences out the one still working (each worker holds runs under a name of its own, and an
+attempt asks the run log before it writes the ledger); a lost file record sends the file again
+under the same name, which the destination recognises as this run's and does not write twice —
+only a file the receiver had already taken away would arrive again.
 """
 
 from __future__ import annotations
@@ -281,30 +281,37 @@ class RunLog:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
         bind = sessions.kw.get("bind")
-        self._claims_in_one_statement = isinstance(bind, Engine) and (
-            bind.dialect.name == "postgresql"
-        )
-        """PostgreSQL claims a queued run in one statement; SQLite, with no row locks, in a
-        transaction holding its write lock."""
         if not isinstance(bind, Engine):
             raise TypeError("the run log's sessions must be bound to an engine")
+        self._claims_in_one_statement = bind.dialect.name == "postgresql"
+        """PostgreSQL claims a queued run in one statement; SQLite, with no row locks, in a
+        transaction holding its write lock."""
         self._autocommit = bind.execution_options(isolation_level="AUTOCOMMIT")
-        self._hot = _HotPath(lazily=self._claims_in_one_statement)
+        self._hot = _HotPath(without_waiting_for_disk=self._claims_in_one_statement)
 
-    def _first_row(self, statement: Executable, values: dict[str, Any]) -> Row[Any] | None:
+    def _first_row(
+        self,
+        statement: Executable,
+        values: dict[str, Any],
+        *,
+        answered: Executable | None = None,
+    ) -> Row[Any] | None:
         """The first row of a read or write that is one statement (atomic by itself, with the
         row locks it takes), committed on its own: no BEGIN and COMMIT round trips. The
         worker's hottest statements go through it, built once (`_HotPath`) and run without
         the ORM, whose per-statement work costs more than the round trip.
 
         A pooled connection the server dropped a moment ago (the store restarting) fails the
-        statement, which is run once more on a new connection: on the dropped one it never
-        ran — unless the connection died after it ran and before its answer came, which each
-        statement survives: a claim's run is taken over once its lease expires, a file already
-        recorded is not recorded again, and a run already closed is read as it was closed."""
+        statement, which is run once more on a new connection. It may have run before the
+        connection died: `answered` (same parameters) then finds the row it wrote, which is
+        returned instead of writing again (a file's record needs none: it is written once)."""
         for last in (False, True):
             try:
                 with self._autocommit.connect() as connection:
+                    if last and answered is not None:
+                        done = connection.execute(answered, values).first()
+                        if done is not None:
+                            return done
                     return connection.execute(statement, values).first()
             except DBAPIError as error:
                 if last or not error.connection_invalidated:
@@ -414,7 +421,7 @@ class RunLog:
         if self._claims_in_one_statement:
             # The common case in one statement: the oldest ready run is queued.
             started = {"worker": worker, "started": now, "until": held + lease.length}
-            claimed = self._first_row(_START_QUEUED, ready | started)
+            claimed = self._first_row(_START_QUEUED, ready | started, answered=_STARTED)
             if claimed is not None:
                 return _run(claimed, [])
         with locked_session(self._sessions) as session:
@@ -515,7 +522,9 @@ class RunLog:
         }
         statement = self._hot.finish[holder is not None, counts is not None]
         # One statement: the fence is checked on the row as it is updated (locked).
-        row = self._first_row(statement, values | _fence_values(holder))
+        row = self._first_row(
+            statement, values | _fence_values(holder), answered=self._hot.finished
+        )
         if row is None:
             raise self._why_unchanged(run_id, holder)
         if deliveries is None:
@@ -874,6 +883,13 @@ _START_QUEUED = (
 """The claim of a queued run in one statement (PostgreSQL): `_start` on the row `_CLAIMABLE`
 finds, when that row is queued — none when it is a running run whose lease expired, which the
 claim's transaction then takes over or abandons."""
+_STARTED = select(*RunRecord.__table__.columns).where(
+    RunRecord.status == "running",
+    RunRecord.claimed_by == bindparam("worker", type_=String()),
+    RunRecord.started_at == bindparam("started", type_=DateTime(timezone=True)),
+    RunRecord.lease_expires_at == bindparam("until", type_=DateTime(timezone=True)),
+)
+"""The run `_START_QUEUED` claimed with the same parameters, if it ran (its answer lost)."""
 
 
 _DUE = ["activation_kind", "activation_name", "scheduled_for"]
@@ -915,8 +931,8 @@ class _HotPath:
     parameters named (building a statement costs more than running it): reading who holds a
     run, recording a file, closing a run — the last two fenced by a holder or not."""
 
-    def __init__(self, *, lazily: bool) -> None:
-        without_waiting = [_WITHOUT_WAITING_FOR_DISK] if lazily else []
+    def __init__(self, *, without_waiting_for_disk: bool) -> None:
+        without_waiting = [_WITHOUT_WAITING_FOR_DISK] if without_waiting_for_disk else []
         run_id = bindparam("run_id", type_=String())
         fences = {
             False: [RunRecord.id == run_id],
@@ -961,9 +977,16 @@ class _HotPath:
             "lease_expires_at": None,
         }
         counts = {"counts": bindparam("new_counts", type_=RunRecord.__table__.c.counts.type)}
+        self.finished = select(*RunRecord.__table__.columns).where(
+            RunRecord.id == run_id,
+            RunRecord.status == bindparam("new_status", type_=String()),
+            RunRecord.ended_at == bindparam("ended", type_=DateTime(timezone=True)),
+        )
+        """The run as `finish` closed it with the same parameters, if it did (its answer
+        lost)."""
         self.finish = {
             (fenced, with_counts): update(RunRecord)
-            .where(*fence, *without_waiting)
+            .where(*fence)
             .values(ended | counts if with_counts else ended)
             .returning(*RunRecord.__table__.columns)
             for fenced, fence in fences.items()
