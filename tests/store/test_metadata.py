@@ -20,13 +20,8 @@ from audience.errors import LeaseLost, NotFound, WorkspaceError
 from audience.store import metadata
 from audience.store.metadata import MetadataStore, resolve_url
 from audience.store.migrate import HEAD, MIGRATIONS
-from audience.store.runs import (
-    _WITHOUT_WAITING_FOR_DISK,
-    DeliveredFile,
-    DueRun,
-    Holder,
-    LeaseTerms,
-)
+from audience.store.run_statements import WITHOUT_WAITING_FOR_DISK
+from audience.store.runs import DeliveredFile, DueRun, Holder, LeaseTerms
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -284,7 +279,7 @@ def test_a_runs_hot_writes_leave_the_connection_waiting_for_the_disk(store: Meta
             assert connection.execute(text("show synchronous_commit")).scalar() == "on"
             connection.rollback()
             with connection.begin():  # what the condition does to the transaction it is in
-                connection.execute(select(literal(1)).where(_WITHOUT_WAITING_FOR_DISK))
+                connection.execute(select(literal(1)).where(WITHOUT_WAITING_FOR_DISK))
                 assert connection.execute(text("show synchronous_commit")).scalar() == "off"
             assert connection.execute(text("show synchronous_commit")).scalar() == "on"
 

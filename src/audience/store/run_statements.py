@@ -1,0 +1,230 @@
+"""The run log's statements a worker runs for every run (claim, queue, record, close), built
+once with their parameters named: building a statement costs more than running it. `runs`
+runs them; see its docstring for what each must guarantee."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    Select,
+    String,
+    Text,
+    and_,
+    bindparam,
+    exists,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import aliased
+
+from audience.store.models import ActivationRecord, DeliveryRecord, RunRecord
+
+ACTIVE = ("queued", "running")
+"""Statuses of a run that has not ended."""
+
+
+def _claimable() -> Select[RunRecord]:
+    """The claim's query, built once (it is the worker's hottest): the oldest ready run, locked,
+    skipping runs other workers hold; its parameters are `now` (the schedule's time: back-offs)
+    and `lease_now` (the lease clock's: expired leases)."""
+    now = bindparam("now", type_=DateTime(timezone=True))
+    lease_now = bindparam("lease_now", type_=DateTime(timezone=True))
+    # Statuses written out (not parameters), so that PostgreSQL's cached plan of the claim can
+    # use the indexes on active runs.
+    queued, running = (literal(status, literal_execute=True) for status in ACTIVE)
+    other = aliased(RunRecord)
+    same = and_(
+        other.activation_kind == RunRecord.activation_kind,
+        other.activation_name == RunRecord.activation_name,
+        other.id != RunRecord.id,
+        ~other.is_test,
+    )
+    # Another run of the activation is under way; or an earlier one whose worker died is
+    # waiting to be taken over, which must happen first: a worker that skips it (another
+    # worker holds it, taking it over) must not start the next run beside it.
+    busy = exists().where(
+        same,
+        other.status == running,
+        or_(
+            other.lease_expires_at >= lease_now,
+            other.scheduled_for < RunRecord.scheduled_for,
+        ),
+    )
+    behind = exists().where(
+        same, other.status == queued, other.scheduled_for < RunRecord.scheduled_for
+    )
+    held = exists().where(
+        ActivationRecord.kind == RunRecord.activation_kind,
+        ActivationRecord.name == RunRecord.activation_name,
+        ActivationRecord.state.in_(("paused", "canceled")),
+    )
+    ready = and_(
+        or_(
+            and_(
+                RunRecord.status == queued,
+                or_(RunRecord.not_before.is_(None), RunRecord.not_before <= now),
+            ),
+            and_(RunRecord.status == running, RunRecord.lease_expires_at < lease_now),
+        ),
+        ~busy,
+        ~behind,
+        or_(RunRecord.trigger != "schedule", RunRecord.trigger.is_(None), ~held),
+    )
+    return (
+        select(RunRecord)
+        .where(ready)
+        .order_by(RunRecord.scheduled_for, RunRecord.id)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=RunRecord)
+    )
+
+
+WITHOUT_WAITING_FOR_DISK = (
+    select(func.set_config("synchronous_commit", "off", true())).scalar_subquery().is_not(None)
+)
+"""A condition that makes a PostgreSQL write commit without waiting for the disk
+(`synchronous_commit` off for its own transaction alone, set by a subquery PostgreSQL runs once:
+no round trip is added); the docstring of `runs` says why that is safe where it is used."""
+
+CLAIMABLE = _claimable()
+START_QUEUED = (  # the rows, one array per column, as a table
+    update(RunRecord)
+    .where(
+        RunRecord.id == CLAIMABLE.with_only_columns(RunRecord.id).scalar_subquery(),
+        RunRecord.status == literal("queued", literal_execute=True),
+        WITHOUT_WAITING_FOR_DISK,
+    )
+    .values(
+        attempt=RunRecord.attempt + 1,
+        status="running",
+        started_at=bindparam("started", type_=DateTime(timezone=True)),
+        ended_at=None,
+        claimed_by=bindparam("worker", type_=String()),
+        lease_expires_at=bindparam("until", type_=DateTime(timezone=True)),
+        not_before=None,
+    )
+    .returning(*RunRecord.__table__.columns)
+)
+"""The claim of a queued run in one statement (PostgreSQL): `_start` on the row `CLAIMABLE`
+finds, when that row is queued — none when it is a running run whose lease expired, which the
+claim's transaction then takes over or abandons."""
+STARTED = select(*RunRecord.__table__.columns).where(
+    RunRecord.status == "running",
+    RunRecord.claimed_by == bindparam("worker", type_=String()),
+    RunRecord.started_at == bindparam("started", type_=DateTime(timezone=True)),
+    RunRecord.lease_expires_at == bindparam("until", type_=DateTime(timezone=True)),
+)
+"""The run `START_QUEUED` claimed with the same parameters, if it ran (its answer lost)."""
+
+
+DUE = ["activation_kind", "activation_name", "scheduled_for"]
+"""The columns a real run is unique by."""
+QUEUED_COLUMNS: dict[str, postgresql.ARRAY[Any]] = {
+    "id": postgresql.ARRAY(String),
+    "activation_kind": postgresql.ARRAY(String),
+    "activation_name": postgresql.ARRAY(String),
+    "version": postgresql.ARRAY(Integer),
+    "scheduled_for": postgresql.ARRAY(DateTime(timezone=True)),
+    "trigger": postgresql.ARRAY(String),
+}
+"""What tells queued runs apart, each passed as an array to `QUEUE`."""
+_QUEUED = (  # the rows, one array per column, as a table
+    func.unnest(*(bindparam(name, type_=array) for name, array in QUEUED_COLUMNS.items()))
+    .table_valued(*QUEUED_COLUMNS)
+    .render_derived()
+)
+QUEUE = (
+    postgresql.insert(RunRecord)
+    .from_select(
+        [*QUEUED_COLUMNS, "status", "is_test", "attempt", "counts"],
+        select(
+            *_QUEUED.c,
+            literal("queued"),
+            false(),
+            literal(0),
+            literal({}, RunRecord.__table__.c.counts.type),
+        ),
+    )
+    .on_conflict_do_nothing(index_elements=DUE, index_where=text("NOT is_test"))
+    .returning(RunRecord.id)
+)
+"""Queue runs on PostgreSQL: the rows as arrays, one per column of `QUEUED_COLUMNS`."""
+
+
+class HotPath:
+    """The statements a worker runs for every run besides its claim, built once with their
+    parameters named (building a statement costs more than running it): reading who holds a
+    run, recording a file, closing a run — the last two fenced by a holder or not."""
+
+    def __init__(self, *, without_waiting_for_disk: bool) -> None:
+        without_waiting = [WITHOUT_WAITING_FOR_DISK] if without_waiting_for_disk else []
+        run_id = bindparam("run_id", type_=String())
+        fences = {
+            False: [RunRecord.id == run_id],
+            True: [
+                RunRecord.id == run_id,
+                RunRecord.status == "running",
+                RunRecord.claimed_by == bindparam("holder", type_=String()),
+                RunRecord.attempt == bindparam("holders_attempt", type_=Integer()),
+            ],
+        }
+        self.holder = select(RunRecord.status, RunRecord.claimed_by, RunRecord.attempt).where(
+            RunRecord.id == run_id
+        )
+        columns = DeliveryRecord.__table__.columns
+        names = [c.name for c in columns if c.name != "id"]
+        row = select(
+            *(run_id if n == "run_id" else bindparam(n, type_=columns[n].type) for n in names)
+        )
+        recorded = exists().where(
+            DeliveryRecord.run_id == run_id,
+            DeliveryRecord.uri == bindparam("uri"),
+            DeliveryRecord.sha256 == bindparam("sha256"),
+        )
+        self.add_delivery = {
+            fenced: insert(DeliveryRecord)
+            .from_select(
+                names,
+                row.where(
+                    select(RunRecord.id).where(*fence).with_for_update().exists(),
+                    ~recorded,  # already recorded (an answer lost on the way): not again
+                    *without_waiting,
+                ),
+            )
+            .returning(DeliveryRecord.id)
+            for fenced, fence in fences.items()
+        }
+        ended = {
+            "status": bindparam("new_status", type_=String()),
+            "ended_at": bindparam("ended", type_=DateTime(timezone=True)),
+            "error": bindparam("new_error", type_=Text()),
+            "error_kind": bindparam("new_error_kind", type_=String()),
+            "lease_expires_at": None,
+        }
+        counts = {"counts": bindparam("new_counts", type_=RunRecord.__table__.c.counts.type)}
+        self.finished = select(*RunRecord.__table__.columns).where(
+            RunRecord.id == run_id,
+            RunRecord.status == bindparam("new_status", type_=String()),
+            RunRecord.ended_at == bindparam("ended", type_=DateTime(timezone=True)),
+        )
+        """The run as `finish` closed it with the same parameters, if it did (its answer
+        lost)."""
+        self.finish = {
+            (fenced, with_counts): update(RunRecord)
+            .where(*fence)
+            .values(ended | counts if with_counts else ended)
+            .returning(*RunRecord.__table__.columns)
+            for fenced, fence in fences.items()
+            for with_counts in (False, True)
+        }
