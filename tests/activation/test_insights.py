@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -30,7 +30,8 @@ with seg as (
     select amperity_id, count(distinct order_id) as orders, sum(order_revenue) as revenue
     from unified_transactions
     where not coalesce(is_return, false) and not coalesce(is_cancellation, false)
-      and order_datetime >= timestamp '2025-11-23 00:00:00'
+      and order_datetime >= timestamp '{start} 00:00:00'
+      and order_datetime < timestamp '{end} 00:00:00'
     group by amperity_id
 )
 select
@@ -47,9 +48,11 @@ from seg left join tx on seg.amperity_id = tx.amperity_id
 """
 
 
-def hand_written(ws: Workspace) -> dict[str, Any]:
+def hand_written(ws: Workspace, today: date = date(2026, 11, 23)) -> dict[str, Any]:
+    """The figures as of `today`: orders from a year before it to its end."""
     connection = getattr(ws.engine, "connection")  # noqa: B009 - both engines expose one
-    cursor = connection.execute(HAND_WRITTEN)
+    start = today.replace(year=today.year - 1)
+    cursor = connection.execute(HAND_WRITTEN.format(start=start, end=today + timedelta(days=1)))
     names = [d[0] for d in cursor.description]
     row = cursor.fetchone()
     # PostgreSQL answers Decimal where DuckDB answers float; compare numbers as floats.
@@ -76,6 +79,22 @@ def test_insights_match_a_hand_written_query(sample_workspace: Workspace) -> Non
     )
     assert got.average_order_value == pytest.approx(
         expected["revenue"] / expected["orders"], abs=0.01
+    )
+
+
+def test_insights_as_of_an_earlier_day_leave_out_the_orders_after_it(
+    sample_workspace: Workspace,
+) -> None:
+    ctx = sample_workspace.compile_context()
+    earlier = ctx.now - timedelta(days=100)
+    expected = hand_written(sample_workspace, earlier.date())
+    got = compute_insights(
+        sample_workspace.engine, SEGMENT, sample_workspace.compile_context(now=earlier)
+    )
+    assert got.active_customers == expected["active"] > 0
+    assert got.revenue_1y == pytest.approx(expected["revenue"], abs=0.01)
+    assert got.revenue_1y_share == pytest.approx(
+        expected["revenue"] / expected["all_revenue"], abs=1e-4
     )
 
 

@@ -115,6 +115,8 @@ REFUSED = [
     ("select pg_notify('channel', 'x') as n", "refused pg_notify"),
     ("select query_to_xml('select 1', true, false, '') as x", "refused query_to_xml"),
     ("select sleep_ms(1) as slept", "refused sleep_ms"),
+    ("select txid_current() as spent", "refused txid_current"),
+    ("select inet_server_addr() as server", "refused inet_server_addr"),
     ("selec amperity_id from customer_360", "does not parse"),
 ]
 
@@ -455,3 +457,23 @@ def test_parts_published_before_a_failure_are_on_the_run_record(
     assert sorted(d.uri for d in recorded) == parts[:2]
     assert [d.rows for d in recorded] == [100, 100]
     assert all(Path(d.uri.removeprefix("file://")).is_file() for d in recorded)
+
+
+@pytest.mark.parametrize(
+    "file", [{"pgp": {"public_key_file": "key.asc"}}, {"split_rows": 100}, {"manifest": True}]
+)
+def test_an_orchestrations_file_options_over_a_webhook_are_refused_when_applied(
+    sample_workspace: Workspace, file: dict[str, Any]
+) -> None:
+    """A webhook takes records: packaging options an orchestration lays over it are refused
+    as they would be on the destination itself, not silently dropped (PGP least of all)."""
+    hook = {
+        "kind": "destination",
+        "name": "hook",
+        "type": "webhook",
+        "settings": {"url": "http://127.0.0.1:9/in"},
+    }
+    with pytest.raises(InvalidValue, match="takes records, not files") as refused:
+        apply(sample_workspace, hook, orchestration("Hooked", destination="hook", file=file))
+    assert refused.value.field == "file"
+    assert sample_workspace.store.definition("orchestration", "Hooked") is None

@@ -79,6 +79,13 @@ _REFUSED_NAMES = frozenset(
         "pg_log_backend_memory_contexts",
         "pg_import_system_collations",
         "pg_stat_file",
+        "txid_current",  # allocate a transaction id: a write, however small
+        "pg_current_xact_id",
+        # the server's own addresses and settings: nothing a customer extract needs
+        "inet_server_addr",
+        "inet_server_port",
+        "inet_client_addr",
+        "inet_client_port",
         # holding the server up, or stopping others
         "pg_sleep",
         "pg_sleep_for",

@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from audience.compile.conditions import CompileContext, order_count
-from audience.compile.dates import days_before
+from audience.compile.dates import day_after, days_before
 from audience.compile.sql import column, day_literal, false_if_null, table
 
 SUMMARY = "audience_order_summary"
@@ -34,15 +34,18 @@ reads that back alike)."""
 
 def valid_orders_last_year(ctx: CompileContext) -> list[exp.Expr]:
     """The filters of an order that counts in the last year: on or after the start of the day
-    one year before today, neither a return nor a cancellation."""
+    one year before today and before the end of today (as `purchased` counts: as of an earlier
+    day, later orders have not happened yet), neither a return nor a cancellation."""
     names = ctx.tables
     events = ctx.catalog.columns(names.events)
+    kind = events.get(names.order_datetime, "timestamp")
     start = days_before(ctx.today, 1, "years")
     filters: list[exp.Expr] = [
-        exp.GTE(
+        exp.GTE(this=column(names.order_datetime), expression=day_literal(start, kind)),
+        exp.LT(
             this=column(names.order_datetime),
-            expression=day_literal(start, events.get(names.order_datetime, "timestamp")),
-        )
+            expression=day_literal(day_after(ctx.today), kind),
+        ),
     ]
     for flag in (names.is_return, names.is_cancellation):
         if flag in events:

@@ -252,7 +252,12 @@ class Destination(DefinitionModel):
 
     @model_validator(mode="after")
     def _records_are_not_files(self) -> Destination:
-        # A webhook takes records, not files: packaging options would silently mean nothing.
+        return self.taking_records_not_files()
+
+    def taking_records_not_files(self) -> Destination:
+        """This destination, if it takes files, or takes records (a webhook) with no file
+        packaging options, which would silently mean nothing; ValueError naming the option
+        otherwise (also checked when an orchestration lays its own `file:` over it)."""
         if self.settings.TAKES_RECORDS:
             options = self.file
             for option, unset in (

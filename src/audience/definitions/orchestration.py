@@ -72,4 +72,4 @@ class Orchestration(DefinitionModel):
         options = FileOptions.model_validate(
             {**destination.file.model_dump(by_alias=True, exclude_unset=True), **self.file}
         )
-        return destination.model_copy(update={"file": options})
+        return destination.model_copy(update={"file": options}).taking_records_not_files()
