@@ -563,10 +563,10 @@ def test_customers_matching_no_sub_audience_are_counted(
     assert plan["audience"] == len(expected) - len(unmatched)
 
 
-def test_the_same_campaign_runs_on_postgres(
+def test_the_same_campaign_runs_on_every_engine(
     sample_workspaces: dict[str, Workspace], tmp_path: Path
 ) -> None:
-    """Both engines send the same customers in the same groups, with the same attributes."""
+    """Every engine sends the same customers in the same groups, with the same attributes."""
     sent: dict[str, dict[str, list[dict[str, str]]]] = {}
     name = f"Parity {uuid.uuid4().hex[:8]}"  # the name seeds the groups: the same on both
     for engine, ws in sample_workspaces.items():
@@ -585,7 +585,7 @@ def test_the_same_campaign_runs_on_postgres(
             ws, f"select count(*) as n from audience_recipients where run_id = '{run.id}'"
         )
         assert ledger == run.counts["sent"] + run.counts["control"]
-    assert sent["duckdb"] == sent["postgres"]
+    assert sent["duckdb"] == sent["postgres"] == sent["spark"]
     assert sum(len(rows) for rows in sent["duckdb"].values()) > 100
 
 

@@ -48,10 +48,14 @@ from seg left join tx on seg.amperity_id = tx.amperity_id
 
 
 def hand_written(ws: Workspace) -> dict[str, Any]:
-    connection = getattr(ws.engine, "connection")  # noqa: B009 - both engines expose one
-    cursor = connection.execute(HAND_WRITTEN)
-    names = [d[0] for d in cursor.description]
-    row = cursor.fetchone()
+    if ws.engine.dialect == "spark":  # a session, where the others have a connection
+        found = getattr(ws.engine, "session").sql(HAND_WRITTEN).first().asDict()  # noqa: B009
+        names, row = list(found), list(found.values())
+    else:
+        connection = getattr(ws.engine, "connection")  # noqa: B009 - both engines expose one
+        cursor = connection.execute(HAND_WRITTEN)
+        names = [d[0] for d in cursor.description]
+        row = cursor.fetchone()
     # PostgreSQL answers Decimal where DuckDB answers float; compare numbers as floats.
     return {n: float(v) if not isinstance(v, int) else v for n, v in zip(names, row, strict=True)}
 

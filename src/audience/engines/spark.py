@@ -222,5 +222,10 @@ def spark_message(exc: BaseException) -> str:
         about_data = (exc.getSqlState() or "").startswith("22")
         return driver_message(Exception(exc.getMessage()), about_data=about_data)
     if isinstance(exc, Py4JJavaError):
-        return driver_message(Exception(str(exc.java_exception.getMessage())), about_data=True)
+        # A task's failure arrives wrapped (`Exception thrown in awaitResult`, `Job aborted`):
+        # the innermost error of Spark's own says what went wrong.
+        error, cause = exc.java_exception, exc.java_exception.getCause()
+        while cause is not None:
+            error, cause = cause, cause.getCause()
+        return driver_message(Exception(str(error.getMessage())), about_data=True)
     return driver_message(exc)

@@ -96,7 +96,6 @@ def _start(settings: EngineSettings, warehouse: Path) -> SparkSession:
             f"cannot start Spark (engine.master = {settings.master!r}, engine.conf): "
             f"{driver_message(exc)}"
         ) from None
-    session.sparkContext.setLogLevel("ERROR")
     return session
 
 
