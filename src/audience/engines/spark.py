@@ -97,7 +97,7 @@ class SparkEngine:
             elif isinstance(statement, exp.Create) and statement.kind == "TABLE":
                 self._create(statement)
             elif isinstance(statement, exp.Drop) and statement.kind == "TABLE":
-                for dropped in statement.expressions:
+                for dropped in statement.args.get("tables") or [statement.this]:
                     self.warehouse.drop(dropped.name)
             else:
                 self.session.sql(statement.sql(self.dialect))
