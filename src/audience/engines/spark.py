@@ -151,13 +151,17 @@ class SparkEngine:
         else:
             self.session.sql(statement.sql(self.dialect))
 
+    def _any(self, name: str, condition: exp.Expr) -> bool:
+        """Whether a row of the table meets the condition. Most deletes (a retry's leftovers)
+        and many updates (a delay nobody has finished) touch nothing: look before rewriting."""
+        found = exp.select("1").from_(exp.table_(name, quoted=True)).where(condition).limit(1)
+        return bool(self.session.sql(found.sql(self.dialect)).take(1))
+
     def _delete(self, statement: exp.Delete) -> None:
         name = statement.this.name
         where = statement.args.get("where")
         doomed = where.this if where is not None else exp.true()
-        # Most deletes (a retry's leftovers, say) find nothing: look before rewriting.
-        found = exp.select("1").from_(exp.table_(name, quoted=True)).where(doomed.copy()).limit(1)
-        if not self.session.sql(found.sql(self.dialect)).take(1):
+        if not self._any(name, doomed.copy()):
             return
         kept = (
             exp.select("*")
@@ -170,6 +174,8 @@ class SparkEngine:
         name = statement.this.name
         where = statement.args.get("where")
         chosen = exp.func("COALESCE", exp.paren(where.this), exp.false()) if where else exp.true()
+        if not self._any(name, chosen.copy()):
+            return
         changes = {e.this.name: e.expression for e in statement.expressions}
         schema = self.session.table(quoted(name)).schema
         columns: list[exp.Expr] = []
