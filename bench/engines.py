@@ -31,7 +31,7 @@ settings: {path: "FOLDER"}
 file: {format: csv, compression: gzip, header: true}
 default_attributes: ATTRIBUTES
 """
-STAGES = ("assign", "files", "ledger")
+STAGES = ("prepare", "assign", "files", "ledger")
 
 
 @dataclass
@@ -49,11 +49,16 @@ class StageClock:
         del rows
 
     def stages(self, ended: float) -> dict[str, float]:
-        """Seconds in each stage: from the assignment to the first file, through the files,
-        then the ledger to the end of the run."""
+        """Seconds in each stage: recording the run and reading the ledger before the
+        assignment, the assignment to the first file, the files, then the ledger to the end."""
         marks = [t for _, t in self.steps]
         ledger = next(t for d, t in self.steps if d == "Recording recipients")
-        return {"assign": marks[1] - marks[0], "files": ledger - marks[1], "ledger": ended - ledger}
+        return {
+            "prepare": marks[0] - self.started,
+            "assign": marks[1] - marks[0],
+            "files": ledger - marks[1],
+            "ledger": ended - ledger,
+        }
 
 
 def spark_workspace(folder: Path, now_of: Workspace, profiles: int) -> tuple[Workspace, float]:
