@@ -8,6 +8,7 @@ never holds a whole audience.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -48,7 +49,9 @@ class SparkEngine:
             self.session.sql(f"CREATE DATABASE IF NOT EXISTS {database} LOCATION '{root.as_uri()}'")
             self.session.sql(f"USE {database}")
             self.warehouse = Warehouse(self.session, root, settings.tables)
-        self._shadows: Shadows | None = None
+        # Threads share the engine (as they share DuckDB's database); a transaction is the
+        # thread's that opened it, and redirects only that thread's statements.
+        self._local = threading.local()
 
     def catalog(self) -> Catalog:
         """The tables of the warehouse (and those read from Parquet paths), with their columns."""
@@ -87,8 +90,9 @@ class SparkEngine:
     def execute(self, statement: exp.Expr) -> None:
         """Run a statement that returns nothing; what Parquet tables cannot do in place
         (DELETE, UPDATE, temporary tables) is done by `Warehouse`."""
-        if self._shadows is not None:
-            statement = self._shadows.redirect(statement)
+        shadows = self._shadows()
+        if shadows is not None:
+            statement = shadows.redirect(statement)
         with spark_errors():
             if isinstance(statement, exp.Delete):
                 self._delete(statement)
@@ -114,15 +118,15 @@ class SparkEngine:
         """Statements inside change copies of the tables they write (`Shadows`), which take
         the tables' places together when the block ends, or are thrown away if it raises."""
         shadows = Shadows(self.warehouse)
-        self._shadows = shadows
+        self._local.shadows = shadows
         try:
             yield
         except BaseException:
-            self._shadows = None
+            self._local.shadows = None
             with spark_errors():
                 shadows.discard()
             raise
-        self._shadows = None
+        self._local.shadows = None
         with spark_errors():
             shadows.publish()
 
@@ -131,9 +135,15 @@ class SparkEngine:
         with spark_errors():
             self.warehouse.close()
 
+    def _shadows(self) -> Shadows | None:
+        """The copies of this thread's transaction, if one is open."""
+        found: Shadows | None = getattr(self._local, "shadows", None)
+        return found
+
     def _frame(self, query: exp.Expr) -> DataFrame:
-        if self._shadows is not None:
-            query = self._shadows.redirect(query)
+        shadows = self._shadows()
+        if shadows is not None:
+            query = shadows.redirect(query)
         return self.session.sql(query.sql(self.dialect))
 
     def _create(self, statement: exp.Create) -> None:
