@@ -13,12 +13,15 @@ SYSTEM_PACKAGES := openssh-server gnupg time
 # The web UI's browser tests drive Debian's Chromium through Playwright (its own browser
 # download cannot work here): installed by `make test` only.
 BROWSER_PACKAGES := chromium
+# The Spark engine runs in a Java 17 runtime: Debian's, installed when `java` is missing (tests
+# and benchmarks run on Spark too).
+JAVA_PACKAGES := openjdk-17-jre-headless
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 FRONTEND := frontend
 FRONTEND_STAMP := $(FRONTEND)/node_modules/.installed
 
-.PHONY: install demo test lint bench clean system-packages browser-packages
+.PHONY: install demo test lint bench clean system-packages browser-packages java-runtime
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,10 +59,15 @@ browser-packages:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(BROWSER_PACKAGES) \
 	  || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(BROWSER_PACKAGES); }; }
 
-test: lint system-packages browser-packages
+java-runtime:
+	@command -v java >/dev/null || [ -x "$$JAVA_HOME/bin/java" ] || { \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(JAVA_PACKAGES) \
+	  || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(JAVA_PACKAGES); }; }
+
+test: lint system-packages browser-packages java-runtime
 	$(BIN)/pytest -n 2
 
-bench: install system-packages
+bench: install system-packages java-runtime
 	$(BIN)/python -m bench
 
 clean:

@@ -8,7 +8,8 @@ journeys', or the REST API's) table alone.
 BENCH_PROFILES (default 1,000,000) sets the size; BENCH_REPEAT (default 5) how many timed runs
 each insights query gets; BENCH_MEMORY_LIMIT (e.g. 1GB; default: DuckDB's own, 80 % of RAM) caps
 DuckDB's memory while the benchmarks run (not while generating), the same for Audience and the
-hand-written SQL.
+hand-written SQL. BENCH_ENGINE=spark runs, on the same sample, the campaigns on DuckDB and on
+Spark's local mode stage by stage instead (`bench/engines.py`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from rich.console import Console
 
 from audience.settings import EngineSettings, Settings
 from audience.workspace import Workspace
-from bench import api, campaign, insights, journey, orchestration, results, runtime, ui
+from bench import api, campaign, engines, insights, journey, orchestration, results, runtime, ui
 
 
 def main() -> None:
@@ -34,7 +35,7 @@ def main() -> None:
     only = sys.argv[1:2]
     if only != ["runtime"]:
         sample(console, only=only[0] if only else None)
-    if only in ([], ["runtime"]):
+    if only in ([], ["runtime"]) and os.environ.get("BENCH_ENGINE") != "spark":
         console.print(runtime.run(console))
 
 
@@ -54,6 +55,9 @@ def sample(console: Console, *, only: str | None = None) -> None:
         limited = EngineSettings(type="duckdb", path="bench.duckdb", memory_limit=limit)
         with Workspace(Path(folder), Settings(engine=limited), clock=lambda: now) as ws:
             console.print(f"DuckDB memory limit while measuring: {limit or 'DuckDB default'}")
+            if os.environ.get("BENCH_ENGINE") == "spark":
+                console.print(engines.run(ws, Path(folder), profiles))
+                return
             if only in (None, "insights"):
                 console.print(insights.run(ws, profiles, repeat))
             if only is None:

@@ -92,6 +92,30 @@ def fresh_workspace(tmp_path: Path, sample_database: Path) -> Iterator[Workspace
         yield ws
 
 
+@pytest.fixture(scope="session")
+def sample_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Spark warehouse folder holding the sample, to copy into fresh Spark workspaces."""
+    directory = tmp_path_factory.mktemp("spark-sample-template")
+    with make_workspace(directory, "spark") as ws:
+        ws.load_sample(profiles=SAMPLE_PROFILES, seed=SAMPLE_SEED)
+    return directory / "spark-warehouse"
+
+
+@pytest.fixture(params=["duckdb", "spark"])
+def fresh_engine_workspace(
+    request: pytest.FixtureRequest, tmp_path: Path, sample_database: Path
+) -> Iterator[Workspace]:
+    """A workspace of its own on DuckDB, then on Spark (sample data, empty store and ledger)."""
+    directory = tmp_path / "workspace"
+    directory.mkdir()
+    if request.param == "spark":
+        shutil.copytree(request.getfixturevalue("sample_warehouse"), directory / "spark-warehouse")
+    else:
+        shutil.copy(sample_database, directory / "customer360.duckdb")
+    with make_workspace(directory, request.param) as ws:
+        yield ws
+
+
 # Credentials and settings the tests give boto3, so nothing is read from ~/.aws or the
 # instance metadata service.
 AWS_ENVIRONMENT = {

@@ -22,7 +22,17 @@ NOW = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)
 """The fixed moment tests run at: every relative date is computed from it."""
 SAMPLE_PROFILES = 3_000
 SAMPLE_SEED = 7
-ENGINES = ["duckdb", "postgres"]
+ENGINES = ["duckdb", "postgres", "spark"]
+SPARK_TEST_CONF = {
+    # the sample is small: a few partitions, not Spark's 200, and no web UI
+    "spark.sql.shuffle.partitions": "2",
+    "spark.default.parallelism": "2",
+    "spark.ui.enabled": "false",
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.adaptive.enabled": "false",
+}
+"""Spark starts once per test process (one application per process); every Spark workspace
+gets a session of its own on it."""
 
 
 def fixed_clock() -> datetime:
@@ -47,6 +57,8 @@ def make_workspace(directory: Path, engine: str, schema: str | None = None) -> W
     """A workspace in `directory` on the given engine, with the fixed clock."""
     if engine == "postgres":
         engine_settings = EngineSettings(type="postgres", url=POSTGRES_URL, schema=schema)
+    elif engine == "spark":
+        engine_settings = EngineSettings(type="spark", master="local[2]", conf=SPARK_TEST_CONF)
     else:
         engine_settings = EngineSettings(type="duckdb", path="customer360.duckdb")
     settings = Settings(engine=engine_settings, store=StoreSettings())

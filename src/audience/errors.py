@@ -28,6 +28,9 @@ AudienceError
 ├── NotAllowed                       signed in, but the role does not allow it (the API's 403)
 ├── NotFound                         a named definition or run that does not exist
 ├── EngineError                      the database said no (bad SQL, lost connection)
+│   ├── EngineUnavailable            the engine cannot start or be reached (Java or pyspark
+│   │                                missing, a Spark master that does not answer)
+│   └── MissingTable                 a table the settings name is not where they say
 ├── DeliveryError
 │   ├── TransientDeliveryError       retried with back-off (timeouts, 429, 5xx)
 │   └── TerminalDeliveryError        fails the run at once (403, bucket missing, bad key)
@@ -210,6 +213,15 @@ class NotFound(AudienceError):
 
 class EngineError(AudienceError):
     """The engine rejected a statement or could not be reached."""
+
+
+class EngineUnavailable(EngineError):
+    """The engine cannot start or be reached: its runtime is missing (Java, pyspark) or its
+    master does not answer. The message names the setting to fix."""
+
+
+class MissingTable(EngineError):
+    """A table the settings name (a Parquet path of the Spark engine) is not there."""
 
 
 class DeliveryError(AudienceError):

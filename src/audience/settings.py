@@ -26,14 +26,29 @@ class _Section(BaseModel):
 class EngineSettings(_Section):
     """Where the customer data lives."""
 
-    type: Literal["duckdb", "postgres"] = "duckdb"
+    type: Literal["duckdb", "postgres", "spark"] = "duckdb"
     path: str = "customer360.duckdb"
     url: str | None = None
     schema_: str = Field("public", alias="schema")
     memory_limit: str | None = Field(
         default=None, pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
     )
-    """DuckDB only: the most memory it may use before spilling to disk, e.g. "1GB"."""
+    """DuckDB: the most memory it may use before spilling to disk, e.g. "1GB". Spark: the
+    driver's memory (in local mode, all of Spark's), given when the process starts Spark."""
+    master: str = "local[*]"
+    """Spark only: where Spark runs: `local[*]` (this machine, every core) or a cluster's
+    master URL (`spark://host:7077`, `yarn`, `k8s://…`)."""
+    app_name: str = "audience"
+    """Spark only: the application's name, as the cluster's UI shows it."""
+    warehouse: str = "spark-warehouse"
+    """Spark only: the folder (relative to the workspace, or a URI) holding the Parquet tables
+    Audience writes (the sample, the recipients ledger, journey state) and reads back; each
+    sub-folder is one table."""
+    tables: dict[str, str] = {}
+    """Spark only: more tables, read from Parquet where they already are: name → path or URI."""
+    conf: dict[str, str] = {}
+    """Spark only: extra Spark settings (`spark.executor.memory`, …), given when the process
+    starts Spark."""
     lock_timeout: float = Field(default=300.0, ge=0)
     """DuckDB only: how many seconds to wait for the database while another process (a worker,
     another command) holds it, before giving up."""
@@ -117,6 +132,12 @@ def render_settings(engine: str, database_url: str | None, schema: str = DEFAULT
         url = database_url or "postgresql://127.0.0.1/test"
         engine_block = (
             f'[engine]\ntype = "postgres"\nurl = "{url}"\nschema = {json.dumps(schema)}\n'
+        )
+    elif engine == "spark":
+        engine_block = (
+            '[engine]\ntype = "spark"\n'
+            "# local[*]: Spark on this machine; a cluster's URL (spark://host:7077) otherwise\n"
+            'master = "local[*]"\nwarehouse = "spark-warehouse"\n'
         )
     else:
         engine_block = '[engine]\ntype = "duckdb"\npath = "customer360.duckdb"\n'

@@ -84,6 +84,13 @@ def campaign_ws(fresh_workspace: Workspace, tmp_path: Path) -> Workspace:
     return fresh_workspace
 
 
+@pytest.fixture
+def engine_campaign_ws(fresh_engine_workspace: Workspace, tmp_path: Path) -> Workspace:
+    """The campaign applied on DuckDB, then on Spark, whose ledger is Parquet tables."""
+    apply(fresh_engine_workspace, SEGMENTS + "---\n" + campaign_yaml(tmp_path / "out"))
+    return fresh_engine_workspace
+
+
 def audience_now(ws: Workspace, *, lapsed_days_ago: int | None = None) -> dict[str, str]:
     """customer → sub-audience, by plain SQL: the oracle for the campaign's audience (recent
     buyers; or, with `lapsed_days_ago`, the Lapsed segment as it was that many days ago)."""
@@ -161,8 +168,9 @@ def test_run_writes_one_file_per_treatment_with_exactly_the_attributes(
 
 
 def test_recurring_run_sends_only_the_newly_qualified(
-    campaign_ws: Workspace, tmp_path: Path
+    engine_campaign_ws: Workspace, tmp_path: Path
 ) -> None:
+    campaign_ws = engine_campaign_ws
     apply(
         campaign_ws,
         campaign_yaml(
@@ -193,7 +201,10 @@ def test_recurring_run_sends_only_the_newly_qualified(
     assert again[0]["n"] == 0
 
 
-def test_a_failed_run_changes_nothing_in_the_ledger(campaign_ws: Workspace, tmp_path: Path) -> None:
+def test_a_failed_run_changes_nothing_in_the_ledger(
+    engine_campaign_ws: Workspace, tmp_path: Path
+) -> None:
+    campaign_ws = engine_campaign_ws
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the destination folder should be")
     apply(campaign_ws, campaign_yaml(blocker))
@@ -563,10 +574,10 @@ def test_customers_matching_no_sub_audience_are_counted(
     assert plan["audience"] == len(expected) - len(unmatched)
 
 
-def test_the_same_campaign_runs_on_postgres(
+def test_the_same_campaign_runs_on_every_engine(
     sample_workspaces: dict[str, Workspace], tmp_path: Path
 ) -> None:
-    """Both engines send the same customers in the same groups, with the same attributes."""
+    """Every engine sends the same customers in the same groups, with the same attributes."""
     sent: dict[str, dict[str, list[dict[str, str]]]] = {}
     name = f"Parity {uuid.uuid4().hex[:8]}"  # the name seeds the groups: the same on both
     for engine, ws in sample_workspaces.items():
@@ -585,7 +596,7 @@ def test_the_same_campaign_runs_on_postgres(
             ws, f"select count(*) as n from audience_recipients where run_id = '{run.id}'"
         )
         assert ledger == run.counts["sent"] + run.counts["control"]
-    assert sent["duckdb"] == sent["postgres"]
+    assert sent["duckdb"] == sent["postgres"] == sent["spark"]
     assert sum(len(rows) for rows in sent["duckdb"].values()) > 100
 
 

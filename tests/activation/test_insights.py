@@ -50,11 +50,16 @@ from seg left join tx on seg.amperity_id = tx.amperity_id
 
 def hand_written(ws: Workspace, today: date = date(2026, 11, 23)) -> dict[str, Any]:
     """The figures as of `today`: orders from a year before it to its end."""
-    connection = getattr(ws.engine, "connection")  # noqa: B009 - both engines expose one
     start = today.replace(year=today.year - 1)
-    cursor = connection.execute(HAND_WRITTEN.format(start=start, end=today + timedelta(days=1)))
-    names = [d[0] for d in cursor.description]
-    row = cursor.fetchone()
+    query = HAND_WRITTEN.format(start=start, end=today + timedelta(days=1))
+    if ws.engine.dialect == "spark":  # a session, where the others have a connection
+        found = getattr(ws.engine, "session").sql(query).first().asDict()  # noqa: B009
+        names, row = list(found), list(found.values())
+    else:
+        connection = getattr(ws.engine, "connection")  # noqa: B009 - both engines expose one
+        cursor = connection.execute(query)
+        names = [d[0] for d in cursor.description]
+        row = cursor.fetchone()
     # PostgreSQL answers Decimal where DuckDB answers float; compare numbers as floats.
     return {n: float(v) if not isinstance(v, int) else v for n, v in zip(names, row, strict=True)}
 

@@ -691,11 +691,11 @@ def test_a_journey_ticked_by_hand_is_still_a_draft(
     assert ws.activations.schedule("journey", "Welcome series").status == "active"
 
 
-def test_the_same_journey_gives_the_same_paths_and_files_on_duckdb_and_postgres(
+def test_the_same_journey_gives_the_same_paths_and_files_on_every_engine(
     tmp_path: Path, own_postgres_schema: str
 ) -> None:
     logs, files = [], []
-    for engine in ("duckdb", "postgres"):
+    for engine in ("duckdb", "postgres", "spark"):
         directory = tmp_path / engine
         directory.mkdir()
         schema = {"schema": own_postgres_schema} if engine == "postgres" else {}
@@ -723,8 +723,8 @@ def test_the_same_journey_gives_the_same_paths_and_files_on_duckdb_and_postgres(
                     for p in (directory / "out").glob("*.csv")
                 }
             )
-    assert logs[0] == logs[1] and len(logs[0]) > 100
-    assert files[0] == files[1] and len(files[0]) == 2
+    assert logs[0] == logs[1] == logs[2] and len(logs[0]) > 100
+    assert files[0] == files[1] == files[2] and len(files[0]) == 2
 
 
 def test_goals_compare_a_percent_splits_paths_only_with_its_own_control(

@@ -162,14 +162,32 @@ def sent(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspace]:
             else 'type = "duckdb"\npath = "customer360.duckdb"'
         )
         (tmp_path / SETTINGS_FILE).write_text(f"[engine]\n{engine}\n")  # for the CLI
-        load_tables(ws, 0)
-        ws.apply_documents(load_text(documents(tmp_path / "out"), "results.yaml"))
-        for number, due in enumerate(RUNS):
-            load_tables(ws, number)
-            run = ws.campaign_run(CAMPAIGN, now=due)
-            assert run.status == "succeeded", run.error
-        assert ws.campaign_run(CAMPAIGN, now=RUNS[2], test_records=5).status == "succeeded"
+        send_three_runs(ws, tmp_path)
         yield ws
+
+
+def send_three_runs(ws: Workspace, tmp_path: Path) -> None:
+    """Apply the campaign and run it three times (and once as a test send)."""
+    load_tables(ws, 0)
+    ws.apply_documents(load_text(documents(tmp_path / "out"), "results.yaml"))
+    for number, due in enumerate(RUNS):
+        load_tables(ws, number)
+        run = ws.campaign_run(CAMPAIGN, now=due)
+        assert run.status == "succeeded", run.error
+    assert ws.campaign_run(CAMPAIGN, now=RUNS[2], test_records=5).status == "succeeded"
+
+
+def test_results_on_spark_are_those_on_duckdb(tmp_path: Path) -> None:
+    """The same runs give the same figures, group by group, over Spark's Parquet ledger."""
+    answers = []
+    for engine in ("duckdb", "spark"):
+        (tmp_path / engine).mkdir()
+        with make_workspace(tmp_path / engine, engine) as ws:
+            send_three_runs(ws, tmp_path / engine)
+            results = ws.results.campaign(CAMPAIGN)
+            answers.append([(g.sub_audience, g.group, *figures(g)) for g in results.groups])
+    assert answers[0] == answers[1]
+    assert answers[0][0] == ("Gold", "Offer", 5, 4, 6, 201.0)
 
 
 def figures(group: GroupResult) -> tuple[int, int, int, float]:

@@ -55,12 +55,12 @@ def expected_group(customer: str, sub_audience: str) -> str:
     return next(group for group, upper in group_bounds(sub) if position < upper)
 
 
-def test_duckdb_and_postgres_assign_every_customer_alike(
+def test_every_engine_assigns_every_customer_alike(
     sample_workspaces: dict[str, Workspace],
 ) -> None:
-    duck, pg = (assignments(sample_workspaces[e]) for e in ("duckdb", "postgres"))
+    duck, pg, spark = (assignments(sample_workspaces[e]) for e in ("duckdb", "postgres", "spark"))
     assert len(duck) > 1000
-    assert duck == pg
+    assert duck == pg == spark
     for customer, (sub_audience, group) in duck.items():
         assert group == expected_group(customer, sub_audience)
     groups = [g for _, g in duck.values()]

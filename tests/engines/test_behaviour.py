@@ -380,7 +380,7 @@ def test_engines_agree_on_every_case(sample_workspaces: dict[str, Workspace]) ->
         engine: [count(ws, Segment(name=c, where=CASES[c][0])) for c in CASES]  # type: ignore[arg-type]
         for engine, ws in sample_workspaces.items()
     }
-    assert counts["duckdb"] == counts["postgres"]
+    assert counts["duckdb"] == counts["postgres"] == counts["spark"]
 
 
 def test_duckdb_memory_limit_is_applied(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from audience.activation.campaign import check_campaign
 from audience.activation.files import check_runs_name_files_apart
 from audience.activation.journey import check_edit, check_journey, move_stranded
 from audience.activation.orchestration import check_orchestration
+from audience.compile.catalog import column_kind
 from audience.compile.conditions import CompileContext, parse_id_query, segment_ids
 from audience.compile.readonly import read_only_query
 from audience.definitions.campaign import Campaign, rejoin_names
@@ -154,6 +155,22 @@ def check_segment(ws: Workspace, segment: Segment, ctx: CompileContext) -> None:
                 ws.engine.rows(planned)
             except EngineError as exc:
                 raise InvalidValue(f"the engine rejected the query: {exc}", field="sql") from None
+        _refuse_other_id_kind(ws, alone, ctx)
+
+
+def _refuse_other_id_kind(ws: Workspace, alone: exp.Query, ctx: CompileContext) -> None:
+    """Ids of another kind than the profile's never match it. DuckDB and PostgreSQL refuse to
+    compare them; Spark converts one side and finds nobody, so ask every engine the same way."""
+    tables = ctx.tables
+    with ws.engine.stream(alone) as reader:
+        found = column_kind(str(reader.schema.field(0).type))
+    expected = ctx.catalog.kind(tables.profile, tables.id)
+    if found != expected:
+        raise InvalidValue(
+            f"the query's customer ids are of kind {found}, but {tables.profile}.{tables.id} is "
+            f"of kind {expected}: they would never match",
+            field="sql",
+        )
 
 
 def _of_kind(documents: Iterable[LoadedDocument], kind: type[D]) -> dict[str, D]:

@@ -174,6 +174,7 @@ def run_campaign(
             send_files(campaign, setting, columns, run_table, recording, progress, None, plan)
         )
         recording.confirm()  # a run taken over meanwhile is recorded by the attempt that took it
+        progress.step("Recording recipients")
         ledger.record_recipients(
             engine,
             run_table=run_table,

@@ -110,7 +110,7 @@ HERE = Path(".")
 def init(
     directory: Annotated[Path, typer.Argument(help="Folder of the new workspace.")],
     engine: Annotated[
-        str, typer.Option("--engine", help="Where customer data lives: duckdb or postgres.")
+        str, typer.Option("--engine", help="Where customer data lives: duckdb, postgres or spark.")
     ] = "duckdb",
     database_url: Annotated[
         str | None,
@@ -127,8 +127,8 @@ def init(
     ] = None,
 ) -> None:
     """Create a workspace: a folder with audience.toml."""
-    if engine not in {"duckdb", "postgres"}:
-        raise typer.BadParameter("must be duckdb or postgres", param_hint="--engine")
+    if engine not in {"duckdb", "postgres", "spark"}:
+        raise typer.BadParameter("must be duckdb, postgres or spark", param_hint="--engine")
     from audience.workspace import init_workspace
 
     path = init_workspace(directory, engine, database_url, schema)

@@ -51,7 +51,9 @@ class Catalog:
         found = self.tables.get(table)
         if found is None:
             raise UnknownReference(
-                f"table {table!r} does not exist in the engine", field=field_path
+                f"table {table!r} does not exist in the engine: name the right table in "
+                "audience.toml's [tables], or give Spark its Parquet path in [engine] tables",
+                field=field_path,
             )
         return found
 

@@ -76,7 +76,17 @@ def simulate_purchases(
             exp.alias_(
                 exp.DPipe(this=string("SIM-"), expression=customer.copy(), safe=True), "order_id"
             ),
-            exp.alias_(exp.DateAdd(this=start, expression=day, unit=exp.var("DAY")), "at"),
+            # `day` days later, as an interval: Spark's DATE_ADD would drop the time of day
+            exp.alias_(
+                exp.Add(
+                    this=start,
+                    expression=exp.Mul(
+                        this=exp.paren(day),
+                        expression=exp.Interval(this=string("1"), unit=exp.var("DAY")),
+                    ),
+                ),
+                "at",
+            ),
             exp.alias_(revenue, "revenue"),
         )
         .distinct()

@@ -25,6 +25,10 @@ def open_engine(
             lock_timeout=settings.lock_timeout,
             on_wait=on_wait,
         )
+    if settings.type == "spark":
+        from audience.engines.spark import SparkEngine
+
+        return SparkEngine(settings, workspace)
     if settings.url is None:
         raise WorkspaceError("engine.url is required for the postgres engine")
     from audience.engines.postgres import PostgresEngine
