@@ -151,3 +151,17 @@ def test_bad_treatments_are_one_red_line(
     assert code == 1, err
     line = err.strip()
     assert "\n" not in line and "defs.yaml:" in line and message in line, line
+
+
+def test_a_failed_runs_error_is_printed_whole_on_one_line(workspace: Path, tmp_path: Path) -> None:
+    """The run's error names settings in brackets (`[tables]`): printed as written, not taken
+    for markup, and not wrapped."""
+    assert apply_text(workspace, definitions(tmp_path / "out", "Gold push"))[0] == 0
+    settings = workspace / SETTINGS_FILE
+    text = settings.read_text()
+    assert 'source = "merged_customers"' in text
+    settings.write_text(text.replace('source = "merged_customers"', 'source = "merged_missing"'))
+    code, _, err = audience("campaign", "run", "Gold push", "-w", workspace, "--now", NOW)
+    assert code == 1
+    (line,) = err.strip().splitlines()
+    assert "'merged_missing' does not exist" in line and "audience.toml's [tables]" in line

@@ -19,6 +19,7 @@ from audience.cli.common import (
     WorkspaceOption,
     as_utc,
     err,
+    fail,
     open_workspace,
     out,
     parse_now,
@@ -150,8 +151,7 @@ def print_run(run: Run, as_json: bool = False) -> None:
             ]
             out.print(summary_table("Deliveries", rows, ["group", "destination", "rows", "uri"]))
     if run.status != "succeeded":
-        err.print(f"[red]error:[/red] {run.error}")
-        raise typer.Exit(1)
+        fail(run.error or run.status)
 
 
 def _run_line(run: Run) -> str:
@@ -189,7 +189,8 @@ def run(
     as_json: JsonOption = False,
     now: NowOption = None,
 ) -> None:
-    """Send the campaign: newly qualified customers, to every destination of their treatment."""
+    """Send the campaign to every destination of its treatments: a recurring campaign only its
+    newly qualified customers, a one-time campaign its whole audience again."""
     with open_workspace(workspace) as ws, RunProgress() as progress:
         result = ws.campaign_run(name, now=as_utc(now), progress=progress)
     print_run(result, as_json)

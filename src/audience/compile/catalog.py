@@ -52,7 +52,7 @@ class Catalog:
         if found is None:
             raise UnknownReference(
                 f"table {table!r} does not exist in the engine: name the right table in "
-                "audience.toml's [tables], or give Spark its Parquet path in [engine] tables",
+                "audience.toml's [tables] (on Spark, or give its Parquet path in [engine] tables)",
                 field=field_path,
             )
         return found

@@ -347,7 +347,12 @@ class RunLog:
                     f"(run {row.id}); pass another --now to send again"
                 )
             elif row.status == "running" and not _expired(row, held):
-                raise StateError(f"{kind} {name!r} is already running (run {row.id})")
+                raise StateError(
+                    f"{kind} {name!r} is already running (run {row.id}, on {row.claimed_by}, "
+                    f"its lease until {_utc(row.lease_expires_at or held)}); if that worker "
+                    "died, this runs it once the lease expires, or `audience runs cancel` "
+                    "ends it then"
+                )
             if not is_test:
                 _refuse_if_busy(session, kind, name, row.id, held)
             if row.attempt and row.status != "queued":
