@@ -187,3 +187,21 @@ def test_workspaces_of_one_process_keep_their_tables_apart(
     with make_workspace(tmp_path, "spark") as other:
         assert "customer_360" not in other.engine.catalog().tables
     assert "customer_360" in sample_workspaces["spark"].engine.catalog().tables
+
+
+def test_the_scratch_of_an_engine_whose_process_died_is_swept(tmp_path: Path) -> None:
+    """A run snapshot (customer ids) left by a killed process goes with the next engine; a
+    living process's, another machine's and anything else stay."""
+    from audience.engines.spark_tables import _HOST, sweep_dead_scratch
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
+                           capture_output=True, text=True)  # fmt: skip
+    dead = tmp_path / f"{_HOST}-{int(ended.stdout)}-{'a' * 32}"
+    living = tmp_path / f"{_HOST}-{os.getpid()}-{'b' * 32}"
+    elsewhere = tmp_path / f"other-host-1-{'c' * 32}"
+    other = tmp_path / "not-ours"
+    for folder in (dead, living, elsewhere, other):
+        (folder / "audience_run_x").mkdir(parents=True)
+        (folder / "audience_run_x" / "part-0.parquet").write_bytes(b"ids")
+    assert sweep_dead_scratch(tmp_path) == 1
+    assert not dead.exists() and living.exists() and elsewhere.exists() and other.exists()

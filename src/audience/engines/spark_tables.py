@@ -11,12 +11,15 @@ need jars from Maven), so a table changes in one of two ways:
   by renaming folders, so readers see the old table or the new one, never a half-written one.
 
 Tables a run needs only for itself (`CREATE TEMPORARY TABLE`) are Parquet folders in a scratch
-folder of the engine's own, removed when they are dropped or the engine closes.
+folder of the engine's own, removed when they are dropped or the engine closes — or, when its
+process died (a run snapshot holds customer ids), by the next engine opened on that machine.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,6 +36,34 @@ if TYPE_CHECKING:
 
 SCRATCH = "_scratch"
 """The warehouse's sub-folder of scratch folders (a leading `_`: never taken for a table)."""
+
+
+_HOST = socket.gethostname()
+
+
+def sweep_dead_scratch(folder: Path) -> int:
+    """Remove the scratch folders of engines whose process died on this machine (named
+    `host-pid-id`; those of other machines sharing the warehouse are theirs to sweep); how
+    many were removed."""
+    removed = 0
+    for entry in folder.iterdir() if folder.is_dir() else ():
+        parts = entry.name.rsplit("-", 2)
+        if len(parts) != 3 or parts[0] != _HOST or not parts[1].isdigit():
+            continue
+        if not _alive(int(parts[1])):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def quoted(name: str) -> str:
@@ -52,7 +83,8 @@ class Warehouse:
         self.session = session
         self.root = root
         self.read_only = dict(read_only)
-        self.scratch = root / SCRATCH / uuid.uuid4().hex
+        sweep_dead_scratch(root / SCRATCH)
+        self.scratch = root / SCRATCH / f"{_HOST}-{os.getpid()}-{uuid.uuid4().hex}"
         self._temporary: set[str] = set()
         root.mkdir(parents=True, exist_ok=True)
         for name, path in self.read_only.items():
