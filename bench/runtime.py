@@ -321,7 +321,7 @@ class _Meter:
         def timed(*args: Any, **kwargs: Any) -> Any:
             stack = self._doing.__dict__.setdefault("stack", [])
             stack.append(what)
-            # A run reads, encodes and hashes on threads of its own: the whole process's CPU
+            # A run encodes its files on a thread of its own: the whole process's CPU
             # is the run's while it works; a bookkeeping call's is its thread's.
             cpu_time = time.process_time if what == "run" else time.thread_time
             start, start_cpu = time.perf_counter(), cpu_time()

@@ -15,7 +15,6 @@ import tempfile
 import zipfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO
@@ -160,10 +159,7 @@ def _tar_archive(
 
 
 class Meter:
-    """Pass chunks through, counting their bytes and computing their SHA-256.
-
-    A chunk is hashed on a thread of its own while the consumer writes it (both let go of
-    the interpreter's lock on large buffers): hashing a file costs as much as writing it."""
+    """Pass chunks through, counting their bytes and computing their SHA-256."""
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
         self._chunks = chunks
@@ -171,16 +167,10 @@ class Meter:
         self.bytes = 0
 
     def __iter__(self) -> Iterator[bytes]:
-        with ThreadPoolExecutor(1, thread_name_prefix="audience-hash") as hashing:
-            hashed: Future[None] | None = None
-            for chunk in self._chunks:
-                if hashed is not None:
-                    hashed.result()  # the hash takes the chunks in order, one at a time
-                hashed = hashing.submit(self._hash.update, chunk)
-                self.bytes += len(chunk)
-                yield chunk
-            if hashed is not None:
-                hashed.result()
+        for chunk in self._chunks:
+            self._hash.update(chunk)
+            self.bytes += len(chunk)
+            yield chunk
 
     @property
     def sha256(self) -> str:

@@ -22,7 +22,7 @@ import queue
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pyarrow as pa
 from pydantic import ValidationError
@@ -47,8 +47,6 @@ from audience.errors import DuplicateFileName, TerminalDeliveryError
 
 # How many encoded chunks may wait between the encoding thread and the upload.
 PREFETCH_CHUNKS = 4
-# How many record batches the reading thread may fetch ahead of the encoding thread.
-READ_AHEAD_BATCHES = 2
 
 
 def _expanded(value: Any, *, field: str, destination: str, environ: Mapping[str, str]) -> Any:
@@ -94,18 +92,12 @@ def open_destination(
     return opener(destination.type)(settings, root)
 
 
-Item = TypeVar("Item")
-
-
-def _prefetched(
-    chunks: Iterable[Item], depth: int = PREFETCH_CHUNKS, name: str = "audience-encode"
-) -> Generator[Item]:
+def _prefetched(chunks: Iterable[bytes], depth: int = PREFETCH_CHUNKS) -> Generator[bytes]:
     """Produce `chunks` on a worker thread, at most `depth` ahead of the consumer.
 
     Errors raised while producing are raised to the consumer. When the consumer stops early
     (an upload failed, or the file was already there), the worker stops at its next chunk and
-    closes the producing generators on its own thread, before this generator returns (so the
-    database a reader streams from is free again once it has).
+    closes the producing generators on its own thread, before this generator returns.
     """
     channel: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -133,7 +125,7 @@ def _prefetched(
             if close is not None:
                 close()
 
-    worker = threading.Thread(target=produce, name=name, daemon=True)
+    worker = threading.Thread(target=produce, name="audience-encode", daemon=True)
     worker.start()
     try:
         while True:
@@ -406,14 +398,11 @@ def deliver(
         if options.pgp is not None
         else None
     )
-    # The rows are read from the database on a thread of their own, while the encoding
-    # thread writes the batches before them: the two share the machine's cores.
-    read = _prefetched(rows or iter(()), depth=READ_AHEAD_BATCHES, name="audience-read")
     try:
         return _deliver_files(
             destination,
             client,
-            read,
+            rows,
             file_schema,
             names,
             run_id,
@@ -424,7 +413,6 @@ def deliver(
             note,
         )
     finally:
-        read.close()
         if recipient is not None:
             recipient.close()
 
@@ -432,7 +420,7 @@ def deliver(
 def _deliver_files(
     destination: Destination,
     client: DestinationClient,
-    rows: Iterator[pa.RecordBatch],
+    rows: Iterator[pa.RecordBatch] | None,
     file_schema: pa.Schema,
     names: NameValues,
     run_id: str,
@@ -443,7 +431,7 @@ def _deliver_files(
     note: Callable[[Delivery], object],
 ) -> list[Delivery]:
     options = destination.file
-    prepared = formats.prepare(rows, options)
+    prepared = formats.prepare(rows if rows is not None else iter(()), options)
 
     def encoder(batches: Iterable[pa.RecordBatch]) -> Iterator[bytes]:
         return formats.encode(batches, file_schema, options)
