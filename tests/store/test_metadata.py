@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from sqlalchemy import create_engine, inspect, literal, select, text
 
+from audience.activation.recording import HELD_JUST_NOW, RunRecording
 from audience.errors import LeaseLost, NotFound, WorkspaceError
 from audience.store import metadata
 from audience.store.metadata import MetadataStore, resolve_url
@@ -220,6 +221,27 @@ def test_an_attempt_taken_over_records_nothing_more(store: MetadataStore) -> Non
         runs.add_delivery("nothere", file, T0, holder=new)
     with pytest.raises(NotFound):
         runs.finish("nothere", status="failed", now=T0)
+
+
+def test_a_recording_asks_the_run_log_unless_a_file_was_just_recorded(
+    store: MetadataStore,
+) -> None:
+    """`confirm` stands on a file record the run log accepted a moment ago; once that moment
+    has passed it asks again, and an attempt taken over meanwhile gets LeaseLost."""
+    runs, minute = store.runs, timedelta(minutes=1)
+    with store.session() as session, session.begin():
+        runs.enqueue(session, [DueRun("campaign", "A", 1, T0)])
+    first = runs.claim(worker="w1", now=T0, lease=LeaseTerms(minute, lambda: T0), max_attempts=3)
+    assert first is not None
+    recording = RunRecording(runs, first, lambda: T0, "w1", LeaseTerms(minute, lambda: T0))
+    recording.delivered(DeliveredFile("out", "file:///out/a.csv", 3, 10, "0" * 64))
+    later = LeaseTerms(minute, lambda: T0 + 2 * minute)
+    assert runs.claim(worker="w2", now=T0, lease=later, max_attempts=3) is not None
+    recording.confirm()  # the file's record, a moment ago, answers
+    assert recording.held_at is not None
+    recording.held_at -= HELD_JUST_NOW
+    with pytest.raises(LeaseLost):
+        recording.confirm()
 
 
 def test_the_migrations_make_what_the_models_describe(store: MetadataStore) -> None:

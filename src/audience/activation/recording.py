@@ -13,6 +13,7 @@ import contextlib
 import functools
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,6 +24,11 @@ from audience.errors import AudienceError, LeaseLost, TransientDeliveryError
 from audience.store.runs import DeliveredFile, Holder, LeaseTerms, Run, RunLog
 
 Clock = Callable[[], datetime]
+
+HELD_JUST_NOW = 1.0
+"""Seconds for which the run log's answer to a write fenced by this attempt (a file's record)
+stands as its answer to `confirm`: either is what the run log said a moment ago, and the
+ledger's write after it takes longer than that moment."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,8 @@ class RunRecording:
     recorded: list[DeliveredFile] = field(default_factory=list)
     """Every file the run log holds for this run, once this attempt knows them all: the earlier
     attempts' (read at its start) and its own, in the order they were recorded."""
+    held_at: float | None = None
+    """When (monotonic seconds) the run log last accepted a write fenced by this attempt."""
 
     @property
     def holder(self) -> Holder:
@@ -71,6 +79,7 @@ class RunRecording:
         """A file is published: record it at once, so it is known even if the run fails.
         LeaseLost (which stops the attempt) if another worker has taken the run over."""
         self.runs.add_delivery(self.run.id, file, self.clock(), holder=self.holder)
+        self.held_at = time.monotonic()
         self.recorded.append(file)
 
     def published(
@@ -103,8 +112,12 @@ class RunRecording:
     def confirm(self) -> None:
         """Raise LeaseLost if another worker has taken the run over: an activation calls this
         before writing state outside the run log (the recipients ledger), which the attempt
-        that took over writes for itself."""
+        that took over writes for itself. A file's record accepted just now (`HELD_JUST_NOW`)
+        answers without asking again: a run's last file is recorded right before this."""
+        if self.held_at is not None and time.monotonic() - self.held_at < HELD_JUST_NOW:
+            return
         self.runs.confirm(self.run.id, self.holder)
+        self.held_at = time.monotonic()
 
     def record(
         self,

@@ -7,8 +7,10 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import DateTime, bindparam, select, tuple_, update
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session, sessionmaker
 
 from audience.store.locking import locked_session
@@ -63,11 +65,12 @@ class ActivationLog:
 
     def all(self, kind: str | None = None) -> list[ScheduledActivation]:
         """Every activation with a schedule state, by kind and name."""
-        query = select(ActivationRecord).order_by(ActivationRecord.kind, ActivationRecord.name)
+        table = ActivationRecord.__table__
+        query = select(table).order_by(table.c.kind, table.c.name)
         if kind is not None:
-            query = query.where(ActivationRecord.kind == kind)
-        with self._sessions() as session:
-            return [scheduled_state(row) for row in session.scalars(query)]
+            query = query.where(table.c.kind == kind)
+        with self._sessions() as session:  # plain rows: a worker reads them all every tick
+            return [scheduled_state(row) for row in session.execute(query)]
 
     def last_dues(self) -> dict[tuple[str, str], datetime | None]:
         """The newest due time a run was made for, of each activation whose schedule runs: the
@@ -130,8 +133,8 @@ _SET_LAST_DUE = (
 )
 
 
-def scheduled_state(row: ActivationRecord) -> ScheduledActivation:
-    """A row as the plain record the rest of the code reads."""
+def scheduled_state(row: ActivationRecord | Row[Any]) -> ScheduledActivation:
+    """A row (an ORM object or a plain row) as the plain record the rest of the code reads."""
     return ScheduledActivation(
         kind=row.kind,
         name=row.name,

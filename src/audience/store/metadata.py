@@ -190,7 +190,9 @@ class MetadataStore:
             return _stored(row) if row is not None else None
 
     def definitions(self, kind: str | None = None) -> list[StoredDefinition]:
-        """The current version of every definition (of one kind), by kind and name."""
+        """The current version of every definition (of one kind), by kind and name (read as
+        plain rows: a worker reads them all on every tick, and ORM objects cost more than the
+        read)."""
         latest = (
             select(
                 DefinitionVersion.kind,
@@ -201,7 +203,13 @@ class MetadataStore:
             .subquery()
         )
         query = (
-            select(DefinitionVersion)
+            select(
+                DefinitionVersion.kind,
+                DefinitionVersion.name,
+                DefinitionVersion.version,
+                DefinitionVersion.body,
+                DefinitionVersion.applied_at,
+            )
             .join(
                 latest,
                 (DefinitionVersion.kind == latest.c.kind)
@@ -213,7 +221,10 @@ class MetadataStore:
         if kind is not None:
             query = query.where(DefinitionVersion.kind == kind)
         with self.session() as session:
-            return [_stored(row) for row in session.scalars(query)]
+            return [
+                StoredDefinition(kind, name, version, body, aware(applied_at))
+                for kind, name, version, body, applied_at in session.execute(query)
+            ]
 
     def active_segments(self) -> list[StoredDefinition]:
         """The newest *active* version of every segment (SPEC §2: an edit works on a draft
