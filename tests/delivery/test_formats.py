@@ -476,6 +476,22 @@ def test_minimal_quoting_is_the_same_whether_a_batch_needs_quotes_or_not(
     assert _file(delivery).decode() == expected.getvalue()
 
 
+def test_minimal_quoting_writes_a_batch_arrow_refused_field_by_field(
+    folder_destination: MakeDestination, names: Callable[..., NameValues]
+) -> None:
+    """Arrow's writer refuses a batch with a value to quote: the batch is written field by
+    field, once, and so is the next (scanned first); later batches go back to Arrow's writer."""
+    texts = [f"v{n}" for n in range(7000)]
+    texts[2500], texts[4000] = "x,y", 'say "hi"'
+    table = pa.table({"s": texts, "n": pa.array(range(7000), pa.int64())})
+    (delivery,) = _send(folder_destination({"quote": "minimal"}), table, names, chunk=2000)
+    expected = io.StringIO()
+    writer = csv.writer(expected, lineterminator="\n")
+    writer.writerow(["s", "n"])
+    writer.writerows(zip(texts, range(7000), strict=True))
+    assert _file(delivery).decode() == expected.getvalue()
+
+
 PAST_ASCII = {
     "minimal": 's§n\na§1\n"b§c"§\n§3\n',
     "all": '"s"§"n"\n"a"§"1"\n"b§c"§""\n""§"3"\n',

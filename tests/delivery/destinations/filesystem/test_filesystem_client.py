@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,7 +13,8 @@ import pyarrow as pa
 import pytest
 
 from audience.definitions.destination import Destination
-from audience.delivery.destinations.filesystem.client import FilesystemClient
+from audience.delivery.destinations.filesystem import client as filesystem
+from audience.delivery.destinations.filesystem.client import FilesystemClient, Writeback
 from audience.delivery.naming import NameValues
 from audience.delivery.shipment import deliver, open_destination
 from audience.errors import TerminalDeliveryError, TransientDeliveryError
@@ -40,6 +42,33 @@ def test_failure_while_writing_leaves_nothing(tmp_path: Path) -> None:
     assert _visible(tmp_path) == []
     assert _hidden(tmp_path) == [".audience"]  # no temporary file left
     assert list((tmp_path / ".audience").iterdir()) == []
+
+
+def test_a_file_flushed_while_it_is_written_arrives_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The background flushes (here every 10 bytes) change nothing in what arrives."""
+    monkeypatch.setattr(filesystem, "WRITEBACK_EVERY", 10)
+    chunks = [f"{n:04d},customer-{n}\n".encode() for n in range(2000)]
+    published = FilesystemClient(tmp_path).publish("big.csv", iter(chunks), run_id="r")
+    data = (tmp_path / "big.csv").read_bytes()
+    assert data == b"".join(chunks)
+    assert (published.bytes, published.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+
+
+def test_a_background_flush_that_fails_is_raised() -> None:
+    """A flush the kernel refuses (a pipe cannot be flushed) is not lost on its thread: the
+    file must not be taken as durable."""
+    read, write = os.pipe()
+    try:
+        writeback = Writeback(write)
+        writeback.wrote(filesystem.WRITEBACK_EVERY)
+        writeback.flushed.wait(timeout=10)
+        with pytest.raises(OSError):
+            writeback.close()
+    finally:
+        os.close(read)
+        os.close(write)
 
 
 def test_the_file_appears_only_when_complete(tmp_path: Path) -> None:

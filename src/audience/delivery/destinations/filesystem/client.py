@@ -6,6 +6,10 @@ reader sees either no file or all of it. Which run wrote each file is recorded i
 record in the folder's `.audience/` subfolder (no extended attributes needed, which many file
 systems and shares lack), written before the rename: a retried run finds its own file there.
 
+The disk is flushed while the file is written (`Writeback`): a background thread asks the
+kernel to write what has piled up every `WRITEBACK_EVERY` bytes, so the flush before the rename
+finds little left to do instead of a whole file's worth (a fifth of a second for 500 MB here).
+
 A writer killed half-way (SIGKILL, a power cut) leaves its temporary files behind; the next
 attempt to publish the same name removes them before it writes. Only the run that owns a name
 writes it, so whatever temporary file of that name is there belongs to an attempt that died (or
@@ -20,8 +24,10 @@ import json
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path
+from types import TracebackType
 
 from audience.delivery.destinations.base import PublishedObject, check_name
 from audience.delivery.destinations.filesystem.settings import FilesystemSettings
@@ -29,6 +35,8 @@ from audience.delivery.packaging import Meter
 from audience.errors import DeliveryError, TerminalDeliveryError, TransientDeliveryError
 
 RECORDS_FOLDER = ".audience"
+WRITEBACK_EVERY = 32 * 1024 * 1024
+"""Bytes written between two background flushes of a file being published."""
 # Failures that retrying cannot mend (EEXIST: a file where the folder should be); anything else
 # (a full disk, an I/O error, a share that went away) may pass.
 _TERMINAL_ERRNOS = frozenset(
@@ -56,6 +64,71 @@ def _fsync_folder(folder: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+class Writeback:
+    """Flushes a file being written to disk on a thread of its own, every `WRITEBACK_EVERY`
+    bytes, so that waiting for the disk overlaps with producing the rest. A flush that fails is
+    raised by `close` (the kernel may not report it to a later flush: the data would be lost
+    while the file looked durable)."""
+
+    def __init__(self, descriptor: int) -> None:
+        self._descriptor = descriptor
+        self._since_flush = 0
+        self._wanted = threading.Event()
+        self._closing = False
+        self._error: OSError | None = None
+        self.flushed = threading.Event()
+        """Set once a background flush has been tried."""
+        self._thread = threading.Thread(target=self._flush, name="audience-writeback", daemon=True)
+        self._thread.start()
+
+    def wrote(self, size: int) -> None:
+        """`size` more bytes reached the file."""
+        self._since_flush += size
+        if self._since_flush >= WRITEBACK_EVERY:
+            self._since_flush = 0
+            self._wanted.set()  # a flush under way takes this with it, or runs again
+
+    def _flush(self) -> None:
+        flush = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            if self._closing:
+                return
+            try:
+                flush(self._descriptor)
+            except OSError as error:
+                self._error = error
+                return
+            finally:
+                self.flushed.set()
+
+    def close(self) -> None:
+        """Stop flushing (before the descriptor is closed); raise what a flush met."""
+        self._stop()
+        if self._error is not None:
+            raise self._error
+
+    def _stop(self) -> None:
+        self._closing = True
+        self._wanted.set()
+        self._thread.join()
+
+    def __enter__(self) -> Writeback:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if error is None:
+            self.close()
+        else:
+            self._stop()  # the error under way says what went wrong
 
 
 class FilesystemClient:
@@ -125,8 +198,10 @@ class FilesystemClient:
         try:
             meter = Meter(chunks)
             with os.fdopen(descriptor, "wb") as file:
-                for chunk in meter:
-                    file.write(chunk)
+                with Writeback(descriptor) as writeback:
+                    for chunk in meter:
+                        file.write(chunk)
+                        writeback.wrote(len(chunk))
                 file.flush()
                 os.fsync(file.fileno())
             # mkstemp makes the file private to its owner; a delivered file is for others to read.

@@ -1,8 +1,9 @@
 """Amazon S3, or any S3-compatible store, as a destination.
 
 A file smaller than one part goes up in one `PutObject`; a larger one in a multipart upload whose
-parts (at least `PART_SIZE`) are sent as the chunks arrive — the file is never whole in memory —
-and which is completed only after the last part, so the key shows nothing until then. Any
+parts (at least `PART_SIZE`) are sent as the chunks arrive, `PARTS_AT_ONCE` at a time while the
+next is made — the file is never whole in memory — and which is completed only after the last
+part, so the key shows nothing until then. Any
 failure aborts the upload. Objects carry the run id in their metadata (`audience-run-id`): a
 retried run finds its object and writes nothing, and every write is conditional
 (`If-None-Match: *`), so an existing object is never replaced.
@@ -23,7 +24,9 @@ import hashlib
 import itertools
 import math
 import posixpath
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,6 +70,9 @@ MIB = 1024 * 1024
 # size doubles every 1 000 parts so that even a file of terabytes stays within the limit.
 PART_SIZE = 8 * MIB
 MAX_PART_SIZE = 5 * 1024 * MIB
+PARTS_AT_ONCE = 2
+"""Parts of one file uploading at the same time: a part's round trip overlaps with another's
+send and with making the next, while memory holds only a few parts."""
 ASSUME_ROLE_SECONDS = 3600
 _TRANSIENT_CODES = frozenset(
     {
@@ -331,12 +337,7 @@ class S3Client:
         except (ClientError, BotoCoreError) as error:
             raise delivery_error(error, f"cannot start uploading {where}") from error
         try:
-            completed: list[CompletedPartTypeDef] = []
-            for number, body in enumerate(parts, start=1):
-                response = self.client.upload_part(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
-                )
-                completed.append({"PartNumber": number, "ETag": response["ETag"]})
+            completed = self._upload_parts(key, upload_id, parts)
             self.client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=key,
@@ -353,6 +354,33 @@ class S3Client:
                 raise delivery_error(error, f"cannot upload {where}") from error
             raise
         return PublishedObject(where, meter.bytes, meter.sha256)
+
+    def _upload_parts(
+        self, key: str, upload_id: str, parts: Iterator[bytes]
+    ) -> list[CompletedPartTypeDef]:
+        """Upload the parts, `PARTS_AT_ONCE` at a time; the first failure is raised once the
+        parts under way have stopped (the caller then aborts the upload)."""
+
+        def send(number: int, body: bytes) -> CompletedPartTypeDef:
+            response = self.client.upload_part(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+            )
+            return {"PartNumber": number, "ETag": response["ETag"]}
+
+        completed: list[CompletedPartTypeDef] = []
+        sending: deque[Future[CompletedPartTypeDef]] = deque()
+        with ThreadPoolExecutor(PARTS_AT_ONCE, thread_name_prefix="audience-s3-part") as pool:
+            try:
+                for number, body in enumerate(parts, start=1):
+                    if len(sending) == PARTS_AT_ONCE:
+                        completed.append(sending.popleft().result())
+                    sending.append(pool.submit(send, number, body))
+                while sending:
+                    completed.append(sending.popleft().result())
+            finally:
+                for future in sending:
+                    future.cancel()
+        return completed
 
 
 @functools.cache
