@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import create_engine, inspect, literal, select, text
+from sqlalchemy import create_engine, event, inspect, literal, select, text
 
 from audience.activation.recording import HELD_JUST_NOW, RunRecording
 from audience.errors import LeaseLost, NotFound, WorkspaceError
@@ -365,4 +365,55 @@ def test_connections_the_server_dropped_are_replaced(
     if rested:
         assert _drop_connections(postgres_url, application) == 1
         assert store.definitions("segment") == []
+    store.close()
+
+
+def _lose_the_answer_to(
+    store: MetadataStore, postgres_url: str, application: str, marker: str
+) -> list[bool]:
+    """Once: the next statement holding `marker` runs (and commits), then its connection is
+    cut before the answer is read, as when the network fails at that moment."""
+    armed = [True]
+
+    @event.listens_for(store.engine, "after_cursor_execute")
+    def cut(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if armed[0] and marker in statement:
+            armed[0] = False
+            _drop_connections(postgres_url, application)
+            conn.connection.dbapi_connection.close()  # what psycopg does when it finds out
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    return armed
+
+
+def test_a_claim_file_record_or_end_whose_answer_was_lost_is_done_once(
+    postgres_url: str, own_postgres_schema: str, tmp_path: Path
+) -> None:
+    """The store did the write but the worker never heard back: asking again finds the write
+    (the run claimed, the file recorded, the run ended) instead of doing it twice — or taking
+    the next run, or failing an attempt that in fact holds its run."""
+    application = f"audience-lost-{uuid.uuid4().hex[:8]}"
+    schema = f"options=-csearch_path%3D{own_postgres_schema}"
+    store = MetadataStore(
+        resolve_url(f"{postgres_url}?application_name={application}&{schema}", tmp_path)
+    )
+    runs, lease = store.runs, LeaseTerms(timedelta(minutes=1), lambda: T0)
+    with store.session() as session, session.begin():
+        runs.enqueue(session, [DueRun("campaign", "A", 1, T0), DueRun("campaign", "B", 1, T0)])
+
+    lost = _lose_the_answer_to(store, postgres_url, application, "SKIP LOCKED")
+    run = runs.claim(worker="w1", now=T0, lease=lease, max_attempts=3)
+    assert not lost[0] and run is not None and (run.status, run.attempt) == ("running", 1)
+    assert {r.activation_name: r.status for r in runs.history()} == {"A": "running", "B": "queued"}
+
+    holder = Holder("w1", 1)
+    file = DeliveredFile("out", "file:///out/a.csv", rows=3, bytes=10, sha256="0" * 64)
+    lost = _lose_the_answer_to(store, postgres_url, application, "INSERT INTO audience_deliveries")
+    runs.add_delivery(run.id, file, T0, holder=holder)
+    assert not lost[0]
+
+    lost = _lose_the_answer_to(store, postgres_url, application, "UPDATE audience_runs")
+    done = runs.finish(run.id, status="succeeded", now=T0, counts={"sent": 3}, holder=holder)
+    assert not lost[0] and (done.status, done.attempt, done.deliveries) == ("succeeded", 1, [file])
+    assert runs.get(run.id).deliveries == [file]
     store.close()
