@@ -236,7 +236,9 @@ def test_a_run_whose_worker_died_is_taken_over_when_its_lease_expires(
     assert len(files(ws)) == 1
 
 
-def test_a_failed_run_is_retried_by_id_and_a_success_is_not(ws: Workspace, tmp_path: Path) -> None:
+def test_a_failed_run_is_retried_by_id_and_a_success_is_not(
+    ws: Workspace, tmp_path: Path, clock: Clock
+) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the folder should be")
     apply(ws, {**destination(blocker), "name": "out"}, campaign("Once", {"once": "asap"}))
@@ -244,6 +246,9 @@ def test_a_failed_run_is_retried_by_id_and_a_success_is_not(ws: Workspace, tmp_p
     assert failed.status == "failed" and failed.error_kind == "terminal"
     assert ws.activations.status_of("campaign", "Once").status == "error"
     apply(ws, destination(ws.directory / "out"))
+    clock.now += timedelta(seconds=1)
+    ws.activations.schedule("campaign", "Once")  # the user fixed it: no longer an error
+    assert ws.activations.status_of("campaign", "Once").status == "scheduled"
     retried = ws.activations.retry(failed.id[:12])
     assert retried.id == failed.id and retried.attempt == 2 and retried.status == "succeeded"
     with pytest.raises(StateError, match="nothing to retry"):

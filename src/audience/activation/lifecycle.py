@@ -426,7 +426,9 @@ def _campaign_status(
     if any(run.status == "running" for run in active):
         return "running"
     if last is not None and last.status == "failed" and not active:
-        return "error"
+        ended = last.ended_at or last.scheduled_for
+        if recorded is None or recorded.state != "scheduled" or recorded.since < ended:
+            return "error"  # until it is put on its schedule again (the user dealt with it)
     if recorded is None or recorded.state != "scheduled":
         return "draft" if last is None else {"succeeded": done}.get(last.status, "draft")
     if upcoming is None and last is not None and last.status == "succeeded" and not active:
