@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from audience.definitions.destination import Destination
+from audience.definitions.destination import Destination, FileOptions
+from audience.delivery import formats
 from audience.delivery.naming import NameValues
 from audience.delivery.shipment import deliver
 from audience.errors import TerminalDeliveryError
@@ -490,6 +491,26 @@ def test_minimal_quoting_writes_a_batch_arrow_refused_field_by_field(
     writer.writerow(["s", "n"])
     writer.writerows(zip(texts, range(7000), strict=True))
     assert _file(delivery).decode() == expected.getvalue()
+
+
+def test_what_arrow_wrote_before_refusing_a_batch_is_not_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Arrow's writer writes a batch a slice at a time and may refuse a value after writing
+    earlier slices (here slices of 1024 rows, a value to quote at row 1500): those rows are
+    dropped, so each row reaches the file once."""
+    monkeypatch.setattr(formats, "SLICE_ROWS", 1024)  # Arrow's slices; batches stay whole
+    texts = [f"v{n}" for n in range(3000)]
+    texts[1500] = "x,y"
+    dialect = formats._Dialect(FileOptions(format="csv"), columns=2)
+    batches = [
+        pa.record_batch([pa.array(texts[:2000]), pa.array(range(2000))], names=["s", "n"]),
+        pa.record_batch([pa.array(texts[2000:]), pa.array(range(2000, 3000))], names=["s", "n"]),
+    ]
+    written = b"".join(dialect.lines(batch) for batch in batches).decode()
+    expected = io.StringIO()
+    csv.writer(expected, lineterminator="\n").writerows(zip(texts, range(3000), strict=True))
+    assert written == expected.getvalue()
 
 
 PAST_ASCII = {

@@ -78,8 +78,9 @@ class RunRecording:
     def delivered(self, file: DeliveredFile) -> None:
         """A file is published: record it at once, so it is known even if the run fails.
         LeaseLost (which stops the attempt) if another worker has taken the run over."""
+        asked = time.monotonic()  # the answer is as old as the question
         self.runs.add_delivery(self.run.id, file, self.clock(), holder=self.holder)
-        self.held_at = time.monotonic()
+        self.held_at = asked
         self.recorded.append(file)
 
     def published(
@@ -116,8 +117,9 @@ class RunRecording:
         answers without asking again: a run's last file is recorded right before this."""
         if self.held_at is not None and time.monotonic() - self.held_at < HELD_JUST_NOW:
             return
+        asked = time.monotonic()
         self.runs.confirm(self.run.id, self.holder)
-        self.held_at = time.monotonic()
+        self.held_at = asked
 
     def record(
         self,

@@ -374,7 +374,7 @@ class _Dialect:
         except pa.ArrowInvalid as error:
             if "structural characters" not in str(error):
                 raise
-            self._plain_sink.take()
+            self._plain_sink.discard()
             self._plain = None  # a writer that failed half-way is not written to again
             return None
         return b"".join(self._plain_sink.take())

@@ -61,6 +61,10 @@ class Sink:
             if chunk:
                 yield chunk
 
+    def discard(self) -> None:
+        """Forget what has been written so far."""
+        self._parts.clear()
+
 
 def package(
     chunks: Iterable[bytes], compression: str, *, member: str, mtime: datetime

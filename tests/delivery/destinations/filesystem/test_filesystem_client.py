@@ -49,8 +49,21 @@ def test_a_file_flushed_while_it_is_written_arrives_whole(
 ) -> None:
     """The background flushes (here every 10 bytes) change nothing in what arrives."""
     monkeypatch.setattr(filesystem, "WRITEBACK_EVERY", 10)
+    started: list[Writeback] = []
+
+    def writeback(descriptor: int) -> Writeback:
+        started.append(Writeback(descriptor))
+        return started[-1]
+
+    monkeypatch.setattr(filesystem, "Writeback", writeback)
     chunks = [f"{n:04d},customer-{n}\n".encode() for n in range(2000)]
-    published = FilesystemClient(tmp_path).publish("big.csv", iter(chunks), run_id="r")
+
+    def produced() -> Iterator[bytes]:
+        yield from chunks[:100]
+        assert started[0].flushed.wait(timeout=10)  # flushed while the file is written
+        yield from chunks[100:]
+
+    published = FilesystemClient(tmp_path).publish("big.csv", produced(), run_id="r")
     data = (tmp_path / "big.csv").read_bytes()
     assert data == b"".join(chunks)
     assert (published.bytes, published.sha256) == (len(data), hashlib.sha256(data).hexdigest())

@@ -84,7 +84,10 @@ class Writeback:
         self._thread.start()
 
     def wrote(self, size: int) -> None:
-        """`size` more bytes reached the file."""
+        """`size` more bytes reached the file; raises what a flush met (the rest of the file
+        need not be written)."""
+        if self._error is not None:
+            raise self._error
         self._since_flush += size
         if self._since_flush >= WRITEBACK_EVERY:
             self._since_flush = 0
