@@ -348,8 +348,19 @@ def test_a_worker_killed_mid_upload_is_taken_over_once_its_lease_expires(
     stall = fault_proxy.add(Fault("PUT", "partNumber=2", action="stall"))
     started = NOW + timedelta(minutes=1)
 
+    def part_one_is_up() -> bool:
+        uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+        return any(
+            part["PartNumber"] == 1
+            for upload in uploads
+            for part in s3.list_parts(
+                Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            ).get("Parts", [])
+        )
+
     doomed = worker_process(directory, started)
-    wait_until(fault_proxy.stalled.is_set, doomed)  # part 1 is up, part 2 hangs
+    # Parts go up two at a time: part 1 is up, part 2 hangs.
+    wait_until(lambda: fault_proxy.stalled.is_set() and part_one_is_up(), doomed)
     assert len(s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == 1
     kill(doomed)
 
