@@ -65,6 +65,8 @@ BOOKKEEPING: dict[str, list[tuple[str, str, str]]] = {
             "add_delivery",
             "confirm",
             "finish",
+            "finish_and_claim",
+            "release",
             "fail",
             "postpone",
         )

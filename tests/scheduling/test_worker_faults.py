@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -326,6 +327,34 @@ def test_workers_started_together_run_each_due_time_once(
         files = sorted(p.name for p in out.iterdir() if p.is_file())
         assert len(files) == contested == len(set(files))
     assert contested >= 20
+
+
+def test_a_worker_stopping_gives_back_the_run_its_last_runs_end_claimed(
+    tmp_path: Path, own_postgres_schema: str
+) -> None:
+    """On PostgreSQL a successful run's end claims the worker's next run. A worker told to stop
+    then gives that run back, queued as before, for any worker to take at once — not when its
+    lease expires — and it runs at its first attempt."""
+    directory = postgres_workspace(tmp_path / "workspace", own_postgres_schema)
+    names = ["First", "Second", "Third"]
+    with Workspace.open(directory, clock=lambda: NOW) as ws:
+        apply(ws, GOLD, folder_destination(tmp_path / "out"))
+        apply(ws, *(campaign(name, ASAP) for name in names))
+        for name in names:
+            ws.activations.schedule("campaign", name)
+    started = NOW + timedelta(minutes=1)
+    stop = threading.Event()
+    with Workspace.open(directory, clock=lambda: started) as ws:
+        worker = Worker(ws, on_run=lambda run: stop.set())
+        (first,) = worker.tick(stop)
+        waiting = [r for r in ws.store.runs.history() if r.id != first.id]
+        assert sorted((r.status, r.attempt, r.claimed_by) for r in waiting) == [
+            ("queued", 0, None),
+            ("queued", 0, None),
+        ]
+        rest = Worker(ws).tick()
+    assert len(rest) == 2
+    assert {(r.status, r.attempt) for r in [first, *rest]} == {("succeeded", 1)}
 
 
 # 2. Killed in the middle of an upload -------------------------------------------------------

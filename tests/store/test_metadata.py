@@ -22,7 +22,7 @@ from audience.store import metadata
 from audience.store.metadata import MetadataStore, resolve_url
 from audience.store.migrate import HEAD, MIGRATIONS
 from audience.store.run_statements import WITHOUT_WAITING_FOR_DISK
-from audience.store.runs import DeliveredFile, DueRun, Holder, LeaseTerms
+from audience.store.runs import DeliveredFile, DueRun, Holder, LeaseTerms, NextClaim
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -419,4 +419,58 @@ def test_a_claim_file_record_or_end_whose_answer_was_lost_is_done_once(
     done = runs.finish(run.id, status="succeeded", now=T0, counts={"sent": 3}, holder=holder)
     assert not lost[0] and (done.status, done.attempt, done.deliveries) == ("succeeded", 1, [file])
     assert runs.get(run.id).deliveries == [file]
+
+    # A run's end that claims the next run in the same statement, its answer lost.
+    with store.session() as session, session.begin():
+        runs.enqueue(session, [DueRun("campaign", "C", 1, T0 + timedelta(hours=1))])
+    other = runs.claim(worker="w1", now=T0, lease=lease, max_attempts=3)
+    assert other is not None
+    claim = NextClaim("w1", lambda: T0 + timedelta(hours=2), lease)
+    lost = _lose_the_answer_to(store, postgres_url, application, "WITH ended")
+    ended = runs.finish_and_claim(
+        other.id, now=T0, counts={}, holder=Holder("w1", 1), deliveries=[], claim=claim
+    )
+    assert not lost[0] and ended.status == "succeeded"
+    assert claim.claimed is not None and claim.claimed.activation_name == "C"
+    assert claim.claimed.attempt == 1
     store.close()
+
+
+def test_a_runs_end_claims_the_next_queued_run_in_the_same_statement(
+    store: MetadataStore,
+) -> None:
+    """On PostgreSQL a worker's successful run ends and claims its next queued run at once;
+    an attempt that lost its run claims nothing; a claimed run given back is queued as before."""
+    runs, minute = store.runs, timedelta(minutes=1)
+    if not runs.claims_with_an_end:
+        pytest.skip("SQLite claims in a transaction of its own")
+    lease = LeaseTerms(minute, lambda: T0)
+    with store.session() as session, session.begin():
+        due = [DueRun("campaign", name, 1, T0 + n * minute) for n, name in enumerate("ABC")]
+        runs.enqueue(session, due)
+    first = runs.claim(worker="w1", now=T0, lease=lease, max_attempts=3)
+    assert first is not None and first.activation_name == "A"
+    claim = NextClaim("w1", lambda: T0 + 5 * minute, lease)
+    done = runs.finish_and_claim(
+        first.id, now=T0, counts={"sent": 1}, holder=Holder("w1", 1), deliveries=[], claim=claim
+    )
+    assert (done.status, done.counts) == ("succeeded", {"sent": 1})
+    second = claim.claimed
+    assert second is not None and (second.activation_name, second.status) == ("B", "running")
+    assert (second.claimed_by, second.attempt) == ("w1", 1)
+
+    runs.release(second, "w1")  # the worker stops before running it
+    given_back = runs.get(second.id)
+    assert (given_back.status, given_back.attempt, given_back.claimed_by) == ("queued", 0, None)
+
+    lost = NextClaim("w2", lambda: T0 + 5 * minute, lease)
+    with pytest.raises(LeaseLost):  # run A ended already: no end, and no claim
+        runs.finish_and_claim(
+            first.id, now=T0, counts={}, holder=Holder("w1", 1), deliveries=[], claim=lost
+        )
+    assert lost.claimed is None
+    assert {r.activation_name: r.status for r in runs.history()} == {
+        "A": "succeeded",
+        "B": "queued",
+        "C": "queued",
+    }

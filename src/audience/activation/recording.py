@@ -21,7 +21,7 @@ from typing import Any
 
 from audience.delivery.destinations.base import Delivery, EarlierFile
 from audience.errors import AudienceError, LeaseLost, TransientDeliveryError
-from audience.store.runs import DeliveredFile, Holder, LeaseTerms, Run, RunLog
+from audience.store.runs import DeliveredFile, Holder, LeaseTerms, NextClaim, Run, RunLog
 
 Clock = Callable[[], datetime]
 
@@ -69,6 +69,8 @@ class RunRecording:
     attempts' (read at its start) and its own, in the order they were recorded."""
     held_at: float | None = None
     """When (monotonic seconds) the run log last accepted a write fenced by this attempt."""
+    then_claim: NextClaim | None = None
+    """A worker's claim of its next run, made with this run's end when it succeeds."""
 
     @property
     def holder(self) -> Holder:
@@ -153,6 +155,18 @@ class RunRecording:
                 )
             raise
         beat.stop()
+        claim = self.then_claim
+        if claim is not None and self.runs.claims_with_an_end:
+            return self._closed(
+                lambda: self.runs.finish_and_claim(
+                    self.run.id,
+                    now=self.clock(),
+                    counts=counts,
+                    holder=self.holder,
+                    deliveries=self.recorded,
+                    claim=claim,
+                )
+            )
         return self._closed(
             lambda: self.runs.finish(
                 self.run.id,

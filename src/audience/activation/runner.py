@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from audience.activation.recording import RetryPolicy, RunRecording
 from audience.definitions.journey import Journey
 from audience.definitions.orchestration import Orchestration
-from audience.store.runs import LeaseTerms, Run
+from audience.store.runs import LeaseTerms, NextClaim, Run
 
 if TYPE_CHECKING:
     from audience.activation.setting import Progress
@@ -49,10 +49,14 @@ def execute(
     progress: Progress | None = None,
     test_records: int | None = None,
     retry: RetryPolicy | None = None,
+    then_claim: NextClaim | None = None,
 ) -> Run:
     """Do the run's work as of its due time, with the activation's current definition, and
-    record how it ended (see `RunRecording.record`)."""
-    recording = RunRecording(ws.store.runs, run, ws.clock, worker, lease_of(ws))
+    record how it ended (see `RunRecording.record`); a worker's `then_claim` claims its next
+    run with a successful run's end."""
+    recording = RunRecording(
+        ws.store.runs, run, ws.clock, worker, lease_of(ws), then_claim=then_claim
+    )
 
     def work(recording: RunRecording) -> dict[str, Any]:
         definition, version = ws.activations.definition(run.activation_kind, run.activation_name)

@@ -9,7 +9,8 @@ Each `tick`:
 2. **Claim and run** — the oldest ready run (queued and past its back-off, or running under a
    lease that expired because its worker died) is claimed under a lease, run with a heartbeat,
    and closed: succeeded, failed, or queued again after a transient failure (`RetryPolicy`).
-   Repeated until nothing is ready.
+   Repeated until nothing is ready. On PostgreSQL a successful run's end also claims the next
+   queued run, in the same statement; a worker that stops gives that run back.
 
 Once a day (the first tick of each UTC day of the workspace's clock) the worker also rebuilds the
 order summary that segment insights read, if insights keep one.
@@ -39,7 +40,7 @@ from audience.definitions.kinds import Activation
 from audience.errors import AudienceError
 from audience.scheduling.schedule import due_times
 from audience.store.activations import RUNNING_STATES, scheduled_state
-from audience.store.runs import DueRun, Run
+from audience.store.runs import DueRun, NextClaim, Run
 
 if TYPE_CHECKING:
     from audience.workspace import Workspace
@@ -86,6 +87,8 @@ class Worker:
         """The order this worker queues owed activations in: its own, so that workers
         starting together spread out."""
         self._single_writer = ws.settings.engine.type == "duckdb"
+        self._claimed: Run | None = None
+        """The run claimed with the last run's end, to run next."""
 
     def tick(self, stop: threading.Event | None = None) -> list[Run]:
         """Queue what schedules owe, then run everything ready (until `stop` is set: a run
@@ -98,6 +101,9 @@ class Worker:
             if not (stop is not None and stop.is_set()):
                 self.refresh_order_summary()
         finally:
+            if self._claimed is not None:  # stopping: another worker may take it at once
+                self.ws.store.runs.release(self._claimed, self.name)
+                self._claimed = None
             self.ws.release_engine()
         return ended
 
@@ -183,19 +189,24 @@ class Worker:
                 self._heard(error)
 
     def run_next(self) -> Run | None:
-        """Claim the oldest ready run and run it; None when nothing is ready."""
+        """Claim the oldest ready run (unless the last run's end claimed it) and run it; None
+        when nothing is ready. A successful run's end claims the next queued run."""
         ws = self.ws
-        run = ws.store.runs.claim(
-            worker=self.name,
-            now=ws.clock(),
-            lease=lease_of(ws),
-            max_attempts=ws.settings.worker.max_attempts,
-        )
+        run, self._claimed = self._claimed, None
+        if run is None:
+            run = ws.store.runs.claim(
+                worker=self.name,
+                now=ws.clock(),
+                lease=lease_of(ws),
+                max_attempts=ws.settings.worker.max_attempts,
+            )
         if run is None:
             return None
         ended: Run | None = None
+        claim = NextClaim(self.name, ws.clock, lease_of(ws))
         try:
-            ended = execute(ws, run, worker=self.name, retry=self.retry)
+            ended = execute(ws, run, worker=self.name, retry=self.retry, then_claim=claim)
+            self._claimed = claim.claimed
         except Exception as error:  # a bug: the run is recorded as failed; serve the others
             self._heard(error)
             ended = ws.store.runs.get(run.id)

@@ -23,6 +23,7 @@ from sqlalchemy import (
     select,
     text,
     true,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql
@@ -98,22 +99,23 @@ WITHOUT_WAITING_FOR_DISK = (
 no round trip is added); the docstring of `runs` says why that is safe where it is used."""
 
 CLAIMABLE = _claimable()
-START_QUEUED = (  # the rows, one array per column, as a table
+_CLAIMED = [  # the oldest ready run, when it is queued
+    RunRecord.id == CLAIMABLE.with_only_columns(RunRecord.id).scalar_subquery(),
+    RunRecord.status == literal("queued", literal_execute=True),
+]
+_STARTED: dict[str, Any] = {  # `_start`, as values of a statement
+    "attempt": RunRecord.attempt + 1,
+    "status": "running",
+    "started_at": bindparam("started", type_=DateTime(timezone=True)),
+    "ended_at": None,
+    "claimed_by": bindparam("worker", type_=String()),
+    "lease_expires_at": bindparam("until", type_=DateTime(timezone=True)),
+    "not_before": None,
+}
+START_QUEUED = (
     update(RunRecord)
-    .where(
-        RunRecord.id == CLAIMABLE.with_only_columns(RunRecord.id).scalar_subquery(),
-        RunRecord.status == literal("queued", literal_execute=True),
-        WITHOUT_WAITING_FOR_DISK,
-    )
-    .values(
-        attempt=RunRecord.attempt + 1,
-        status="running",
-        started_at=bindparam("started", type_=DateTime(timezone=True)),
-        ended_at=None,
-        claimed_by=bindparam("worker", type_=String()),
-        lease_expires_at=bindparam("until", type_=DateTime(timezone=True)),
-        not_before=None,
-    )
+    .where(*_CLAIMED, WITHOUT_WAITING_FOR_DISK)
+    .values(_STARTED)
     .returning(*RunRecord.__table__.columns)
 )
 """The claim of a queued run in one statement (PostgreSQL): `_start` on the row `CLAIMABLE`
@@ -126,6 +128,24 @@ STARTED = select(*RunRecord.__table__.columns).where(
     RunRecord.lease_expires_at == bindparam("until", type_=DateTime(timezone=True)),
 )
 """The run `START_QUEUED` claimed with the same parameters, if it ran (its answer lost)."""
+RELEASE = (
+    update(RunRecord)
+    .where(
+        RunRecord.id == bindparam("run_id", type_=String()),
+        RunRecord.status == "running",
+        RunRecord.claimed_by == bindparam("holder", type_=String()),
+        RunRecord.attempt == bindparam("holders_attempt", type_=Integer()),
+    )
+    .values(
+        attempt=RunRecord.attempt - 1,
+        status="queued",
+        started_at=None,
+        claimed_by=None,
+        lease_expires_at=None,
+    )
+)
+"""Give back a run claimed but not begun (its worker is stopping): queued as it was, for any
+worker to claim at once instead of when the lease expires."""
 
 
 DUE = ["activation_kind", "activation_name", "scheduled_for"]
@@ -228,3 +248,25 @@ class HotPath:
             for fenced, fence in fences.items()
             for with_counts in (False, True)
         }
+        self.finish_and_claim = _then_claim(self.finish[True, True])
+        """A run's end (fenced) and, in the same statement, the claim of the oldest queued run
+        (`START_QUEUED`'s parameters) once the end is written: rows tagged `ended` and
+        `started`. Its commit waits for the disk, as a run's end does."""
+
+
+def _then_claim(finish: Any) -> Any:
+    """`finish`, then the claim of the oldest queued run, as one statement. The claim sees
+    the run log as it was before the end (one snapshot): the ended run still looks busy, so
+    a later run of the same activation waits for the next claim."""
+    ended = finish.cte("ended")
+    started = (
+        update(RunRecord)
+        .where(*_CLAIMED, exists(select(ended.c.id)))
+        .values(_STARTED)
+        .returning(*RunRecord.__table__.columns)
+        .cte("started")
+    )
+    return union_all(
+        select(literal("ended").label("role"), *ended.c),
+        select(literal("started").label("role"), *started.c),
+    )

@@ -26,9 +26,14 @@ durable too — one flush per run. They are visible (and fence other attempts) a
 the store crashes (or fails over) while the run works can they be lost, and then the run, never
 reported as ended, repairs: a lost claim leaves it queued, and the attempt that claims it again
 fences out the one still working (each worker holds runs under a name of its own, and an
-attempt asks the run log before it writes the ledger); a lost file record sends the file again
-under the same name, which the destination recognises as this run's and does not write twice —
-only a file the receiver had already taken away would arrive again.
+attempt asks the run log before it writes the ledger, or has had a file record accepted a moment
+before); a lost file record sends the file again under the same name, which the destination
+recognises as this run's and does not write twice — only a file the receiver had already taken
+away would arrive again.
+
+A worker's successful run ends and claims the worker's next queued run in one statement
+(`finish_and_claim`), which waits for the disk as an end does: a burst of runs costs one round
+trip per run for its end and the next claim.
 """
 
 from __future__ import annotations
@@ -75,6 +80,7 @@ from audience.store.run_statements import (
     DUE,
     QUEUE,
     QUEUED_COLUMNS,
+    RELEASE,
     START_QUEUED,
     STARTED,
     HotPath,
@@ -120,6 +126,20 @@ class DeliveredFile:
     group: str | None = None
     role: str = "data"
     """"data", or the "manifest" or "success" file that accompanies a data file."""
+
+
+@dataclass
+class NextClaim:
+    """A worker's claim of its next queued run, made in the statement that ends the run before
+    it (PostgreSQL: one round trip and one disk flush instead of two each); `claimed` is the
+    run it took, once that run has ended (None: nothing was queued, or the run did not
+    succeed)."""
+
+    worker: str
+    clock: Callable[[], datetime]
+    """The schedule's clock, read when the claim is made (as `claim`'s `now`)."""
+    lease: LeaseTerms
+    claimed: Run | None = None
 
 
 @dataclass(frozen=True)
@@ -443,6 +463,17 @@ class RunLog:
                 return _run(row, [])
             return None
 
+    @property
+    def claims_with_an_end(self) -> bool:
+        """Whether a run's end can claim the next queued run in its statement (`NextClaim`)."""
+        return self._claims_in_one_statement
+
+    def release(self, run: Run, worker: str) -> None:
+        """Give back a run claimed but not begun, queued again as it was (see `RELEASE`)."""
+        values = {"run_id": run.id} | _fence_values(Holder(worker, run.attempt))
+        with self._autocommit.connect() as connection:
+            connection.execute(RELEASE, values)
+
     def heartbeat(self, run_id: str, *, holder: Holder, lease: LeaseTerms) -> bool:
         """Renew a running run's lease; False when the run is no longer this attempt's."""
         try:
@@ -532,6 +563,54 @@ class RunLog:
             with self._sessions() as session:
                 deliveries = _deliveries(session, run_id)
         return _run(row, deliveries)
+
+    def finish_and_claim(
+        self,
+        run_id: str,
+        *,
+        now: datetime,
+        counts: dict[str, Any],
+        holder: Holder,
+        deliveries: list[DeliveredFile],
+        claim: NextClaim,
+    ) -> Run:
+        """Close `holder`'s attempt as succeeded and, in the same statement, claim the oldest
+        queued run for `claim` (PostgreSQL), which then holds it in `claimed`. LeaseLost, and
+        no claim, if the run is no longer the attempt's. An answer lost on the way is asked
+        for again: the end is found, and the claim with it, rather than made twice."""
+        ended, started, held = utc(now), utc(claim.clock()), claim.lease.now()
+        values: dict[str, Any] = {
+            "run_id": run_id,
+            "new_status": "succeeded",
+            "ended": ended,
+            "new_error": None,
+            "new_error_kind": None,
+            "new_counts": counts,
+            "now": started,
+            "lease_now": held,
+            "worker": claim.worker,
+            "started": started,
+            "until": held + claim.lease.length,
+        } | _fence_values(holder)
+        rows: dict[str, Row[Any]] = {}
+        for last in (False, True):
+            try:
+                with self._autocommit.connect() as connection:
+                    if last and (done := connection.execute(self._hot.finished, values).first()):
+                        rows["ended"] = done
+                        if taken := connection.execute(STARTED, values).first():
+                            rows["started"] = taken
+                        break
+                    for row in connection.execute(self._hot.finish_and_claim, values):
+                        rows[row.role] = row
+                break
+            except DBAPIError as error:
+                if last or not error.connection_invalidated:
+                    raise
+        if "ended" not in rows:
+            raise self._why_unchanged(run_id, holder)
+        claim.claimed = _run(rows["started"], []) if "started" in rows else None
+        return _run(rows["ended"], deliveries)
 
     def fail(
         self,
