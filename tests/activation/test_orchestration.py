@@ -456,7 +456,35 @@ def test_parts_published_before_a_failure_are_on_the_run_record(
     recorded = [d for d in second.deliveries if d.role == "data"]
     assert sorted(d.uri for d in recorded) == parts[:2]
     assert [d.rows for d in recorded] == [100, 100]
+    assert (second.counts, second.sent) == ({"rows": 200, "files": 2}, 200)  # as delivered
     assert all(Path(d.uri.removeprefix("file://")).is_file() for d in recorded)
+
+
+def test_a_retry_sends_the_rest_of_a_runs_files_with_the_version_that_began_them(
+    fresh_workspace: Workspace, tmp_path: Path
+) -> None:
+    """A run failed after publishing two parts; the orchestration was edited since. Its retry
+    sends the other parts with the version the first two were made by: one run's files never
+    mix two versions."""
+    ws = fresh_workspace
+    out = tmp_path / "out"
+    apply(ws, folder(out, filename="{{ activation_name }}", split_rows=100), orchestration("Parts"))
+    first = ws.run_now("orchestration", "Parts", now=NOW)
+    parts = sorted(d.uri for d in first.deliveries if d.role == "data")
+    for uri in parts[:2]:
+        Path(uri.removeprefix("file://")).unlink()
+    failed = ws.run_now("orchestration", "Parts", now=NOW + timedelta(minutes=1))
+    assert failed.status == "failed" and failed.version == 1
+    apply(ws, orchestration("Parts", EXTRACT.replace("email,", "email, given_name,")))
+    for uri in parts[2:]:
+        Path(uri.removeprefix("file://")).unlink()  # the first run's: out of the retry's way
+    retried = ws.activations.retry(failed.id)
+    assert (retried.status, retried.version) == ("succeeded", 1), retried.error
+    written = [d for d in retried.deliveries if d.role == "data"]
+    assert len(written) == len(parts)
+    for delivery in written:
+        rows = read_csv(Path(delivery.uri.removeprefix("file://")))
+        assert list(rows[0]) == ["amperity_id", "email", "loyalty_tier", "lifetime_revenue"]
 
 
 @pytest.mark.parametrize(

@@ -208,12 +208,18 @@ def test_no_quoting_with_an_escape_character(
     assert [row[0] for row in reader][1:3] == ["a,b", 'q"t']
 
 
+@pytest.mark.parametrize("delimiter", [",", "§"])  # Arrow's writer, and the other one
 def test_no_quoting_without_escape_refuses_values_that_need_it(
-    folder_destination: MakeDestination, names: Callable[..., NameValues], tmp_path: Path
+    delimiter: str,
+    folder_destination: MakeDestination,
+    names: Callable[..., NameValues],
+    tmp_path: Path,
 ) -> None:
-    table = pa.table({"s": ["fine", "not,fine"]})
-    with pytest.raises(TerminalDeliveryError, match="quote: none cannot write"):
-        _send(folder_destination({"quote": "none"}), table, names)
+    """The error names the column whose value cannot be written (never the value)."""
+    table = pa.table({"ok": ["a", "b"], "notes": ["fine", f"not{delimiter}fine"]})
+    destination = folder_destination({"quote": "none", "delimiter": delimiter})
+    with pytest.raises(TerminalDeliveryError, match="column 'notes' .*quote: none cannot write"):
+        _send(destination, table, names)
     assert [p.name for p in (tmp_path / "out").iterdir()] == [".audience"]  # nothing left
 
 

@@ -325,11 +325,14 @@ class Activations:
         successes = runs.successes(after.kind, after.name, since=recorded.since)
         return runs.get(successes[-1]).scheduled_for if successes else None
 
-    def definition(self, kind: str, name: str) -> tuple[Activation, int]:
-        """An activation's current definition and version, by kind."""
+    def definition(
+        self, kind: str, name: str, version: int | None = None
+    ) -> tuple[Activation, int]:
+        """An activation's current definition and version (or the version asked for), by
+        kind."""
         if kind not in ACTIVATION_KINDS:
             raise NotFound(f"no activations of kind {kind!r}; kinds: {', '.join(ACTIVATION_KINDS)}")
-        stored = self._ws.store.definition(kind, name)
+        stored = self._ws.store.definition(kind, name, version)
         if stored is None:
             raise NotFound(f"{kind} {name!r} does not exist; apply it first")
         return _activation(kind, stored.body), stored.version

@@ -26,7 +26,7 @@ from audience.compile.catalog import Catalog
 from audience.compile.sql import column
 from audience.definitions.destination import Destination
 from audience.definitions.orchestration import Orchestration
-from audience.delivery.destinations.base import DestinationClient
+from audience.delivery.destinations.base import Delivery, DestinationClient
 from audience.delivery.encryption import check_key
 from audience.delivery.naming import NameValues
 from audience.delivery.shipment import deliver, discard_unfinished, final_names
@@ -161,6 +161,13 @@ def run_orchestration(
     progress.step(f"{orchestration.name} → {destination.name}")
     watch = _Watch(orchestration.incremental_by)
     files: list[DeliveredFile] = []
+
+    def published(delivery: Delivery) -> None:
+        files.append(recording.published(delivery))
+        # What is at the destination so far: a run that fails later says what it sent.
+        data = [f for f in files if f.role == "data"]
+        recording.counts = {"rows": sum(f.rows for f in data), "files": len(data)}
+
     with setting.engine.stream(statement) as reader:
         # Each file is recorded the moment it is published, before the next part is sent.
         deliver(
@@ -172,7 +179,7 @@ def run_orchestration(
             schema=reader.schema,
             earlier=recording.earlier_files(),
             references=setting.references,
-            on_published=lambda delivery: files.append(recording.published(delivery)),
+            on_published=published,
         )
     counts: dict[str, Any] = {
         "rows": watch.rows,

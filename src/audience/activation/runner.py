@@ -59,8 +59,13 @@ def execute(
     )
 
     def work(recording: RunRecording) -> dict[str, Any]:
-        definition, version = ws.activations.definition(run.activation_kind, run.activation_name)
-        if version != run.version:
+        kind, name = run.activation_kind, run.activation_name
+        definition, version = ws.activations.definition(kind, name)
+        if version != run.version and recording.recorded:
+            # An earlier attempt published files with the run's version: the rest of the
+            # run's files are made by it too, never by an edit applied since.
+            definition, version = ws.activations.definition(kind, name, run.version)
+        elif version != run.version:
             ws.store.runs.set_version(run.id, version)
         setting = ws.campaign_setting(now=run.scheduled_for)
         # Each kind's runner is imported when a run of that kind comes: an orchestration's

@@ -252,6 +252,7 @@ def _arrow_csv(
         writer = pa_csv.CSVWriter(
             sink, _text_schema(schema) if as_text else schema, write_options=write_options
         )
+        batch: pa.RecordBatch | None = None
         for batch in batches:
             writer.write_batch(_non_numeric_as_text(batch) if as_text else batch)
             yield from sink.take()
@@ -259,15 +260,25 @@ def _arrow_csv(
     except pa.ArrowInvalid as error:
         if options.quote == "none" and "structural characters" in str(error):
             # Arrow's message quotes the value: customer data has no place in a run's error.
-            raise _unwritable(options.column_delimiter) from None
+            specials = [options.column_delimiter, '"', "\r", "\n"]
+            culprit = next(
+                (
+                    name
+                    for name, column in zip(schema.names, batch.columns if batch else [])
+                    if _present(_as_text(column), specials)
+                ),
+                None,
+            )
+            raise _unwritable(options.column_delimiter, culprit) from None
         raise TerminalDeliveryError(f"cannot write the {options.format} file: {error}") from None
     yield from sink.take()
 
 
-def _unwritable(delimiter: str) -> TerminalDeliveryError:
+def _unwritable(delimiter: str, column: str | None = None) -> TerminalDeliveryError:
     """A value (or column name) that quote: none cannot write without an escape character."""
+    where = f"a value of column {column!r}" if column is not None else "a value or column name"
     return TerminalDeliveryError(
-        f"a value holds the delimiter {delimiter!r}, a quote or a line break, which quote: none "
+        f"{where} holds the delimiter {delimiter!r}, a quote or a line break, which quote: none "
         "cannot write; choose quote: minimal or an escape character"
     )
 
@@ -319,7 +330,10 @@ class _Dialect:
         if self.mode == "none":
             if self.escape is None:  # Arrow's writer does this, but for a delimiter past ASCII
                 if any(c in name for c in self.specials):
-                    raise _unwritable(self.delimiter)
+                    raise TerminalDeliveryError(
+                        f"column name {name!r} holds the delimiter {self.delimiter!r}, a quote "
+                        "or a line break, which quote: none cannot write; rename the column"
+                    )
                 return name
             return "".join(self.escape + c if c in self.specials else c for c in name)
         if self.mode != "minimal" or any(c in name for c in self.specials) or not name:
@@ -355,7 +369,11 @@ class _Dialect:
                 for text, chars in zip(texts, present, strict=True)
             ]
             return _lines(fields, self.delimiter, self.eol)
-        return _lines([self._field(c) for c in batch.columns], self.delimiter, self.eol)
+        return _lines(
+            [self._field(c, name) for c, name in zip(batch.columns, batch.schema.names)],
+            self.delimiter,
+            self.eol,
+        )
 
     def _plain_lines(self, texts: list[pa.Array], names: list[str]) -> bytes | None:
         """The rows written by Arrow's writer, quoting nothing — which minimal quoting does
@@ -379,11 +397,11 @@ class _Dialect:
             return None
         return b"".join(self._plain_sink.take())
 
-    def _field(self, column: pa.Array) -> pa.Array:
+    def _field(self, column: pa.Array, name: str) -> pa.Array:
         """The text of one column's values in the file, without nulls."""
         text = _as_text(column)
         if self.mode == "none":
-            text = self._escape_specials(text)
+            text = self._escape_specials(text, name)
         elif self.mode == "non_null" or (
             self.mode == "non_numeric" and not _is_numeric(column.type)
         ):
@@ -417,12 +435,12 @@ class _Dialect:
         risky = pc.filter(text, mask)
         return pc.replace_with_mask(text, mask, _join(['"', self._escape_quotes(risky), '"']))
 
-    def _escape_specials(self, text: pa.Array) -> pa.Array:
+    def _escape_specials(self, text: pa.Array, name: str) -> pa.Array:
         present = _present(text, self.specials)
         if not present:
             return text
         if self.escape is None:
-            raise _unwritable(self.delimiter)
+            raise _unwritable(self.delimiter, name)
         return pc.replace_substring_regex(text, f"({_char_class(present)})", self.replacement)
 
 

@@ -183,10 +183,21 @@ class MetadataStore:
                 changes.append(AppliedChange(kind=kind, name=name, version=version, changed=True))
         return changes
 
-    def definition(self, kind: str, name: str) -> StoredDefinition | None:
-        """The current version of one definition."""
+    def definition(
+        self, kind: str, name: str, version: int | None = None
+    ) -> StoredDefinition | None:
+        """The current version of one definition (or the version asked for)."""
         with self.session() as session:
-            row = _latest(session, kind, name)
+            if version is None:
+                row = _latest(session, kind, name)
+            else:
+                row = session.scalars(
+                    select(DefinitionVersion).where(
+                        DefinitionVersion.kind == kind,
+                        DefinitionVersion.name == name,
+                        DefinitionVersion.version == version,
+                    )
+                ).first()
             return _stored(row) if row is not None else None
 
     def definitions(self, kind: str | None = None) -> list[StoredDefinition]:
