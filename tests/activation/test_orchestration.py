@@ -361,6 +361,8 @@ def test_an_orchestration_runs_after_each_successful_run_of_a_campaign(
     ]
     (last,) = [r for r in ws.runs("Sent report") if r.scheduled_for == due[1]]
     assert last.status == "succeeded" and last.counts["rows"] == 4  # the four tiers
+    # It stays on for the campaign's next runs: scheduled, not completed.
+    assert ws.activations.status_of("orchestration", "Sent report").status == "scheduled"
 
 
 def test_after_names_an_activation_that_exists_and_not_itself(
@@ -458,6 +460,16 @@ def test_parts_published_before_a_failure_are_on_the_run_record(
     assert [d.rows for d in recorded] == [100, 100]
     assert (second.counts, second.sent) == ({"rows": 200, "files": 2}, 200)  # as delivered
     assert all(Path(d.uri.removeprefix("file://")).is_file() for d in recorded)
+
+
+def test_an_orchestrations_bad_file_option_is_named_in_plain_words(
+    fresh_workspace: Workspace, tmp_path: Path
+) -> None:
+    with pytest.raises(InvalidValue) as refused:
+        apply(fresh_workspace, folder(tmp_path), orchestration("Odd", file={"escape": "ab"}))
+    assert refused.value.field == "file.escape"
+    assert str(refused.value).endswith("one character, other than a double quote or a line break")
+    assert "Value error" not in str(refused.value) and "type=" not in str(refused.value)
 
 
 def test_a_retry_sends_the_rest_of_a_runs_files_with_the_version_that_began_them(

@@ -218,7 +218,7 @@ def test_no_quoting_without_escape_refuses_values_that_need_it(
     """The error names the column whose value cannot be written (never the value)."""
     table = pa.table({"ok": ["a", "b"], "notes": ["fine", f"not{delimiter}fine"]})
     destination = folder_destination({"quote": "none", "delimiter": delimiter})
-    with pytest.raises(TerminalDeliveryError, match="column 'notes' .*quote: none cannot write"):
+    with pytest.raises(TerminalDeliveryError, match=r"column 'notes' .*quote: none cannot write"):
         _send(destination, table, names)
     assert [p.name for p in (tmp_path / "out").iterdir()] == [".audience"]  # nothing left
 

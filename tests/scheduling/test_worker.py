@@ -230,6 +230,8 @@ def test_a_run_whose_worker_died_is_taken_over_when_its_lease_expires(
     assert ws.activations.status_of("campaign", "Once").status == "running"
     with pytest.raises(StateError, match="lease"):
         ws.activations.cancel_run(claimed.id)
+    with pytest.raises(StateError, match=r"running already .*on dead.*`audience runs cancel`"):
+        ws.activations.retry(claimed.id)  # says what to do if its worker died
     clock.now += lease.length + timedelta(seconds=1)
     (run,) = alive.tick()
     assert run.id == claimed.id and run.attempt == 2 and run.status == "succeeded"

@@ -290,7 +290,14 @@ class Activations:
         return ActivationStatus(
             kind=kind,
             name=name,
-            status=_status(kind, recorded, counted, upcoming, ws.store.runs.active(kind, name)),
+            status=_status(
+                kind,
+                recorded,
+                counted,
+                upcoming,
+                ws.store.runs.active(kind, name),
+                follows=schedule is not None and schedule.after is not None,
+            ),
             schedule=describe(schedule, history),
             next_due=upcoming,
             last_run=last,
@@ -392,8 +399,12 @@ def _status(
     last: Run | None,
     upcoming: datetime | None,
     active: list[Run],
+    *,
+    follows: bool = False,
 ) -> str:
-    status = _campaign_status(kind, recorded, last, upcoming, active)
+    """`follows`: the schedule runs after another activation's runs, with no time of its own
+    (no `upcoming`), for as long as it is on."""
+    status = _campaign_status(kind, recorded, last, upcoming, active, follows=follows)
     if kind == "journey":
         # SPEC §5: a journey is draft, active, paused or ended; ticked by hand, still a draft.
         if recorded is None and status not in {"running", "error"}:
@@ -421,6 +432,8 @@ def _campaign_status(
     last: Run | None,
     upcoming: datetime | None,
     active: list[Run],
+    *,
+    follows: bool,
 ) -> str:
     # SPEC §7: a campaign ends "delivered", an orchestration "completed".
     done = "completed" if kind == "orchestration" else "delivered"
@@ -434,7 +447,8 @@ def _campaign_status(
             return "error"  # until it is put on its schedule again (the user dealt with it)
     if recorded is None or recorded.state != "scheduled":
         return "draft" if last is None else {"succeeded": done}.get(last.status, "draft")
-    if upcoming is None and last is not None and last.status == "succeeded" and not active:
+    no_runs_left = upcoming is None and not follows
+    if no_runs_left and last is not None and last.status == "succeeded" and not active:
         return done
     return "scheduled"
 

@@ -31,7 +31,7 @@ from audience.delivery.encryption import check_key
 from audience.delivery.naming import NameValues
 from audience.delivery.shipment import deliver, discard_unfinished, final_names
 from audience.engines.base import Engine
-from audience.errors import EngineError, InvalidValue, UnknownReference, UnsafeQuery
+from audience.errors import EngineError, UnknownReference, UnsafeQuery
 from audience.shapes import Rows, Shape, json_value
 from audience.store.runs import DeliveredFile, Run, RunLog
 
@@ -80,11 +80,7 @@ def destination_of(
         raise UnknownReference(
             f"destination {orchestration.destination!r} does not exist", field="destination"
         )
-    try:
-        return orchestration.sent_to(destination)
-    except ValueError as error:  # pydantic's, naming the option
-        first = str(error).splitlines()
-        raise InvalidValue(" ".join(first[1:3]).strip() or first[0], field="file") from None
+    return orchestration.sent_to(destination)
 
 
 def checked_query(orchestration: Orchestration, engine: Engine, catalog: Catalog) -> exp.Query:

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from audience.definitions.base import DefinitionModel
 from audience.definitions.destination import Destination, FileOptions
 from audience.definitions.names import Name, Reference
 from audience.definitions.schedule import Schedule
-from audience.errors import ScheduleError
+from audience.errors import InvalidValue, ScheduleError
 
 
 class Orchestration(DefinitionModel):
@@ -69,7 +69,18 @@ class Orchestration(DefinitionModel):
         """The destination with this orchestration's file options over its own."""
         if not self.file:
             return destination
-        options = FileOptions.model_validate(
-            {**destination.file.model_dump(by_alias=True, exclude_unset=True), **self.file}
-        )
-        return destination.model_copy(update={"file": options}).taking_records_not_files()
+        try:
+            options = FileOptions.model_validate(
+                {**destination.file.model_dump(by_alias=True, exclude_unset=True), **self.file}
+            )
+        except ValidationError as error:  # name the option and the problem, as applying does
+            first = error.errors()[0]
+            option = ".".join(str(part) for part in first["loc"])
+            raise InvalidValue(
+                first["msg"].removeprefix("Value error, "),
+                field=f"file.{option}" if option else "file",
+            ) from None
+        try:
+            return destination.model_copy(update={"file": options}).taking_records_not_files()
+        except ValueError as error:  # "file.OPTION: a webhook takes records, not files"
+            raise InvalidValue(str(error), field="file") from None

@@ -264,7 +264,9 @@ def _arrow_csv(
             culprit = next(
                 (
                     name
-                    for name, column in zip(schema.names, batch.columns if batch else [])
+                    for name, column in zip(
+                        schema.names, batch.columns if batch else [], strict=False
+                    )
                     if _present(_as_text(column), specials)
                 ),
                 None,
@@ -370,7 +372,10 @@ class _Dialect:
             ]
             return _lines(fields, self.delimiter, self.eol)
         return _lines(
-            [self._field(c, name) for c, name in zip(batch.columns, batch.schema.names)],
+            [
+                self._field(c, name)
+                for c, name in zip(batch.columns, batch.schema.names, strict=True)
+            ],
             self.delimiter,
             self.eol,
         )

@@ -931,6 +931,13 @@ def _retryable(session: Session, run_id: str) -> RunRecord:
     row = _locked_row(session, run_id)
     if row.status == "succeeded":
         raise StateError(f"run {row.id} succeeded; there is nothing to retry")
+    if row.status == "running":
+        raise StateError(
+            f"run {row.id} is running already (on {row.claimed_by}, its lease until "
+            f"{_utc(row.lease_expires_at or row.started_at or row.scheduled_for)}); if that "
+            "worker died, a worker takes it over once the lease expires, or `audience runs "
+            "cancel` ends it then and it can be retried"
+        )
     if row.status in ACTIVE:
         raise StateError(f"run {row.id} is {row.status} already")
     if row.is_test:

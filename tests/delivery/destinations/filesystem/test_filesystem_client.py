@@ -84,6 +84,22 @@ def test_a_background_flush_that_fails_is_raised() -> None:
         os.close(write)
 
 
+def test_two_runs_writing_one_name_at_once_is_a_clear_error(tmp_path: Path) -> None:
+    """Two activations whose files have the same name, sent at the same moment: the second
+    writer takes the name; the first fails at once saying why (not as a passing hitch)."""
+    client = FilesystemClient(tmp_path)
+
+    def chunks() -> Iterator[bytes]:
+        yield b"amperity_id\n1\n"
+        client.publish("same.csv", iter([b"amperity_id\n2\n"]), run_id="other")
+        yield b"3\n"
+
+    with pytest.raises(TerminalDeliveryError, match="another run is writing a file of that name"):
+        client.publish("same.csv", chunks(), run_id="first")
+    assert (tmp_path / "same.csv").read_bytes() == b"amperity_id\n2\n"  # the other's, whole
+    assert _hidden(tmp_path) == [".audience"]
+
+
 def test_the_file_appears_only_when_complete(tmp_path: Path) -> None:
     client = FilesystemClient(tmp_path)
     seen_while_writing: list[list[str]] = []

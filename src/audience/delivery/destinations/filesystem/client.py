@@ -214,6 +214,14 @@ class FilesystemClient:
             os.replace(temporary, target)
             _fsync_folder(self.folder)
         except OSError as error:
+            if error.errno == errno.ENOENT and not os.path.exists(temporary):
+                # Only a writer of the same name removes another's temporary file: two
+                # activations write this name at once.
+                raise TerminalDeliveryError(
+                    f"cannot write {target}: another run is writing a file of that name at the "
+                    "same time (make names unique, e.g. with {{ run_id }} or the activation's "
+                    "name)"
+                ) from error
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
             raise _delivery_error(error, f"cannot write {target}") from error
