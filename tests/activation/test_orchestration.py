@@ -19,6 +19,7 @@ from audience.cli.main import app
 from audience.definitions.loader import load_text, validate_data
 from audience.errors import (
     EngineError,
+    FileNameCollision,
     InvalidValue,
     ScheduleError,
     StateError,
@@ -460,6 +461,15 @@ def test_parts_published_before_a_failure_are_on_the_run_record(
     assert [d.rows for d in recorded] == [100, 100]
     assert (second.counts, second.sent) == ({"rows": 200, "files": 2}, 200)  # as delivered
     assert all(Path(d.uri.removeprefix("file://")).is_file() for d in recorded)
+
+
+def test_an_hourly_orchestration_into_daily_file_names_is_refused_naming_the_real_file(
+    fresh_workspace: Workspace, tmp_path: Path
+) -> None:
+    daily_name = folder(tmp_path, filename="{{ activation_name }}_{{ group_name }}")
+    hourly = {"recurring": {"cron": "0 * * * *", "timezone": "UTC"}}
+    with pytest.raises(FileNameCollision, match=r"would both write 'Hourly_all\.csv'"):
+        apply(fresh_workspace, daily_name, orchestration("Hourly", schedule=hourly))
 
 
 def test_an_orchestrations_bad_file_option_is_named_in_plain_words(

@@ -255,9 +255,11 @@ def check_runs_name_files_apart(
         history = replace(history, runs=len(dues), last_due=due)
     if len(dues) < 2:
         return
+    sub_audience, group = None, None  # an orchestration's names: its one file, "all"
     if isinstance(activation, Orchestration):
         used = [activation.sent_to(destinations[activation.destination])]
     else:
+        sub_audience, group = "sub", "group"
         names = (
             activation.destinations
             if isinstance(activation, Campaign)
@@ -267,7 +269,7 @@ def check_runs_name_files_apart(
     for destination in used:
         seen: dict[str, datetime] = {}
         for number, due in enumerate(dues):
-            values = _name_values(activation.name, due, "sub", "group")
+            values = _name_values(activation.name, due, sub_audience, group)
             for name in final_names(destination, values, run_id=f"{number:032d}", rows=1):
                 earlier = seen.setdefault(name, due)
                 if earlier != due:
