@@ -120,13 +120,14 @@ class PeakMemory:
 
 
 @contextmanager
-def moto() -> Iterator[str]:
+def moto(port: int | None = None) -> Iterator[str]:
     """An S3 server on loopback in a process of its own (so it takes no CPU time from the
-    process measured), with a bucket `bench`."""
+    process measured), with a bucket `bench`; on `port`, or a free one."""
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    if port is None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

@@ -5,11 +5,13 @@ uploaded with paramiko) — what a data team would write instead (issue 8).
 
 The query selects ten text columns of the customers in a loyalty tier (about 45 % of the
 sample). Both sides start a fresh Python process, so imports, opening the database and writing
-count for both. Times are wall seconds of the whole process; peak memory is the process's
-maximum resident size, from GNU time (Debian's `time`, which `make bench` installs). Printed,
-never asserted; issue 8's targets: ≤ 0.5× the COPY + upload baseline (gzip), and on the 5M-row
-query rows/s ≥ 0.9× COPY uncompressed and ≥ 2× COPY gzip. With BENCH_PROFILES=10000000 the query
-returns about 4.5M rows: the issue's 5M-row case.
+count for both. Each process measured against S3 gets a fresh moto server (on the same port,
+which the workspace names): moto slows down as it holds more objects, which would otherwise
+favour whichever side went first. Times are wall seconds of the whole process; peak memory is
+the process's maximum resident size, from GNU time (Debian's `time`, which `make bench`
+installs). Printed, never asserted; issue 8's targets: ≤ 0.5× the COPY + upload baseline (gzip),
+and on the 5M-row query rows/s ≥ 0.9× COPY uncompressed and ≥ 2× COPY gzip. With
+BENCH_PROFILES=10000000 the query returns about 4.5M rows: the issue's 5M-row case.
 
 `python -m bench orchestration` generates the sample and prints this table alone.
 """
@@ -19,11 +21,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +115,13 @@ def sftp_server(folder: Path) -> Iterator[Any]:
         server.stop()
 
 
+@contextmanager
+def _fresh_s3(port: int) -> Iterator[None]:
+    """An empty moto server in place of the one on `port`, for one measured process."""
+    with moto(port):
+        yield
+
+
 def run(folder: Path, database: Path, profiles: int) -> Table:
     """Audience and the baseline, to a folder, to S3 and to SFTP; one table."""
     table = Table(title=f"Orchestration, whole process — {profiles:,} profiles, CSV")
@@ -128,10 +138,16 @@ def run(folder: Path, database: Path, profiles: int) -> Table:
         "COPY MB",
     ):
         table.add_column(column, justify="left" if column == "to" else "right")
-    with moto() as url, sftp_server(folder) as ssh:
+    with sftp_server(folder) as ssh:
+        with socket.socket() as probe:  # the S3 servers' port (each process gets a fresh one)
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        url = f"http://127.0.0.1:{port}"
         env = {
             **os.environ,
             "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "bench",  # moto's, as `moto()` sets them
+            "AWS_SECRET_ACCESS_KEY": "bench",
             "AUDIENCE__ENGINE__PATH": str(database),
         }
         drop = folder / "sftp-drop"
@@ -165,14 +181,16 @@ def run(folder: Path, database: Path, profiles: int) -> Table:
             directory = _workspace(folder / name, database, destination, compression)
             target = folder / f"baseline-{name}.csv{'.gz' if compression == 'gzip' else ''}"
             baseline = [sys.executable, "-c", BASELINE, str(database), str(target)]
-            copy_s, copy_mb, _ = _child(
-                [*baseline, json.dumps(upload), compression, QUERY], env, folder
-            )
-            ours_s, ours_mb, printed = _child(
-                [*AUDIENCE, "orchestration", "run", "Extract", "--json", "-w", str(directory)],
-                env,
-                folder,
-            )
+            with _fresh_s3(port) if "s3" in upload else nullcontext():
+                copy_s, copy_mb, _ = _child(
+                    [*baseline, json.dumps(upload), compression, QUERY], env, folder
+                )
+            with _fresh_s3(port) if "s3" in upload else nullcontext():
+                ours_s, ours_mb, printed = _child(
+                    [*AUDIENCE, "orchestration", "run", "Extract", "--json", "-w", str(directory)],
+                    env,
+                    folder,
+                )
             rows = json.loads(printed)["counts"]["rows"]
             table.add_row(
                 where,
