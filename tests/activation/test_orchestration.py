@@ -243,6 +243,9 @@ def test_the_cli_previews_runs_and_refuses_in_one_line(
     ]
     status = cli.invoke(app, ["status", "--kind", "orchestration", "--json", *where])
     assert [(s["name"], s["status"]) for s in json.loads(status.stdout)] == [("Tiers", "completed")]
+    missing = cli.invoke(app, ["orchestration", "run", "Nope", *where])
+    assert missing.exit_code == 1
+    assert missing.stderr == "error: orchestration 'Nope' does not exist; apply it first\n"
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,8 @@ class RunProgress:
         self._task: Any = None
 
     def __enter__(self) -> RunProgress:
-        self._bars.start()
+        if err.is_terminal:  # drawn for a person; a script reading stderr gets its lines only
+            self._bars.start()
         return self
 
     def __exit__(
@@ -64,7 +65,8 @@ class RunProgress:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._bars.stop()
+        if self._bars.live.is_started:
+            self._bars.stop()  # (stopping bars never started prints a blank line)
 
     def step(self, description: str, total: int | None = None) -> None:
         """Start a new bar."""
