@@ -357,6 +357,30 @@ def test_a_worker_stopping_gives_back_the_run_its_last_runs_end_claimed(
     assert {(r.status, r.attempt) for r in [first, *rest]} == {("succeeded", 1)}
 
 
+def test_a_worker_whose_give_back_fails_says_so_and_leaves_the_run_to_its_lease(
+    tmp_path: Path, own_postgres_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = postgres_workspace(tmp_path / "workspace", own_postgres_schema)
+    with Workspace.open(directory, clock=lambda: NOW) as ws:
+        apply(ws, GOLD, folder_destination(tmp_path / "out"))
+        apply(ws, campaign("First", ASAP), campaign("Second", ASAP))
+        for name in ("First", "Second"):
+            ws.activations.schedule("campaign", name)
+    stop, heard = threading.Event(), list[BaseException]()
+    with Workspace.open(directory, clock=lambda: NOW + timedelta(minutes=1)) as ws:
+
+        def unreachable(*_: Any) -> None:
+            raise ConnectionError("the store went away")
+
+        monkeypatch.setattr(ws.store.runs, "release", unreachable)
+        worker = Worker(ws, on_run=lambda run: stop.set(), on_error=heard.append)
+        (first,) = worker.tick(stop)
+        assert [str(e) for e in heard] == ["the store went away"]
+        assert Worker(ws).tick() == []  # still this worker's, under its lease
+        (held,) = [r for r in ws.store.runs.history() if r.id != first.id]
+        assert (held.status, held.claimed_by) == ("running", worker.name)  # until its lease ends
+
+
 # 2. Killed in the middle of an upload -------------------------------------------------------
 
 

@@ -101,9 +101,12 @@ class Worker:
             if not (stop is not None and stop.is_set()):
                 self.refresh_order_summary()
         finally:
-            if self._claimed is not None:  # stopping: another worker may take it at once
-                self.ws.store.runs.release(self._claimed, self.name)
-                self._claimed = None
+            claimed, self._claimed = self._claimed, None
+            if claimed is not None:  # stopping: another worker may take it at once
+                try:
+                    self.ws.store.runs.release(claimed, self.name)
+                except Exception as error:  # its lease expires, and another worker takes it
+                    self._heard(error)
             self.ws.release_engine()
         return ended
 

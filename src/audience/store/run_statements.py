@@ -143,6 +143,7 @@ RELEASE = (
         claimed_by=None,
         lease_expires_at=None,
     )
+    .returning(RunRecord.id)
 )
 """Give back a run claimed but not begun (its worker is stopping): queued as it was, for any
 worker to claim at once instead of when the lease expires."""

@@ -377,7 +377,10 @@ class RunLog:
                 _refuse_if_busy(session, kind, name, row.id, held)
             if row.attempt and row.status != "queued":
                 _remember_attempt(row, now, row.error or row.status, row.error_kind or row.status)
-            _start(row, version=version, now=now, worker=worker, until=held + lease.length)
+            # Another attempt of a run keeps its version: the run decides whether files it
+            # published already hold it to that version (see `execute`).
+            kept = row.version if row.attempt else version
+            _start(row, version=kept, now=now, worker=worker, until=held + lease.length)
             try:
                 session.flush()
             except IntegrityError:
@@ -469,10 +472,10 @@ class RunLog:
         return self._claims_in_one_statement
 
     def release(self, run: Run, worker: str) -> None:
-        """Give back a run claimed but not begun, queued again as it was (see `RELEASE`)."""
+        """Give back a run claimed but not begun, queued again as it was (see `RELEASE`);
+        done twice (its answer lost), the second finds nothing to give back."""
         values = {"run_id": run.id} | _fence_values(Holder(worker, run.attempt))
-        with self._autocommit.connect() as connection:
-            connection.execute(RELEASE, values)
+        self._first_row(RELEASE, values)
 
     def heartbeat(self, run_id: str, *, holder: Holder, lease: LeaseTerms) -> bool:
         """Renew a running run's lease; False when the run is no longer this attempt's."""

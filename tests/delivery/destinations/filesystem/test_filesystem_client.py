@@ -94,10 +94,25 @@ def test_two_runs_writing_one_name_at_once_is_a_clear_error(tmp_path: Path) -> N
         client.publish("same.csv", iter([b"amperity_id\n2\n"]), run_id="other")
         yield b"3\n"
 
-    with pytest.raises(TerminalDeliveryError, match="another run is writing a file of that name"):
+    with pytest.raises(TerminalDeliveryError, match="another run wrote a file of that name"):
         client.publish("same.csv", chunks(), run_id="first")
     assert (tmp_path / "same.csv").read_bytes() == b"amperity_id\n2\n"  # the other's, whole
     assert _hidden(tmp_path) == [".audience"]
+
+
+def test_an_attempt_whose_run_was_taken_over_meanwhile_fails_in_passing(tmp_path: Path) -> None:
+    """The attempt that took the run over wrote the file under the same name: the run's file is
+    there, so the attempt that lost its lease fails as a passing failure, not as a collision."""
+    client = FilesystemClient(tmp_path)
+
+    def chunks() -> Iterator[bytes]:
+        yield b"amperity_id\n1\n"
+        client.publish("same.csv", iter([b"amperity_id\n1\n"]), run_id="R")
+        yield b"2\n"
+
+    with pytest.raises(TransientDeliveryError):
+        client.publish("same.csv", chunks(), run_id="R")
+    assert (tmp_path / "same.csv").read_bytes() == b"amperity_id\n1\n"
 
 
 def test_the_file_appears_only_when_complete(tmp_path: Path) -> None:

@@ -160,6 +160,14 @@ class FilesystemClient:
             )
         return PublishedObject(target.resolve().as_uri(), int(record["bytes"]), record["sha256"])
 
+    def _written_by_another_run(self, name: str, run_id: str) -> bool:
+        """Whether the file at `name` is there, and another run's."""
+        try:
+            self._published(name, run_id)
+        except TerminalDeliveryError:
+            return True
+        return False
+
     def check(self) -> None:
         """The folder exists (or can be made) and this process may write into it."""
         if self.folder.exists() and not self.folder.is_dir():
@@ -214,13 +222,13 @@ class FilesystemClient:
             os.replace(temporary, target)
             _fsync_folder(self.folder)
         except OSError as error:
-            if error.errno == errno.ENOENT and not os.path.exists(temporary):
-                # Only a writer of the same name removes another's temporary file: two
-                # activations write this name at once.
+            if error.errno == errno.ENOENT and self._written_by_another_run(name, run_id):
+                # Our temporary file was removed by the writer whose file now holds the name:
+                # two activations wrote it at once (an attempt of this same run, or a folder
+                # that went away, is a passing failure instead).
                 raise TerminalDeliveryError(
-                    f"cannot write {target}: another run is writing a file of that name at the "
-                    "same time (make names unique, e.g. with {{ run_id }} or the activation's "
-                    "name)"
+                    f"cannot write {target}: another run wrote a file of that name at the same "
+                    "time (make names unique, e.g. with {{ run_id }} or the activation's name)"
                 ) from error
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
