@@ -100,6 +100,25 @@ def test_two_runs_writing_one_name_at_once_is_a_clear_error(tmp_path: Path) -> N
     assert _hidden(tmp_path) == [".audience"]
 
 
+def test_a_file_another_run_published_meanwhile_is_never_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other writer cleared old temporary files before this one began its own: both write
+    to the end, and the one that finishes second refuses to replace the other's file."""
+    client, other = FilesystemClient(tmp_path), FilesystemClient(tmp_path)
+    monkeypatch.setattr(other, "discard", lambda name: 0)  # it cleared up before we began
+
+    def chunks() -> Iterator[bytes]:
+        yield b"amperity_id\n1\n"
+        other.publish("same.csv", iter([b"amperity_id\n2\n"]), run_id="other")
+        yield b"3\n"
+
+    with pytest.raises(TerminalDeliveryError, match="not written by this run"):
+        client.publish("same.csv", chunks(), run_id="first")
+    assert (tmp_path / "same.csv").read_bytes() == b"amperity_id\n2\n"  # the other's, whole
+    assert _hidden(tmp_path) == [".audience"]
+
+
 def test_an_attempt_whose_run_was_taken_over_meanwhile_fails_in_passing(tmp_path: Path) -> None:
     """The attempt that took the run over wrote the file under the same name: the run's file is
     there, so the attempt that lost its lease fails as a passing failure, not as a collision."""

@@ -2,9 +2,12 @@
 
 A file is written to a hidden temporary name in the same folder (`.name.xxxxxxxx.tmp`), flushed
 to disk, then renamed over its final name with `os.replace` — atomic within one file system, so a
-reader sees either no file or all of it. Which run wrote each file is recorded in a small JSON
-record in the folder's `.audience/` subfolder (no extended attributes needed, which many file
-systems and shares lack), written before the rename: a retried run finds its own file there.
+reader sees either no file or all of it. Just before the rename the name is looked at again, so
+a file another run published under it meanwhile (two activations writing one name) is not
+replaced; only a rename in that same instant could still race. Which run wrote each file is
+recorded in a small JSON record in the folder's `.audience/` subfolder (no extended attributes
+needed, which many file systems and shares lack), written before the rename: a retried run
+finds its own file there.
 
 The disk is flushed while the file is written (`Writeback`): a background thread asks the
 kernel to write what has piled up every `WRITEBACK_EVERY` bytes, so the flush before the rename
@@ -217,6 +220,13 @@ class FilesystemClient:
                 os.fsync(file.fileno())
             # mkstemp makes the file private to its owner; a delivered file is for others to read.
             os.chmod(temporary, 0o644)
+            # Looked at again just before the rename: a file of that name another run (a
+            # second activation writing the same name) published meanwhile is never replaced.
+            # An attempt of this run that took it over and published it first wins.
+            theirs = self._published(name, run_id)
+            if theirs is not None:
+                os.unlink(temporary)
+                return theirs
             record = {"run_id": run_id, "bytes": meter.bytes, "sha256": meter.sha256}
             self._write_record(name, record)
             os.replace(temporary, target)
