@@ -475,6 +475,24 @@ def test_an_hourly_orchestration_into_daily_file_names_is_refused_naming_the_rea
         apply(fresh_workspace, daily_name, orchestration("Hourly", schedule=hourly))
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "select amperity_id, email, amperity_id from customer_360",
+        "select c.amperity_id, o.amperity_id from customer_360 c join unified_transactions o "
+        "on c.amperity_id = o.amperity_id",
+        "select email as id, amperity_id as ID from customer_360",
+    ],
+)
+def test_a_query_naming_a_column_twice_is_refused_when_applied(
+    fresh_workspace: Workspace, tmp_path: Path, query: str
+) -> None:
+    """DuckDB would rename the second (`amperity_id_1`) and the file carry a name nobody
+    wrote: the query is refused, naming the column."""
+    with pytest.raises(UnsafeQuery, match="more than once; give each column its own name"):
+        apply(fresh_workspace, folder(tmp_path), orchestration("Twice", query))
+
+
 def test_an_orchestrations_bad_file_option_is_named_in_plain_words(
     fresh_workspace: Workspace, tmp_path: Path
 ) -> None:

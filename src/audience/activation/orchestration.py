@@ -89,18 +89,15 @@ def checked_query(orchestration: Orchestration, engine: Engine, catalog: Catalog
     from audience.compile.readonly import read_only_query
 
     query = read_only_query(orchestration.query, dialect=engine.dialect, catalog=catalog)
+    # Named in the query (DuckDB renames a repeated column in its result, `id_1`, and files
+    # would carry a name nobody wrote) and in the engine's result (`*` over a join).
+    _refuse_repeated([n for n in query.named_selects if n != "*"])
     probe = exp.select("*").from_(exp.alias_(query.subquery(), SOURCE)).limit(0)
     try:
         columns = list(engine.stream(probe).schema.names)
     except EngineError as error:
         raise UnsafeQuery(f"the engine rejected it: {error}", field="query") from None
-    if len(set(columns)) != len(columns):
-        repeated = sorted({c for c in columns if columns.count(c) > 1})
-        raise UnsafeQuery(
-            f"returns the column {', '.join(map(repr, repeated))} more than once; "
-            "give each column its own name (AS …)",
-            field="query",
-        )
+    _refuse_repeated(columns)
     if orchestration.incremental_by is not None and orchestration.incremental_by not in columns:
         raise UnknownReference(
             f"the query returns no column {orchestration.incremental_by!r} "
@@ -108,6 +105,19 @@ def checked_query(orchestration: Orchestration, engine: Engine, catalog: Catalog
             field="incremental_by",
         )
     return query
+
+
+def _refuse_repeated(columns: list[str]) -> None:
+    """UnsafeQuery when a column name comes twice (names are compared as SQL does, without
+    case)."""
+    folded = [c.casefold() for c in columns]
+    repeated = sorted({c for c in columns if folded.count(c.casefold()) > 1})
+    if repeated:
+        raise UnsafeQuery(
+            f"returns the column {', '.join(map(repr, repeated))} more than once; "
+            "give each column its own name (AS …)",
+            field="query",
+        )
 
 
 def check_orchestration(
