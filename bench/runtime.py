@@ -65,7 +65,6 @@ BOOKKEEPING: dict[str, list[tuple[str, str, str]]] = {
             "add_delivery",
             "confirm",
             "finish",
-            "finish_and_claim",
             "release",
             "fail",
             "postpone",

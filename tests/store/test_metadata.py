@@ -427,8 +427,14 @@ def test_a_claim_file_record_or_end_whose_answer_was_lost_is_done_once(
     assert other is not None
     claim = NextClaim("w1", lambda: T0 + timedelta(hours=2), lease)
     lost = _lose_the_answer_to(store, postgres_url, application, "WITH ended")
-    ended = runs.finish_and_claim(
-        other.id, now=T0, counts={}, holder=Holder("w1", 1), deliveries=[], claim=claim
+    ended = runs.finish(
+        other.id,
+        status="succeeded",
+        now=T0,
+        counts={},
+        holder=Holder("w1", 1),
+        deliveries=[],
+        then_claim=claim,
     )
     assert not lost[0] and ended.status == "succeeded"
     assert claim.claimed is not None and claim.claimed.activation_name == "C"
@@ -442,7 +448,7 @@ def test_a_runs_end_claims_the_next_queued_run_in_the_same_statement(
     """On PostgreSQL a worker's successful run ends and claims its next queued run at once;
     an attempt that lost its run claims nothing; a claimed run given back is queued as before."""
     runs, minute = store.runs, timedelta(minutes=1)
-    if not runs.claims_with_an_end:
+    if store.engine.dialect.name != "postgresql":
         pytest.skip("SQLite claims in a transaction of its own")
     lease = LeaseTerms(minute, lambda: T0)
     with store.session() as session, session.begin():
@@ -451,8 +457,14 @@ def test_a_runs_end_claims_the_next_queued_run_in_the_same_statement(
     first = runs.claim(worker="w1", now=T0, lease=lease, max_attempts=3)
     assert first is not None and first.activation_name == "A"
     claim = NextClaim("w1", lambda: T0 + 5 * minute, lease)
-    done = runs.finish_and_claim(
-        first.id, now=T0, counts={"sent": 1}, holder=Holder("w1", 1), deliveries=[], claim=claim
+    done = runs.finish(
+        first.id,
+        status="succeeded",
+        now=T0,
+        counts={"sent": 1},
+        holder=Holder("w1", 1),
+        deliveries=[],
+        then_claim=claim,
     )
     assert (done.status, done.counts) == ("succeeded", {"sent": 1})
     second = claim.claimed
@@ -465,8 +477,14 @@ def test_a_runs_end_claims_the_next_queued_run_in_the_same_statement(
 
     lost = NextClaim("w2", lambda: T0 + 5 * minute, lease)
     with pytest.raises(LeaseLost):  # run A ended already: no end, and no claim
-        runs.finish_and_claim(
-            first.id, now=T0, counts={}, holder=Holder("w1", 1), deliveries=[], claim=lost
+        runs.finish(
+            first.id,
+            status="succeeded",
+            now=T0,
+            counts={},
+            holder=Holder("w1", 1),
+            deliveries=[],
+            then_claim=lost,
         )
     assert lost.claimed is None
     assert {r.activation_name: r.status for r in runs.history()} == {

@@ -155,18 +155,6 @@ class RunRecording:
                 )
             raise
         beat.stop()
-        claim = self.then_claim
-        if claim is not None and self.runs.claims_with_an_end:
-            return self._closed(
-                lambda: self.runs.finish_and_claim(
-                    self.run.id,
-                    now=self.clock(),
-                    counts=counts,
-                    holder=self.holder,
-                    deliveries=self.recorded,
-                    claim=claim,
-                )
-            )
         return self._closed(
             lambda: self.runs.finish(
                 self.run.id,
@@ -175,6 +163,7 @@ class RunRecording:
                 counts=counts,
                 holder=self.holder,
                 deliveries=self.recorded,
+                then_claim=self.then_claim,
             )
         )
 

@@ -32,8 +32,8 @@ recognises as this run's and does not write twice — only a file the receiver h
 away would arrive again.
 
 A worker's successful run ends and claims the worker's next queued run in one statement
-(`finish_and_claim`), which waits for the disk as an end does: a burst of runs costs one round
-trip per run for its end and the next claim.
+(`finish` with `then_claim`), which waits for the disk as an end does: a burst of runs costs one
+round trip per run for its end and the next claim.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Engine,
@@ -55,7 +55,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.base import Executable
@@ -85,6 +85,9 @@ from audience.store.run_statements import (
     STARTED,
     HotPath,
 )
+
+_Answer = TypeVar("_Answer")
+"""What a statement run by `RunLog._once` answers."""
 
 
 @dataclass(frozen=True)
@@ -315,20 +318,34 @@ class RunLog:
         """The first row of a read or write that is one statement (atomic by itself, with the
         row locks it takes), committed on its own: no BEGIN and COMMIT round trips. The
         worker's hottest statements go through it, built once (`HotPath`) and run without
-        the ORM, whose per-statement work costs more than the round trip.
+        the ORM, whose per-statement work costs more than the round trip. `answered` (same
+        parameters) finds the row the statement wrote, if an answer was lost (`_once`); a
+        file's record needs none: it is written once."""
+        lookup = answered
+        return self._once(
+            lambda connection: connection.execute(statement, values).first(),
+            None if lookup is None else lambda c: c.execute(lookup, values).first(),
+        )
+
+    def _once(
+        self,
+        write: Callable[[Connection], _Answer | None],
+        answered: Callable[[Connection], _Answer | None] | None,
+    ) -> _Answer | None:
+        """`write`'s answer, on a connection committing each statement by itself.
 
         A pooled connection the server dropped a moment ago (the store restarting) fails the
         statement, which is run once more on a new connection. It may have run before the
-        connection died: `answered` (same parameters) then finds the row it wrote, which is
-        returned instead of writing again (a file's record needs none: it is written once)."""
+        connection died: `answered` then finds what it wrote, which is returned instead of
+        writing again."""
         for last in (False, True):
             try:
                 with self._autocommit.connect() as connection:
                     if last and answered is not None:
-                        done = connection.execute(answered, values).first()
+                        done = answered(connection)
                         if done is not None:
                             return done
-                    return connection.execute(statement, values).first()
+                    return write(connection)
             except DBAPIError as error:
                 if last or not error.connection_invalidated:
                     raise
@@ -466,11 +483,6 @@ class RunLog:
                 return _run(row, [])
             return None
 
-    @property
-    def claims_with_an_end(self) -> bool:
-        """Whether a run's end can claim the next queued run in its statement (`NextClaim`)."""
-        return self._claims_in_one_statement
-
     def release(self, run: Run, worker: str) -> None:
         """Give back a run claimed but not begun, queued again as it was (see `RELEASE`);
         done twice (its answer lost), the second finds nothing to give back."""
@@ -543,10 +555,21 @@ class RunLog:
         kind_of_error: str | None = None,
         holder: Holder | None = None,
         deliveries: list[DeliveredFile] | None = None,
+        then_claim: NextClaim | None = None,
     ) -> Run:
         """Close a run as succeeded, failed or canceled (as `holder`'s attempt, when given:
         LeaseLost if the run is no longer its). `deliveries`, when the caller is the attempt
-        that recorded them all, saves reading them back."""
+        that recorded them all, saves reading them back. `then_claim`: a worker's successful
+        end also claims its next queued run, in the same statement (PostgreSQL; elsewhere the
+        worker claims it next as usual)."""
+        if (
+            then_claim is not None
+            and self._claims_in_one_statement
+            and status == "succeeded"
+            and holder is not None
+            and counts is not None
+        ):
+            return self._finish_and_claim(run_id, now, counts, holder, deliveries, then_claim)
         values: dict[str, Any] = {
             "run_id": run_id,
             "new_status": status,
@@ -567,25 +590,24 @@ class RunLog:
                 deliveries = _deliveries(session, run_id)
         return _run(row, deliveries)
 
-    def finish_and_claim(
+    def _finish_and_claim(
         self,
         run_id: str,
-        *,
         now: datetime,
         counts: dict[str, Any],
         holder: Holder,
-        deliveries: list[DeliveredFile],
+        deliveries: list[DeliveredFile] | None,
         claim: NextClaim,
     ) -> Run:
         """Close `holder`'s attempt as succeeded and, in the same statement, claim the oldest
-        queued run for `claim` (PostgreSQL), which then holds it in `claimed`. LeaseLost, and
-        no claim, if the run is no longer the attempt's. An answer lost on the way is asked
-        for again: the end is found, and the claim with it, rather than made twice."""
-        ended, started, held = utc(now), utc(claim.clock()), claim.lease.now()
+        queued run for `claim`, which then holds it in `claimed`. LeaseLost, and no claim, if
+        the run is no longer the attempt's. An answer lost on the way is asked for again: the
+        end is found, and the claim with it, rather than made twice."""
+        started, held = utc(claim.clock()), claim.lease.now()
         values: dict[str, Any] = {
             "run_id": run_id,
             "new_status": "succeeded",
-            "ended": ended,
+            "ended": utc(now),
             "new_error": None,
             "new_error_kind": None,
             "new_counts": counts,
@@ -595,24 +617,24 @@ class RunLog:
             "started": started,
             "until": held + claim.lease.length,
         } | _fence_values(holder)
-        rows: dict[str, Row[Any]] = {}
-        for last in (False, True):
-            try:
-                with self._autocommit.connect() as connection:
-                    if last and (done := connection.execute(self._hot.finished, values).first()):
-                        rows["ended"] = done
-                        if taken := connection.execute(STARTED, values).first():
-                            rows["started"] = taken
-                        break
-                    for row in connection.execute(self._hot.finish_and_claim, values):
-                        rows[row.role] = row
-                break
-            except DBAPIError as error:
-                if last or not error.connection_invalidated:
-                    raise
+
+        def written(connection: Connection) -> dict[str, Row[Any]]:
+            return {row.role: row for row in connection.execute(self._hot.finish_and_claim, values)}
+
+        def found(connection: Connection) -> dict[str, Row[Any]] | None:
+            ended = connection.execute(self._hot.finished, values).first()
+            if ended is None:
+                return None
+            taken = connection.execute(STARTED, values).first()
+            return {"ended": ended} | ({} if taken is None else {"started": taken})
+
+        rows = self._once(written, found) or {}
         if "ended" not in rows:
             raise self._why_unchanged(run_id, holder)
         claim.claimed = _run(rows["started"], []) if "started" in rows else None
+        if deliveries is None:
+            with self._sessions() as session:
+                deliveries = _deliveries(session, run_id)
         return _run(rows["ended"], deliveries)
 
     def fail(

@@ -84,36 +84,29 @@ def test_a_background_flush_that_fails_is_raised() -> None:
         os.close(write)
 
 
-def test_two_runs_writing_one_name_at_once_is_a_clear_error(tmp_path: Path) -> None:
-    """Two activations whose files have the same name, sent at the same moment: the second
-    writer takes the name; the first fails at once saying why (not as a passing hitch)."""
-    client = FilesystemClient(tmp_path)
-
-    def chunks() -> Iterator[bytes]:
-        yield b"amperity_id\n1\n"
-        client.publish("same.csv", iter([b"amperity_id\n2\n"]), run_id="other")
-        yield b"3\n"
-
-    with pytest.raises(TerminalDeliveryError, match="another run wrote a file of that name"):
-        client.publish("same.csv", chunks(), run_id="first")
-    assert (tmp_path / "same.csv").read_bytes() == b"amperity_id\n2\n"  # the other's, whole
-    assert _hidden(tmp_path) == [".audience"]
-
-
-def test_a_file_another_run_published_meanwhile_is_never_replaced(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("clears_ours", "refused"),
+    [
+        (True, "another run wrote a file of that name"),  # it removed our temporary file
+        (False, "not written by this run"),  # it had cleared up before we began: both finish
+    ],
+)
+def test_two_runs_writing_one_name_at_once_never_replace_each_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clears_ours: bool, refused: str
 ) -> None:
-    """The other writer cleared old temporary files before this one began its own: both write
-    to the end, and the one that finishes second refuses to replace the other's file."""
+    """Two activations whose files have the same name, sent at the same moment: the other
+    writer takes the name; this one fails at once saying why (not as a passing hitch), and
+    never replaces the other's file."""
     client, other = FilesystemClient(tmp_path), FilesystemClient(tmp_path)
-    monkeypatch.setattr(other, "discard", lambda name: 0)  # it cleared up before we began
+    if not clears_ours:
+        monkeypatch.setattr(other, "discard", lambda name: 0)
 
     def chunks() -> Iterator[bytes]:
         yield b"amperity_id\n1\n"
         other.publish("same.csv", iter([b"amperity_id\n2\n"]), run_id="other")
         yield b"3\n"
 
-    with pytest.raises(TerminalDeliveryError, match="not written by this run"):
+    with pytest.raises(TerminalDeliveryError, match=refused):
         client.publish("same.csv", chunks(), run_id="first")
     assert (tmp_path / "same.csv").read_bytes() == b"amperity_id\n2\n"  # the other's, whole
     assert _hidden(tmp_path) == [".audience"]
