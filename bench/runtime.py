@@ -315,6 +315,25 @@ class _Meter:
         stack: list[str] = getattr(self._doing, "stack", [])
         return stack[-1] if stack else OTHER_STORE_WORK
 
+    @contextmanager
+    def _metering(self) -> Iterator[None]:
+        """Keep what the meter itself takes on this thread (reading /proc around each
+        statement), so that the calls it times are not charged for it."""
+        start, start_cpu = time.perf_counter(), time.thread_time()
+        try:
+            yield
+        finally:
+            wall, cpu = getattr(self._doing, "own", (0.0, 0.0))
+            self._doing.own = (
+                wall + time.perf_counter() - start,
+                cpu + time.thread_time() - start_cpu,
+            )
+
+    def _own_cost(self) -> tuple[float, float]:
+        """The wall and CPU time the meter has taken on this thread so far."""
+        own: tuple[float, float] = getattr(self._doing, "own", (0.0, 0.0))
+        return own
+
     def timed(self, what: str, call: Callable[..., Any]) -> Callable[..., Any]:
         """`call`, timed as `what`."""
 
@@ -325,12 +344,17 @@ class _Meter:
             # A run encodes its files on a thread of its own: the whole process's CPU
             # is the run's while it works; a bookkeeping call's is its thread's.
             cpu_time = time.process_time if what == "run" else time.thread_time
+            metering = self._own_cost()
             start, start_cpu = time.perf_counter(), cpu_time()
             try:
                 return call(*args, **kwargs)
             finally:
-                self.spent[what] += time.perf_counter() - start
-                self.cpu[what] += cpu_time() - start_cpu
+                wall, cpu = time.perf_counter() - start, cpu_time() - start_cpu
+                # What the meter's own listeners took inside the call is not the call's.
+                own_wall, own_cpu = self._own_cost()
+                metered_wall, metered_cpu = own_wall - metering[0], own_cpu - metering[1]
+                self.spent[what] += wall - metered_wall
+                self.cpu[what] += cpu - metered_cpu
                 stack.pop()
 
         return timed
@@ -362,12 +386,14 @@ class _Meter:
         setattr(PostgresEngine, "close", closed)  # noqa: B010
 
         def before(connection: Any, *_: Any) -> None:
-            pid = connection.connection.dbapi_connection.info.backend_pid
-            self._doing.statement = (pid, _session_cpu(pid))
+            with self._metering():
+                pid = connection.connection.dbapi_connection.info.backend_pid
+                self._doing.statement = (pid, _session_cpu(pid))
 
         def after(*_: Any) -> None:
-            pid, started = self._doing.statement
-            self.cpu[SERVER + self.doing()] += _session_cpu(pid) - started
+            with self._metering():
+                pid, started = self._doing.statement
+                self.cpu[SERVER + self.doing()] += _session_cpu(pid) - started
 
         event.listen(Engine, "before_cursor_execute", before)
         event.listen(Engine, "after_cursor_execute", after)

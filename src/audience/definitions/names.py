@@ -33,7 +33,9 @@ def check_name(name: str) -> str:
     name = nfc(name)
     if len(name) > MAX_NAME_LENGTH:
         raise ValueError(f"name is longer than {MAX_NAME_LENGTH} characters")
-    if any(unicodedata.category(ch).startswith("C") for ch in name):
+    # Printable text has no control characters (category C); only text with other unprintable
+    # characters (non-ASCII spaces, which names may hold) is looked at character by character.
+    if not name.isprintable() and any(unicodedata.category(ch).startswith("C") for ch in name):
         raise ValueError("name must not contain control characters")
     if not name.strip("."):
         raise ValueError(f"name {name!r} is only dots, which a URL cannot reach; add a letter")

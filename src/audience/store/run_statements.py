@@ -19,6 +19,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
     text,
@@ -267,7 +268,11 @@ def _then_claim(finish: Any) -> Any:
         .returning(*RunRecord.__table__.columns)
         .cte("started")
     )
+    # Each side's columns as `name.*`: written out, the statement grows past the length
+    # psycopg caches the parsing of (4 KiB), and is parsed again at every run's end.
     return union_all(
-        select(literal("ended").label("role"), *ended.c),
-        select(literal("started").label("role"), *started.c),
+        *(
+            select(literal(role).label("role"), literal_column(f"{role}.*")).select_from(cte)
+            for role, cte in (("ended", ended), ("started", started))
+        )
     )
