@@ -1,6 +1,9 @@
 """`make bench`: generate the sample once, then run every benchmark and print its table; then
 the runtime under load (`bench/runtime.py`, on PostgreSQL). `python -m bench runtime` runs that
 one alone; `python -m bench insights` the sample and the segment insights' table alone;
+`python -m bench campaign` the sample and the campaign delivery's table alone;
+`python -m bench process` the sample and the whole processes' table (start-up, `campaign run`)
+alone;
 `python -m bench orchestration` the sample and the orchestrations' table alone;
 `python -m bench results` (or `journey`, `api`, `ui`) the sample and the campaign results' (or the
 journeys', or the REST API's) table alone.
@@ -25,12 +28,24 @@ from rich.console import Console
 
 from audience.settings import EngineSettings, Settings
 from audience.workspace import Workspace
-from bench import api, campaign, engines, insights, journey, orchestration, results, runtime, ui
+from bench import (
+    api,
+    campaign,
+    engines,
+    insights,
+    journey,
+    orchestration,
+    process,
+    results,
+    runtime,
+    ui,
+)
 
 
 def main() -> None:
     """Run the sample's benchmarks, then the runtime's; with an argument (`runtime`,
-    `insights`, `orchestration`, `results`, `journey`, `api`, `ui`) only that one."""
+    `insights`, `campaign`, `process`, `orchestration`, `results`, `journey`, `api`, `ui`)
+    only that one."""
     console = Console()
     only = sys.argv[1:2]
     if only != ["runtime"]:
@@ -60,13 +75,15 @@ def sample(console: Console, *, only: str | None = None) -> None:
                 return
             if only in (None, "insights"):
                 console.print(insights.run(ws, profiles, repeat))
-            if only is None:
+            if only in (None, "campaign"):
                 console.print(campaign.run(ws, profiles))
             if only in (None, "results"):
                 console.print(results.run(ws, profiles, repeat))
             if only in (None, "journey"):
                 console.print(journey.run(ws, profiles))
         # Whole processes of their own: the database is closed here first.
+        if only in (None, "process"):
+            console.print(process.run(Path(folder), Path(folder) / "bench.duckdb", profiles))
         if only in (None, "orchestration"):
             console.print(orchestration.run(Path(folder), Path(folder) / "bench.duckdb", profiles))
         if only in (None, "api"):

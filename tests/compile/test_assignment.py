@@ -71,3 +71,56 @@ def test_group_bounds_cover_every_bucket() -> None:
     loyal, rest = CAMPAIGN.assigned_sub_audiences
     assert group_bounds(loyal) == [("Offer A", 4500), ("Offer B", 9000), ("Control", 10000)]
     assert group_bounds(rest) == [("A", 3333), ("B", 6666), ("C", 10000)]
+
+
+MIXED = Campaign.model_validate(
+    {
+        "name": "One group beside a split",
+        "audience": {"include": ["Everyone with an email"]},
+        "sub_audiences": [
+            {
+                "name": "Loyal",
+                "where": {"attribute": "loyalty_tier", "op": "in", "value": ["gold", "platinum"]},
+                "treatments": [{"name": "Thanks", "percent": 100, "destinations": ["x"]}],
+            },
+            {
+                "name": "Everyone else",
+                "treatments": [{"name": "Offer", "percent": 80, "destinations": ["x"]}],
+                "control": 20,
+            },
+        ],
+    }
+)
+
+
+def test_a_sub_audience_of_one_group_takes_everyone_and_only_splits_are_hashed(
+    sample_workspaces: dict[str, Workspace],
+) -> None:
+    for engine in ("duckdb", "postgres"):
+        ws = sample_workspaces[engine]
+        ctx = ws.compile_context(segments={EVERYONE.name: EVERYONE})
+        one_group = Campaign.model_validate(
+            {
+                "name": "Everyone",
+                "audience": {"include": ["Everyone with an email"]},
+                "treatments": [{"name": "All", "percent": 100, "destinations": ["x"]}],
+            }
+        )
+        unsplit = assignment_query(
+            one_group, ctx, dialect=ws.engine.dialect, destinations=[], previous=PreviousRuns()
+        )
+        assert "MD5" not in unsplit.sql(dialect=ws.engine.dialect).upper()
+        assert {r[GROUP] for r in ws.engine.rows(unsplit)} == {"All"}
+        query = assignment_query(
+            MIXED, ctx, dialect=ws.engine.dialect, destinations=[], previous=PreviousRuns()
+        )
+        rows = ws.engine.rows(query)
+        loyal = [r for r in rows if r[SUB_AUDIENCE] == "Loyal"]
+        rest = [r for r in rows if r[SUB_AUDIENCE] == "Everyone else"]
+        assert loyal and {r[GROUP] for r in loyal} == {"Thanks"}
+        bounds = group_bounds(MIXED.assigned_sub_audiences[1])
+        for r in rest:
+            digest = hashlib.md5(f"{MIXED.assignment_seed}:{r[CUSTOMER]}".encode()).hexdigest()
+            position = int(digest[:8], 16) % BUCKETS
+            assert r[GROUP] == next(group for group, upper in bounds if position < upper)
+        assert {r[GROUP] for r in rest} == {"Offer", "Control"}

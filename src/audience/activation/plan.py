@@ -69,7 +69,12 @@ def campaign_plan(
     """The counts of a run, from its assignments (`source`: the snapshot, or the query)."""
     rows = engine.rows(plan_query(campaign, source, columns))
     leftovers = engine.rows(leftovers_query(campaign, ctx))[0]
-    audience = engine.rows(audience_size_query(source.copy()))[0]["audience"]
+    if campaign.match == "first":
+        # Each customer stands in one sub-audience and one group: the groups' rows add up to
+        # the audience, with no count of distinct ids over the whole snapshot.
+        audience = sum(int(r["customers"]) for r in rows)
+    else:
+        audience = engine.rows(audience_size_query(source.copy()))[0]["audience"]
     found = {(r[SUB_AUDIENCE], r[GROUP]): r for r in rows}
     subs: list[SubAudienceCount] = []
     for sub in campaign.assigned_sub_audiences:

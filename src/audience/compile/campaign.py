@@ -192,20 +192,35 @@ def _memberships(campaign: Campaign) -> exp.Query:
 
 
 def _group_case(campaign: Campaign) -> exp.Expr:
-    """The group of each (customer, sub-audience) from its bucket: treatments, then control."""
+    """The group of each (customer, sub-audience) from its bucket: treatments, then control.
+    A sub-audience with one group (one treatment, no control) takes everyone, bucket unread."""
     ifs = []
     for sub in campaign.assigned_sub_audiences:
-        for group, upper in group_bounds(sub):
+        bounds = group_bounds(sub)
+        for group, upper in bounds:
             ifs.append(
                 exp.If(
                     this=exp.and_(
                         exp.EQ(this=exp.column(SUB_AUDIENCE), expression=string(sub.name)),
-                        exp.LT(this=exp.column("bucket"), expression=exp.Literal.number(upper)),
+                        *(
+                            [
+                                exp.LT(
+                                    this=exp.column("bucket"), expression=exp.Literal.number(upper)
+                                )
+                            ]
+                            if len(bounds) > 1
+                            else []
+                        ),
                     ),
                     true=string(group),
                 )
             )
     return exp.Case(ifs=ifs)
+
+
+def _splits(campaign: Campaign) -> bool:
+    """Whether any sub-audience is split into several groups, so customers need a bucket."""
+    return any(len(group_bounds(sub)) > 1 for sub in campaign.assigned_sub_audiences)
 
 
 def _is_new(previous: PreviousRuns, campaign: Campaign) -> exp.Expr:
@@ -267,12 +282,15 @@ def assignment_query(
         exp.column(SUB_AUDIENCE),
         exp.alias_(_is_new(previous, campaign), IS_NEW),
     ).from_(exp.alias_(_memberships(campaign).subquery(), "m"))
+    # The hash costs more than the rest of the query at 10M customers: only where a
+    # sub-audience is split between groups.
+    hashed = (
+        [exp.alias_(bucket(exp.column(CUSTOMER), campaign.assignment_seed, dialect), "bucket")]
+        if _splits(campaign)
+        else []
+    )
     bucketed = (
-        exp.select(
-            exp.column(CUSTOMER),
-            exp.column(SUB_AUDIENCE),
-            exp.alias_(bucket(exp.column(CUSTOMER), campaign.assignment_seed, dialect), "bucket"),
-        )
+        exp.select(exp.column(CUSTOMER), exp.column(SUB_AUDIENCE), *hashed)
         .from_("memberships")
         .where(exp.column(IS_NEW))
     )
@@ -323,7 +341,8 @@ def leftovers_query(campaign: Campaign, ctx: CompileContext) -> exp.Select:
 
 
 def audience_size_query(source: exp.Expr) -> exp.Select:
-    """Distinct newly qualified customers (under "every match" one may be in several)."""
+    """Distinct newly qualified customers, for "every match", under which one may stand in
+    several sub-audiences."""
     return (
         exp.select(
             exp.alias_(exp.Count(this=exp.Distinct(expressions=[exp.column(CUSTOMER)])), "audience")
