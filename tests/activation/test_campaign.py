@@ -201,6 +201,45 @@ def test_recurring_run_sends_only_the_newly_qualified(
     assert again[0]["n"] == 0
 
 
+def test_a_recurring_run_checks_what_each_newly_qualified_customer_can_receive(
+    engine_campaign_ws: Workspace, tmp_path: Path
+) -> None:
+    """After the first run only the newly qualified are looked up in the destination's table;
+    those without a required value are still dropped (shrink), and nobody else is."""
+    ws = engine_campaign_ws
+    text = campaign_yaml(
+        tmp_path / "out",
+        include="Lapsed",
+        extra='schedule: {recurring: {cron: "0 6 * * 1", timezone: America/Los_Angeles}}\n',
+    )
+    text = text.replace(
+        "    - amperity_id\n", "    - amperity_id\n    - {source: address2, required: true}\n"
+    )
+    apply(ws, text)
+    now = ws.clock()
+    first = ws.campaign_run("Spring Churn", now=now - timedelta(days=7))
+    assert first.status == "succeeded", first.error
+    second = ws.campaign_run("Spring Churn", now=now)
+    assert second.status == "succeeded", second.error
+    newly = set(audience_now(ws, lapsed_days_ago=0)) - set(audience_now(ws, lapsed_days_ago=7))
+    ledger = rows_of(
+        ws,
+        "select customer_id, is_control, destination from audience_recipients "
+        f"where run_id = '{second.id}'",
+    )
+    held = {r["customer_id"] for r in ledger if r["is_control"]}
+    addresses = {
+        r["amperity_id"]: r["address2"]
+        for r in rows_of(ws, "select amperity_id, address2 from merged_customers")
+    }
+    treated_new = newly - held
+    receivable = {c for c in treated_new if (addresses.get(c) or "").strip()}
+    sent = {r["customer_id"] for r in ledger if r["destination"] == "local"}
+    assert newly and receivable and receivable != treated_new  # some are dropped, some sent
+    assert sent == receivable
+    assert second.counts["shrink"]["local"] == len(treated_new - receivable)
+
+
 def test_a_failed_run_changes_nothing_in_the_ledger(
     engine_campaign_ws: Workspace, tmp_path: Path
 ) -> None:

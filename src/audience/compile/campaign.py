@@ -247,9 +247,13 @@ def _is_new(previous: PreviousRuns, campaign: Campaign) -> exp.Expr:
     return exp.not_(exp.In(this=exp.column(CUSTOMER), query=exp.Subquery(this=earlier)))
 
 
-def can_receive(destination: DestinationColumns, ctx: CompileContext) -> exp.Expr:
+def can_receive(
+    destination: DestinationColumns, ctx: CompileContext, *, among: exp.Query | None = None
+) -> exp.Expr:
     """The customer has a row in each of the destination's tables, with its required values
-    (text that is not empty, anything else not NULL)."""
+    (text that is not empty, anything else not NULL). `among` (a query of customer ids) says
+    the customers asked about are few: each table's rows are first narrowed to theirs, so the
+    engine builds its lookup from those few instead of from every row of the table."""
     checks: list[exp.Expr] = []
     for table_name in destination.tables:
         required = [
@@ -257,6 +261,8 @@ def can_receive(destination: DestinationColumns, ctx: CompileContext) -> exp.Exp
             for a in destination.attributes
             if a.required and (a.table or ctx.tables.source) == table_name
         ]
+        if among is not None:
+            required.append(exp.In(this=column(ctx.tables.id), query=exp.Subquery(this=among)))
         rows = exp.select(column(ctx.tables.id)).from_(table(table_name))
         if required:
             rows = rows.where(exp.and_(*required))
@@ -294,6 +300,9 @@ def assignment_query(
         .from_("memberships")
         .where(exp.column(IS_NEW))
     )
+    # After a first run only the newly qualified are asked about, usually a few of the
+    # audience: a lookup built from the whole destination table would cost more than the run.
+    few = exp.select(exp.column(CUSTOMER)).from_("bucketed") if previous.successes else None
     grouped = exp.select(
         exp.column(CUSTOMER), exp.column(SUB_AUDIENCE), exp.alias_(_group_case(campaign), GROUP)
     ).from_("bucketed")
@@ -303,7 +312,7 @@ def assignment_query(
         exp.column(GROUP),
         exp.alias_(exp.EQ(this=exp.column(GROUP), expression=string(CONTROL_GROUP)), IS_CONTROL),
         exp.alias_(exp.true(), IS_NEW),
-        *(exp.alias_(can_receive(d, ctx), d.keep_column) for d in destinations),
+        *(exp.alias_(can_receive(d, ctx, among=few), d.keep_column) for d in destinations),
     ).from_(exp.alias_(grouped.subquery(), "g"))
     known = (
         exp.select(
