@@ -142,7 +142,7 @@ def run(folder: Path, database: Path, profiles: int) -> Table:
             )
         files = json.loads(result)["deliveries"]
         sent = sum(d["rows"] for d in files if d["role"] == "data")
-        rows = json.loads(printed)["rows"]
+        rows = json.loads(printed.strip().splitlines()[-1])["rows"]  # after DuckDB's progress
         if sent != rows:
             raise SystemExit(f"{name}: Audience sent {sent:,} rows, the baseline {rows:,}")
         table.add_row(

@@ -12,6 +12,9 @@ from typing import Any
 import pytest
 from sqlglot import exp
 
+from audience.activation import ledger
+from audience.activation.campaign import sent_attributes
+from audience.compile.campaign import PreviousRuns, assignment_query, destination_columns
 from audience.definitions.loader import load_text
 from audience.errors import DefinitionError
 from audience.workspace import Workspace
@@ -238,6 +241,37 @@ def test_a_recurring_run_checks_what_each_newly_qualified_customer_can_receive(
     assert newly and receivable and receivable != treated_new  # some are dropped, some sent
     assert sent == receivable
     assert second.counts["shrink"]["local"] == len(treated_new - receivable)
+
+
+def test_a_destination_row_without_an_id_leaves_no_customer_undecided(
+    campaign_ws: Workspace, tmp_path: Path
+) -> None:
+    """A row of the destination's table with a NULL id must not turn "has no row there" into
+    NULL for everyone else: with or without the lookup narrowed to the newly qualified, each
+    customer can or cannot receive, and shrink counts those who cannot."""
+    campaign_ws.engine.execute(
+        exp.maybe_parse("insert into merged_customers (amperity_id) values (null)")
+    )
+    campaign_ws.engine.execute(
+        exp.maybe_parse(
+            "delete from merged_customers where amperity_id in (select amperity_id from "
+            "customer_360 where last_order_date is not null order by amperity_id limit 25)"
+        )
+    )
+    ledger.ensure_tables(campaign_ws.engine)
+    setting = campaign_ws.campaign_setting()
+    campaign = campaign_ws.activations.definition("campaign", "Spring Churn")[0]
+    columns = destination_columns(
+        campaign.destinations, sent_attributes(campaign, setting.destinations), setting.ctx
+    )
+    earlier = PreviousRuns(last_success="none-yet", successes=("none-yet",))
+    for previous in (PreviousRuns(), earlier):
+        query = assignment_query(
+            campaign, setting.ctx, dialect="duckdb", destinations=columns, previous=previous
+        )
+        fresh = [r for r in campaign_ws.engine.rows(query) if r["is_new"]]
+        assert fresh and all(r["keep_0"] in (True, False) for r in fresh)
+        assert any(r["keep_0"] is False for r in fresh)
 
 
 def test_a_failed_run_changes_nothing_in_the_ledger(

@@ -71,7 +71,9 @@ def campaign_plan(
     leftovers = engine.rows(leftovers_query(campaign, ctx))[0]
     if campaign.match == "first":
         # Each customer stands in one sub-audience and one group: the groups' rows add up to
-        # the audience, with no count of distinct ids over the whole snapshot.
+        # the audience, with no count of distinct ids over the whole snapshot. (An id the
+        # profile table held twice, against SPEC §1's one row per person, would count as the
+        # two rows it is sent as.)
         audience = sum(int(r["customers"]) for r in rows)
     else:
         audience = engine.rows(audience_size_query(source.copy()))[0]["audience"]

@@ -263,9 +263,9 @@ def can_receive(
         ]
         if among is not None:
             required.append(exp.In(this=column(ctx.tables.id), query=exp.Subquery(this=among)))
-        rows = exp.select(column(ctx.tables.id)).from_(table(table_name))
-        if required:
-            rows = rows.where(exp.and_(*required))
+        # A row without an id would make IN answer NULL (not FALSE) for everyone else.
+        required.append(column(ctx.tables.id).is_(exp.null()).not_())
+        rows = exp.select(column(ctx.tables.id)).from_(table(table_name)).where(exp.and_(*required))
         checks.append(exp.In(this=exp.column(CUSTOMER), query=exp.Subquery(this=rows)))
     return exp.and_(*checks) if checks else exp.true()
 
