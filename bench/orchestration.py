@@ -115,6 +115,22 @@ def sftp_server(folder: Path) -> Iterator[Any]:
         server.stop()
 
 
+def s3_port_and_environment(database: Path) -> tuple[int, dict[str, str]]:
+    """A free loopback port for the S3 servers (each measured process gets a fresh one on it),
+    and the environment of the measured processes: moto's credentials (as `moto()` sets them)
+    and the bench's DuckDB file for the CLI."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return port, {
+        **os.environ,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AUDIENCE__ENGINE__PATH": str(database),
+    }
+
+
 @contextmanager
 def _fresh_s3(port: int) -> Iterator[None]:
     """An empty moto server in place of the one on `port`, for one measured process."""
@@ -139,17 +155,8 @@ def run(folder: Path, database: Path, profiles: int) -> Table:
     ):
         table.add_column(column, justify="left" if column == "to" else "right")
     with sftp_server(folder) as ssh:
-        with socket.socket() as probe:  # the S3 servers' port (each process gets a fresh one)
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port, env = s3_port_and_environment(database)
         url = f"http://127.0.0.1:{port}"
-        env = {
-            **os.environ,
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "bench",  # moto's, as `moto()` sets them
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AUDIENCE__ENGINE__PATH": str(database),
-        }
         drop = folder / "sftp-drop"
         drop.mkdir()
         cases: list[tuple[str, dict[str, Any], dict[str, Any]]] = [

@@ -19,8 +19,6 @@ size (GNU time) of the whole process; the rows each side sent must agree. Issue 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import statistics
 import sys
 from datetime import UTC, datetime, timedelta
@@ -34,7 +32,7 @@ from audience.definitions.loader import load_text
 from audience.settings import SETTINGS_FILE, EngineSettings, Settings, render_settings
 from audience.workspace import Workspace
 from bench.campaign import ATTRIBUTES, BROAD_WHERE, CAMPAIGNS, NARROW_WHERE, SEGMENTS
-from bench.orchestration import AUDIENCE, _child, _fresh_s3
+from bench.orchestration import AUDIENCE, _child, _fresh_s3, s3_port_and_environment
 
 STARTS = 5
 """Processes per command; the best and the median are printed."""
@@ -89,17 +87,8 @@ def _workspace(folder: Path, database: Path, url: str) -> Path:
 
 def run(folder: Path, database: Path, profiles: int) -> Table:
     """Start-up of three commands, then both campaigns as whole processes; one table."""
-    with socket.socket() as probe:  # the S3 servers' port (each process gets a fresh one)
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port, env = s3_port_and_environment(database)
     url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "bench",  # moto's, as `moto()` sets them
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AUDIENCE__ENGINE__PATH": str(database),
-    }
     directory = _workspace(folder / "whole-process", database, url)
     table = Table(title=f"Whole processes — {profiles:,} profiles")
     for column in (

@@ -48,10 +48,10 @@ def assignments(ws: Workspace) -> dict[str, tuple[str, str]]:
     return {r[CUSTOMER]: (r[SUB_AUDIENCE], r[GROUP]) for r in ws.engine.rows(query)}
 
 
-def expected_group(customer: str, sub_audience: str) -> str:
-    digest = hashlib.md5(f"{CAMPAIGN.assignment_seed}:{customer}".encode()).hexdigest()
+def expected_group(customer: str, sub_audience: str, campaign: Campaign = CAMPAIGN) -> str:
+    digest = hashlib.md5(f"{campaign.assignment_seed}:{customer}".encode()).hexdigest()
     position = int(digest[:8], 16) % BUCKETS
-    sub = next(s for s in CAMPAIGN.assigned_sub_audiences if s.name == sub_audience)
+    sub = next(s for s in campaign.assigned_sub_audiences if s.name == sub_audience)
     return next(group for group, upper in group_bounds(sub) if position < upper)
 
 
@@ -118,9 +118,6 @@ def test_a_sub_audience_of_one_group_takes_everyone_and_only_splits_are_hashed(
         loyal = [r for r in rows if r[SUB_AUDIENCE] == "Loyal"]
         rest = [r for r in rows if r[SUB_AUDIENCE] == "Everyone else"]
         assert loyal and {r[GROUP] for r in loyal} == {"Thanks"}
-        bounds = group_bounds(MIXED.assigned_sub_audiences[1])
         for r in rest:
-            digest = hashlib.md5(f"{MIXED.assignment_seed}:{r[CUSTOMER]}".encode()).hexdigest()
-            position = int(digest[:8], 16) % BUCKETS
-            assert r[GROUP] == next(group for group, upper in bounds if position < upper)
+            assert r[GROUP] == expected_group(r[CUSTOMER], "Everyone else", MIXED)
         assert {r[GROUP] for r in rest} == {"Offer", "Control"}
