@@ -197,21 +197,12 @@ def _group_case(campaign: Campaign) -> exp.Expr:
     ifs = []
     for sub in campaign.assigned_sub_audiences:
         bounds = group_bounds(sub)
+        in_sub = exp.EQ(this=exp.column(SUB_AUDIENCE), expression=string(sub.name))
         for group, upper in bounds:
+            below = exp.LT(this=exp.column("bucket"), expression=exp.Literal.number(upper))
             ifs.append(
                 exp.If(
-                    this=exp.and_(
-                        exp.EQ(this=exp.column(SUB_AUDIENCE), expression=string(sub.name)),
-                        *(
-                            [
-                                exp.LT(
-                                    this=exp.column("bucket"), expression=exp.Literal.number(upper)
-                                )
-                            ]
-                            if len(bounds) > 1
-                            else []
-                        ),
-                    ),
+                    this=exp.and_(in_sub.copy(), below) if len(bounds) > 1 else in_sub.copy(),
                     true=string(group),
                 )
             )
