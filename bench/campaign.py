@@ -148,17 +148,24 @@ def moto(port: int | None = None) -> Iterator[str]:
         server.wait()
 
 
+def baseline_sql(where: str, seed: str) -> tuple[str, str]:
+    """The baseline's statement assigning each customer a bucket by the campaign's hash (into
+    a temporary table `assigned`), and the attribute columns its files select from `m`."""
+    position = bucket(exp.column("amperity_id", table="c"), seed, "duckdb").sql("duckdb")
+    assign = (
+        "create or replace temp table assigned as select c.amperity_id, "
+        f"{position} as bucket from customer_360 c where {where}"
+    )
+    return assign, ", ".join(f"m.{c.strip()}" for c in ATTRIBUTES.strip("[]").split(","))
+
+
 def hand_written(
     connection: Any, where: str, groups: list[tuple[str, int]], seed: str, url: str, folder: Path
 ) -> int:
     """Select, split with the same hash, COPY each group to gzip CSV, upload: the baseline."""
     s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1")
-    position = bucket(exp.column("amperity_id", table="c"), seed, "duckdb").sql("duckdb")
-    columns = ", ".join(f"m.{c.strip()}" for c in ATTRIBUTES.strip("[]").split(","))
-    connection.execute(
-        "create or replace temp table assigned as select c.amperity_id, "
-        f"{position} as bucket from customer_360 c where {where}"
-    )
+    assign, columns = baseline_sql(where, seed)
+    connection.execute(assign)
     rows = 0
     low = 0
     for name, high in groups:

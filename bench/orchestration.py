@@ -62,7 +62,9 @@ if upload.get("sftp"):
 """
 
 
-def _child(command: list[str], env: dict[str, str], scratch: Path) -> tuple[float, float, str]:
+def measured_process(
+    command: list[str], env: dict[str, str], scratch: Path
+) -> tuple[float, float, str]:
     """Wall seconds, peak resident MB and standard output of one process. The peak comes from
     GNU time around it: a forked child's own rusage would count this big process's pages."""
     out, err = scratch / "stdout", scratch / "stderr"
@@ -132,7 +134,7 @@ def s3_port_and_environment(database: Path) -> tuple[int, dict[str, str]]:
 
 
 @contextmanager
-def _fresh_s3(port: int) -> Iterator[None]:
+def fresh_s3(port: int) -> Iterator[None]:
     """An empty moto server in place of the one on `port`, for one measured process."""
     with moto(port):
         yield
@@ -188,12 +190,12 @@ def run(folder: Path, database: Path, profiles: int) -> Table:
             directory = _workspace(folder / name, database, destination, compression)
             target = folder / f"baseline-{name}.csv{'.gz' if compression == 'gzip' else ''}"
             baseline = [sys.executable, "-c", BASELINE, str(database), str(target)]
-            with _fresh_s3(port) if "s3" in upload else nullcontext():
-                copy_s, copy_mb, _ = _child(
+            with fresh_s3(port) if "s3" in upload else nullcontext():
+                copy_s, copy_mb, _ = measured_process(
                     [*baseline, json.dumps(upload), compression, QUERY], env, folder
                 )
-            with _fresh_s3(port) if "s3" in upload else nullcontext():
-                ours_s, ours_mb, printed = _child(
+            with fresh_s3(port) if "s3" in upload else nullcontext():
+                ours_s, ours_mb, printed = measured_process(
                     [*AUDIENCE, "orchestration", "run", "Extract", "--json", "-w", str(directory)],
                     env,
                     folder,

@@ -25,14 +25,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.table import Table
-from sqlglot import exp
 
-from audience.compile.assignment import bucket
 from audience.definitions.loader import load_text
 from audience.settings import SETTINGS_FILE, EngineSettings, Settings, render_settings
 from audience.workspace import Workspace
-from bench.campaign import ATTRIBUTES, BROAD_WHERE, CAMPAIGNS, NARROW_WHERE, SEGMENTS
-from bench.orchestration import AUDIENCE, _child, _fresh_s3, s3_port_and_environment
+from bench.campaign import BROAD_WHERE, CAMPAIGNS, NARROW_WHERE, SEGMENTS, baseline_sql
+from bench.orchestration import AUDIENCE, fresh_s3, measured_process, s3_port_and_environment
 
 STARTS = 5
 """Processes per command; the best and the median are printed."""
@@ -64,15 +62,8 @@ group by `COPY`, each uploaded with boto3."""
 
 def _plan(campaign: str, where: str, groups: list[tuple[str, int, int]]) -> str:
     """The baseline's SQL for one campaign, as JSON for its process."""
-    position = bucket(exp.column("amperity_id", table="c"), campaign, "duckdb").sql("duckdb")
-    return json.dumps(
-        {
-            "assign": "create temp table assigned as select c.amperity_id, "
-            f"{position} as bucket from customer_360 c where {where}",
-            "columns": ", ".join(f"m.{c.strip()}" for c in ATTRIBUTES.strip("[]").split(",")),
-            "groups": groups,
-        }
-    )
+    assign, columns = baseline_sql(where, campaign)
+    return json.dumps({"assign": assign, "columns": columns, "groups": groups})
 
 
 def _workspace(folder: Path, database: Path, url: str) -> Path:
@@ -101,10 +92,14 @@ def run(folder: Path, database: Path, profiles: int) -> Table:
         "base MB",
     ):
         table.add_column(column, justify="left" if column == "process" else "right")
-    interpreter = [_child([sys.executable, "-c", "pass"], env, folder)[0] for _ in range(STARTS)]
+    interpreter = [
+        measured_process([sys.executable, "-c", "pass"], env, folder)[0] for _ in range(STARTS)
+    ]
     for command in (["--help"], ["status"], ["segment", "list"]):
         where = [] if command == ["--help"] else ["-w", str(directory)]
-        times = [_child([*AUDIENCE, *command, *where], env, folder)[0] for _ in range(STARTS)]
+        times = [
+            measured_process([*AUDIENCE, *command, *where], env, folder)[0] for _ in range(STARTS)
+        ]
         table.add_row(
             f"audience {' '.join(command)} (best · median)",
             "",
@@ -123,10 +118,12 @@ def run(folder: Path, database: Path, profiles: int) -> Table:
         scratch = folder / f"baseline-{name}"
         scratch.mkdir()
         baseline = [sys.executable, "-c", BASELINE, str(database), str(scratch), url]
-        with _fresh_s3(port):
-            theirs, their_mb, printed = _child([*baseline, _plan(name, where, groups)], env, folder)
-        with _fresh_s3(port):
-            ours, our_mb, result = _child(
+        with fresh_s3(port):
+            theirs, their_mb, printed = measured_process(
+                [*baseline, _plan(name, where, groups)], env, folder
+            )
+        with fresh_s3(port):
+            ours, our_mb, result = measured_process(
                 [*AUDIENCE, "campaign", "run", name, "--json", "-w", str(directory)], env, folder
             )
         files = json.loads(result)["deliveries"]
