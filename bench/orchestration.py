@@ -43,17 +43,20 @@ QUERY = (
 )
 AUDIENCE = [sys.executable, "-c", "from audience.cli.main import main; main()"]
 BASELINE = """\
-import json, sys, boto3, duckdb, paramiko
+import json, sys, duckdb
 database, target, upload, compression, query = sys.argv[1:6]
 connection = duckdb.connect(database, read_only=True)
 connection.execute(f"copy ({query}) to '{target}' (format csv, header, compression {compression})")
 connection.close()
 upload = json.loads(upload)
+# Each client library is imported only by the cases that upload with it, as a script would.
 if upload.get("s3"):
+    import boto3
     boto3.client("s3", endpoint_url=upload["s3"], region_name="us-east-1").upload_file(
         target, "bench", "baseline/extract.csv.gz"
     )
 if upload.get("sftp"):
+    import paramiko
     sftp = upload["sftp"]
     with paramiko.SSHClient() as client:
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
