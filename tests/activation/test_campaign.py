@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlglot import exp
 
-from audience.activation import ledger
+from audience.activation import files, ledger
 from audience.activation.campaign import sent_attributes
 from audience.compile.campaign import PreviousRuns, assignment_query, destination_columns
 from audience.definitions.loader import load_text
@@ -675,3 +675,66 @@ def test_the_same_campaign_runs_on_every_engine(
 
 def rows_of_any(ws: Workspace, sql: str) -> int:
     return int(next(iter(ws.engine.rows(exp.maybe_parse(sql))[0].values())))
+
+
+@pytest.mark.parametrize("split_rows", [None, 7], ids=["whole", "split into ordered parts"])
+def test_a_destination_joined_once_sends_what_each_file_joined_alone_sends(
+    sample_workspaces: dict[str, Workspace],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    split_rows: int | None,
+) -> None:
+    """A destination with several files reads them from its rows joined once with their
+    attributes (a table of the run) while they are few: the same rows, columns and (for parts
+    cut from one order) bytes as when each file joins the customer tables itself. An attribute
+    named like the joined table's own columns keeps its name."""
+    split = f", split_rows: {split_rows}" if split_rows else ""
+    name = f"Joined {uuid.uuid4().hex[:8]}"
+    names = "{{ sub_audience_name }}_{{ group_name }}_{{ run_id }}.csv"
+    attribute = "    - {source: loyalty_tier, table: customer_360, as: Group_Name}\n"
+    joined: list[str] = []
+    materialise, at_most_by_default = ledger.materialise, files.JOINED_VALUES_AT_MOST
+
+    def noting(engine: Any, name: str, query: exp.Query) -> None:
+        joined.append(name)
+        materialise(engine, name, query)
+
+    for engine, ws in sample_workspaces.items():
+        text = (
+            campaign_yaml(tmp_path / engine, name=name)
+            .replace("header: true}", f"header: true{split}, filename: {names!r}}}")
+            .replace("    - amperity_id\n", "    - amperity_id\n" + attribute)
+            # One treatment name in two sub-audiences: only the sub-audience tells them apart.
+            .replace("{name: Standard,", "{name: Offer A,")
+        )
+        apply(ws, SEGMENTS + "---\n" + text)
+        sent: dict[str, dict[tuple[str | None, str | None], list[bytes]]] = {}
+        for way, at_most in (("joined once", at_most_by_default), ("per file", 0)):
+            monkeypatch.setattr(files, "JOINED_VALUES_AT_MOST", at_most)
+            monkeypatch.setattr(ledger, "materialise", noting)
+            joined.clear()
+            later = ws.clock() + timedelta(minutes=1 if way == "per file" else 0)
+            run = ws.campaign_run(name, now=later.replace(microsecond=0))
+            assert run.status == "succeeded", run.error
+            # The snapshot, plus the destination's joined rows when joined once.
+            assert len(joined) == (2 if way == "joined once" else 1), engine
+            parts: dict[tuple[str, str], list[bytes]] = {}
+            for d in sorted(run.deliveries, key=lambda d: d.uri):
+                if d.role == "data":
+                    data = gzip.decompress(Path(d.uri.removeprefix("file://")).read_bytes())
+                    parts.setdefault((d.sub_audience, d.group), []).append(data)
+            sent[way] = parts
+        assert set(sent["joined once"]) == {
+            ("Loyal", "Offer A"),
+            ("Loyal", "Offer B"),
+            ("Everyone else", "Offer A"),
+        }
+        if split_rows:
+            assert sent["joined once"] == sent["per file"], engine
+            assert max(len(p) for p in sent["joined once"].values()) > 1
+        else:
+            for group, parts in sent["joined once"].items():
+                header, *ours = parts[0].decode().splitlines()
+                theirs = sent["per file"][group][0].decode().splitlines()
+                assert header == theirs[0] == "amperity_id,Group_Name,first_name,lifetime_revenue"
+                assert sorted(ours) == sorted(theirs[1:]) and ours, (engine, group)

@@ -3,16 +3,25 @@ named, streamed from the run's snapshot and delivered."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import pyarrow as pa
+from sqlglot import exp
 
+from audience.activation import ledger
 from audience.activation.plan import CampaignPlan
 from audience.activation.recording import RunRecording
 from audience.activation.setting import CampaignSetting, Progress
-from audience.compile.campaign import DestinationColumns, delivery_query
+from audience.compile.campaign import (
+    DestinationColumns,
+    JoinedRows,
+    delivery_query,
+    joined_file_query,
+    joined_rows_query,
+)
 from audience.definitions.campaign import REMAINING, Campaign
 from audience.definitions.destination import Destination
 from audience.definitions.journey import Journey
@@ -20,7 +29,7 @@ from audience.definitions.orchestration import Orchestration
 from audience.delivery.destinations.base import Delivery, DestinationClient
 from audience.delivery.naming import NameValues
 from audience.delivery.shipment import RunNames, deliver, discard_unfinished, final_names
-from audience.errors import FileNameCollision
+from audience.errors import AudienceError, FileNameCollision
 from audience.scheduling.schedule import ScheduleHistory, next_due
 from audience.store.runs import DeliveredFile, Run
 
@@ -28,6 +37,10 @@ TEST_PREFIX = "TEST"
 """Test sends are named `TEST_<campaign>…` so nobody mistakes them for the real thing."""
 SAMPLE_RUN_ID = "0" * 32
 """A run id to render file names with when a campaign is applied, before any run exists."""
+JOINED_VALUES_AT_MOST = 10_000_000
+"""The most values (rows × attributes) of one destination joined once with their attributes
+into a table its files read (`_Joins`): about 150 MB of short text. A larger audience is joined
+once per file, streaming, so a run's memory does not grow with its audience."""
 
 
 @dataclass(frozen=True)
@@ -135,69 +148,161 @@ def send_files(
     # not leave the other destinations sent and the run half-done.
     for client in clients.values():
         client.check()
+    to_send: list[_FileToSend] = []
     expected = RunNames()
     for file in files:
         rows = min(file.rows, test_records) if test_records is not None else file.rows
         destination = setting.destinations[file.destination.name]
         values = _name_values(activation, now, file.sub_audience, file.group)
-        for name in final_names(destination, values, run_id=run_id, rows=rows):
+        names = final_names(destination, values, run_id=run_id, rows=rows)
+        for name in names:
             expected.claim(clients[destination.name], name, _described(file))
+        to_send.append(_FileToSend(file, destination, rows, values, names))
     claimed = RunNames()
     earlier = recording.earlier_files()
-    for file in files:
-        destination = setting.destinations[file.destination.name]
-        values = _name_values(activation, now, file.sub_audience, file.group)
-        rows = min(file.rows, test_records) if test_records is not None else file.rows
-        client = clients[destination.name]
-        names = final_names(destination, values, run_id=run_id, rows=rows)
-        locations = [client.location(name) for name in names] if earlier else []
-        exact = destination.file.split_size is None  # else more parts than names known
-        if exact and locations and all(location in earlier for location in locations):
-            # Published whole by an earlier attempt: nothing to read, nothing to send.
-            for name in names:
-                claimed.claim(client, name, _described(file))
-            yield from (recording.earlier[location] for location in locations)
-            continue
-        query = delivery_query(
-            run_table,
-            campaign,
+    for planned in to_send:
+        planned.find_earlier(clients[planned.destination.name], earlier)
+    joins = _Joins(campaign, setting, run_table, to_send, test_records)
+    try:
+        for planned in to_send:
+            file, destination = planned.file, planned.destination
+            client = clients[destination.name]
+            if planned.published_whole:
+                # Published whole by an earlier attempt: nothing to read, nothing to send.
+                for name in planned.names:
+                    claimed.claim(client, name, _described(file))
+                yield from (recording.earlier[location] for location in planned.locations)
+                continue
+            query = joins.query(planned)
+            progress.step(f"{file.group or 'all treatments'} → {destination.name}", planned.rows)
+            recorded: list[DeliveredFile] = []
+
+            def record(
+                delivery: Delivery, file: CampaignFile = file, into: list[DeliveredFile] = recorded
+            ) -> None:
+                # The moment it is published, before the next part is sent.
+                into.append(
+                    recording.published(delivery, sub_audience=file.sub_audience, group=file.group)
+                )
+
+            # Closed however delivery ends: an open result would block the engine's clean-up,
+            # whose error would then hide the real cause of the failure.
+            with setting.engine.stream(query) as reader:
+                deliver(
+                    destination,
+                    _reported(reader, progress),
+                    names=planned.values,
+                    run_id=run_id,
+                    client=client,
+                    schema=reader.schema,
+                    claimed=claimed,
+                    earlier=earlier,
+                    references=setting.references,
+                    on_published=record,
+                )
+            yield from recorded
+    finally:
+        joins.close()
+
+
+@dataclass
+class _FileToSend:
+    """A planned file with what this run knows of it: its rows, names and whether an earlier
+    attempt published it whole (then nothing is read or sent)."""
+
+    file: CampaignFile
+    destination: Destination
+    rows: int
+    values: NameValues
+    names: list[str]
+    locations: list[str] = field(default_factory=list)
+    published_whole: bool = False
+
+    def find_earlier(self, client: DestinationClient, earlier: Mapping[str, object]) -> None:
+        """Look its names up among what earlier attempts published (a file split by size may
+        have more parts than names known, so it is never taken as whole)."""
+        if not earlier:
+            return
+        self.locations = [client.location(name) for name in self.names]
+        exact = self.destination.file.split_size is None
+        self.published_whole = exact and all(location in earlier for location in self.locations)
+
+
+class _Joins:
+    """Where each file's rows come from: its own join of the snapshot with the customer
+    tables, or, for a destination with two files or more still to read whose values are few
+    enough to hold, a table of its rows joined with their attributes once (`JoinedRows`), made
+    at its first file and dropped at the next destination or the end (each file's own join
+    would read every row of the customer tables again)."""
+
+    def __init__(
+        self,
+        campaign: Campaign,
+        setting: CampaignSetting,
+        run_table: str,
+        to_send: Sequence[_FileToSend],
+        test_records: int | None,
+    ) -> None:
+        self._campaign, self._setting, self._run_table = campaign, setting, run_table
+        self._test_records = test_records
+        self._unread = [planned for planned in to_send if not planned.published_whole]
+        self._joined: JoinedRows | None = None
+
+    def query(self, planned: _FileToSend) -> exp.Select:
+        """The query of the file's rows."""
+        file = planned.file
+        # A file split into parts is cut from one order on every attempt: a retry keeps the
+        # parts an earlier attempt published, and must cut the rest at the same places.
+        ordered = planned.destination.file.split
+        if self._joined is not None and self._joined.destination != file.destination:
+            self.close()
+        if self._joined is None:
+            self._joined = self._join(file.destination)
+        if self._joined is not None and file.sub_audience is not None and file.group is not None:
+            return joined_file_query(
+                self._joined, sub_audience=file.sub_audience, group=file.group, ordered=ordered
+            )
+        return delivery_query(
+            self._run_table,
+            self._campaign,
             file.destination,
-            setting.ctx,
+            self._setting.ctx,
             sub_audience=file.sub_audience,
             group=file.group,
-            with_group_columns=campaign.files == "single",
-            limit=test_records,
-            # A file split into parts is cut from one order on every attempt: a retry keeps the
-            # parts an earlier attempt published, and must cut the rest at the same places.
-            ordered=destination.file.split,
+            with_group_columns=self._campaign.files == "single",
+            limit=self._test_records,
+            ordered=ordered,
         )
-        progress.step(f"{file.group or 'all treatments'} → {destination.name}", rows)
-        recorded: list[DeliveredFile] = []
 
-        def record(
-            delivery: Delivery, file: CampaignFile = file, into: list[DeliveredFile] = recorded
-        ) -> None:
-            # The moment it is published, before the next part is sent.
-            into.append(
-                recording.published(delivery, sub_audience=file.sub_audience, group=file.group)
-            )
+    def _join(self, destination: DestinationColumns) -> JoinedRows | None:
+        if self._test_records is not None:
+            return None
+        mine = [planned.file for planned in self._unread if planned.file.destination == destination]
+        files = tuple(
+            (file.sub_audience, file.group)
+            for file in mine
+            if file.sub_audience is not None and file.group is not None
+        )
+        values = sum(file.rows for file in mine) * len(destination.attributes)
+        if len(files) < 2 or values > JOINED_VALUES_AT_MOST:
+            return None
+        joined = JoinedRows(f"{self._run_table}_joined", destination, files)
+        # Set before it is made: a table half made is dropped too.
+        self._joined = joined
+        ledger.materialise(
+            self._setting.engine,
+            joined.table,
+            joined_rows_query(self._run_table, self._campaign, joined, self._setting.ctx),
+        )
+        return joined
 
-        # Closed however delivery ends: an open result would block the engine's clean-up, whose
-        # error would then hide the real cause of the failure.
-        with setting.engine.stream(query) as reader:
-            deliver(
-                destination,
-                _reported(reader, progress),
-                names=values,
-                run_id=run_id,
-                client=client,
-                schema=reader.schema,
-                claimed=claimed,
-                earlier=earlier,
-                references=setting.references,
-                on_published=record,
-            )
-        yield from recorded
+    def close(self) -> None:
+        """Drop the joined table, if any. It goes with the connection anyway: a failure to
+        drop it must not hide how the run ended."""
+        if self._joined is not None:
+            table, self._joined = self._joined.table, None
+            with contextlib.suppress(AudienceError):
+                ledger.drop(self._setting.engine, table)
 
 
 def discard_leftovers(

@@ -5,11 +5,13 @@
   (shrink). A run materialises this once, so delivery, ledger and counts all see one snapshot.
 - `plan_query`: counts per sub-audience and group, and shrink per destination, from it.
 - `delivery_query`: the attribute columns of one group (or all groups) for one destination.
+- `joined_rows_query` / `joined_file_query`: a destination's rows joined with their attributes
+  once, then each of its files read from that.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -423,20 +425,22 @@ def with_attributes(
     leading: Sequence[exp.Expr] = (),
     ordered: bool = False,
     text_ids: bool = False,
+    named: Callable[[int, SentAttribute], str] = lambda _, attribute: attribute.output_name,
 ) -> exp.Select:
     """The destination's attributes (after `leading` columns) of the customers `received`
-    selects by `customer_id`, joined from their tables; `ordered` gives the rows one order
-    every time (by customer, then every column). With `text_ids`, `customer_id` is text and
-    the tables' ids are read as text to match."""
+    selects by `customer_id`, joined from their tables, each `named` by its position and
+    itself (its output name by default); `ordered` gives the rows one order every time (by
+    customer, then every column). With `text_ids`, `customer_id` is text and the tables' ids
+    are read as text to match."""
     aliases: dict[str, str] = {}
     projections: list[exp.Expr] = list(leading)
-    for attribute in destination.attributes:
+    for position, attribute in enumerate(destination.attributes):
         table_name = attribute.table or ctx.tables.source
         alias = aliases.setdefault(table_name, f"a{len(aliases)}")
         projections.append(
             exp.alias_(
                 exp.column(attribute.source, table=alias, quoted=True),
-                attribute.output_name,
+                named(position, attribute),
                 quoted=True,
             )
         )
@@ -489,3 +493,72 @@ def delivery_query(
     query = with_attributes(received, destination, ctx, leading=leading, ordered=ordered)
     # Otherwise no ORDER BY: sorting a broad audience costs more than it is worth to a reader.
     return query.limit(limit) if limit is not None else query
+
+
+@dataclass(frozen=True)
+class JoinedRows:
+    """The rows one destination receives in a run for the files still to read (`files`: their
+    sub-audience and group), joined with its attributes once into `table`, so that each of
+    those files reads a few rows instead of joining the customer tables again
+    (`joined_rows_query`, then `joined_file_query`). The table names each attribute by its
+    position, beside the customer, sub-audience and group: no two names can clash in an engine
+    that ignores case or cuts long names short."""
+
+    table: str
+    destination: DestinationColumns
+    files: tuple[tuple[str, str], ...]
+
+
+def _by_position(position: int) -> str:
+    return f"attribute_{position}"
+
+
+def joined_rows_query(
+    run_table: str, campaign: Campaign, joined: JoinedRows, ctx: CompileContext
+) -> exp.Select:
+    """The rows of `joined`'s table: what its destination receives (`sends_to`) in its files,
+    with the destination's attributes."""
+    leading = [exp.column(name, table="r") for name in (CUSTOMER, SUB_AUDIENCE, GROUP)]
+    in_files = exp.or_(
+        *(
+            exp.and_(
+                exp.column(SUB_AUDIENCE).eq(string(sub_audience)),
+                exp.column(GROUP).eq(string(group)),
+            )
+            for sub_audience, group in joined.files
+        )
+    )
+    received = (
+        exp.select("*")
+        .from_(table(run_table))
+        .where(exp.and_(sends_to(campaign, joined.destination), in_files))
+    )
+    return with_attributes(
+        received, joined.destination, ctx, leading=leading, named=lambda i, _: _by_position(i)
+    )
+
+
+def joined_file_query(
+    joined: JoinedRows, *, sub_audience: str, group: str, ordered: bool = False
+) -> exp.Select:
+    """The rows of one file, read from `joined`'s table: the same rows, columns and (when
+    `ordered`) order as `delivery_query` gives."""
+    attributes = joined.destination.attributes
+    query = (
+        exp.select(
+            *(
+                exp.alias_(column(_by_position(i)), a.output_name, quoted=True)
+                for i, a in enumerate(attributes)
+            )
+        )
+        .from_(table(joined.table))
+        .where(
+            exp.and_(column(SUB_AUDIENCE).eq(string(sub_audience)), column(GROUP).eq(string(group)))
+        )
+    )
+    if ordered:
+        query = query.order_by(
+            column(CUSTOMER),
+            *(exp.Literal.number(position) for position in range(1, len(attributes) + 1)),
+        )
+    return query
