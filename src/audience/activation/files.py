@@ -257,7 +257,7 @@ class _Joins:
         if self._joined is not None and self._joined.destination != file.destination:
             self.close()
         if self._joined is None:
-            self._joined = self._join(file.destination)
+            self._join(file.destination)
         if self._joined is not None and file.sub_audience is not None and file.group is not None:
             return joined_file_query(
                 self._joined, sub_audience=file.sub_audience, group=file.group, ordered=ordered
@@ -274,9 +274,10 @@ class _Joins:
             ordered=ordered,
         )
 
-    def _join(self, destination: DestinationColumns) -> JoinedRows | None:
+    def _join(self, destination: DestinationColumns) -> None:
+        """Make the destination's joined table, if its files are to be read from one."""
         if self._test_records is not None:
-            return None
+            return
         mine = [planned.file for planned in self._unread if planned.file.destination == destination]
         files = tuple(
             (file.sub_audience, file.group)
@@ -285,16 +286,15 @@ class _Joins:
         )
         values = sum(file.rows for file in mine) * len(destination.attributes)
         if len(files) < 2 or values > JOINED_VALUES_AT_MOST:
-            return None
+            return
         joined = JoinedRows(f"{self._run_table}_joined", destination, files)
-        # Set before it is made: a table half made is dropped too.
+        # Kept before it is made: a table half made is dropped too.
         self._joined = joined
         ledger.materialise(
             self._setting.engine,
             joined.table,
             joined_rows_query(self._run_table, self._campaign, joined, self._setting.ctx),
         )
-        return joined
 
     def close(self) -> None:
         """Drop the joined table, if any. It goes with the connection anyway: a failure to
