@@ -297,13 +297,49 @@ def test_a_runs_hot_writes_leave_the_connection_waiting_for_the_disk(store: Meta
     done = runs.finish(run.id, status="succeeded", now=T0, holder=holder)
     assert done.status == "succeeded" and done.deliveries == [file]
     if store.engine.dialect.name == "postgresql":
-        with store.engine.connect() as connection:  # the pool's one connection, used above
+        with store.one_statement_writes.connect() as connection:  # its one, used above
             assert connection.execute(text("show synchronous_commit")).scalar() == "on"
-            connection.rollback()
+        with store.engine.connect() as connection:
             with connection.begin():  # what the condition does to the transaction it is in
                 connection.execute(select(literal(1)).where(WITHOUT_WAITING_FOR_DISK))
                 assert connection.execute(text("show synchronous_commit")).scalar() == "off"
             assert connection.execute(text("show synchronous_commit")).scalar() == "on"
+
+
+def test_a_workers_statements_stay_prepared_and_planned_once(store: MetadataStore) -> None:
+    """On PostgreSQL the run log's statements run on connections of their own, which the
+    store's read sessions (each ending with a rollback, which makes psycopg forget what it
+    prepared) never touch: run after run, a worker's end-and-claim and file records stay
+    prepared, with one generic plan each."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite prepares nothing on a server")
+    runs, lease = store.runs, LeaseTerms(timedelta(minutes=1), lambda: T0)
+    with store.session() as session, session.begin():
+        runs.enqueue(session, [DueRun("campaign", f"C{n}", 1, T0) for n in range(12)])
+    run = runs.claim(worker="w1", now=T0, lease=lease, max_attempts=3)
+    while run is not None:
+        holder = Holder("w1", run.attempt)
+        file = DeliveredFile("out", f"file:///out/{run.id}.csv", rows=3, bytes=10, sha256="0" * 64)
+        runs.add_delivery(run.id, file, T0, holder=holder)
+        assert runs.get(run.id).deliveries == [file]  # a read session, ended by a rollback
+        claim = NextClaim("w1", lambda: T0, lease)
+        runs.finish(
+            run.id,
+            status="succeeded",
+            now=T0,
+            counts={"sent": 3},
+            holder=holder,
+            deliveries=[file],
+            then_claim=claim,
+        )
+        run = claim.claimed
+    with store.one_statement_writes.connect() as connection:
+        prepared = connection.execute(
+            text("select statement, generic_plans, custom_plans from pg_prepared_statements")
+        ).all()
+    plans = {statement.split()[0]: (generic, custom) for statement, generic, custom in prepared}
+    # Twelve runs: prepared after the fifth, planned once (generically) for the rest.
+    assert plans == {"INSERT": (7, 0), "WITH": (7, 0)}
 
 
 def test_a_file_recorded_twice_is_kept_once(store: MetadataStore) -> None:
@@ -353,6 +389,7 @@ def test_connections_the_server_dropped_are_replaced(
     runs, lease = store.runs, LeaseTerms(timedelta(minutes=1), lambda: T0)
     with store.session() as session, session.begin():
         runs.enqueue(session, [DueRun("campaign", "A", 1, T0)])
+    # The store's pool and the run log's own (see `one_statement_writes`).
     assert _drop_connections(postgres_url, application) == 1
     run = runs.claim(worker="w1", now=T0, lease=lease, max_attempts=3)
     assert run is not None and run.status == "running"
@@ -363,7 +400,7 @@ def test_connections_the_server_dropped_are_replaced(
     done = runs.finish(run.id, status="succeeded", now=T0, holder=Holder("w1", 1))
     assert done.status == "succeeded" and done.deliveries == [file]
     if rested:
-        assert _drop_connections(postgres_url, application) == 1
+        assert _drop_connections(postgres_url, application) == 2
         assert store.definitions("segment") == []
     store.close()
 
@@ -375,7 +412,7 @@ def _lose_the_answer_to(
     cut before the answer is read, as when the network fails at that moment."""
     armed = [True]
 
-    @event.listens_for(store.engine, "after_cursor_execute")
+    @event.listens_for(store.one_statement_writes, "after_cursor_execute")
     def cut(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if armed[0] and marker in statement:
             armed[0] = False

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import InvalidatePoolError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -114,6 +115,42 @@ def ping_after_rest(engine: Engine) -> None:
             raise InvalidatePoolError(str(error)) from error
 
 
+def one_statement_writes(engine: Engine) -> Engine:
+    """Where the run log runs its hottest statements, each committed by itself (see
+    `RunLog._first_row`).
+
+    On PostgreSQL, a pool of its own: psycopg prepares a statement run five times on a
+    connection, but forgets everything it prepared at any rollback, and the store's read
+    sessions end with one; on connections that never roll back, a worker's statements stay
+    prepared. They are planned once, generically (`plan_cache_mode`): left to choose,
+    PostgreSQL plans a run's end and next claim afresh every time, which costs it twice what
+    running them does. Elsewhere, the store's own pool in autocommit mode."""
+    if engine.dialect.name != "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    own = create_engine(engine.url, isolation_level="AUTOCOMMIT")
+    ping_after_rest(own)
+    for one, other in ((own, engine), (engine, own)):
+        _replaced_together(one, other)
+
+    @event.listens_for(own, "connect")
+    def plan_once(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET plan_cache_mode = force_generic_plan")
+        dbapi_connection.commit()
+
+    return own
+
+
+def _replaced_together(engine: Engine, other: Engine) -> None:
+    """When `engine` finds the server dropped its connection, `other`'s pooled connections
+    (to the same server) are replaced too, as a pool replaces its own siblings."""
+
+    @event.listens_for(engine, "handle_error")
+    def dropped(context: ExceptionContext) -> None:
+        if context.is_disconnect:
+            other.dispose(close=False)
+
+
 class MetadataStore:
     """Control state of a workspace."""
 
@@ -130,7 +167,8 @@ class MetadataStore:
         except SQLAlchemyError as exc:
             raise WorkspaceError(f"cannot open the metadata store: {exc.args[0]}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.runs = RunLog(self._sessions)
+        self.one_statement_writes = one_statement_writes(self.engine)
+        self.runs = RunLog(self._sessions, self.one_statement_writes)
         self.activations = ActivationLog(self._sessions)
         self.audit = AuditLog(self._sessions)
 
@@ -299,6 +337,7 @@ class MetadataStore:
 
     def close(self) -> None:
         """Release the store's connections."""
+        self.one_statement_writes.dispose()
         self.engine.dispose()
 
 

@@ -297,15 +297,14 @@ def error_kind(error: BaseException) -> str:
 class RunLog:
     """Runs and deliveries in the metadata store."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], one_statement_writes: Engine) -> None:
+        """`one_statement_writes`: an engine in autocommit mode on the same store, for the
+        statements `_first_row` runs."""
         self._sessions = sessions
-        bind = sessions.kw.get("bind")
-        if not isinstance(bind, Engine):
-            raise TypeError("the run log's sessions must be bound to an engine")
-        self._claims_in_one_statement = bind.dialect.name == "postgresql"
+        self._claims_in_one_statement = one_statement_writes.dialect.name == "postgresql"
         """PostgreSQL claims a queued run in one statement; SQLite, with no row locks, in a
         transaction holding its write lock."""
-        self._autocommit = bind.execution_options(isolation_level="AUTOCOMMIT")
+        self._autocommit = one_statement_writes
         self._hot = HotPath(without_waiting_for_disk=self._claims_in_one_statement)
 
     def _first_row(
