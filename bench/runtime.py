@@ -7,8 +7,8 @@ one file each, each customer once in the ledger (checked; the benchmark stops ot
 Printed: the time to drain the queue, and per run the worker's own work — queueing, claiming,
 the run log's writes, opening and closing the customer database — beside the run itself,
 measured inside each worker process by timing those calls: in wall time, and in CPU time (the
-worker thread's, plus what the database servers' processes spent on the statements each call
-made, read from /proc). Four
+worker thread's, plus what the metadata store's server processes spent while each call ran,
+read from /proc). Four
 workers on two cores wait for a core after every round trip to the store, so wall time counts
 that wait as bookkeeping; CPU time counts what the bookkeeping takes from the machine. Issue 7's
 target is bookkeeping under 5 % of a run and under 50 ms a run; times are printed, never
@@ -76,8 +76,8 @@ BOOKKEEPING: dict[str, list[tuple[str, str, str]]] = {
 INSIDE_A_RUN = ("run log writes", "open customer database")
 """Bookkeeping that happens inside `execute`, subtracted from it to give the run itself."""
 SERVER = "server: "
-"""The CPU the metadata store's server process used for the statements of a kind of call is
-kept under this prefix and the call's name."""
+"""The CPU the metadata store's server processes used while a kind of call ran is kept under this
+prefix and the call's name."""
 OTHER_STORE_WORK = "other store work (the heartbeat, opening the workspace)"
 CUSTOMER_SESSIONS = "customer database sessions"
 """The CPU the customer database's server processes used for a worker: the runs' queries."""
@@ -301,33 +301,37 @@ def run(console: Console) -> Table:
 
 class _Meter:
     """Times a worker process's calls by what they are for — wall time and the thread's CPU —
-    and charges each statement the metadata store's server process runs to the call that made
-    it (its CPU read from /proc before and after), so a run's own reads of its definitions
-    count as the run's, not as bookkeeping."""
+    and charges the CPU the metadata store's server processes spend to the call under way
+    (read from /proc at every call's start and end), so a run's own reads of its definitions
+    count as the run's, not as bookkeeping. The run log runs its statements on psycopg's own
+    cursor, out of SQLAlchemy's sight: the store's sessions are read, not its statements."""
 
     def __init__(self) -> None:
         self.spent: dict[str, float] = defaultdict(float)
         self.cpu: dict[str, float] = defaultdict(float)
         self._doing = threading.local()
+        self._store_sessions: dict[int, float] = {}
+        """The metadata store's server processes (both of its pools'), by process id, and the
+        CPU each had used at the last call's start or end."""
 
     def doing(self) -> str:
         """What this thread is doing now (the innermost timed call)."""
         stack: list[str] = getattr(self._doing, "stack", [])
         return stack[-1] if stack else OTHER_STORE_WORK
 
-    @contextmanager
-    def _metering(self) -> Iterator[None]:
-        """Keep what the meter itself takes on this thread (reading /proc around each
-        statement), so that the calls it times are not charged for it."""
+    def _charge_store(self) -> None:
+        """Charge what the store's sessions used since the last call boundary to what the
+        thread was doing meanwhile (the meter's own time kept apart)."""
         start, start_cpu = time.perf_counter(), time.thread_time()
-        try:
-            yield
-        finally:
-            wall, cpu = getattr(self._doing, "own", (0.0, 0.0))
-            self._doing.own = (
-                wall + time.perf_counter() - start,
-                cpu + time.thread_time() - start_cpu,
-            )
+        for pid, before in self._store_sessions.items():
+            used = _session_cpu(pid)  # 0 once the session has ended
+            self.cpu[SERVER + self.doing()] += max(used - before, 0.0)
+            self._store_sessions[pid] = max(used, before)
+        wall, cpu = getattr(self._doing, "own", (0.0, 0.0))
+        self._doing.own = (
+            wall + time.perf_counter() - start,
+            cpu + time.thread_time() - start_cpu,
+        )
 
     def _own_cost(self) -> tuple[float, float]:
         """The wall and CPU time the meter has taken on this thread so far."""
@@ -340,6 +344,7 @@ class _Meter:
         @functools.wraps(call)
         def timed(*args: Any, **kwargs: Any) -> Any:
             stack = self._doing.__dict__.setdefault("stack", [])
+            self._charge_store()
             stack.append(what)
             # A run encodes its files on a thread of its own: the whole process's CPU
             # is the run's while it works; a bookkeeping call's is its thread's.
@@ -349,8 +354,9 @@ class _Meter:
             try:
                 return call(*args, **kwargs)
             finally:
+                self._charge_store()
                 wall, cpu = time.perf_counter() - start, cpu_time() - start_cpu
-                # What the meter's own listeners took inside the call is not the call's.
+                # What the meter took inside the call is not the call's.
                 own_wall, own_cpu = self._own_cost()
                 metered_wall, metered_cpu = own_wall - metering[0], own_cpu - metering[1]
                 self.spent[what] += wall - metered_wall
@@ -361,10 +367,11 @@ class _Meter:
 
     def install(self) -> None:
         """Time the worker's bookkeeping calls and the runs themselves; charge the store's
-        statements to them, and the customer database's sessions to the runs."""
+        sessions to them, and the customer database's sessions to the runs."""
         import importlib
 
-        from sqlalchemy import Engine, event
+        from sqlalchemy import event
+        from sqlalchemy.pool import Pool
 
         import audience.scheduling.worker
         from audience.engines.postgres import PostgresEngine
@@ -385,18 +392,11 @@ class _Meter:
 
         setattr(PostgresEngine, "close", closed)  # noqa: B010
 
-        def before(connection: Any, *_: Any) -> None:
-            with self._metering():
-                pid = connection.connection.dbapi_connection.info.backend_pid
-                self._doing.statement = (pid, _session_cpu(pid))
+        def connected(dbapi_connection: Any, _record: Any) -> None:
+            # Only the store pools its connections with SQLAlchemy here.
+            self._store_sessions[dbapi_connection.info.backend_pid] = 0.0
 
-        def after(*_: Any) -> None:
-            with self._metering():
-                pid, started = self._doing.statement
-                self.cpu[SERVER + self.doing()] += _session_cpu(pid) - started
-
-        event.listen(Engine, "before_cursor_execute", before)
-        event.listen(Engine, "after_cursor_execute", after)
+        event.listen(Pool, "connect", connected)
 
 
 def _session_cpu(pid: int) -> float:

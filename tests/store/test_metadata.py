@@ -406,25 +406,29 @@ def test_connections_the_server_dropped_are_replaced(
 
 
 def _lose_the_answer_to(
-    store: MetadataStore, postgres_url: str, application: str, marker: str
+    monkeypatch: pytest.MonkeyPatch, postgres_url: str, application: str, marker: str
 ) -> list[bool]:
     """Once: the next statement holding `marker` runs (and commits), then its connection is
-    cut before the answer is read, as when the network fails at that moment."""
+    cut before the answer is read, as when the network fails at that moment (the run log runs
+    its statements on psycopg's cursor)."""
     armed = [True]
+    execute = psycopg.Cursor.execute
 
-    @event.listens_for(store.one_statement_writes, "after_cursor_execute")
-    def cut(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if armed[0] and marker in statement:
+    def cut(cursor: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+        done = execute(cursor, query, *args, **kwargs)
+        if armed[0] and marker in str(query):
             armed[0] = False
             _drop_connections(postgres_url, application)
-            conn.connection.dbapi_connection.close()  # what psycopg does when it finds out
+            cursor.connection.close()  # what psycopg does when it finds out
             raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return done
 
+    monkeypatch.setattr(psycopg.Cursor, "execute", cut)
     return armed
 
 
 def test_a_claim_file_record_or_end_whose_answer_was_lost_is_done_once(
-    postgres_url: str, own_postgres_schema: str, tmp_path: Path
+    postgres_url: str, own_postgres_schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The store did the write but the worker never heard back: asking again finds the write
     (the run claimed, the file recorded, the run ended) instead of doing it twice — or taking
@@ -438,7 +442,7 @@ def test_a_claim_file_record_or_end_whose_answer_was_lost_is_done_once(
     with store.session() as session, session.begin():
         runs.enqueue(session, [DueRun("campaign", "A", 1, T0), DueRun("campaign", "B", 1, T0)])
 
-    lost = _lose_the_answer_to(store, postgres_url, application, "SKIP LOCKED")
+    lost = _lose_the_answer_to(monkeypatch, postgres_url, application, "SKIP LOCKED")
     run = runs.claim(worker="w1", now=T0, lease=lease, max_attempts=3)
     assert not lost[0] and run is not None and (run.status, run.attempt) == ("running", 1)
     assert sorted((r.id == run.id, r.status) for r in runs.history()) == [
@@ -448,11 +452,13 @@ def test_a_claim_file_record_or_end_whose_answer_was_lost_is_done_once(
 
     holder = Holder("w1", 1)
     file = DeliveredFile("out", "file:///out/a.csv", rows=3, bytes=10, sha256="0" * 64)
-    lost = _lose_the_answer_to(store, postgres_url, application, "INSERT INTO audience_deliveries")
+    lost = _lose_the_answer_to(
+        monkeypatch, postgres_url, application, "INSERT INTO audience_deliveries"
+    )
     runs.add_delivery(run.id, file, T0, holder=holder)
     assert not lost[0]
 
-    lost = _lose_the_answer_to(store, postgres_url, application, "UPDATE audience_runs")
+    lost = _lose_the_answer_to(monkeypatch, postgres_url, application, "UPDATE audience_runs")
     done = runs.finish(run.id, status="succeeded", now=T0, counts={"sent": 3}, holder=holder)
     assert not lost[0] and (done.status, done.attempt, done.deliveries) == ("succeeded", 1, [file])
     assert runs.get(run.id).deliveries == [file]
@@ -463,7 +469,7 @@ def test_a_claim_file_record_or_end_whose_answer_was_lost_is_done_once(
     other = runs.claim(worker="w1", now=T0, lease=lease, max_attempts=3)
     assert other is not None
     claim = NextClaim("w1", lambda: T0 + timedelta(hours=2), lease)
-    lost = _lose_the_answer_to(store, postgres_url, application, "WITH ended")
+    lost = _lose_the_answer_to(monkeypatch, postgres_url, application, "WITH ended")
     ended = runs.finish(
         other.id,
         status="succeeded",

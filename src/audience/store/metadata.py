@@ -129,8 +129,12 @@ def one_statement_writes(engine: Engine) -> Engine:
         return engine.execution_options(isolation_level="AUTOCOMMIT")
     own = create_engine(engine.url, isolation_level="AUTOCOMMIT")
     ping_after_rest(own)
-    for one, other in ((own, engine), (engine, own)):
-        _replaced_together(one, other)
+
+    @event.listens_for(engine, "handle_error")
+    def dropped(context: ExceptionContext) -> None:
+        # The run log's connections died with the store's (`RunLog._once` does the converse).
+        if context.is_disconnect:
+            own.dispose(close=False)
 
     @event.listens_for(own, "connect")
     def plan_once(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -139,16 +143,6 @@ def one_statement_writes(engine: Engine) -> Engine:
         dbapi_connection.commit()
 
     return own
-
-
-def _replaced_together(engine: Engine, other: Engine) -> None:
-    """When `engine` finds the server dropped its connection, `other`'s pooled connections
-    (to the same server) are replaced too, as a pool replaces its own siblings."""
-
-    @event.listens_for(engine, "handle_error")
-    def dropped(context: ExceptionContext) -> None:
-        if context.is_disconnect:
-            other.dispose(close=False)
 
 
 class MetadataStore:

@@ -4,6 +4,7 @@ runs them; see its docstring for what each must guarantee."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import (
@@ -28,12 +29,22 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import CompoundSelect, Insert, Update
 
 from audience.store.models import ActivationRecord, DeliveryRecord, RunRecord
 
 ACTIVE = ("queued", "running")
 """Statuses of a run that has not ended."""
+
+
+def _written_out(status: str) -> ColumnElement[str]:
+    """A status (one of Audience's own words, never user input) as a literal in the SQL."""
+    return literal_column(f"'{status}'", String())
 
 
 def _claimable() -> Select[RunRecord]:
@@ -43,8 +54,9 @@ def _claimable() -> Select[RunRecord]:
     now = bindparam("now", type_=DateTime(timezone=True))
     lease_now = bindparam("lease_now", type_=DateTime(timezone=True))
     # Statuses written out (not parameters), so that PostgreSQL's cached plan of the claim can
-    # use the indexes on active runs.
-    queued, running = (literal(status, literal_execute=True) for status in ACTIVE)
+    # use the indexes on active runs; written when the statement is compiled, not rendered
+    # again at each execution as `literal_execute` values are.
+    queued, running = (_written_out(status) for status in ACTIVE)
     other = aliased(RunRecord)
     same = and_(
         other.activation_kind == RunRecord.activation_kind,
@@ -69,7 +81,7 @@ def _claimable() -> Select[RunRecord]:
     held = exists().where(
         ActivationRecord.kind == RunRecord.activation_kind,
         ActivationRecord.name == RunRecord.activation_name,
-        ActivationRecord.state.in_(("paused", "canceled")),
+        or_(*(ActivationRecord.state == _written_out(state) for state in ("paused", "canceled"))),
     )
     ready = and_(
         or_(
@@ -102,7 +114,7 @@ no round trip is added); the docstring of `runs` says why that is safe where it 
 CLAIMABLE = _claimable()
 _CLAIMED = [  # the oldest ready run, when it is queued
     RunRecord.id == CLAIMABLE.with_only_columns(RunRecord.id).scalar_subquery(),
-    RunRecord.status == literal("queued", literal_execute=True),
+    RunRecord.status == _written_out("queued"),
 ]
 _STARTED: dict[str, Any] = {  # `_start`, as values of a statement
     "attempt": RunRecord.attempt + 1,
@@ -184,13 +196,89 @@ QUEUE = (
 """Queue runs on PostgreSQL: the rows as arrays, one per column of `QUEUED_COLUMNS`."""
 
 
-class HotPath:
-    """The statements a worker runs for every run besides its claim, built once with their
-    parameters named (building a statement costs more than running it): reading who holds a
-    run, recording a file, closing a run — the last two fenced by a holder or not."""
+_Statement = Select[*tuple[Any, ...]] | CompoundSelect[*tuple[Any, ...]] | Insert | Update
+"""The kinds of statement `HotPath` runs."""
 
-    def __init__(self, *, without_waiting_for_disk: bool) -> None:
-        without_waiting = [WITHOUT_WAITING_FOR_DISK] if without_waiting_for_disk else []
+
+class DriverStatement:
+    """A statement compiled once for PostgreSQL and run on psycopg's own cursor, its rows named
+    tuples. A worker's statements are short: SQLAlchemy's work for each execution (binding,
+    result metadata, rows) cost the worker more than running them cost the server. Errors
+    come out as SQLAlchemy's, a dropped connection invalidated, as from `Connection.execute`."""
+
+    def __init__(self, statement: _Statement, dialect: Dialect) -> None:
+        from psycopg.rows import namedtuple_row  # loaded with PostgreSQL's driver, not before
+
+        self._row_factory = namedtuple_row
+        compiled = statement.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)
+        if compiled.post_compile_params:  # would need rendering at each execution
+            raise TypeError(f"{compiled.string!r} has parameters rendered when executed")
+        self._sql = compiled.string
+        self._defaults = compiled.params
+        self._processors = {
+            name: process
+            for bind, name in compiled.bind_names.items()
+            if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        }
+
+    def rows(self, connection: Connection, values: Mapping[str, Any]) -> list[Any]:
+        """The statement's rows (none when it returns none), run with `values`."""
+        parameters = self._defaults | dict(values)
+        for name, process in self._processors.items():
+            parameters[name] = process(parameters[name])
+        driver: Any = connection.connection.driver_connection
+        errors = connection.dialect.loaded_dbapi.Error
+        try:
+            with driver.cursor(row_factory=self._row_factory) as cursor:
+                cursor.execute(self._sql, parameters)
+                return cursor.fetchall() if cursor.description is not None else []
+        except errors as error:
+            dropped = connection.dialect.is_disconnect(error, driver, None)
+            if dropped:
+                connection.invalidate(error)
+            raise DBAPIError.instance(
+                self._sql,
+                parameters,
+                error,
+                errors,
+                connection_invalidated=dropped,
+                dialect=connection.dialect,
+            ) from error
+
+
+class CoreStatement:
+    """A statement run as SQLAlchemy runs it (SQLite)."""
+
+    def __init__(self, statement: _Statement) -> None:
+        self._statement = statement
+
+    def rows(self, connection: Connection, values: Mapping[str, Any]) -> list[Any]:
+        """The statement's rows (none when it returns none), run with `values`."""
+        result = connection.execute(self._statement, dict(values))
+        return list(result) if result.returns_rows else []
+
+
+HotStatement = DriverStatement | CoreStatement
+"""A statement of `HotPath`, as the store's dialect runs it."""
+
+
+class HotPath:
+    """The statements a worker runs for every run, built and compiled once with their
+    parameters named (building a statement costs more than running it): claiming a queued run
+    (PostgreSQL), giving it back, reading who holds a run, recording a file, closing a run —
+    the last two fenced by a holder or not."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        on_postgres = dialect.name == "postgresql"
+
+        def runnable(statement: _Statement) -> DriverStatement | CoreStatement:
+            return DriverStatement(statement, dialect) if on_postgres else CoreStatement(statement)
+
+        self.start_queued = runnable(START_QUEUED)
+        self.started = runnable(STARTED)
+        self.release = runnable(RELEASE)
+        without_waiting = [WITHOUT_WAITING_FOR_DISK] if on_postgres else []
         run_id = bindparam("run_id", type_=String())
         fences = {
             False: [RunRecord.id == run_id],
@@ -201,8 +289,10 @@ class HotPath:
                 RunRecord.attempt == bindparam("holders_attempt", type_=Integer()),
             ],
         }
-        self.holder = select(RunRecord.status, RunRecord.claimed_by, RunRecord.attempt).where(
-            RunRecord.id == run_id
+        self.holder = runnable(
+            select(RunRecord.status, RunRecord.claimed_by, RunRecord.attempt).where(
+                RunRecord.id == run_id
+            )
         )
         columns = DeliveryRecord.__table__.columns
         names = [c.name for c in columns if c.name != "id"]
@@ -215,16 +305,18 @@ class HotPath:
             DeliveryRecord.sha256 == bindparam("sha256"),
         )
         self.add_delivery = {
-            fenced: insert(DeliveryRecord)
-            .from_select(
-                names,
-                row.where(
-                    select(RunRecord.id).where(*fence).with_for_update().exists(),
-                    ~recorded,  # already recorded (an answer lost on the way): not again
-                    *without_waiting,
-                ),
+            fenced: runnable(
+                insert(DeliveryRecord)
+                .from_select(
+                    names,
+                    row.where(
+                        select(RunRecord.id).where(*fence).with_for_update().exists(),
+                        ~recorded,  # already recorded (an answer lost on the way): not again
+                        *without_waiting,
+                    ),
+                )
+                .returning(DeliveryRecord.id)
             )
-            .returning(DeliveryRecord.id)
             for fenced, fence in fences.items()
         }
         ended = {
@@ -235,14 +327,16 @@ class HotPath:
             "lease_expires_at": None,
         }
         counts = {"counts": bindparam("new_counts", type_=RunRecord.__table__.c.counts.type)}
-        self.finished = select(*RunRecord.__table__.columns).where(
-            RunRecord.id == run_id,
-            RunRecord.status == bindparam("new_status", type_=String()),
-            RunRecord.ended_at == bindparam("ended", type_=DateTime(timezone=True)),
+        self.finished = runnable(
+            select(*RunRecord.__table__.columns).where(
+                RunRecord.id == run_id,
+                RunRecord.status == bindparam("new_status", type_=String()),
+                RunRecord.ended_at == bindparam("ended", type_=DateTime(timezone=True)),
+            )
         )
         """The run as `finish` closed it with the same parameters, if it did (its answer
         lost)."""
-        self.finish = {
+        finish = {
             (fenced, with_counts): update(RunRecord)
             .where(*fence)
             .values(ended | counts if with_counts else ended)
@@ -250,7 +344,8 @@ class HotPath:
             for fenced, fence in fences.items()
             for with_counts in (False, True)
         }
-        self.finish_and_claim = _then_claim(self.finish[True, True])
+        self.finish = {key: runnable(statement) for key, statement in finish.items()}
+        self.finish_and_claim = runnable(_then_claim(finish[True, True]))
         """A run's end (fenced) and, in the same statement, the claim of the oldest queued run
         (`START_QUEUED`'s parameters) once the end is written: rows tagged `ended` and
         `started`. Its commit waits for the disk, as a run's end does."""

@@ -55,10 +55,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql.base import Executable
 
 from audience.compile.history import CountedRun
 from audience.errors import (
@@ -80,10 +79,8 @@ from audience.store.run_statements import (
     DUE,
     QUEUE,
     QUEUED_COLUMNS,
-    RELEASE,
-    START_QUEUED,
-    STARTED,
     HotPath,
+    HotStatement,
 )
 
 _Answer = TypeVar("_Answer")
@@ -301,19 +298,23 @@ class RunLog:
         """`one_statement_writes`: an engine in autocommit mode on the same store, for the
         statements `_first_row` runs."""
         self._sessions = sessions
+        store = sessions.kw.get("bind")
+        if not isinstance(store, Engine):
+            raise TypeError("the run log's sessions must be bound to an engine")
+        self._store = store
         self._claims_in_one_statement = one_statement_writes.dialect.name == "postgresql"
         """PostgreSQL claims a queued run in one statement; SQLite, with no row locks, in a
         transaction holding its write lock."""
         self._autocommit = one_statement_writes
-        self._hot = HotPath(without_waiting_for_disk=self._claims_in_one_statement)
+        self._hot = HotPath(one_statement_writes.dialect)
 
     def _first_row(
         self,
-        statement: Executable,
+        statement: HotStatement,
         values: dict[str, Any],
         *,
-        answered: Executable | None = None,
-    ) -> Row[Any] | None:
+        answered: HotStatement | None = None,
+    ) -> Any | None:
         """The first row of a read or write that is one statement (atomic by itself, with the
         row locks it takes), committed on its own: no BEGIN and COMMIT round trips. The
         worker's hottest statements go through it, built once (`HotPath`) and run without
@@ -322,8 +323,8 @@ class RunLog:
         file's record needs none: it is written once."""
         lookup = answered
         return self._once(
-            lambda connection: connection.execute(statement, values).first(),
-            None if lookup is None else lambda c: c.execute(lookup, values).first(),
+            lambda connection: next(iter(statement.rows(connection, values)), None),
+            None if lookup is None else lambda c: next(iter(lookup.rows(c, values)), None),
         )
 
     def _once(
@@ -334,7 +335,8 @@ class RunLog:
         """`write`'s answer, on a connection committing each statement by itself.
 
         A pooled connection the server dropped a moment ago (the store restarting) fails the
-        statement, which is run once more on a new connection. It may have run before the
+        statement, which is run once more on a new connection; the store's other pooled
+        connections, likely dropped too, are replaced as well. It may have run before the
         connection died: `answered` then finds what it wrote, which is returned instead of
         writing again."""
         for last in (False, True):
@@ -348,6 +350,7 @@ class RunLog:
             except DBAPIError as error:
                 if last or not error.connection_invalidated:
                     raise
+                self._store.dispose(close=False)
         raise AssertionError("unreachable")
 
     def _why_unchanged(self, run_id: str, holder: Holder | None) -> AudienceError:
@@ -461,7 +464,9 @@ class RunLog:
         if self._claims_in_one_statement:
             # The common case in one statement: the oldest ready run is queued.
             started = {"worker": worker, "started": now, "until": held + lease.length}
-            claimed = self._first_row(START_QUEUED, ready | started, answered=STARTED)
+            claimed = self._first_row(
+                self._hot.start_queued, ready | started, answered=self._hot.started
+            )
             if claimed is not None:
                 return _run(claimed, [])
         with locked_session(self._sessions) as session:
@@ -486,7 +491,7 @@ class RunLog:
         """Give back a run claimed but not begun, queued again as it was (see `RELEASE`);
         done twice (its answer lost), the second finds nothing to give back."""
         values = {"run_id": run.id} | _fence_values(Holder(worker, run.attempt))
-        self._first_row(RELEASE, values)
+        self._first_row(self._hot.release, values)
 
     def heartbeat(self, run_id: str, *, holder: Holder, lease: LeaseTerms) -> bool:
         """Renew a running run's lease; False when the run is no longer this attempt's."""
@@ -617,14 +622,14 @@ class RunLog:
             "until": held + claim.lease.length,
         } | _fence_values(holder)
 
-        def written(connection: Connection) -> dict[str, Row[Any]]:
-            return {row.role: row for row in connection.execute(self._hot.finish_and_claim, values)}
+        def written(connection: Connection) -> dict[str, Any]:
+            return {row.role: row for row in self._hot.finish_and_claim.rows(connection, values)}
 
-        def found(connection: Connection) -> dict[str, Row[Any]] | None:
-            ended = connection.execute(self._hot.finished, values).first()
+        def found(connection: Connection) -> dict[str, Any] | None:
+            ended = next(iter(self._hot.finished.rows(connection, values)), None)
             if ended is None:
                 return None
-            taken = connection.execute(STARTED, values).first()
+            taken = next(iter(self._hot.started.rows(connection, values)), None)
             return {"ended": ended} | ({} if taken is None else {"started": taken})
 
         rows = self._once(written, found) or {}
@@ -1107,8 +1112,9 @@ def _deliveries(session: Session, run_id: str) -> list[DeliveredFile]:
     ]
 
 
-def _run(row: RunRecord | Row[Any], deliveries: list[DeliveredFile]) -> Run:
-    """The run a row of the run log holds (an ORM record, or a row with its columns)."""
+def _run(row: Any, deliveries: list[DeliveredFile]) -> Run:
+    """The run a row of the run log holds: an ORM record, or a row of its columns (SQLAlchemy's,
+    or a named tuple from `HotPath`)."""
     return Run(
         id=row.id,
         activation_kind=row.activation_kind,
