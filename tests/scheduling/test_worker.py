@@ -480,3 +480,36 @@ def test_a_burst_is_queued_in_rounds_that_double_each_activation_once(
     assert worker.queue_due(clock.now) == 0  # nothing is owed twice
     queued = [r.activation_name for r in ws.runs() if r.status == "queued"]
     assert sorted(queued) == names
+
+
+def test_the_worker_reads_each_schedule_as_the_whole_definition_gives_it(ws: Workspace) -> None:
+    """The worker reads only the schedules of stored definitions: each is the schedule the whole
+    definition has, the kind's default where the document gives none."""
+    send = {"type": "activate", "destinations": ["out"]}
+    orchestration = {"kind": "orchestration", "query": "select 1 as n", "destination": "out"}
+    journey = {"kind": "journey", "include": ["Gold"], "nodes": [{"name": "Send", **send}]}
+    weekly = {"recurring": {"every": "week", "on": "monday", "at": "07:30", "timezone": "UTC"}}
+    apply(
+        ws,
+        {k: v for k, v in campaign("Once", DAILY).items() if k != "schedule"},
+        campaign("Daily", DAILY),
+        {**journey, "name": "Daily journey"},
+        {**journey, "name": "Hourly journey", "schedule": {"every": {"value": 1, "unit": "hours"}}},
+        {**orchestration, "name": "By hand"},
+        {**orchestration, "name": "Weekly", "schedule": weekly},
+    )
+    keys = [
+        ("campaign", "Once"),
+        ("campaign", "Daily"),
+        ("journey", "Daily journey"),
+        ("journey", "Hourly journey"),
+        ("orchestration", "By hand"),
+        ("orchestration", "Weekly"),
+        ("orchestration", "Missing"),
+    ]
+    whole = {}
+    for kind, name in keys[:-1]:
+        definition, version = ws.activations.definition(kind, name)
+        whole[kind, name] = (definition.schedule, version)
+    assert ws.activations.schedules(keys) == whole
+    assert whole["campaign", "Once"][0] is not None and whole["orchestration", "By hand"][0] is None

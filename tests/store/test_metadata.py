@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import create_engine, event, inspect, literal, select, text
+from sqlalchemy import create_engine, inspect, literal, select, text
 
 from audience.activation.recording import HELD_JUST_NOW, RunRecording
 from audience.errors import LeaseLost, NotFound, WorkspaceError

@@ -344,13 +344,15 @@ class Activations:
             raise NotFound(f"{kind} {name!r} does not exist; apply it first")
         return _activation(kind, stored.body), stored.version
 
-    def definitions(
+    def schedules(
         self, among: Collection[tuple[str, str]]
-    ) -> dict[tuple[str, str], tuple[Activation, int]]:
-        """The current definition and version of each activation `among` those (kind, name)
-        that exist, in one read (what `definition` gives of one)."""
+    ) -> dict[tuple[str, str], tuple[Schedule | None, int]]:
+        """The schedule and version of the current definition of each activation `among` those
+        (kind, name) that exist, in one read. Only the schedule is read: a worker looks at every
+        scheduled activation's at every tick, and the rest of a stored definition was checked
+        when it was applied."""
         return {
-            (stored.kind, stored.name): (_activation(stored.kind, stored.body), stored.version)
+            (stored.kind, stored.name): (_schedule(stored.kind, stored.body), stored.version)
             for stored in self._ws.store.definitions()
             if (stored.kind, stored.name) in among
         }
@@ -451,6 +453,22 @@ def _campaign_status(
     if no_runs_left and last is not None and last.status == "succeeded" and not active:
         return done
     return "scheduled"
+
+
+def _schedule(kind: str, body: dict[str, Any]) -> Schedule | None:
+    """The schedule of a stored definition (the kind's default when it gives none)."""
+    given = body.get("schedule")
+    if given is None:
+        kinds: dict[str, type[Activation]] = {
+            "campaign": Campaign,
+            "journey": Journey,
+            "orchestration": Orchestration,
+        }
+        default: Schedule | None = (
+            kinds[kind].model_fields["schedule"].get_default(call_default_factory=True)
+        )
+        return default
+    return Schedule.model_validate(given)
 
 
 def _activation(kind: str, body: dict[str, Any]) -> Activation:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from audience.activation.recording import RetryPolicy
 from audience.activation.runner import execute, lease_of, retry_policy, this_process
-from audience.definitions.kinds import Activation
+from audience.definitions.schedule import Schedule
 from audience.errors import AudienceError
 from audience.scheduling.schedule import due_times
 from audience.store.activations import RUNNING_STATES, scheduled_state
@@ -127,13 +127,13 @@ class Worker:
         recorded = {
             (a.kind, a.name): a for a in ws.store.activations.all() if a.state in RUNNING_STATES
         }
-        definitions = ws.activations.definitions(recorded)
+        schedules = ws.activations.schedules(recorded)
         owed = [
             key
             for key, activation in recorded.items()
-            if key in definitions
+            if key in schedules
             and due_times(
-                definitions[key][0].schedule,
+                schedules[key][0],
                 history=ws.activations.history(activation, runs=successes.get(key, 0)),
                 now=now,
             )
@@ -142,7 +142,7 @@ class Worker:
         queued, size = 0, FIRST_QUEUE_ROUND
         while owed:
             round_, owed, size = owed[:size], owed[size:], size * 2
-            queued += self._queue(round_, definitions, now)
+            queued += self._queue(round_, schedules, now)
             if owed:
                 last_dues = ws.store.activations.last_dues()
                 moved = {key for key in owed if last_dues.get(key) != recorded[key].last_due}
@@ -154,7 +154,7 @@ class Worker:
     def _queue(
         self,
         keys: list[tuple[str, str]],
-        definitions: dict[tuple[str, str], tuple[Activation, int]],
+        schedules: dict[tuple[str, str], tuple[Schedule | None, int]],
         now: datetime,
     ) -> int:
         """Queue what these activations owe, holding their rows; how many runs were queued."""
@@ -167,11 +167,11 @@ class Worker:
             due: list[DueRun] = []
             last_dues: dict[tuple[str, str], datetime] = {}
             for row in rows:
-                definition, version = definitions[row.kind, row.name]
+                schedule, version = schedules[row.kind, row.name]
                 history = ws.activations.history(
                     scheduled_state(row), runs=successes.get((row.kind, row.name), 0)
                 )
-                times = due_times(definition.schedule, history=history, now=now)
+                times = due_times(schedule, history=history, now=now)
                 due += [DueRun(row.kind, row.name, version, t) for t in times]
                 if times:
                     last_dues[row.kind, row.name] = max(times)
