@@ -35,6 +35,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -70,11 +71,12 @@ BOOKKEEPING: dict[str, list[tuple[str, str, str]]] = {
             "postpone",
         )
     ],
+    "open the metadata store (once a process)": [
+        ("audience.store.metadata", "MetadataStore", "__init__")
+    ],
     "open customer database": [("audience.engines", "", "open_engine")],
     "close customer database": [("audience.workspace", "Workspace", "release_engine")],
 }
-INSIDE_A_RUN = ("run log writes", "open customer database")
-"""Bookkeeping that happens inside `execute`, subtracted from it to give the run itself."""
 SERVER = "server: "
 """The CPU the metadata store's server processes used while a kind of call ran is kept under this
 prefix and the call's name."""
@@ -220,15 +222,10 @@ def table(wall: float, reports: list[dict[str, Any]], runs: list[Any]) -> Table:
         for what, spent in report["cpu"].items():
             cpu[what] += spent
     count = len(runs)
-    itself = (seconds["run"] - sum(seconds[k] for k in INSIDE_A_RUN)) / count
+    itself = seconds["run"] / count
     # The run's CPU: the worker's, the store's for its reads (its definitions), and the
     # customer database's session doing its queries.
-    itself_cpu = (
-        cpu["run"]
-        - sum(cpu[k] for k in INSIDE_A_RUN)
-        + cpu[SERVER + "run"]
-        + cpu[CUSTOMER_SESSIONS]
-    ) / count
+    itself_cpu = (cpu["run"] + cpu[SERVER + "run"] + cpu[CUSTOMER_SESSIONS]) / count
     result = Table(
         title=f"Runtime: {count} campaigns due at once, {WORKERS} worker processes, PostgreSQL"
     )
@@ -299,6 +296,15 @@ def run(console: Console) -> Table:
 # The worker process ------------------------------------------------------------------------
 
 
+@dataclass
+class _Frame:
+    """A timed call under way, and the time of the timed calls made inside it so far."""
+
+    what: str
+    inner_wall: float = 0.0
+    inner_cpu: float = 0.0
+
+
 class _Meter:
     """Times a worker process's calls by what they are for — wall time and the thread's CPU —
     and charges the CPU the metadata store's server processes spend to the call under way
@@ -316,8 +322,8 @@ class _Meter:
 
     def doing(self) -> str:
         """What this thread is doing now (the innermost timed call)."""
-        stack: list[str] = getattr(self._doing, "stack", [])
-        return stack[-1] if stack else OTHER_STORE_WORK
+        stack: list[_Frame] = getattr(self._doing, "stack", [])
+        return stack[-1].what if stack else OTHER_STORE_WORK
 
     def _charge_store(self) -> None:
         """Charge what the store's sessions used since the last call boundary to what the
@@ -339,13 +345,14 @@ class _Meter:
         return own
 
     def timed(self, what: str, call: Callable[..., Any]) -> Callable[..., Any]:
-        """`call`, timed as `what`."""
+        """`call`, timed as `what`: its own time, without the timed calls inside it (a run's
+        file records are bookkeeping, not the run)."""
 
         @functools.wraps(call)
         def timed(*args: Any, **kwargs: Any) -> Any:
             stack = self._doing.__dict__.setdefault("stack", [])
             self._charge_store()
-            stack.append(what)
+            stack.append(_Frame(what))
             # A run encodes its files on a thread of its own: the whole process's CPU
             # is the run's while it works; a bookkeeping call's is its thread's.
             cpu_time = time.process_time if what == "run" else time.thread_time
@@ -358,10 +365,14 @@ class _Meter:
                 wall, cpu = time.perf_counter() - start, cpu_time() - start_cpu
                 # What the meter took inside the call is not the call's.
                 own_wall, own_cpu = self._own_cost()
-                metered_wall, metered_cpu = own_wall - metering[0], own_cpu - metering[1]
-                self.spent[what] += wall - metered_wall
-                self.cpu[what] += cpu - metered_cpu
-                stack.pop()
+                wall -= own_wall - metering[0]
+                cpu -= own_cpu - metering[1]
+                frame = stack.pop()
+                self.spent[what] += wall - frame.inner_wall
+                self.cpu[what] += cpu - frame.inner_cpu
+                if stack:
+                    stack[-1].inner_wall += wall
+                    stack[-1].inner_cpu += cpu
 
         return timed
 

@@ -4,7 +4,8 @@ runs them; see its docstring for what each must guarantee."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -201,50 +202,68 @@ _Statement = Select[*tuple[Any, ...]] | CompoundSelect[*tuple[Any, ...]] | Inser
 
 
 class DriverStatement:
-    """A statement compiled once for PostgreSQL and run on psycopg's own cursor, its rows named
-    tuples. A worker's statements are short: SQLAlchemy's work for each execution (binding,
-    result metadata, rows) cost the worker more than running them cost the server. Errors
-    come out as SQLAlchemy's, a dropped connection invalidated, as from `Connection.execute`."""
+    """A statement compiled once for PostgreSQL (when first run) and run on psycopg's own
+    cursor, its rows named tuples. A worker's statements are short: SQLAlchemy's work for each
+    execution (binding, result metadata, rows) cost the worker more than running them cost the
+    server. Errors come out as SQLAlchemy's, a dropped connection invalidated, as from
+    `Connection.execute`."""
 
-    def __init__(self, statement: _Statement, dialect: Dialect) -> None:
-        from psycopg.rows import namedtuple_row  # loaded with PostgreSQL's driver, not before
-
-        self._row_factory = namedtuple_row
-        compiled = statement.compile(dialect=dialect)
-        assert isinstance(compiled, SQLCompiler)
-        if compiled.post_compile_params:  # would need rendering at each execution
-            raise TypeError(f"{compiled.string!r} has parameters rendered when executed")
-        self._sql = compiled.string
-        self._defaults = compiled.params
-        self._processors = {
-            name: process
-            for bind, name in compiled.bind_names.items()
-            if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
-        }
+    def __init__(self, statement: _Statement) -> None:
+        self._statement = statement
+        self._compiled: _Compiled | None = None
 
     def rows(self, connection: Connection, values: Mapping[str, Any]) -> list[Any]:
         """The statement's rows (none when it returns none), run with `values`."""
-        parameters = self._defaults | dict(values)
-        for name, process in self._processors.items():
+        compiled = self._compiled
+        if compiled is None:
+            compiled = self._compiled = _Compiled.of(self._statement, connection.dialect)
+        parameters = compiled.defaults | dict(values)
+        for name, process in compiled.processors.items():
             parameters[name] = process(parameters[name])
         driver: Any = connection.connection.driver_connection
         errors = connection.dialect.loaded_dbapi.Error
         try:
-            with driver.cursor(row_factory=self._row_factory) as cursor:
-                cursor.execute(self._sql, parameters)
+            with driver.cursor(row_factory=compiled.row_factory) as cursor:
+                cursor.execute(compiled.sql, parameters)
                 return cursor.fetchall() if cursor.description is not None else []
         except errors as error:
             dropped = connection.dialect.is_disconnect(error, driver, None)
             if dropped:
                 connection.invalidate(error)
             raise DBAPIError.instance(
-                self._sql,
+                compiled.sql,
                 parameters,
                 error,
                 errors,
                 connection_invalidated=dropped,
                 dialect=connection.dialect,
             ) from error
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """A statement as the driver takes it: its SQL, its parameters' values unless given, how
+    the values of some types are turned into what the driver takes (JSON), how rows come."""
+
+    sql: str
+    defaults: dict[str, Any]
+    processors: Mapping[str, Callable[[Any], Any]]
+    row_factory: Any
+
+    @classmethod
+    def of(cls, statement: _Statement, dialect: Dialect) -> _Compiled:
+        from psycopg.rows import namedtuple_row  # loaded with PostgreSQL's driver
+
+        compiled = statement.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)
+        if compiled.post_compile_params:  # would need rendering at each execution
+            raise TypeError(f"{compiled.string!r} has parameters rendered when executed")
+        processors = {
+            name: process
+            for bind, name in compiled.bind_names.items()
+            if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        }
+        return cls(compiled.string, compiled.params, processors, namedtuple_row)
 
 
 class CoreStatement:
@@ -273,7 +292,7 @@ class HotPath:
         on_postgres = dialect.name == "postgresql"
 
         def runnable(statement: _Statement) -> DriverStatement | CoreStatement:
-            return DriverStatement(statement, dialect) if on_postgres else CoreStatement(statement)
+            return DriverStatement(statement) if on_postgres else CoreStatement(statement)
 
         self.start_queued = runnable(START_QUEUED)
         self.started = runnable(STARTED)
