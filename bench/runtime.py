@@ -17,7 +17,8 @@ asserted.
 `python -m bench runtime` prints this table alone. BENCH_POSTGRES_URL (default
 postgresql://127.0.0.1:5432/test), BENCH_RUNTIME_CAMPAIGNS (500), BENCH_RUNTIME_WORKERS (4) and
 BENCH_RUNTIME_PROFILES (3000) set it up. Each worker process is `python -m bench.runtime DIR
-OUT GATE`: `audience worker --once` with its calls timed.
+OUT GATE DUE`: a worker already running when the runs come due (it polls once before, when
+nothing is due yet), then `audience worker --once`'s tick with its calls timed.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -151,13 +152,18 @@ def prepare(directory: Path, schema: str, console: Console) -> datetime:
     return due
 
 
-def drain(directory: Path, scratch: Path) -> tuple[float, list[dict[str, Any]]]:
+def drain(directory: Path, scratch: Path, due: datetime) -> tuple[float, list[dict[str, Any]]]:
     """Start the workers together and wait for them; wall time and each worker's report."""
     gate = scratch / "gate"
     outputs = [scratch / f"worker-{n}.json" for n in range(WORKERS)]
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "bench.runtime", str(directory), str(out), str(gate)],
+            [
+                sys.executable,
+                "-m",
+                "bench.runtime",
+                *(str(argument) for argument in (directory, out, gate, due.isoformat())),
+            ],
             stdout=subprocess.DEVNULL,
         )
         for out in outputs
@@ -286,8 +292,8 @@ def run(console: Console) -> Table:
     with own_schema() as schema, tempfile.TemporaryDirectory(prefix="audience-bench-") as folder:
         directory, scratch = Path(folder) / "workspace", Path(folder) / "scratch"
         scratch.mkdir()
-        prepare(directory, schema, console)
-        wall, reports = drain(directory, scratch)
+        due = prepare(directory, schema, console)
+        wall, reports = drain(directory, scratch, due)
         runs = check_exactly_once(directory, schema, reports)
         console.print(f"Runtime: all {len(runs)} runs ran exactly once")
         return table(wall, reports, runs)
@@ -319,6 +325,12 @@ class _Meter:
         self._store_sessions: dict[int, float] = {}
         """The metadata store's server processes (both of its pools'), by process id, and the
         CPU each had used at the last call's start or end."""
+
+    def reset(self) -> None:
+        """Forget what was timed so far (the store's sessions' use included)."""
+        self._charge_store()
+        self.spent.clear()
+        self.cpu.clear()
 
     def doing(self) -> str:
         """What this thread is doing now (the innermost timed call)."""
@@ -418,19 +430,26 @@ def _session_cpu(pid: int) -> float:
         return 0.0  # the session has ended
 
 
-def _worker(directory: Path, out: Path, gate: Path) -> None:
-    """One worker process: `audience worker --once`, timed, reporting to `out` as JSON."""
+def _worker(directory: Path, out: Path, gate: Path, due: datetime) -> None:
+    """One worker process, timed, reporting to `out` as JSON: a worker that was running when
+    the runs came due — it polled once a minute before (nothing due yet: its workspace open,
+    its statements built), then runs what is due, as `audience worker --once` does."""
     from audience.scheduling.worker import Worker
 
     meter = _Meter()
     meter.install()
-    (gate.parent / f"ready-{os.getpid()}").touch()
-    while not gate.exists():
-        time.sleep(0.002)
-    start = time.perf_counter()
-    with Workspace.open(directory) as ws:
-        ran = Worker(ws).tick()
-    wall = time.perf_counter() - start
+    with Workspace.open(directory, clock=lambda: due - timedelta(minutes=1)) as ws:
+        worker = Worker(ws)
+        if worker.tick():
+            raise SystemExit("a run was due before its time")
+        ws.clock = lambda: datetime.now(UTC)
+        meter.reset()
+        (gate.parent / f"ready-{os.getpid()}").touch()
+        while not gate.exists():
+            time.sleep(0.002)
+        start = time.perf_counter()
+        ran = worker.tick()
+        wall = time.perf_counter() - start
     report = {
         "wall": wall,
         "runs": [r.id for r in ran],
@@ -441,4 +460,6 @@ def _worker(directory: Path, out: Path, gate: Path) -> None:
 
 
 if __name__ == "__main__":
-    _worker(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
+    _worker(
+        Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), datetime.fromisoformat(sys.argv[4])
+    )
