@@ -72,16 +72,13 @@ BOOKKEEPING: dict[str, list[tuple[str, str, str]]] = {
             "postpone",
         )
     ],
-    "open the metadata store (once a process)": [
-        ("audience.store.metadata", "MetadataStore", "__init__")
-    ],
     "open customer database": [("audience.engines", "", "open_engine")],
     "close customer database": [("audience.workspace", "Workspace", "release_engine")],
 }
 SERVER = "server: "
 """The CPU the metadata store's server processes used while a kind of call ran is kept under this
 prefix and the call's name."""
-OTHER_STORE_WORK = "other store work (the heartbeat, opening the workspace)"
+OTHER_STORE_WORK = "other store work (between the calls above)"
 CUSTOMER_SESSIONS = "customer database sessions"
 """The CPU the customer database's server processes used for a worker: the runs' queries."""
 
@@ -316,7 +313,9 @@ class _Meter:
     and charges the CPU the metadata store's server processes spend to the call under way
     (read from /proc at every call's start and end), so a run's own reads of its definitions
     count as the run's, not as bookkeeping. The run log runs its statements on psycopg's own
-    cursor, out of SQLAlchemy's sight: the store's sessions are read, not its statements."""
+    cursor, out of SQLAlchemy's sight: the store's sessions are read, not its statements. (A
+    heartbeat's statement, from a thread of its own, would be charged to the call under way:
+    it beats every 100 s, and a burst here drains in 20.)"""
 
     def __init__(self) -> None:
         self.spent: dict[str, float] = defaultdict(float)
@@ -341,7 +340,7 @@ class _Meter:
         """Charge what the store's sessions used since the last call boundary to what the
         thread was doing meanwhile (the meter's own time kept apart)."""
         start, start_cpu = time.perf_counter(), time.thread_time()
-        for pid, before in self._store_sessions.items():
+        for pid, before in list(self._store_sessions.items()):  # a thread may connect
             used = _session_cpu(pid)  # 0 once the session has ended
             self.cpu[SERVER + self.doing()] += max(used - before, 0.0)
             self._store_sessions[pid] = max(used, before)
@@ -432,8 +431,8 @@ def _session_cpu(pid: int) -> float:
 
 def _worker(directory: Path, out: Path, gate: Path, due: datetime) -> None:
     """One worker process, timed, reporting to `out` as JSON: a worker that was running when
-    the runs came due — it polled once a minute before (nothing due yet: its workspace open,
-    its statements built), then runs what is due, as `audience worker --once` does."""
+    the runs came due — it polled once a minute before (nothing due yet: its workspace and
+    store open), then runs what is due, as `audience worker --once` does."""
     from audience.scheduling.worker import Worker
 
     meter = _Meter()

@@ -15,13 +15,14 @@ from typing import Any
 import psycopg
 import pytest
 from sqlalchemy import create_engine, inspect, literal, select, text
+from sqlalchemy.exc import StatementError
 
 from audience.activation.recording import HELD_JUST_NOW, RunRecording
 from audience.errors import LeaseLost, NotFound, WorkspaceError
 from audience.store import metadata
 from audience.store.metadata import MetadataStore, resolve_url
 from audience.store.migrate import HEAD, MIGRATIONS
-from audience.store.run_statements import WITHOUT_WAITING_FOR_DISK
+from audience.store.run_statements import WITHOUT_WAITING_FOR_DISK, HotPath
 from audience.store.runs import DeliveredFile, DueRun, Holder, LeaseTerms, NextClaim
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -403,6 +404,45 @@ def test_connections_the_server_dropped_are_replaced(
         assert _drop_connections(postgres_url, application) == 2
         assert store.definitions("segment") == []
     store.close()
+
+
+def test_a_dropped_store_replaces_every_connection_the_run_log_pooled(
+    postgres_url: str,
+    own_postgres_schema: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Threads sharing a store leave two connections in the run log's pool; the server drops
+    them all. The next statement fails on one and runs again on a new connection, not on the
+    other dead one."""
+    application = f"audience-drop-{uuid.uuid4().hex[:8]}"
+    schema = f"options=-csearch_path%3D{own_postgres_schema}"
+    monkeypatch.setattr(metadata, "PING_AFTER_IDLE", 3600.0)
+    store = MetadataStore(
+        resolve_url(f"{postgres_url}?application_name={application}&{schema}", tmp_path)
+    )
+    runs, lease = store.runs, LeaseTerms(timedelta(minutes=1), lambda: T0)
+    with store.session() as session, session.begin():
+        runs.enqueue(session, [DueRun("campaign", "A", 1, T0)])
+    run = runs.claim(worker="w1", now=T0, lease=lease, max_attempts=3)
+    assert run is not None
+    with store.one_statement_writes.connect() as one, store.one_statement_writes.connect() as two:
+        one.execute(text("select 1"))
+        two.execute(text("select 1"))
+    assert _drop_connections(postgres_url, application) == 3  # and the store's own
+    runs.confirm(run.id, Holder("w1", 1))
+    assert runs.get(run.id).status == "running"
+    store.close()
+
+
+def test_a_worker_statement_run_without_a_value_it_needs_is_refused(store: MetadataStore) -> None:
+    """A parameter left out is an error, not a NULL that a fence would compare with (and
+    match nothing)."""
+    with (
+        store.one_statement_writes.connect() as connection,
+        pytest.raises((TypeError, StatementError), match="run_id"),
+    ):
+        HotPath(connection.dialect).holder.rows(connection, {})
 
 
 def _lose_the_answer_to(

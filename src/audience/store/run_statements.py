@@ -205,8 +205,8 @@ class DriverStatement:
     """A statement compiled once for PostgreSQL (when first run) and run on psycopg's own
     cursor, its rows named tuples. A worker's statements are short: SQLAlchemy's work for each
     execution (binding, result metadata, rows) cost the worker more than running them cost the
-    server. Errors come out as SQLAlchemy's, a dropped connection invalidated, as from
-    `Connection.execute`."""
+    server. Errors come out as SQLAlchemy's; a dropped connection is invalidated and its pool's
+    other connections replaced, as `Connection.execute` does."""
 
     def __init__(self, statement: _Statement) -> None:
         self._statement = statement
@@ -217,6 +217,9 @@ class DriverStatement:
         compiled = self._compiled
         if compiled is None:
             compiled = self._compiled = _Compiled.of(self._statement, connection.dialect)
+        missing = compiled.required - values.keys()
+        if missing:  # SQLAlchemy would refuse too; a fence compared with NULL matches nothing
+            raise TypeError(f"no value for the parameters {sorted(missing)}")
         parameters = compiled.defaults | dict(values)
         for name, process in compiled.processors.items():
             parameters[name] = process(parameters[name])
@@ -230,6 +233,7 @@ class DriverStatement:
             dropped = connection.dialect.is_disconnect(error, driver, None)
             if dropped:
                 connection.invalidate(error)
+                connection.engine.dispose(close=False)  # its siblings likely died with it
             raise DBAPIError.instance(
                 compiled.sql,
                 parameters,
@@ -242,10 +246,12 @@ class DriverStatement:
 
 @dataclass(frozen=True)
 class _Compiled:
-    """A statement as the driver takes it: its SQL, its parameters' values unless given, how
-    the values of some types are turned into what the driver takes (JSON), how rows come."""
+    """A statement as the driver takes it: its SQL, the parameters it needs given, the others'
+    values, how the values of some types are turned into what the driver takes (JSON), how
+    rows come."""
 
     sql: str
+    required: frozenset[str]
     defaults: dict[str, Any]
     processors: Mapping[str, Callable[[Any], Any]]
     row_factory: Any
@@ -258,12 +264,15 @@ class _Compiled:
         assert isinstance(compiled, SQLCompiler)
         if compiled.post_compile_params:  # would need rendering at each execution
             raise TypeError(f"{compiled.string!r} has parameters rendered when executed")
+        if compiled.insert_prefetch or compiled.update_prefetch:  # computed by SQLAlchemy
+            raise TypeError(f"{compiled.string!r} has column defaults computed when executed")
         processors = {
             name: process
             for bind, name in compiled.bind_names.items()
             if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         }
-        return cls(compiled.string, compiled.params, processors, namedtuple_row)
+        required = frozenset(name for bind, name in compiled.bind_names.items() if bind.required)
+        return cls(compiled.string, required, compiled.params, processors, namedtuple_row)
 
 
 class CoreStatement:

@@ -335,10 +335,10 @@ class RunLog:
         """`write`'s answer, on a connection committing each statement by itself.
 
         A pooled connection the server dropped a moment ago (the store restarting) fails the
-        statement, which is run once more on a new connection; the store's other pooled
-        connections, likely dropped too, are replaced as well. It may have run before the
-        connection died: `answered` then finds what it wrote, which is returned instead of
-        writing again."""
+        statement, which is run once more on a new connection. Its pool's other connections,
+        likely dropped too, are replaced by the statement that found it dropped, and the
+        store's by this. It may have run before the connection died: `answered` then finds
+        what it wrote, which is returned instead of writing again."""
         for last in (False, True):
             try:
                 with self._autocommit.connect() as connection:
