@@ -161,6 +161,7 @@ def test_an_incremental_run_sends_only_rows_above_the_last_high_water_mark(
     connection = ws.engine.connection  # type: ignore[attr-defined]
     connection.execute(
         "create table events as select range as id, 'e' || range as label from range(1, 101)"
+        " union all select null, 'no id' from range(3)"  # never sent, not even by the first run
     )
     ws.forget_catalog()  # the new table is seen
     out = tmp_path / "out"

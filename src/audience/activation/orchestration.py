@@ -225,11 +225,15 @@ def _names(orchestration: Orchestration, now: datetime) -> NameValues:
 def _sent(
     orchestration: Orchestration, query: exp.Query, mark: Any, *, ordered: bool
 ) -> exp.Select:
-    """The user's query, wrapped: above the high-water mark, in a stable order if asked."""
+    """The user's query, wrapped: above the high-water mark (with a value, on the first run),
+    in a stable order if asked."""
     statement = exp.select("*").from_(exp.alias_(query.subquery(), SOURCE))
-    if orchestration.incremental_by is not None and mark is not None:
+    if orchestration.incremental_by is not None:
+        watched = column(orchestration.incremental_by)
         statement = statement.where(
-            exp.GT(this=column(orchestration.incremental_by), expression=_literal(mark))
+            exp.not_(exp.Is(this=watched, expression=exp.Null()))
+            if mark is None
+            else exp.GT(this=watched, expression=_literal(mark))
         )
     if ordered:
         # By position: the query's columns may have any names, even ones that need quoting.
