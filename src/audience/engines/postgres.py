@@ -139,7 +139,9 @@ class PostgresEngine:
     def replace_table(
         self, name: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
     ) -> None:
-        """Create or replace `name` and fill it through COPY, in one transaction."""
+        """Create or replace `name`, fill it through COPY and gather its statistics, in one
+        transaction (a table just filled has none until autovacuum comes by, or never where
+        it is off, and PostgreSQL then plans nested loops over what it takes for one row)."""
         columns = sql.SQL(", ").join(
             sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(_postgres_type(f.type)))
             for f in schema
@@ -156,6 +158,7 @@ class PostgresEngine:
                         buffer = io.BytesIO()
                         pa_csv.write_csv(batch, buffer, options)
                         copy.write(buffer.getvalue())
+                cursor.execute(sql.SQL("analyze {}").format(target))
         except psycopg.Error as exc:
             raise EngineError(_message(exc)) from None
 
