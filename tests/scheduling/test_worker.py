@@ -513,3 +513,22 @@ def test_the_worker_reads_each_schedule_as_the_whole_definition_gives_it(ws: Wor
         whole[kind, name] = (definition.schedule, version)
     assert ws.activations.schedules(keys) == whole
     assert whole["campaign", "Once"][0] is not None and whole["orchestration", "By hand"][0] is None
+
+
+def test_a_one_time_campaign_whose_run_was_canceled_shows_canceled_and_can_be_scheduled_again(
+    ws: Workspace, clock: Clock
+) -> None:
+    """Its schedule has no runs left and nothing was sent: it is canceled, not scheduled
+    forever, and scheduling it again sends it."""
+    apply(ws, campaign("Once", {"once": "asap"}))
+    ws.activations.schedule("campaign", "Once")
+    assert Worker(ws, name="w").queue_due(clock.now) == 1
+    (run,) = [r for r in ws.store.runs.history() if r.status == "queued"]
+    ws.activations.cancel_run(run.id)
+    shown = ws.activations.status_of("campaign", "Once")
+    assert (shown.status, shown.next_due) == ("canceled", None)
+    clock.now = NOW + timedelta(minutes=5)
+    assert ws.activations.schedule("campaign", "Once").status == "scheduled"
+    (sent,) = Worker(ws, name="w").tick()
+    assert sent.status == "succeeded", sent.error
+    assert ws.activations.status_of("campaign", "Once").status == "delivered"

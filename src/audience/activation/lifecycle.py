@@ -131,7 +131,11 @@ class Activations:
         ws, now = self._ws, self._ws.clock().replace(microsecond=0)
         schedule = self._checked_schedule(kind, name)
         current = ws.store.activations.get(kind, name)
-        if current is not None and current.state == "scheduled":
+        if (
+            current is not None
+            and current.state == "scheduled"
+            and self.status_of(kind, name).status != "canceled"  # else its runs all were
+        ):
             raise StateError(f"{kind} {name!r} is scheduled already")
         if current is not None and current.state == "paused":
             raise StateError(f"{kind} {name!r} is paused; resume it instead")
@@ -272,7 +276,11 @@ class Activations:
             self.history(recorded) if recorded is not None else ScheduleHistory(since=ws.clock())
         )
         now = ws.clock()
-        if last is not None and (history.last_due is None or last.scheduled_for > history.last_due):
+        if (
+            last is not None
+            and last.scheduled_for >= history.since
+            and (history.last_due is None or last.scheduled_for > history.last_due)
+        ):
             # a run made by hand as of a later moment (`--now`): the next one comes after it
             history = replace(history, last_due=last.scheduled_for)
             now = max(now, last.scheduled_for)
@@ -297,6 +305,10 @@ class Activations:
                 upcoming,
                 ws.store.runs.active(kind, name),
                 follows=schedule is not None and schedule.after is not None,
+                # runs since it was put on its schedule, all canceled
+                canceled=counted is None
+                and last is not None
+                and last.scheduled_for >= history.since,
             ),
             schedule=describe(schedule, history),
             next_due=upcoming,
@@ -403,10 +415,14 @@ def _status(
     active: list[Run],
     *,
     follows: bool = False,
+    canceled: bool = False,
 ) -> str:
     """`follows`: the schedule runs after another activation's runs, with no time of its own
-    (no `upcoming`), for as long as it is on."""
-    status = _campaign_status(kind, recorded, last, upcoming, active, follows=follows)
+    (no `upcoming`), for as long as it is on. `canceled`: it has runs, all canceled (none
+    happened)."""
+    status = _campaign_status(
+        kind, recorded, last, upcoming, active, follows=follows, canceled=canceled
+    )
     if kind == "journey":
         # SPEC §5: a journey is draft, active, paused or ended; ticked by hand, still a draft.
         if recorded is None and status not in {"running", "error"}:
@@ -436,6 +452,7 @@ def _campaign_status(
     active: list[Run],
     *,
     follows: bool,
+    canceled: bool,
 ) -> str:
     # SPEC §7: a campaign ends "delivered", an orchestration "completed".
     done = "completed" if kind == "orchestration" else "delivered"
@@ -452,6 +469,8 @@ def _campaign_status(
     no_runs_left = upcoming is None and not follows
     if no_runs_left and last is not None and last.status == "succeeded" and not active:
         return done
+    if no_runs_left and canceled and not active:
+        return "canceled"  # its schedule's runs were all canceled: nothing is left to send
     return "scheduled"
 
 
