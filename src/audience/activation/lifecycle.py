@@ -134,7 +134,8 @@ class Activations:
         if (
             current is not None
             and current.state == "scheduled"
-            and self.status_of(kind, name).status != "canceled"  # else its runs all were
+            # a spent schedule whose runs were all canceled may be put on again
+            and self.status_of(kind, name).status != "canceled"
         ):
             raise StateError(f"{kind} {name!r} is scheduled already")
         if current is not None and current.state == "paused":
@@ -474,25 +475,23 @@ def _campaign_status(
     return "scheduled"
 
 
+_MODELS: dict[str, type[Activation]] = {
+    "campaign": Campaign,
+    "journey": Journey,
+    "orchestration": Orchestration,
+}
+"""Each kind of activation's model."""
+
+
 def _schedule(kind: str, body: dict[str, Any]) -> Schedule | None:
-    """The schedule of a stored definition (the kind's default when it gives none)."""
+    """The schedule of a stored definition (the kind's default when it gives none; a schedule
+    never changes once loaded, so the default is shared)."""
     given = body.get("schedule")
     if given is None:
-        kinds: dict[str, type[Activation]] = {
-            "campaign": Campaign,
-            "journey": Journey,
-            "orchestration": Orchestration,
-        }
-        default: Schedule | None = (
-            kinds[kind].model_fields["schedule"].get_default(call_default_factory=True)
-        )
+        default: Schedule | None = _MODELS[kind].model_fields["schedule"].default
         return default
     return Schedule.model_validate(given)
 
 
 def _activation(kind: str, body: dict[str, Any]) -> Activation:
-    if kind == "orchestration":
-        return Orchestration.model_validate(body)
-    if kind == "journey":
-        return Journey.model_validate(body)
-    return Campaign.model_validate(body)
+    return _MODELS.get(kind, Campaign).model_validate(body)
