@@ -61,16 +61,20 @@ BOOKKEEPING: dict[str, list[tuple[str, str, str]]] = {
     "queue due runs": [("audience.scheduling.worker", "Worker", "queue_due")],
     "claim": [("audience.store.runs", "RunLog", "claim")],
     "run log writes": [
-        ("audience.store.runs", "RunLog", name)
-        for name in (
-            "set_version",
-            "add_delivery",
-            "confirm",
-            "finish",
-            "release",
-            "fail",
-            "postpone",
-        )
+        *(
+            ("audience.store.runs", "RunLog", name)
+            for name in (
+                "set_version",
+                "add_delivery",
+                "confirm",
+                "finish",
+                "release",
+                "fail",
+                "postpone",
+            )
+        ),
+        # The wait for a file's record, written on a thread of its own while the run goes on.
+        ("audience.activation.recording", "RunRecording", "settle"),
     ],
     "open customer database": [("audience.engines", "", "open_engine")],
     "close customer database": [("audience.workspace", "Workspace", "release_engine")],
@@ -315,12 +319,22 @@ class _Meter:
     count as the run's, not as bookkeeping. The run log runs its statements on psycopg's own
     cursor, out of SQLAlchemy's sight: the store's sessions are read, not its statements. (A
     heartbeat's statement, from a thread of its own, would be charged to the call under way:
-    it beats every 100 s, and a burst here drains in 20.)"""
+    it beats every 100 s, and a burst here drains in 20.)
+
+    A file's record is written on a thread of its own while the run goes on: its CPU is
+    bookkeeping (and taken out of the run's, whose CPU is the whole process's), and its CPU
+    time counts as bookkeeping wall time too — what it can take from the run it overlaps,
+    whose wall time is left as it is: counted twice, rather than not at all. The run's wait
+    for the record is timed where the run waits (`settle`)."""
 
     def __init__(self) -> None:
         self.spent: dict[str, float] = defaultdict(float)
         self.cpu: dict[str, float] = defaultdict(float)
         self._doing = threading.local()
+        self._stacks: dict[int, list[_Frame]] = {}
+        """The timed calls under way, innermost last, by thread."""
+        self._store_lock = threading.Lock()
+        """The store's sessions are read, and charged, by one thread at a time."""
         self._store_sessions: dict[int, float] = {}
         """The metadata store's server processes (both of its pools'), by process id, and the
         CPU each had used at the last call's start or end."""
@@ -332,18 +346,22 @@ class _Meter:
         self.cpu.clear()
 
     def doing(self) -> str:
-        """What this thread is doing now (the innermost timed call)."""
-        stack: list[_Frame] = getattr(self._doing, "stack", [])
+        """What this thread is doing now (the innermost timed call); on another thread outside
+        a timed call, what the worker's thread is doing."""
+        stack = self._stacks.get(threading.get_ident()) or self._stacks.get(
+            threading.main_thread().ident or 0
+        )
         return stack[-1].what if stack else OTHER_STORE_WORK
 
     def _charge_store(self) -> None:
         """Charge what the store's sessions used since the last call boundary to what the
         thread was doing meanwhile (the meter's own time kept apart)."""
         start, start_cpu = time.perf_counter(), time.thread_time()
-        for pid, before in list(self._store_sessions.items()):  # a thread may connect
-            used = _session_cpu(pid)  # 0 once the session has ended
-            self.cpu[SERVER + self.doing()] += max(used - before, 0.0)
-            self._store_sessions[pid] = max(used, before)
+        with self._store_lock:
+            for pid, before in list(self._store_sessions.items()):  # a thread may connect
+                used = _session_cpu(pid)  # 0 once the session has ended
+                self.cpu[SERVER + self.doing()] += max(used - before, 0.0)
+                self._store_sessions[pid] = max(used, before)
         wall, cpu = getattr(self._doing, "own", (0.0, 0.0))
         self._doing.own = (
             wall + time.perf_counter() - start,
@@ -361,7 +379,7 @@ class _Meter:
 
         @functools.wraps(call)
         def timed(*args: Any, **kwargs: Any) -> Any:
-            stack = self._doing.__dict__.setdefault("stack", [])
+            stack = self._stacks.setdefault(threading.get_ident(), [])
             self._charge_store()
             stack.append(_Frame(what))
             # A run encodes its files on a thread of its own: the whole process's CPU
@@ -379,13 +397,25 @@ class _Meter:
                 wall -= own_wall - metering[0]
                 cpu -= own_cpu - metering[1]
                 frame = stack.pop()
+                beside_the_run = threading.current_thread() is not threading.main_thread()
+                if beside_the_run:
+                    wall = cpu  # what it can take from the run it overlaps
                 self.spent[what] += wall - frame.inner_wall
                 self.cpu[what] += cpu - frame.inner_cpu
                 if stack:
                     stack[-1].inner_wall += wall
                     stack[-1].inner_cpu += cpu
+                elif beside_the_run:
+                    self._take_from_the_run(cpu)
 
         return timed
+
+    def _take_from_the_run(self, cpu: float) -> None:
+        """Take the CPU of a call made on another thread out of the run under way."""
+        main = self._stacks.get(threading.main_thread().ident or 0, [])
+        run = next((frame for frame in main if frame.what == "run"), None)
+        if run is not None:
+            run.inner_cpu += cpu
 
     def install(self) -> None:
         """Time the worker's bookkeeping calls and the runs themselves; charge the store's

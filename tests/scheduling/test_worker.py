@@ -5,14 +5,18 @@ bad requests refused with the state named."""
 from __future__ import annotations
 
 import json
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
+from sqlglot import exp
 from typer.testing import CliRunner
 
-from audience.activation.runner import lease_of
+from audience.activation import ledger
+from audience.activation.runner import execute, lease_of
 from audience.cli.main import app
 from audience.definitions.loader import validate_data
 from audience.errors import FileNameCollision, NotFound, ScheduleError, StateError
@@ -81,6 +85,10 @@ def ws(fresh_workspace: Workspace, clock: Clock) -> Workspace:
 
 def apply(ws: Workspace, *documents: dict[str, Any]) -> None:
     ws.apply_documents([validate_data(d) for d in documents])
+
+
+def count(ws: Workspace, sql: str) -> int:
+    return int(next(iter(ws.engine.rows(exp.maybe_parse(sql))[0].values())))
 
 
 def files(ws: Workspace) -> list[str]:
@@ -532,3 +540,71 @@ def test_a_one_time_campaign_whose_run_was_canceled_shows_canceled_and_can_be_sc
     (sent,) = Worker(ws, name="w").tick()
     assert sent.status == "succeeded", sent.error
     assert ws.activations.status_of("campaign", "Once").status == "delivered"
+
+
+def test_a_run_goes_on_while_its_file_is_recorded_and_ends_with_the_record(
+    ws: Workspace, clock: Clock
+) -> None:
+    """A file's record is written while the run goes on (here held back until the run is past
+    its ledger); the run's end waits for it and holds it, in the run log and in what it says."""
+    apply(ws, campaign("Once", {"once": "asap"}))
+    ws.activations.schedule("campaign", "Once")
+    worker = Worker(ws, name="w1")
+    worker.queue_due(clock.now)
+    runs, gate, seen = ws.store.runs, threading.Event(), []
+    add_delivery = runs.add_delivery
+
+    def held_back(*args: Any, **kwargs: Any) -> None:
+        assert gate.wait(timeout=30)
+        add_delivery(*args, **kwargs)
+
+    record_recipients = ledger.record_recipients
+
+    def recipients_then_open_the_gate(*args: Any, **kwargs: Any) -> None:
+        record_recipients(*args, **kwargs)
+        (running,) = runs.active("campaign", "Once")
+        seen.append(runs.get(running.id).deliveries)  # the file is out, its record not yet in
+        gate.set()
+
+    with (
+        patch.object(runs, "add_delivery", held_back),
+        patch.object(ledger, "record_recipients", recipients_then_open_the_gate),
+    ):
+        (run,) = worker.tick()
+    assert seen == [[]]
+    assert run.status == "succeeded" and [d.role for d in run.deliveries] == ["data"]
+    assert runs.get(run.id).deliveries == run.deliveries
+    assert len(files(ws)) == 1
+
+
+def test_an_attempt_taken_over_before_its_file_was_recorded_leaves_no_ledger(
+    ws: Workspace, clock: Clock
+) -> None:
+    """An attempt whose run was taken over by the time its file's record reached the run log
+    publishes its file (under the run's name, which the other attempt finds) but commits
+    nothing: no record, no outcome, no ledger rows — the ledger written meanwhile is rolled
+    back when the refusal comes in."""
+    apply(ws, campaign("Once", {"once": "asap"}))
+    ws.activations.schedule("campaign", "Once")
+    Worker(ws, name="w1").queue_due(clock.now)
+    lease = lease_of(ws)
+    stale = ws.store.runs.claim(worker="w1", now=clock.now, lease=lease, max_attempts=5)
+    assert stale is not None
+    clock.now += lease.length + timedelta(seconds=1)
+    taken = ws.store.runs.claim(worker="w2", now=clock.now, lease=lease, max_attempts=5)
+    assert taken is not None and taken.attempt == 2
+
+    ended = execute(ws, stale, worker="w1")
+
+    assert (ended.status, ended.attempt, ended.claimed_by) == ("running", 2, "w2")
+    assert ended.deliveries == []
+    assert count(ws, "select count(*) from audience_recipients") == 0
+    assert len(files(ws)) == 1
+    done = execute(ws, taken, worker="w2")
+    assert done.status == "succeeded" and [d.role for d in done.deliveries] == ["data"]
+    assert len(files(ws)) == 1
+    assert (
+        count(ws, "select count(*) from audience_recipients")
+        == count(ws, f"select count(*) from audience_recipients where run_id = '{done.id}'")
+        > 0
+    )

@@ -236,6 +236,7 @@ def test_a_recording_asks_the_run_log_unless_a_file_was_just_recorded(
     assert first is not None
     recording = RunRecording(runs, first, lambda: T0, "w1", LeaseTerms(minute, lambda: T0))
     recording.delivered(DeliveredFile("out", "file:///out/a.csv", 3, 10, "0" * 64))
+    recording.settle()  # the record, written on a thread of its own, is in
     later = LeaseTerms(minute, lambda: T0 + 2 * minute)
     assert runs.claim(worker="w2", now=T0, lease=later, max_attempts=3) is not None
     recording.confirm()  # the file's record, a moment ago, answers
@@ -243,6 +244,32 @@ def test_a_recording_asks_the_run_log_unless_a_file_was_just_recorded(
     recording.held_at -= HELD_JUST_NOW
     with pytest.raises(LeaseLost):
         recording.confirm()
+
+
+def test_a_file_record_refused_meanwhile_stops_the_attempt_and_records_nothing(
+    store: MetadataStore,
+) -> None:
+    """A file's record is written while the run goes on: a run taken over before it lands is
+    told at the attempt's next step (here its end), which records nothing — not the file, not
+    the outcome — and returns the run as the attempt that took it over holds it."""
+    runs, minute = store.runs, timedelta(minutes=1)
+    with store.session() as session, session.begin():
+        runs.enqueue(session, [DueRun("campaign", "A", 1, T0)])
+    first = runs.claim(worker="w1", now=T0, lease=LeaseTerms(minute, lambda: T0), max_attempts=3)
+    assert first is not None
+    later = LeaseTerms(minute, lambda: T0 + 2 * minute)
+    assert runs.claim(worker="w2", now=T0, lease=later, max_attempts=3) is not None
+    recording = RunRecording(runs, first, lambda: T0, "w1", LeaseTerms(minute, lambda: T0))
+    sent = DeliveredFile("out", "file:///out/a.csv", 3, 10, "0" * 64)
+
+    def work(recording: RunRecording) -> dict[str, Any]:
+        recording.delivered(sent)  # does not wait for the run log's answer
+        return {"rows": 3}
+
+    ended = recording.record(work)
+    assert (ended.status, ended.attempt, ended.claimed_by) == ("running", 2, "w2")
+    assert ended.deliveries == [] and runs.get(first.id).deliveries == []
+    assert recording.recorded == []
 
 
 def test_the_migrations_make_what_the_models_describe(store: MetadataStore) -> None:

@@ -8,7 +8,8 @@ ledger — so files, ledger and counts all describe the same customers.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from sqlglot import exp
@@ -136,7 +137,6 @@ def run_campaign(
             campaign.destinations, sent_attributes(campaign, setting.destinations), ctx
         )
         ledger.ensure_tables(engine)
-        ledger.forget_run(engine, run.id)
         # A test sends a sample of the whole audience: after a recurring campaign's first run,
         # "newly qualified" would often leave nobody to sample.
         previous = (
@@ -173,18 +173,22 @@ def run_campaign(
         delivered = list(
             send_files(campaign, setting, columns, run_table, recording, progress, None, plan)
         )
-        recording.confirm()  # a run taken over meanwhile is recorded by the attempt that took it
         progress.step("Recording recipients")
-        ledger.record_recipients(
-            engine,
-            run_table=run_table,
-            campaign=campaign,
-            run_id=run.id,
-            delivered_at=setting.clock(),
-            destinations=columns,
-        )
+        with _kept_if_still_held(engine, recording):
+            # What an earlier attempt of this run wrote goes with what this one writes: an
+            # attempt taken over can remove nothing the attempt that took over committed.
+            ledger.forget_run(engine, run.id)
+            ledger.record_recipients(
+                engine,
+                run_table=run_table,
+                campaign=campaign,
+                run_id=run.id,
+                delivered_at=setting.clock(),
+                destinations=columns,
+            )
+            if _remembers_members(campaign):
+                ledger.record_members(engine, run_table=run_table, campaign=campaign, run_id=run.id)
         if _remembers_members(campaign):
-            ledger.record_members(engine, run_table=run_table, campaign=campaign, run_id=run.id)
             _forget_older_audiences(campaign, runs, engine, run.id)
         return with_expansion(sent, delivered)
     finally:
@@ -192,6 +196,21 @@ def run_campaign(
         # must never hide how the run ended.
         with contextlib.suppress(AudienceError):
             ledger.drop(engine, run_table)
+
+
+@contextmanager
+def _kept_if_still_held(engine: Engine, recording: RunRecording) -> Iterator[None]:
+    """The ledger's writes, kept only if the run is still this attempt's: a run taken over
+    meanwhile is recorded by the attempt that took it. They commit together once the run log
+    says so — its answer to the last file's record, written meanwhile, usually. Where a
+    transaction copies the tables it writes (Spark), the run log is asked before instead."""
+    if not engine.cheap_transactions:
+        recording.confirm()
+        yield
+        return
+    with engine.transaction():
+        yield
+        recording.confirm()
 
 
 def _forget_older_audiences(campaign: Campaign, runs: RunLog, engine: Engine, run_id: str) -> None:

@@ -199,6 +199,7 @@ def send_files(
                     earlier=earlier,
                     references=setting.references,
                     on_published=record,
+                    before_publish=recording.settle,
                 )
             yield from recorded
     finally:

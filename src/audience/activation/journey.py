@@ -280,10 +280,12 @@ def run_journey(
         progress.step("Working out who moves")
         _work_out_moves(journey, setting, names, now, run.id, admit=admit)
         delivered = _send(journey, setting, recording, columns, names["sends"], progress)
-        recording.confirm()  # a run taken over meanwhile is recorded by the attempt that took it
         progress.step("Recording where everyone is")
         with engine.transaction():
             _apply(journey, setting, columns, names, run.id)
+            # Kept only if the run is still this attempt's: a run taken over meanwhile is
+            # recorded by the attempt that took it (its last file's record answers, usually).
+            recording.confirm()
         counts = _counts_of(engine, journey, run.id, files=delivered)
         return counts
     finally:
@@ -417,6 +419,7 @@ def _send(
                     on_published=functools.partial(
                         recording.published, sub_audience=node_name, group=None
                     ),
+                    before_publish=recording.settle,
                 )
             files += sum(delivery.role == "data" for delivery in delivered)
     return files

@@ -186,6 +186,7 @@ def run_orchestration(
             earlier=recording.earlier_files(),
             references=setting.references,
             on_published=published,
+            before_publish=recording.settle,
         )
     counts: dict[str, Any] = {
         "rows": watch.rows,

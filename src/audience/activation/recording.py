@@ -27,8 +27,10 @@ Clock = Callable[[], datetime]
 
 HELD_JUST_NOW = 1.0
 """Seconds for which the run log's answer to a write fenced by this attempt (a file's record)
-stands as its answer to `confirm`: either is what the run log said a moment ago, and the
-ledger's write after it takes longer than that moment."""
+stands as its answer to `confirm` (and never more than a third of the lease): either is what
+the run log said a moment ago, and for the run to be taken over within that moment its lease
+would have had to be nearly lapsed while its heartbeat, every third of the lease, kept
+renewing it."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class RunRecording:
     """When (monotonic seconds) the run log last accepted a write fenced by this attempt."""
     then_claim: NextClaim | None = None
     """A worker's claim of its next run, made with this run's end when it succeeds."""
+    _in_flight: _FileRecord | None = field(default=None, repr=False)
+    """The file record being written while the run goes on (`delivered`)."""
 
     @property
     def holder(self) -> Holder:
@@ -79,11 +83,29 @@ class RunRecording:
 
     def delivered(self, file: DeliveredFile) -> None:
         """A file is published: record it at once, so it is known even if the run fails.
-        LeaseLost (which stops the attempt) if another worker has taken the run over."""
-        asked = time.monotonic()  # the answer is as old as the question
-        self.runs.add_delivery(self.run.id, file, self.clock(), holder=self.holder)
-        self.held_at = asked
-        self.recorded.append(file)
+
+        The record is written on a thread of its own while the run goes on (its next query, its
+        ledger), so the round trip to the run log costs the run no time; `settle` waits for it,
+        and raises what it met — LeaseLost (which stops the attempt) if another worker has
+        taken the run over. The run settles before it publishes anything else (`deliver`'s
+        `before_publish`), before its ledger commits (`confirm`) and before it ends: no file
+        is published, and nothing committed, past a record the run log refused."""
+        self.settle()
+        record = _FileRecord(self, file)
+        self._in_flight = record
+        record.start()
+
+    def settle(self) -> None:
+        """Wait for the file record in flight, if any; raise what writing it met."""
+        record = self._in_flight
+        if record is None:
+            return
+        record.join()
+        self._in_flight = None  # only once it has ended: an interrupted wait waits again
+        if record.error is not None:
+            raise record.error
+        self.held_at = record.asked
+        self.recorded.append(record.file)
 
     def published(
         self, delivery: Delivery, *, sub_audience: str | None = None, group: str | None = None
@@ -114,10 +136,13 @@ class RunRecording:
 
     def confirm(self) -> None:
         """Raise LeaseLost if another worker has taken the run over: an activation calls this
-        before writing state outside the run log (the recipients ledger), which the attempt
+        before it commits state outside the run log (the recipients ledger), which the attempt
         that took over writes for itself. A file's record accepted just now (`HELD_JUST_NOW`)
-        answers without asking again: a run's last file is recorded right before this."""
-        if self.held_at is not None and time.monotonic() - self.held_at < HELD_JUST_NOW:
+        answers without asking again: a run's last file is recorded while its ledger is
+        written, right before this."""
+        self.settle()
+        moment = min(HELD_JUST_NOW, self.lease.length.total_seconds() / 3)
+        if self.held_at is not None and time.monotonic() - self.held_at < moment:
             return
         asked = time.monotonic()
         self.runs.confirm(self.run.id, self.holder)
@@ -144,16 +169,19 @@ class RunRecording:
         beat.start()
         try:
             counts = work(self)
-        except AudienceError as error:
-            beat.stop()
-            return self._closed(functools.partial(self._failed, error, retry))
+            self.settle()
         except BaseException as error:
+            failure = self._abandon(error)
             beat.stop()
+            if isinstance(failure, AudienceError):
+                return self._closed(functools.partial(self._failed, failure, retry))
             with contextlib.suppress(LeaseLost):
                 self.runs.fail(
-                    self.run.id, error, now=self.clock(), counts=self.counts, holder=self.holder
+                    self.run.id, failure, now=self.clock(), counts=self.counts, holder=self.holder
                 )
-            raise
+            if failure is error:
+                raise
+            raise failure from error  # the file's record failed first; the run went on
         beat.stop()
         return self._closed(
             lambda: self.runs.finish(
@@ -166,6 +194,16 @@ class RunRecording:
                 then_claim=self.then_claim,
             )
         )
+
+    def _abandon(self, error: BaseException) -> BaseException:
+        """Let a file record in flight end before the run is closed as failed; what the run
+        failed of: the record's own failure, if it had one (it came first: the run went on
+        without waiting for it), unless the run was interrupted."""
+        try:
+            self.settle()
+        except Exception as unrecorded:
+            return unrecorded if isinstance(error, Exception) else error
+        return error
 
     def _closed(self, close: Callable[[], Run]) -> Run:
         try:
@@ -190,6 +228,29 @@ class RunRecording:
                 holder=self.holder,
             )
         return self.runs.fail(self.run.id, error, now=now, counts=self.counts, holder=self.holder)
+
+
+class _FileRecord(threading.Thread):
+    """One published file's record, written to the run log on a thread of its own."""
+
+    def __init__(self, recording: RunRecording, file: DeliveredFile) -> None:
+        super().__init__(name="audience-file-record", daemon=True)
+        self.recording = recording
+        self.file = file
+        self.at = recording.clock()
+        """When the file was published (read here: clocks belong to the run's thread)."""
+        self.asked = time.monotonic()
+        """When it was asked for: the run log's answer is as old as the question."""
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        recording = self.recording
+        try:
+            recording.runs.add_delivery(
+                recording.run.id, self.file, self.at, holder=recording.holder
+            )
+        except BaseException as error:  # raised to the run by `settle`
+            self.error = error
 
 
 class _Heartbeat:

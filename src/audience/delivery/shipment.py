@@ -323,6 +323,7 @@ def _publish_manifest(
     claimed: RunNames,
     what: str,
     earlier: Mapping[str, EarlierFile],
+    ready: Callable[[], object],
 ) -> Delivery:
     entries = [packaging.ManifestEntry(d.name, d.rows, d.bytes, d.sha256) for d in data_files]
     document = packaging.manifest(
@@ -339,6 +340,7 @@ def _publish_manifest(
     known = earlier.get(client.location(name)) if earlier else None
     if known is not None:
         return _earlier(destination, name, known, "manifest")
+    ready()
     published = client.publish(name, [document], run_id=run_id)
     return _delivery(destination, name, published, 0, "manifest")
 
@@ -355,6 +357,7 @@ def deliver(
     earlier: Mapping[str, EarlierFile] | None = None,
     references: Mapping[str, str] | None = None,
     on_published: Callable[[Delivery], object] | None = None,
+    before_publish: Callable[[], object] | None = None,
 ) -> list[Delivery]:
     """Send one audience file (or its numbered parts) to `destination`.
 
@@ -365,7 +368,9 @@ def deliver(
     again, even if the receiver has taken them away since (a drop folder that is emptied).
     `references` give `${VAR}` and `${secret:NAME}` in the PGP options their values (the
     process's environment by default). `on_published` hears of each file the moment it is
-    published (a part of several, the manifest…), so a run can record it before the next.
+    published (a part of several, the manifest…), so a run can record it before the next;
+    `before_publish` is called before each file is published (a run waits there for the
+    record of the file before).
     Returns one `Delivery` per file written: the data files, then the manifest and the success
     file when the destination asks for them. An empty audience sends a file with just the
     header (`file.empty: header`) or nothing at all (`file.empty: none`).
@@ -384,7 +389,9 @@ def deliver(
     earlier = earlier or {}
     what = f"{names.group_name or 'the file'} for {destination.name!r}"
     note = on_published or _unheard
+    ready = before_publish or _nothing
     if isinstance(client, RecordReceiver):
+        ready()
         sent = _send_records(destination, client, rows, names, run_id, claimed, earlier, what)
         note(sent)
         return [sent]
@@ -411,6 +418,7 @@ def deliver(
             what,
             recipient,
             note,
+            ready,
         )
     finally:
         if recipient is not None:
@@ -429,6 +437,7 @@ def _deliver_files(
     what: str,
     recipient: Recipient | None,
     note: Callable[[Delivery], object],
+    ready: Callable[[], object],
 ) -> list[Delivery]:
     options = destination.file
     prepared = formats.prepare(rows if rows is not None else iter(()), options)
@@ -439,12 +448,12 @@ def _deliver_files(
     parts = packaging.split(prepared, options.split_rows, options.split_bytes, encoder)
     send = _send_bundle if options.bundled else _send_parts
     deliveries = send(
-        destination, client, parts, names, run_id, claimed, earlier, what, recipient, note
+        destination, client, parts, names, run_id, claimed, earlier, what, recipient, note, ready
     )
     if options.manifest:
         deliveries.append(
             _publish_manifest(
-                destination, deliveries, names, run_id, client, claimed, what, earlier
+                destination, deliveries, names, run_id, client, claimed, what, earlier, ready
             )
         )
         note(deliveries[-1])
@@ -454,6 +463,7 @@ def _deliver_files(
         claimed.claim(client, name, f"the success file of {what}")
         known = earlier.get(client.location(name)) if earlier else None
         if known is None:
+            ready()
             published = client.publish(name, [], run_id=run_id)
             deliveries.append(_delivery(destination, name, published, 0, "success"))
         else:
@@ -464,6 +474,10 @@ def _deliver_files(
 
 def _unheard(delivery: Delivery) -> None:
     del delivery
+
+
+def _nothing() -> None:
+    """No one waits before a file is published."""
 
 
 def _publish(
@@ -496,6 +510,7 @@ def _send_parts(
     what: str,
     recipient: Recipient | None,
     note: Callable[[Delivery], object],
+    ready: Callable[[], object],
 ) -> list[Delivery]:
     """Each part as a file of its own, each heard of (`note`) as soon as it is published."""
     options = destination.file
@@ -513,6 +528,7 @@ def _send_parts(
         packaged = packaging.package(
             part.encoded(), options.compression, member=member, mtime=names.now
         )
+        ready()
         published = _publish(client, name, packaged, run_id, recipient)
         part.drain()
         deliveries.append(_delivery(destination, name, published, part.rows, "data"))
@@ -531,6 +547,7 @@ def _send_bundle(
     what: str,
     recipient: Recipient | None,
     note: Callable[[Delivery], object],
+    ready: Callable[[], object],
 ) -> list[Delivery]:
     """Every part as a member of one tar archive: one file to publish, whole or not at all."""
     options = destination.file
@@ -552,6 +569,7 @@ def _send_bundle(
             yield _part_name(destination, names, run_id, part.number, suffix), part.encoded()
 
     packaged = packaging.bundle(members(), options.compression, mtime=names.now)
+    ready()
     published = _publish(client, name, packaged, run_id, recipient)
     for part in parts:  # the archive was there already: count the rows it holds
         taken.append(part)

@@ -23,6 +23,9 @@ class Engine(Protocol):
     dialect: ClassVar[str]
     analyze_after_load: ClassVar[bool]
     """Whether a table just filled must be analysed before queries can plan well on it."""
+    cheap_transactions: ClassVar[bool]
+    """Whether `transaction` costs no more than its statements (the database's own); Spark's
+    copies each table it writes."""
 
     def catalog(self) -> Catalog:
         """Tables → columns → kinds, read from the engine."""

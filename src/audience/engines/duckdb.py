@@ -23,6 +23,7 @@ class DuckDBEngine:
 
     dialect: ClassVar[str] = "duckdb"
     analyze_after_load: ClassVar[bool] = False
+    cheap_transactions: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -53,6 +53,7 @@ class PostgresEngine:
 
     dialect: ClassVar[str] = "postgres"
     analyze_after_load: ClassVar[bool] = True
+    cheap_transactions: ClassVar[bool] = True
 
     def __init__(self, url: str, schema: str = "public") -> None:
         self.schema = schema

@@ -35,6 +35,7 @@ class SparkEngine:
 
     dialect: ClassVar[str] = "spark"
     analyze_after_load: ClassVar[bool] = False
+    cheap_transactions: ClassVar[bool] = False
 
     def __init__(self, settings: EngineSettings, workspace: Path) -> None:
         """Open a session on the process's Spark (starting it on first use) and register the

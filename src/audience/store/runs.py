@@ -26,7 +26,7 @@ durable too — one flush per run. They are visible (and fence other attempts) a
 the store crashes (or fails over) while the run works can they be lost, and then the run, never
 reported as ended, repairs: a lost claim leaves it queued, and the attempt that claims it again
 fences out the one still working (each worker holds runs under a name of its own, and an
-attempt asks the run log before it writes the ledger, or has had a file record accepted a moment
+attempt asks the run log before its ledger commits, or has had a file record accepted a moment
 before); a lost file record sends the file again under the same name, which the destination
 recognises as this run's and does not write twice — only a file the receiver had already taken
 away would arrive again.
