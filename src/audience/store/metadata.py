@@ -236,15 +236,14 @@ class MetadataStore:
         """The current version of every definition (of one kind), by kind and name (read as
         plain rows: a worker reads them all on every tick, and ORM objects cost more than the
         read)."""
-        latest = (
-            select(
-                DefinitionVersion.kind,
-                DefinitionVersion.name,
-                func.max(DefinitionVersion.version).label("version"),
-            )
-            .group_by(DefinitionVersion.kind, DefinitionVersion.name)
-            .subquery()
+        newest = select(
+            DefinitionVersion.kind,
+            DefinitionVersion.name,
+            func.max(DefinitionVersion.version).label("version"),
         )
+        if kind is not None:  # a run reads its segments and destinations among 500 campaigns
+            newest = newest.where(DefinitionVersion.kind == kind)
+        latest = newest.group_by(DefinitionVersion.kind, DefinitionVersion.name).subquery()
         query = (
             select(
                 DefinitionVersion.kind,
