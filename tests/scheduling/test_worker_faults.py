@@ -82,8 +82,10 @@ STALLED_FSYNC = (
     # and renaming, as a crash or a power cut would.
     "import os, pathlib, time\n"
     "_mark, _fsync = pathlib.Path(os.environ['AUDIENCE_TEST_MARK']), os.fsync\n"
+    "_only = os.environ.get('AUDIENCE_TEST_STALL_ON', '')\n"
     "def _stalled(fd):\n"
-    "    if os.readlink(f'/proc/self/fd/{fd}').endswith('.tmp'):\n"
+    "    _name = os.readlink(f'/proc/self/fd/{fd}')\n"
+    "    if _name.endswith('.tmp') and _only in _name:\n"
     "        _mark.touch()\n"
     "        time.sleep(600)\n"
     "    _fsync(fd)\n"
@@ -707,10 +709,11 @@ def test_a_run_survives_the_metadata_database_dropping_its_connections(
 
 @pytest.mark.slow
 def killed_while_writing(
-    tmp_path: Path, sample_database: Path, name: str, **file: Any
+    tmp_path: Path, sample_database: Path, name: str, stall_on: str = "", **file: Any
 ) -> tuple[Path, Path, datetime]:
-    """A campaign's worker process killed after writing its file's data to the temporary
-    name, before the rename: the workspace, the destination folder, and when it started."""
+    """A campaign's worker process killed after writing a file's data to the temporary name
+    (the first whose name holds `stall_on`), before the rename: the workspace, the destination
+    folder, and when it started."""
     directory = duckdb_workspace(tmp_path / "workspace", sample_database)
     out = tmp_path / "out"
     with Workspace.open(directory, clock=lambda: NOW) as ws:
@@ -720,7 +723,10 @@ def killed_while_writing(
     mark = tmp_path / "in-fsync"
     started = NOW + timedelta(minutes=1)
     doomed = worker_process(
-        directory, started, prelude=STALLED_FSYNC, env={"AUDIENCE_TEST_MARK": str(mark)}
+        directory,
+        started,
+        prelude=STALLED_FSYNC,
+        env={"AUDIENCE_TEST_MARK": str(mark), "AUDIENCE_TEST_STALL_ON": stall_on},
     )
     wait_until(mark.exists, doomed)
     kill(doomed)
@@ -768,3 +774,39 @@ def test_a_killed_writers_temporary_file_is_removed_when_its_run_is_canceled(
     assert list((out / ".audience").iterdir()) == []
     with Workspace.open(directory, clock=lambda: started) as ws:
         assert only_run(ws, "Given up").status == "canceled"
+
+
+def test_a_canceled_run_s_published_files_are_said_to_stay_and_its_retry_finishes_it(
+    tmp_path: Path, sample_database: Path
+) -> None:
+    """A worker killed while writing the second part of a split file had published the first:
+    canceling the run says that file stays where it was sent, unrecorded in the ledger, and
+    how to finish the run; retrying the canceled run sends the rest, and the first part once."""
+    directory, out, started = killed_while_writing(
+        tmp_path, sample_database, "Halfway", stall_on="_2.csv.", split_rows=100
+    )
+    published = sorted(p.name for p in out.glob("*.csv"))
+    assert len(published) == 1 and list(out.glob(".*_2.csv.*.tmp"))
+    wait_out_the_lease(directory, "Halfway")
+    with Workspace.open(directory, clock=lambda: started) as ws:
+        run = only_run(ws, "Halfway")
+    canceled = CliRunner().invoke(
+        app, ["runs", "cancel", run.id, "--now", started.isoformat(), "-w", str(directory)]
+    )
+    assert canceled.exit_code == 0, canceled.stderr
+    said = " ".join(canceled.stdout.split())  # as one line, however the terminal wraps it
+    assert "removed 1 half-written file" in said
+    assert "the files it had published (1) remain at the destination" in said
+    assert f"runs retry {run.id}" in said
+    assert sorted(p.name for p in out.glob("*.csv")) == published  # nothing taken back
+    retried = CliRunner().invoke(
+        app, ["runs", "retry", run.id, "--now", started.isoformat(), "-w", str(directory)]
+    )
+    assert retried.exit_code == 0, retried.stderr
+    with Workspace.open(directory, clock=lambda: started) as ws:
+        done = only_run(ws, "Halfway")
+    assert done.status == "succeeded", done.error
+    names = [d.uri.rsplit("/", 1)[-1] for d in done.deliveries if d.role == "data"]
+    assert sorted(names) == sorted(p.name for p in out.glob("*.csv")) and published[0] in names
+    assert len(names) == len(set(names)) > 1
+    assert_recorded_once(duckdb_ledger(directory), done)

@@ -256,6 +256,14 @@ def cancel(
     if as_json:
         print_json(canceled.shape().model_dump(mode="json"))
     else:
-        removed = canceled.leftovers_removed
+        run, removed = canceled.run, canceled.leftovers_removed
         cleaned = f"; removed {removed} half-written file{'s' * (removed != 1)}" if removed else ""
-        out.print(f"Run {canceled.run.id} canceled{cleaned}")
+        sent = sum(d.role == "data" for d in run.deliveries)
+        kept = (
+            f"; the files it had published ({sent}) remain at the destination, with no "
+            f"recipients recorded: `audience runs retry {run.id}` finishes the run without "
+            "sending them again"
+            if sent
+            else ""
+        )
+        out.print(f"Run {run.id} canceled{cleaned}{kept}")
