@@ -211,8 +211,23 @@ class NotFound(AudienceError):
     """A named definition or run does not exist."""
 
 
+class TransientError(AudienceError):
+    """A failure that passes (a server's hiccup, a file held for a while): a worker runs the
+    run again after a back-off; `retry_after` is the other side's hint, in seconds, when it
+    gave one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class EngineError(AudienceError):
     """The engine rejected a statement or could not be reached."""
+
+
+class DatabaseBusy(EngineError, TransientError):
+    """Another process held the customer database (DuckDB: one writing process) for longer
+    than `engine.lock_timeout`."""
 
 
 class EngineUnavailable(EngineError):
@@ -228,13 +243,9 @@ class DeliveryError(AudienceError):
     """A file could not be delivered."""
 
 
-class TransientDeliveryError(DeliveryError):
+class TransientDeliveryError(DeliveryError, TransientError):
     """A delivery failure worth retrying (time-outs, throttling, server errors); `retry_after`
     is the destination's hint, in seconds, when it gave one."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class TerminalDeliveryError(DeliveryError):

@@ -5,6 +5,8 @@ bad requests refused with the state named."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -167,6 +169,69 @@ def test_pause_resume_and_cancel(ws: Workspace, clock: Clock) -> None:
     assert ws.activations.cancel("campaign", "Daily").status == "canceled"
     clock.now += timedelta(days=3)
     assert worker.tick() == []
+
+
+def test_runs_queued_before_a_pause_are_not_run_when_it_resumes(
+    ws: Workspace, clock: Clock
+) -> None:
+    """Resuming starts from now: the due times a catch-up had queued, not yet run, when the
+    campaign was paused are dropped with those missed while paused (a run asked for by hand
+    stays queued); the next due time runs."""
+    daily = {"recurring": {**DAILY["recurring"], "catch_up": "all"}}
+    apply(ws, campaign("Daily", daily))
+    ws.activations.schedule("campaign", "Daily")
+    worker = Worker(ws, name="w1")
+    clock.now = NOW + timedelta(days=3)
+    assert worker.queue_due(clock.now) == 3  # queued, not run yet
+    ws.activations.pause("campaign", "Daily")
+    clock.now += timedelta(hours=2)
+    resumed = ws.activations.resume("campaign", "Daily")
+    assert [r.status for r in ws.store.runs.active("campaign", "Daily")] == []
+    assert worker.tick() == []
+    assert resumed.next_due is not None and resumed.next_due > clock.now
+    clock.now = resumed.next_due
+    (run,) = worker.tick()
+    assert run.status == "succeeded" and run.scheduled_for == resumed.next_due
+    assert len(files(ws)) == 1
+
+
+HOLD = """
+import sys, time, duckdb
+connection = duckdb.connect(sys.argv[1])
+print("holding", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_run_that_finds_the_database_held_too_long_is_tried_again_later(
+    ws: Workspace, clock: Clock
+) -> None:
+    """Another process (a notebook, a long query) holding the DuckDB file beyond
+    `engine.lock_timeout` fails the attempt as transient: the run is queued again after a
+    back-off, and runs once the file is free."""
+    apply(ws, campaign("Once", {"once": "asap"}))
+    ws.activations.schedule("campaign", "Once")
+    ws.release_engine()
+    ws.settings.engine.lock_timeout = 0.2
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(ws.directory / "customer360.duckdb")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        (postponed,) = Worker(ws, name="w1").tick()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert postponed.status == "queued" and postponed.error_kind == "transient"
+    assert postponed.error is not None and "engine.lock_timeout" in postponed.error
+    assert postponed.not_before is not None and postponed.not_before > clock.now
+    assert ws.activations.status_of("campaign", "Once").status == "scheduled"
+    clock.now = postponed.not_before
+    (run,) = Worker(ws, name="w1").tick()
+    assert run.id == postponed.id and run.status == "succeeded" and run.attempt == 2
+    assert len(files(ws)) == 1
 
 
 def test_bad_requests_are_refused_with_the_state_and_change_nothing(

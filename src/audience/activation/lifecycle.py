@@ -155,12 +155,17 @@ class Activations:
         return self.status_of(kind, name)
 
     def resume(self, kind: str, name: str) -> ActivationStatus:
-        """Start runs again from now; due times missed while paused are not caught up."""
+        """Start runs again from now: due times missed while paused are not caught up, nor
+        are those its schedule had queued, not yet run, when it was paused (a one-time
+        schedule's run still goes: it has not been sent)."""
         ws = self._ws
         self._checked_schedule(kind, name)
         paused = self._expect(kind, name, "paused", "resume")
         now = ws.clock()
-        last_due = max(paused.last_due or now, now) if self._repeats(kind, name) else None
+        repeats = self._repeats(kind, name)
+        last_due = max(paused.last_due or now, now) if repeats else None
+        if repeats:
+            ws.store.runs.cancel_queued(kind, name, now=now, scheduled_before=now)
         ws.store.activations.set_state(kind, name, state="scheduled", now=now, last_due=last_due)
         ws.audit("resume", f"{kind}/{name}")
         return self.status_of(kind, name)

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from audience.delivery.destinations.base import Delivery, EarlierFile
-from audience.errors import AudienceError, LeaseLost, TransientDeliveryError
+from audience.errors import AudienceError, LeaseLost, TransientError
 from audience.store.runs import DeliveredFile, Holder, LeaseTerms, NextClaim, Run, RunLog
 
 Clock = Callable[[], datetime]
@@ -214,7 +214,7 @@ class RunRecording:
     def _failed(self, error: AudienceError, retry: RetryPolicy | None) -> Run:
         now = self.clock()
         if (
-            isinstance(error, TransientDeliveryError)
+            isinstance(error, TransientError)
             and retry is not None
             and self.run.attempt < retry.max_attempts
         ):

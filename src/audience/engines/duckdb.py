@@ -15,7 +15,7 @@ from sqlglot import exp
 
 from audience.compile.catalog import Catalog, ColumnKind, column_kind
 from audience.engines.base import driver_message
-from audience.errors import EngineError
+from audience.errors import DatabaseBusy, EngineError
 
 
 class DuckDBEngine:
@@ -144,7 +144,7 @@ def _connect(
                 raise
             who = f"process {holder['pid']} ({Path(holder['program']).name})"
             if time.monotonic() >= deadline:
-                raise EngineError(
+                raise DatabaseBusy(
                     f"the customer database {path} is in use by {who}; waited "
                     f"{lock_timeout:g} s (engine.lock_timeout) for it"
                 ) from None

@@ -68,7 +68,7 @@ from audience.errors import (
     NotFound,
     StateError,
     TerminalDeliveryError,
-    TransientDeliveryError,
+    TransientError,
 )
 from audience.shapes import Moment, Shape, left_out_when_none
 from audience.store.locking import locked_session
@@ -280,7 +280,7 @@ class RunShape(Shape):
 def error_kind(error: BaseException) -> str:
     """The kind of an error as the run log keeps it; retries are decided by it."""
     kinds: tuple[tuple[type[BaseException], str], ...] = (
-        (TransientDeliveryError, "transient"),
+        (TransientError, "transient"),
         (TerminalDeliveryError, "terminal"),
         (EngineError, "engine"),
         (DefinitionError, "definition"),
@@ -738,18 +738,25 @@ class RunLog:
             session.flush()
             return _run(row, _deliveries(session, run_id))
 
-    def cancel_queued(self, kind: str, name: str, *, now: datetime) -> int:
-        """Cancel every queued run of an activation; how many there were."""
+    def cancel_queued(
+        self, kind: str, name: str, *, now: datetime, scheduled_before: datetime | None = None
+    ) -> int:
+        """Cancel every queued run of an activation — or, `scheduled_before` a moment, only the
+        runs its schedule queued for times before it; how many there were."""
         now = utc(now)
+        which = [
+            RunRecord.activation_kind == kind,
+            RunRecord.activation_name == name,
+            RunRecord.status == "queued",
+        ]
+        if scheduled_before is not None:
+            which += [
+                RunRecord.trigger == "schedule",
+                RunRecord.scheduled_for < utc(scheduled_before),
+            ]
         with self._sessions() as session, session.begin():
             canceled = session.execute(
-                update(RunRecord)
-                .where(
-                    RunRecord.activation_kind == kind,
-                    RunRecord.activation_name == name,
-                    RunRecord.status == "queued",
-                )
-                .values(status="canceled", ended_at=now)
+                update(RunRecord).where(*which).values(status="canceled", ended_at=now)
             )
             return int(getattr(canceled, "rowcount", 0))
 
